@@ -1,0 +1,1 @@
+"""Descriptor extractors that turn decoded images into vectors (global) or keypoints (local)."""

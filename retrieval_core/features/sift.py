@@ -1,0 +1,184 @@
+"""SIFT / RootSIFT keypoints and descriptors for geometric re-ranking.
+
+Descriptors are stored as uint8 (``DESCRIPTOR_SCALE`` = 512, clipped at 255): RootSIFT components lie in
+[0, 1] with unit L2 norm and rarely exceed 0.5, so one byte per component keeps ~0.002 resolution (well below
+SIFT's own noise) at a quarter of float32's size; plain SIFT from OpenCV is already integer 0..255 and is
+stored losslessly. Matching works on ``descriptors_to_float`` (float32, rows L2-normalised), where the scale
+cancels out.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+__all__ = [
+    "DESCRIPTOR_SCALE",
+    "LocalFeatures",
+    "SiftConfig",
+    "descriptors_to_float",
+    "extract_sift",
+]
+
+DESCRIPTOR_SCALE = 512.0
+"""RootSIFT value -> uint8 code factor (codes above 255, i.e. values above ~0.5, are clipped)."""
+
+
+@dataclass(frozen=True)
+class SiftConfig:
+    """Settings of SIFT extraction; ``key`` names them so stored features are versioned by them.
+
+    ``long_side``: images larger than this are shrunk (aspect kept) before detection; smaller ones are
+    used as they are, since enlarging invents no detail and SIFT already doubles its base octave.
+    ``contrast_threshold``: OpenCV's DoG contrast cut; lower finds more keypoints on flat, hazy photos.
+    """
+
+    max_keypoints: int = 1000
+    long_side: int = 640
+    root_sift: bool = True
+    contrast_threshold: float = 0.04
+    edge_threshold: float = 10.0
+    n_octave_layers: int = 3
+    sigma: float = 1.6
+
+    def __post_init__(self) -> None:
+        if self.max_keypoints <= 0:
+            raise ValueError(f"max_keypoints must be positive, got {self.max_keypoints}")
+        if self.long_side < 16:
+            raise ValueError(f"long_side must be at least 16, got {self.long_side}")
+
+    @property
+    def key(self) -> str:
+        """Stable, filesystem-safe name of these settings, e.g. ``rootsift-n1000-l640-c0.04-e10-o3-s1.6``."""
+        kind = "rootsift" if self.root_sift else "sift"
+        return (
+            f"{kind}-n{self.max_keypoints}-l{self.long_side}-c{self.contrast_threshold:g}"
+            f"-e{self.edge_threshold:g}-o{self.n_octave_layers}-s{self.sigma:g}"
+        )
+
+
+@dataclass(frozen=True, eq=False)
+class LocalFeatures:
+    """Keypoints and descriptors of one image.
+
+    keypoints: (N, 2) float32 ``(x, y)`` in pixels of the ORIGINAL image (draw matches on it directly).
+    descriptors: (N, 128) uint8 codes (see module docstring); use ``descriptors_to_float`` to match.
+    image_size: ``(width, height)`` of the original image.
+    pixel_scale: original pixels per pixel of the image SIFT saw (>= 1); keypoint localisation error, and
+        so any geometric threshold, grows with it.
+    scales, angles: (N,) float32 keypoint size (original pixels) and orientation (degrees), or None.
+    """
+
+    keypoints: np.ndarray
+    descriptors: np.ndarray
+    image_size: tuple[int, int]
+    pixel_scale: float = 1.0
+    scales: np.ndarray | None = None
+    angles: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        n = len(self.keypoints)
+        if self.keypoints.shape != (n, 2) or self.descriptors.shape != (n, 128):
+            raise ValueError(
+                f"keypoints (N, 2) and descriptors (N, 128) must agree, got {self.keypoints.shape} "
+                f"and {self.descriptors.shape}"
+            )
+        for name in ("scales", "angles"):
+            extra = getattr(self, name)
+            if extra is not None and extra.shape != (n,):
+                raise ValueError(f"{name} must be ({n},), got {extra.shape}")
+
+    def __len__(self) -> int:
+        return len(self.keypoints)
+
+    @classmethod
+    def empty(cls, image_size: tuple[int, int], pixel_scale: float = 1.0) -> LocalFeatures:
+        """Features of an image where nothing was detected (flat, blank, tiny)."""
+        return cls(
+            keypoints=np.zeros((0, 2), np.float32),
+            descriptors=np.zeros((0, 128), np.uint8),
+            image_size=image_size,
+            pixel_scale=pixel_scale,
+            scales=np.zeros(0, np.float32),
+            angles=np.zeros(0, np.float32),
+        )
+
+
+def descriptors_to_float(descriptors: np.ndarray) -> np.ndarray:
+    """(N, 128) uint8 or float -> (N, 128) float32 with unit-L2 rows (all-zero rows stay zero)."""
+    out = np.asarray(descriptors, dtype=np.float32)
+    norms = np.linalg.norm(out, axis=1, keepdims=True)
+    return out / np.maximum(norms, 1e-12)
+
+
+def extract_sift(image: np.ndarray, cfg: SiftConfig | None = None) -> LocalFeatures:
+    """Detect up to ``cfg.max_keypoints`` SIFT keypoints of an (H, W, 3) RGB or (H, W) gray uint8 image.
+
+    Returns the strongest keypoints by DoG response; an image with none gives empty arrays, not an error.
+    """
+    cfg = cfg or SiftConfig()
+    gray = _to_gray(image)
+    height, width = gray.shape
+    factor = min(1.0, cfg.long_side / max(height, width))
+    if factor < 1.0:
+        size = (max(1, round(width * factor)), max(1, round(height * factor)))
+        gray = cv2.resize(gray, size, interpolation=cv2.INTER_AREA)
+    # Exact per-axis factors after rounding, so keypoints map back without drift.
+    sx, sy = width / gray.shape[1], height / gray.shape[0]
+    pixel_scale = max(sx, sy)
+
+    sift = cv2.SIFT_create(
+        nfeatures=cfg.max_keypoints,
+        nOctaveLayers=cfg.n_octave_layers,
+        contrastThreshold=cfg.contrast_threshold,
+        edgeThreshold=cfg.edge_threshold,
+        sigma=cfg.sigma,
+    )
+    keypoints, descriptors = sift.detectAndCompute(gray, None)
+    if not keypoints or descriptors is None:
+        return LocalFeatures.empty((width, height), pixel_scale)
+
+    # retainBest may keep ties beyond nfeatures: cut to the strongest max_keypoints.
+    order = np.argsort([-kp.response for kp in keypoints], kind="stable")[: cfg.max_keypoints]
+    points = np.array([keypoints[i].pt for i in order], np.float32).reshape(-1, 2)
+    # Pixel centres: resized pixel (x + 0.5) covers original (x + 0.5) * s.
+    points = (points + 0.5) * np.array([sx, sy], np.float32) - 0.5
+    scales = np.array([keypoints[i].size for i in order], np.float32) * np.float32(pixel_scale)
+    angles = np.array([keypoints[i].angle for i in order], np.float32)
+    return LocalFeatures(
+        keypoints=points,
+        descriptors=_encode(descriptors[order], cfg.root_sift),
+        image_size=(width, height),
+        pixel_scale=pixel_scale,
+        scales=scales,
+        angles=angles,
+    )
+
+
+def _encode(descriptors: np.ndarray, root_sift: bool) -> np.ndarray:
+    """OpenCV float SIFT (N, 128) -> stored uint8 codes (RootSIFT: L1-normalise, sqrt, x512)."""
+    if not root_sift:
+        return np.clip(np.rint(descriptors), 0, 255).astype(np.uint8)
+    l1 = np.maximum(descriptors.sum(axis=1, keepdims=True), 1e-12)
+    root = np.sqrt(descriptors / l1)
+    return np.clip(np.rint(root * DESCRIPTOR_SCALE), 0, 255).astype(np.uint8)
+
+
+def _to_gray(image: np.ndarray) -> np.ndarray:
+    if image.dtype != np.uint8:
+        raise ValueError(f"image must be uint8, got {image.dtype}")
+    if image.ndim == 2:
+        gray = image
+    elif image.ndim == 3 and image.shape[2] == 3:
+        gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
+    elif image.ndim == 3 and image.shape[2] == 4:
+        gray = cv2.cvtColor(image, cv2.COLOR_RGBA2GRAY)
+    elif image.ndim == 3 and image.shape[2] == 1:
+        gray = image[..., 0]
+    else:
+        raise ValueError(f"image must be (H, W), (H, W, 3) or (H, W, 4), got {image.shape}")
+    if gray.shape[0] == 0 or gray.shape[1] == 0:
+        raise ValueError(f"image is empty: {image.shape}")
+    return np.ascontiguousarray(gray)

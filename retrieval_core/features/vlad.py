@@ -1,0 +1,142 @@
+"""VLAD: local descriptors aggregated into one vector, compared by a dot product.
+
+Done as in Arandjelović & Zisserman, "All about VLAD" (CVPR 2013), which the thesis skipped: residuals
+summed per visual word, each word's block L2-normalised (intra-normalisation, so bursty repeated
+texture cannot dominate), signed square root (power normalisation), then global L2. A 64-word codebook
+(the thesis used 16) and optional PCA-whitening (Jégou & Chum, ECCV 2012) then L2 again.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+
+from retrieval_core.features.sift import descriptors_to_float
+
+__all__ = [
+    "PcaWhitening",
+    "apply_pca_whitening",
+    "fit_pca_whitening",
+    "load_codebook",
+    "save_codebook",
+    "train_codebook",
+    "vlad",
+]
+
+
+def train_codebook(
+    descriptors: np.ndarray,
+    k: int = 64,
+    seed: int = 0,
+    max_samples: int = 200_000,
+    n_iter: int = 25,
+) -> np.ndarray:
+    """k-means visual words of (N, D) descriptors (uint8 codes or float) -> (k, D) float32 centroids.
+
+    At most ``max_samples`` rows (drawn with ``seed``) are clustered: more adds time, not quality. Uses
+    faiss when importable (fast, multi-threaded), else scikit-learn's MiniBatchKMeans.
+    """
+    x = descriptors_to_float(np.asarray(descriptors))
+    if x.ndim != 2 or len(x) < k:
+        raise ValueError(f"need at least k={k} descriptors of shape (N, D), got {x.shape}")
+    rng = np.random.default_rng(seed)
+    if len(x) > max_samples:
+        x = x[rng.choice(len(x), max_samples, replace=False)]
+    try:
+        import faiss
+    except ImportError:
+        from sklearn.cluster import MiniBatchKMeans
+
+        km = MiniBatchKMeans(n_clusters=k, random_state=seed, n_init=3, max_iter=n_iter, batch_size=4096)
+        return km.fit(x).cluster_centers_.astype(np.float32)
+    kmeans = faiss.Kmeans(
+        x.shape[1], k, niter=n_iter, seed=seed, verbose=False, max_points_per_centroid=max_samples
+    )
+    kmeans.train(np.ascontiguousarray(x, np.float32))
+    return np.asarray(kmeans.centroids, np.float32).reshape(k, x.shape[1])
+
+
+def vlad(descriptors: np.ndarray, codebook: np.ndarray) -> np.ndarray:
+    """(N, D) descriptors + (k, D) codebook -> (k * D,) float32 unit-L2 VLAD (zeros if N == 0)."""
+    k, dim = codebook.shape
+    if len(descriptors) == 0:
+        return np.zeros(k * dim, np.float32)
+    x = descriptors_to_float(descriptors)
+    centroids = np.asarray(codebook, np.float32)
+    # Nearest word by argmax of x.c - |c|^2 / 2 (one matrix product).
+    words = np.argmax(x @ centroids.T - 0.5 * np.einsum("kd,kd->k", centroids, centroids), axis=1)
+    sums = np.zeros((k, dim), np.float32)
+    np.add.at(sums, words, x)
+    residuals = sums - np.bincount(words, minlength=k)[:, None].astype(np.float32) * centroids
+    residuals /= np.maximum(np.linalg.norm(residuals, axis=1, keepdims=True), 1e-12)  # intra-norm
+    v = np.sign(residuals) * np.sqrt(np.abs(residuals))  # power (signed sqrt)
+    v = v.ravel()
+    return (v / max(float(np.linalg.norm(v)), 1e-12)).astype(np.float32)
+
+
+@dataclass(frozen=True, eq=False)
+class PcaWhitening:
+    """mean: (D,); projection: (D, dim), whitening folded in (columns scaled by 1/sqrt(eigenvalue))."""
+
+    mean: np.ndarray
+    projection: np.ndarray
+
+
+def fit_pca_whitening(vlads: np.ndarray, dim: int, eps: float = 1e-6) -> PcaWhitening:
+    """Learn PCA-whitening of (N, D) VLADs down to ``dim`` <= min(N - 1, D) dimensions."""
+    n, d = vlads.shape
+    if not 0 < dim <= min(n - 1, d):
+        raise ValueError(f"dim must be in 1..{min(n - 1, d)} for {n} vectors of {d} dims, got {dim}")
+    mean = vlads.mean(axis=0)
+    # Economy SVD of the centred data: right singular vectors are the covariance eigenvectors.
+    _, singular, vt = np.linalg.svd(vlads - mean, full_matrices=False)
+    eigenvalues = singular[:dim] ** 2 / max(n - 1, 1)
+    projection = vt[:dim].T / np.sqrt(eigenvalues + eps)
+    return PcaWhitening(mean.astype(np.float32), projection.astype(np.float32))
+
+
+def apply_pca_whitening(vlads: np.ndarray, pca: PcaWhitening) -> np.ndarray:
+    """(N, D) or (D,) VLADs -> (N, dim) or (dim,) whitened, re-L2-normalised float32."""
+    out = (np.asarray(vlads, np.float32) - pca.mean) @ pca.projection
+    norms = np.linalg.norm(out, axis=-1, keepdims=True)
+    return (out / np.maximum(norms, 1e-12)).astype(np.float32)
+
+
+def save_codebook(path: Path, codebook: np.ndarray, settings: Mapping[str, object]) -> None:
+    """Write ``path`` (.npy centroids) and ``path.with_suffix('.json')`` (settings: extractor key, k, seed…).
+
+    Both are written atomically; the settings let a loader refuse a codebook trained on other features.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    meta = {"k": int(codebook.shape[0]), "dim": int(codebook.shape[1]), **settings}
+    _atomic_write(path, lambda handle: np.save(handle, np.asarray(codebook, np.float32)))
+    _atomic_write(path.with_suffix(".json"), lambda handle: handle.write(json.dumps(meta, indent=2).encode()))
+
+
+def load_codebook(path: Path) -> tuple[np.ndarray, dict[str, object]]:
+    """Read what ``save_codebook`` wrote: ``(centroids (k, D) float32, settings)``."""
+    path = Path(path)
+    centroids = np.load(path, allow_pickle=False).astype(np.float32)
+    meta = json.loads(path.with_suffix(".json").read_text())
+    if centroids.shape != (meta["k"], meta["dim"]):
+        raise ValueError(f"{path}: centroids {centroids.shape} disagree with settings {meta}")
+    return centroids, meta
+
+
+def _atomic_write(path: Path, write: Callable[[BinaryIO], object]) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            write(handle)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

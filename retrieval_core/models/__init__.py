@@ -1,0 +1,1 @@
+"""Networks that turn images into descriptors (backbones, pooling layers, weight loading)."""

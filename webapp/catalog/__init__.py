@@ -1,0 +1,1 @@
+"""Landmarks, their images, EXIF metadata and the import of collections."""

@@ -1,0 +1,58 @@
+"""Reads of the catalogue used by pages, the API and commands."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.db.models import Count, Q, QuerySet
+
+from webapp.catalog.models import Image, Landmark
+
+
+@dataclass(frozen=True)
+class IndexingProgress:
+    total: int
+    indexed: int
+    pending: int
+    failed: int
+
+    @property
+    def done(self) -> int:
+        return self.indexed + self.failed
+
+    @property
+    def percent(self) -> float:
+        return 100.0 if self.total == 0 else 100.0 * self.done / self.total
+
+    def as_dict(self) -> dict[str, float | int]:
+        return {
+            "total": self.total,
+            "indexed": self.indexed,
+            "pending": self.pending,
+            "failed": self.failed,
+            "percent": round(self.percent, 1),
+        }
+
+
+def indexing_progress(image_ids: list[int] | None = None) -> IndexingProgress:
+    """Counts by indexing status, for the whole collection or for the given images."""
+    images = Image.objects.all() if image_ids is None else Image.objects.filter(pk__in=image_ids)
+    counts = images.aggregate(
+        total=Count("id"),
+        indexed=Count("id", filter=Q(status=Image.Status.INDEXED)),
+        pending=Count("id", filter=Q(status=Image.Status.PENDING)),
+        failed=Count("id", filter=Q(status=Image.Status.FAILED)),
+    )
+    return IndexingProgress(**counts)
+
+
+def recent_images(limit: int = 60) -> QuerySet[Image]:
+    return Image.objects.select_related("landmark").order_by("-created_at", "-id")[:limit]
+
+
+def images_by_ids(image_ids: list[int]) -> dict[int, Image]:
+    return Image.objects.select_related("landmark").in_bulk(image_ids)
+
+
+def landmarks_with_counts() -> QuerySet[Landmark]:
+    return Landmark.objects.annotate(image_count=Count("images")).order_by("name")

@@ -1,0 +1,175 @@
+"""Writes to the catalogue: registering photos (from an upload or an imported collection).
+
+Registering validates and stores the file, records its EXIF, and schedules indexing once the transaction
+commits. Registering the same bytes from the same source twice returns the existing image.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from django.conf import settings
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
+from django.db import IntegrityError, transaction
+from PIL import Image as PILImage
+
+from retrieval_core.datasets.collection import read_collection_report
+from retrieval_core.imaging import ImageLoadError, load_image
+from webapp.catalog.exif import read_exif
+from webapp.catalog.models import Image, ImageExif, Landmark
+from webapp.catalog.uploads import check_upload_size
+
+logger = logging.getLogger(__name__)
+
+_EXTENSIONS = {"JPEG": ".jpg", "PNG": ".png", "WEBP": ".webp", "BMP": ".bmp", "TIFF": ".tif", "GIF": ".gif"}
+
+
+@dataclass(frozen=True)
+class RegisteredImage:
+    image: Image
+    created: bool
+
+
+@dataclass
+class ImportReport:
+    created: int = 0
+    existing: int = 0
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    scheduled_image_ids: list[int] = field(default_factory=list)
+
+
+def get_or_create_landmark(name: str, external_id: str = "") -> Landmark:
+    name = name.strip()
+    if not name:
+        raise ValueError("a landmark needs a name")
+    landmark, _ = Landmark.objects.get_or_create(name=name, defaults={"external_id": external_id})
+    return landmark
+
+
+def register_image(
+    content: bytes,
+    *,
+    original_name: str,
+    source: str = "",
+    landmark: Landmark | None = None,
+    split: str = "",
+    schedule: bool = True,
+) -> RegisteredImage:
+    """Validate, store and record one photo; raise ImageLoadError with a user-facing message if bad."""
+    check_upload_size(len(content), original_name)
+    sha256 = hashlib.sha256(content).hexdigest()
+    existing = Image.objects.filter(sha256=sha256, source=source).first()
+    if existing is not None:
+        return RegisteredImage(existing, created=False)
+
+    decoded = load_image(content, max_pixels=settings.IMAGE_MAX_PIXELS)
+    with PILImage.open(io.BytesIO(content)) as header:
+        image_format = header.format or "UNKNOWN"
+        exif = read_exif(header)
+    stored_name = _store_file(sha256, image_format, content)
+    try:
+        with transaction.atomic():
+            image = Image.objects.create(
+                file=stored_name,
+                sha256=sha256,
+                source=source,
+                original_name=Path(original_name).name[:255],
+                landmark=landmark,
+                split=split,
+                width=decoded.width,
+                height=decoded.height,
+                file_size=len(content),
+                format=image_format,
+            )
+            ImageExif.objects.create(image=image, **exif.__dict__)
+    except IntegrityError:
+        # A concurrent request registered the same bytes first: theirs is the image.
+        return RegisteredImage(Image.objects.get(sha256=sha256, source=source), created=False)
+    if schedule:
+        schedule_indexing([image.pk])
+    return RegisteredImage(image, created=True)
+
+
+def _store_file(sha256: str, image_format: str, content: bytes) -> str:
+    """Content-addressed storage: identical bytes are stored once."""
+    name = f"images/{sha256[:2]}/{sha256}{_EXTENSIONS.get(image_format, '.img')}"
+    if not default_storage.exists(name):
+        saved = default_storage.save(name, ContentFile(content))
+        if saved != name:  # a race wrote it meanwhile; keep one copy
+            default_storage.delete(saved)
+    return name
+
+
+def schedule_indexing(image_ids: Sequence[int]) -> None:
+    """Queue the images for embedding + indexing once the current transaction commits."""
+    if not image_ids:
+        return
+    from workers.tasks.gpu import index_images
+
+    batch = settings.INDEX_TASK_BATCH
+    for start in range(0, len(image_ids), batch):
+        chunk = [int(i) for i in image_ids[start : start + batch]]
+        transaction.on_commit(lambda chunk=chunk: index_images.delay(chunk))
+
+
+def import_collection(
+    root: Path, *, progress: Callable[[int, int], None] | None = None
+) -> ImportReport:
+    """Register every image of a collection (folder per landmark, labels.csv or GLDv2) and queue indexing."""
+    collection = read_collection_report(root)
+    report = ImportReport(skipped=list(collection.skipped))
+    landmarks: dict[str, Landmark] = {}
+    total = len(collection.items)
+    for done, item in enumerate(collection.items, start=1):
+        landmark = landmarks.get(item.landmark)
+        if landmark is None:
+            landmark = landmarks[item.landmark] = get_or_create_landmark(item.landmark)
+        try:
+            registered = register_image(
+                item.path.read_bytes(),
+                original_name=item.path.name,
+                source=item.relpath,
+                landmark=landmark,
+                split=_split_value(item.split),
+                schedule=False,
+            )
+        except (ImageLoadError, OSError) as error:
+            report.failed.append((item.relpath, str(error)))
+        else:
+            if registered.created:
+                report.created += 1
+            else:
+                report.existing += 1
+            if registered.image.status != Image.Status.INDEXED:
+                report.scheduled_image_ids.append(registered.image.pk)
+        if progress is not None:
+            progress(done, total)
+    schedule_indexing(report.scheduled_image_ids)
+    return report
+
+
+def _split_value(split: str | None) -> str:
+    valid = {choice.value for choice in Image.Split}
+    return split if split in valid else ""
+
+
+def upload_images(
+    files: Iterable[tuple[str, bytes]], *, landmark_name: str = ""
+) -> tuple[list[Image], list[tuple[str, str]]]:
+    """Register photos uploaded in the web UI; returns (images, [(file name, error message)])."""
+    landmark = get_or_create_landmark(landmark_name) if landmark_name.strip() else None
+    images: list[Image] = []
+    errors: list[tuple[str, str]] = []
+    for name, content in files:
+        try:
+            images.append(register_image(content, original_name=name, landmark=landmark).image)
+        except ImageLoadError as error:
+            errors.append((name, str(error)))
+    return images, errors

@@ -1,0 +1,1 @@
+"""Embedding model versions and the vector index that each one owns."""

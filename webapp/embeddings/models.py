@@ -1,0 +1,39 @@
+"""Embedding model versions: each one owns a Milvus collection of its own vectors."""
+
+from __future__ import annotations
+
+from django.db import models
+from django.db.models import Q
+
+from retrieval_core.models.embedding import EmbeddingConfig
+
+
+class EmbeddingModelVersion(models.Model):
+    name = models.CharField(max_length=255, unique=True)
+    backbone = models.CharField(max_length=128)
+    weights = models.CharField(
+        max_length=500, help_text="'imagenet' for the packaged weights, or the path of a checkpoint."
+    )
+    image_size = models.PositiveIntegerField(help_text="Long side in pixels; the aspect ratio is kept.")
+    gem_p = models.FloatField(default=3.0)
+    dim = models.PositiveIntegerField()
+    collection_name = models.CharField(max_length=255, unique=True)
+    is_active = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["is_active"], condition=Q(is_active=True), name="one_active_embedding_version"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def config(self) -> EmbeddingConfig:
+        return EmbeddingConfig(
+            backbone=self.backbone, weights=self.weights, image_size=self.image_size, gem_p=self.gem_p
+        )

@@ -1,0 +1,114 @@
+"""The active embedding model, its extractor and vector store, and indexing images into it."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from functools import lru_cache
+
+import torch
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from retrieval_core.features.global_ import GlobalDescriptorExtractor
+from retrieval_core.index.milvus_store import MilvusVectorStore
+from retrieval_core.models.embedding import EmbeddingConfig
+from webapp.catalog.models import Image
+from webapp.embeddings.models import EmbeddingModelVersion
+
+logger = logging.getLogger(__name__)
+_lock = threading.Lock()
+
+
+def configured_embedding() -> EmbeddingConfig:
+    return EmbeddingConfig(
+        backbone=settings.EMBEDDING_BACKBONE,
+        weights=settings.EMBEDDING_WEIGHTS,
+        image_size=settings.EMBEDDING_IMAGE_SIZE,
+        gem_p=settings.EMBEDDING_GEM_P,
+    )
+
+
+def get_active_version() -> EmbeddingModelVersion:
+    """The version search uses; on first use, the one the settings describe is created and activated."""
+    active = EmbeddingModelVersion.objects.filter(is_active=True).first()
+    if active is not None:
+        return active
+    config = configured_embedding()
+    collection = f"{settings.MILVUS_COLLECTION_PREFIX}_{config.collection_name}"
+    with transaction.atomic():
+        version, _ = EmbeddingModelVersion.objects.get_or_create(
+            collection_name=collection,
+            defaults={
+                "name": config.version_key,
+                "backbone": config.backbone,
+                "weights": config.weights,
+                "image_size": config.image_size,
+                "gem_p": config.gem_p,
+                "dim": get_extractor(config).dim,
+            },
+        )
+        if not EmbeddingModelVersion.objects.filter(is_active=True).exists():
+            EmbeddingModelVersion.objects.filter(pk=version.pk).update(is_active=True)
+    return EmbeddingModelVersion.objects.get(is_active=True)
+
+
+@lru_cache(maxsize=4)
+def get_extractor(config: EmbeddingConfig) -> GlobalDescriptorExtractor:
+    """One loaded model per process and configuration (loading takes seconds, a query milliseconds)."""
+    if settings.TORCH_THREADS > 0:
+        torch.set_num_threads(settings.TORCH_THREADS)
+    with _lock:
+        return GlobalDescriptorExtractor.from_config(config)
+
+
+@lru_cache(maxsize=8)
+def _store(uri: str, collection: str, dim: int) -> MilvusVectorStore:
+    store = MilvusVectorStore(uri, collection, dim, token=settings.MILVUS_TOKEN)
+    store.ensure_collection()
+    return store
+
+
+def get_store(version: EmbeddingModelVersion) -> MilvusVectorStore:
+    return _store(settings.MILVUS_URI, version.collection_name, version.dim)
+
+
+def index_images(
+    image_ids: Sequence[int],
+    *,
+    version: EmbeddingModelVersion | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict[str, int]:
+    """Embed the images and upsert them into the version's collection; idempotent.
+
+    Images that cannot be read are marked failed with the reason; the rest are marked indexed only after
+    the vectors are flushed, so "indexed" always means "searchable".
+    """
+    version = version or get_active_version()
+    images = list(Image.objects.filter(pk__in=image_ids).order_by("pk"))
+    if not images:
+        return {"indexed": 0, "failed": 0}
+    extractor = get_extractor(version.config)
+    paths = [image.file.path for image in images]
+    result = extractor.extract_paths(paths, batch_size=settings.EMBEDDING_BATCH_SIZE, progress=progress)
+    failed = {failure.index: failure.message for failure in result.failures}
+    ok = [int(i) for i in result.indices]
+    store = get_store(version)
+    if ok:
+        store.upsert([images[i].pk for i in ok], result.vectors, [images[i].landmark_id for i in ok])
+        store.flush()
+    now = timezone.now()
+    Image.objects.filter(pk__in=[images[i].pk for i in ok]).update(
+        status=Image.Status.INDEXED, index_error="", indexed_at=now
+    )
+    for index, message in failed.items():
+        logger.warning("could not index image %s: %s", images[index].pk, message)
+        Image.objects.filter(pk=images[index].pk).update(status=Image.Status.FAILED, index_error=message)
+    return {"indexed": len(ok), "failed": len(failed)}
+
+
+def clear_caches() -> None:
+    """Forget cached stores (e.g. after collections were dropped behind this process's back)."""
+    _store.cache_clear()

@@ -1,0 +1,1 @@
+"""Query by photo: the search page and the JSON search API."""

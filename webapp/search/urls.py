@@ -1,0 +1,9 @@
+from django.urls import path
+
+from webapp.search import views
+
+app_name = "search"
+urlpatterns = [
+    path("", views.search_page, name="search"),
+    path("api/search/", views.search_api, name="api-search"),
+]

@@ -1,0 +1,48 @@
+"""The search page and the JSON search API; both call search_by_photo."""
+
+from __future__ import annotations
+
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import render
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_http_methods, require_POST
+
+from retrieval_core.imaging import ImageLoadError
+from webapp.catalog.uploads import UploadTooLarge, read_upload
+from webapp.search.services import search_by_photo
+
+
+def _run_search(request: HttpRequest) -> tuple[dict[str, object], int]:
+    upload = request.FILES.get("image")
+    if upload is None:
+        return {"error": "send the photo as a multipart file field named 'image'"}, 400
+    try:
+        k = int(request.POST.get("k", 0)) or None
+    except ValueError:
+        return {"error": "k must be an integer"}, 400
+    if k is not None and not 1 <= k <= 100:
+        return {"error": "k must be between 1 and 100"}, 400
+    try:
+        response = search_by_photo(read_upload(upload), k=k)
+    except UploadTooLarge as error:
+        return {"error": str(error)}, 413
+    except ImageLoadError as error:
+        return {"error": str(error)}, 400
+    return response.as_dict(), 200
+
+
+@csrf_exempt
+@require_POST
+def search_api(request: HttpRequest) -> JsonResponse:
+    payload, status = _run_search(request)
+    return JsonResponse(payload, status=status)
+
+
+@require_http_methods(["GET", "POST"])
+def search_page(request: HttpRequest) -> HttpResponse:
+    context: dict[str, object] = {}
+    status = 200
+    if request.method == "POST":
+        payload, status = _run_search(request)
+        context["error" if status != 200 else "response"] = payload.get("error", payload)
+    return render(request, "search/search.html", context, status=status)

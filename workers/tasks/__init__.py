@@ -1,0 +1,5 @@
+"""Celery tasks, one module per queue: ``gpu`` for model work, ``cpu`` for the rest."""
+
+from workers.tasks import cpu, gpu
+
+__all__ = ["cpu", "gpu"]

@@ -13,6 +13,7 @@ from pathlib import Path
 from webapp.localstack import free_port
 
 RUN_DIR = Path(tempfile.mkdtemp(prefix="landmarks-test-"))
+(RUN_DIR / "static").mkdir()
 REDIS_PORT = free_port()
 MILVUS_PORT = free_port()
 

@@ -119,7 +119,9 @@ class LocalFeatureStore:
                 missing.append(image_id)
         if missing:
             logger.warning(
-                "no local features for %d of %d ids (e.g. %r)", len(missing), len(found) + len(missing),
+                "no local features for %d of %d ids (e.g. %r)",
+                len(missing),
+                len(found) + len(missing),
                 missing[0],
             )
         return LoadedFeatures(found, tuple(missing))
@@ -140,4 +142,3 @@ class LocalFeatureStore:
         if self.directory.is_dir():
             for path in self.directory.glob("*/*.npz"):
                 yield path.stem
-

@@ -13,6 +13,7 @@ import importlib
 import importlib.resources
 import os
 import pickle
+import re
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -135,9 +136,12 @@ def _torch_load(path: Path) -> object:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        raise WeightsError(
-            f"{path} holds Python objects besides tensors and is not loaded for safety; save "
-            f"model.state_dict() instead ({e})."
-        ) from None
-    except (RuntimeError, EOFError, OSError) as e:
+        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(e))
+        if found:
+            raise WeightsError(
+                f"{path} holds Python objects besides tensors ({found.group(1)}) and is not loaded for "
+                "safety; save a plain model.state_dict() instead."
+            ) from None
+        raise WeightsError(f"Could not read checkpoint {path}: not a PyTorch file or corrupt.") from None
+    except (RuntimeError, EOFError, OSError, ValueError) as e:
         raise WeightsError(f"Could not read checkpoint {path}: {e}") from None

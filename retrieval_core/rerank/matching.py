@@ -60,4 +60,3 @@ def match_descriptors(
         keep &= d1 < ratio * d2
     idx = np.flatnonzero(keep)
     return np.stack([idx, nn_ab[idx]], axis=1).astype(np.int64)
-

@@ -56,8 +56,9 @@ def test_exif_orientation_is_applied():
     exif[0x0112] = 6  # Orientation: rotate 90° clockwise to display
     loaded = load_image(_encode(img, "JPEG", exif=exif.tobytes(), quality=95))
     assert loaded.size == (20, 40)
-    r, g, b = loaded.getpixel((loaded.width - 3, 2))  # the mark is now top-right
+    r, _, b = loaded.getpixel((loaded.width - 3, 2))  # the mark is now top-right
     assert r > 200 and b < 60
+    assert loaded.getpixel((2, 2))[2] > 200  # and top-left is background
 
 
 def test_gif_uses_first_frame():
@@ -138,12 +139,15 @@ def test_draft_decodes_large_jpeg_at_reduced_scale():
     assert load_image(data).size == (1600, 1000)
 
 
-@pytest.mark.parametrize(("size", "long_side", "expected"), [
-    ((400, 300), 200, (200, 150)),
-    ((300, 400), 200, (150, 200)),
-    ((100, 50), 200, (200, 100)),
-    ((1000, 3), 100, (100, 1)),
-])
+@pytest.mark.parametrize(
+    ("size", "long_side", "expected"),
+    [
+        ((400, 300), 200, (200, 150)),
+        ((300, 400), 200, (150, 200)),
+        ((100, 50), 200, (200, 100)),
+        ((1000, 3), 100, (100, 1)),
+    ],
+)
 def test_resize_long_side(size, long_side, expected):
     assert resize_long_side(Image.new("RGB", size), long_side).size == expected
 

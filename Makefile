@@ -1,0 +1,43 @@
+# Landmark photo search: `make run` starts the whole stack on this machine, `make test` runs every test.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+HOST ?= 127.0.0.1
+PORT ?= 8000
+REDIS_PORT ?= 6390
+MILVUS_PORT ?= 19530
+TEST_POSTGRES_URL ?= postgres://postgres@127.0.0.1:5432/landmarks
+
+export VAR_DIR ?= $(CURDIR)/var
+export REDIS_URL ?= redis://127.0.0.1:$(REDIS_PORT)/0
+export MILVUS_URI ?= http://127.0.0.1:$(MILVUS_PORT)
+export HOST PORT REDIS_PORT MILVUS_PORT
+
+.PHONY: install run test lint bench clean
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+install: $(VENV)/.installed
+
+run: install
+	mkdir -p $(VAR_DIR)
+	$(PY) manage.py migrate --noinput
+	$(PY) manage.py collectstatic --noinput -v 0
+	@echo "Landmark search is starting on http://$(HOST):$(PORT)/ (Ctrl-C stops everything)"
+	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(VENV)/bin/honcho -f Procfile start
+
+lint: install
+	$(VENV)/bin/ruff check .
+
+test: install lint
+	$(VENV)/bin/pytest
+	DATABASE_URL=$(TEST_POSTGRES_URL) $(VENV)/bin/pytest tests/webapp tests/workers tests/e2e -m "not browser"
+
+bench: install
+	$(PY) bench/embed_throughput.py --images ../shared/datasets/wonders7
+
+clean:
+	rm -rf $(VAR_DIR)

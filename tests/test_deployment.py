@@ -1,0 +1,73 @@
+"""docker-compose.yml and the Procfile match what the code reads."""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+import yaml
+
+import webapp.settings
+from webapp import env
+
+ROOT = Path(__file__).resolve().parent.parent
+APP_SERVICES = ["migrate", "web", "worker-cpu", "worker-gpu"]
+
+
+def _compose() -> dict:
+    return yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+
+
+def _read_variables() -> set[str]:
+    importlib.reload(webapp.settings)  # record every variable the settings module reads
+    return set(env.READ_VARIABLES)
+
+
+def test_every_app_service_sets_only_variables_the_settings_read() -> None:
+    services = _compose()["services"]
+    read = _read_variables()
+    for name in APP_SERVICES:
+        environment = services[name]["environment"]
+        assert set(environment) <= read, f"{name} sets unknown variables {set(environment) - read}"
+        for required in ("DATABASE_URL", "REDIS_URL", "MILVUS_URI", "MEDIA_ROOT", "SECRET_KEY"):
+            assert required in environment, f"{name} does not set {required}"
+
+
+def test_app_services_point_at_the_compose_backends() -> None:
+    services = _compose()["services"]
+    environment = services["web"]["environment"]
+    assert environment["DATABASE_URL"].startswith("postgres://")
+    assert "@postgres:5432/" in environment["DATABASE_URL"]
+    assert environment["REDIS_URL"].startswith("redis://redis:6379")
+    assert environment["MILVUS_URI"] == "http://milvus:19530"
+    assert {"postgres", "redis", "etcd", "minio", "milvus"} <= set(services)
+    assert services["milvus"]["environment"]["ETCD_ENDPOINTS"] == "etcd:2379"
+
+
+def test_every_long_running_service_has_a_healthcheck_and_persistent_data_has_volumes() -> None:
+    compose = _compose()
+    for name, service in compose["services"].items():
+        if name == "migrate":
+            continue
+        assert "test" in service.get("healthcheck", {}), f"{name} has no healthcheck"
+    for name in ("postgres", "redis", "etcd", "minio", "milvus"):
+        volume = compose["services"][name]["volumes"][0].split(":")[0]
+        assert volume in compose["volumes"]
+
+
+def test_workers_consume_their_queues_and_the_gpu_worker_asks_for_a_gpu() -> None:
+    services = _compose()["services"]
+    cpu, gpu = services["worker-cpu"]["command"], services["worker-gpu"]["command"]
+    assert cpu[cpu.index("-Q") + 1] == "cpu"
+    assert gpu[gpu.index("-Q") + 1] == "gpu"
+    devices = services["worker-gpu"]["deploy"]["resources"]["reservations"]["devices"]
+    assert devices[0]["capabilities"] == ["gpu"]
+
+
+def test_local_procfile_runs_one_worker_on_both_queues_and_a_real_web_server() -> None:
+    procfile = dict(
+        line.split(":", 1) for line in (ROOT / "Procfile").read_text().splitlines() if line.strip()
+    )
+    assert set(procfile) == {"redis", "milvus", "worker", "web"}
+    assert "-Q gpu,cpu" in procfile["worker"]
+    assert procfile["web"].strip().startswith("gunicorn")

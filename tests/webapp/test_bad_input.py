@@ -1,0 +1,107 @@
+"""Bad photos get a clear 4xx message from the API and the page; nothing crashes."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from django.test import Client
+from PIL import Image as PILImage
+
+pytestmark = pytest.mark.django_db
+
+
+def _png(width: int, height: int, mode: str = "1") -> bytes:
+    buffer = io.BytesIO()
+    PILImage.new(mode, (width, height)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _encoded(fmt: str) -> bytes:
+    buffer = io.BytesIO()
+    PILImage.fromarray(np.zeros((16, 16, 3), np.uint8)).save(buffer, format=fmt)
+    return buffer.getvalue()
+
+
+def _upload(client: Client, content: bytes, name: str = "photo.jpg", url: str = "/api/search/"):
+    return client.post(url, {"image": _named(content, name)})
+
+
+def _named(content: bytes, name: str) -> io.BytesIO:
+    handle = io.BytesIO(content)
+    handle.name = name
+    return handle
+
+
+@pytest.mark.parametrize(
+    ("content", "status", "phrase"),
+    [
+        (b"", 400, "empty"),
+        (b"this is a text file, not a photo" * 10, 400, "not an image"),
+        (None, 400, "truncated"),  # filled in below: a JPEG cut in half
+        (b"\x00" * (2 * 1024 * 1024 + 10), 413, "limit"),
+        (_png(8000, 6000), 400, "mp"),  # decompression bomb: tiny file, 48 Mpx
+        (_encoded("PPM"), 400, "format"),
+    ],
+    ids=["zero-byte", "not-an-image", "truncated", "too-large", "decompression-bomb", "unsupported-format"],
+)
+def test_api_refuses_bad_photos_with_a_clear_message(
+    client: Client, scene_photo: bytes, content: bytes | None, status: int, phrase: str
+) -> None:
+    if content is None:
+        content = scene_photo[: len(scene_photo) // 2]
+    response = _upload(client, content)
+    assert response.status_code == status
+    assert phrase in response.json()["error"].lower()
+
+
+def test_api_needs_an_image_field_and_a_sane_k(client: Client, scene_photo: bytes) -> None:
+    assert client.post("/api/search/", {}).status_code == 400
+    assert "'image'" in client.post("/api/search/", {}).json()["error"]
+    bad_k = client.post("/api/search/", {"image": _named(scene_photo, "a.jpg"), "k": "lots"})
+    assert bad_k.status_code == 400
+    assert client.get("/api/search/").status_code == 405
+
+
+def test_search_page_shows_the_error_instead_of_crashing(client: Client) -> None:
+    response = _upload(client, b"GIF89a-but-not-really", url="/")
+    assert response.status_code == 400
+    assert b"not an image" in response.content.lower()
+
+
+def test_collection_upload_keeps_good_photos_and_names_the_bad_ones(
+    client: Client, scene_photo: bytes, django_capture_on_commit_callbacks
+) -> None:
+    from webapp.catalog.models import Image
+
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        response = client.post(
+            "/collection/",
+            {
+                "photos": [_named(scene_photo, "good.jpg"), _named(b"nope", "bad.jpg")],
+                "landmark": "Eiffel Tower",
+            },
+            follow=True,
+        )
+    assert response.status_code == 200
+    page = response.content.decode()
+    assert "1 photo(s) added" in page
+    assert "bad.jpg" in page
+    image = Image.objects.get()
+    assert image.landmark.name == "Eiffel Tower"
+    assert image.status == Image.Status.PENDING
+    assert len(callbacks) == 1  # one indexing task, dispatched only once the upload commits
+    progress = client.get("/api/collection/progress/", {"ids": str(image.pk)}).json()
+    assert progress == {"total": 1, "indexed": 0, "pending": 1, "failed": 0, "percent": 0.0}
+    assert client.get(f"/images/{image.pk}/").status_code == 200
+    assert client.get("/images/999999/").status_code == 404
+    assert client.get("/api/collection/progress/", {"ids": "x"}).status_code == 400
+
+
+def test_uploading_the_same_photo_twice_keeps_one_image(client: Client, scene_photo: bytes) -> None:
+    from webapp.catalog.models import Image
+
+    for _ in range(2):
+        client.post("/collection/", {"photos": [_named(scene_photo, "same.jpg")]})
+    assert Image.objects.count() == 1

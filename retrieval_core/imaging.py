@@ -37,9 +37,12 @@ def _read_bytes(source: ImageSource) -> bytes:
         except OSError as e:
             raise ImageLoadError(f"Could not read file {os.fspath(source)}: {e.strerror or e}") from None
     try:
-        return source.read()
+        data = source.read()
     except (OSError, ValueError) as e:
         raise ImageLoadError(f"Could not read the uploaded file: {e}") from None
+    if not isinstance(data, bytes | bytearray):
+        raise ImageLoadError("The upload was read as text, not as binary data.")
+    return bytes(data)
 
 
 def _draft_size(size: tuple[int, int], long_side: int) -> tuple[int, int]:

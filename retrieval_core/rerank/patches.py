@@ -57,5 +57,5 @@ def patch_similarity(
     best = sim.max(axis=1)
     if method == "asymmetric":
         return float(best.mean())
-    mutual = best >= sim.max(axis=0)[sim.argmax(axis=1)]
+    mutual = sim.argmax(axis=0)[sim.argmax(axis=1)] == np.arange(len(sim))
     return float(best[mutual].sum() / len(query_patches))

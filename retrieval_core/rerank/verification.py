@@ -19,7 +19,7 @@ GeometryMethod = Literal["homography", "fundamental"]
 RansacMethod = Literal["usac_magsac", "ransac"]
 
 _MIN_MATCHES: dict[str, int] = {"homography": 4, "fundamental": 8}
-_DEFAULT_THRESHOLD_PX: dict[str, float] = {"homography": 6.0, "fundamental": 3.0}
+_DEFAULT_THRESHOLD_PX: dict[str, float] = {"homography": 4.0, "fundamental": 1.5}
 
 
 @dataclass(frozen=True, eq=False)
@@ -54,7 +54,7 @@ def verify_geometry(
 
     kps_a: (Na, 2), kps_b: (Nb, 2) float ``(x, y)``; matches: (M, 2) int indices ``(i_a, i_b)``.
     ``threshold_px``: max reprojection (homography, in b's pixels) or epipolar (fundamental) error of an
-    inlier; default 6 px / 3 px. Fewer matches than the model needs, or a degenerate configuration, give
+    inlier; default 4 px / 1.5 px. Fewer matches than the model needs, or a degenerate configuration, give
     0 inliers, never an exception. The model maps a to b (``x_b ~ H x_a``; ``x_b^T F x_a = 0``).
     """
     if method not in _MIN_MATCHES:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import io
+import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from django.core.management import call_command
 from django.test import Client
@@ -41,3 +44,26 @@ def test_new_view_of_a_landmark_retrieves_it_first(
         scores = [hit["score"] for hit in results]
         assert scores == sorted(scores, reverse=True)
         assert {hit["rank"] for hit in results} == set(range(1, 11))
+
+
+def test_photos_uploaded_in_the_collection_page_get_indexed_in_the_background(
+    client: Client, scene_photo: bytes, celery_worker_process: object, empty_vector_store: None
+) -> None:
+    photo = io.BytesIO(scene_photo)
+    photo.name = "new.jpg"
+    response = client.post("/collection/", {"photos": [photo], "landmark": "Uploaded place"})
+    assert response.status_code == 302
+    image = Image.objects.get()
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        progress = client.get("/api/collection/progress/", {"ids": str(image.pk)}).json()
+        if progress["pending"] == 0:
+            break
+        time.sleep(0.5)
+    assert progress == {"total": 1, "indexed": 1, "pending": 0, "failed": 0, "percent": 100.0}
+    page = client.get("/collection/").content.decode()
+    assert "1 indexed, 0 waiting, 0 failed, of 1" in page
+    version = get_active_version()
+    hits = get_store(version).search(np.ones((1, version.dim), np.float32), k=5)[0]
+    assert [hit.image_id for hit in hits] == [image.pk]
+    assert hits[0].landmark_id == image.landmark_id

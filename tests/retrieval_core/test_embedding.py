@@ -17,10 +17,11 @@ def net() -> EmbeddingNet:
     return build_embedding_net(EmbeddingConfig())
 
 
-def _batch(images: list[np.ndarray], size: tuple[int, int], mean: float = 0.5, std: float = 0.5) -> torch.Tensor:
+def _batch(images: list[np.ndarray], size: tuple[int, int]) -> torch.Tensor:
+    """``(B, 3, H, W)`` normalised with mean 0.5, std 0.5 (the TF EfficientNet-Lite convention)."""
     arrays = [np.asarray(Image.fromarray(a).resize(size, Image.Resampling.BICUBIC)) for a in images]
     x = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).float() / 255.0
-    return (x - mean) / std
+    return (x - 0.5) / 0.5
 
 
 def test_imagenet_weights_classify_chelsea_and_coffee(net):
@@ -119,7 +120,7 @@ def test_checkpoint_that_does_not_fit_is_an_error(net, tmp_path):
     del state["backbone.conv_stem.weight"]
     path = tmp_path / "broken.pt"
     torch.save(state, path)
-    with pytest.raises(WeightsError, match=r"(?s)does not fit a tf_efficientnet_lite0 EmbeddingNet.*conv_stem"):
+    with pytest.raises(WeightsError, match=r"(?s)not fit a tf_efficientnet_lite0 EmbeddingNet.*conv_stem"):
         build_embedding_net(EmbeddingConfig(weights=str(path)))
     with pytest.raises(WeightsError, match="does not fit a tf_efficientnet_lite1 backbone"):
         torch.save(net.backbone.state_dict(), path)

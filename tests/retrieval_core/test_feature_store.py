@@ -29,7 +29,7 @@ def test_round_trip_is_exact(tmp_path: Path, feats: LocalFeatures) -> None:
     np.testing.assert_allclose(loaded.scales, feats.scales, rtol=1e-3)
     # Compact: ~1 byte per descriptor component, no pickles.
     size = store.path_for("img-1").stat().st_size
-    assert size < len(feats) * (128 + 2 * 4 + 2 * 2) + 4096
+    assert size < len(feats) * (128 + 4 * 4) + 4096
 
 
 def test_versioned_sharded_layout(tmp_path: Path, feats: LocalFeatures) -> None:

@@ -64,6 +64,18 @@ def test_keypoints_are_in_original_pixels(view: np.ndarray) -> None:
     assert np.median(large.scales) == pytest.approx(2 * np.median(small.scales), rel=0.15)
 
 
+def test_grid_spreads_keypoints_over_the_image(view: np.ndarray) -> None:
+    def per_cell(feats: LocalFeatures) -> np.ndarray:
+        cells = (feats.keypoints // np.array([480 / 8, 360 / 8])).astype(int).clip(0, 7)
+        return np.bincount(cells[:, 1] * 8 + cells[:, 0], minlength=64)
+
+    strongest = per_cell(extract_sift(view, SiftConfig(max_keypoints=320, grid=0)))
+    spread = per_cell(extract_sift(view, SiftConfig(max_keypoints=320, grid=8)))
+    assert spread.sum() == strongest.sum() == 320
+    assert spread.max() <= 10 < strongest.max()  # cap 2 * 320 / 64 = 10 per cell
+    assert (spread > 0).sum() > (strongest > 0).sum()
+
+
 def test_gray_and_rgb_inputs_agree(view: np.ndarray) -> None:
     gray = cv2.cvtColor(view, cv2.COLOR_RGB2GRAY)
     a = extract_sift(view, SiftConfig(max_keypoints=200))

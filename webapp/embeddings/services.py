@@ -66,13 +66,14 @@ def get_extractor(config: EmbeddingConfig) -> GlobalDescriptorExtractor:
 
 @lru_cache(maxsize=8)
 def _store(uri: str, collection: str, dim: int) -> MilvusVectorStore:
-    store = MilvusVectorStore(uri, collection, dim, token=settings.MILVUS_TOKEN)
-    store.ensure_collection()
-    return store
+    return MilvusVectorStore(uri, collection, dim, token=settings.MILVUS_TOKEN)
 
 
 def get_store(version: EmbeddingModelVersion) -> MilvusVectorStore:
-    return _store(settings.MILVUS_URI, version.collection_name, version.dim)
+    """The version's collection, created (or re-created after an operator dropped it) if missing."""
+    store = _store(settings.MILVUS_URI, version.collection_name, version.dim)
+    store.ensure_collection()
+    return store
 
 
 def index_images(
@@ -103,10 +104,16 @@ def index_images(
     Image.objects.filter(pk__in=[images[i].pk for i in ok]).update(
         status=Image.Status.INDEXED, index_error="", indexed_at=now
     )
-    for index, message in failed.items():
-        logger.warning("could not index image %s: %s", images[index].pk, message)
-        Image.objects.filter(pk=images[index].pk).update(status=Image.Status.FAILED, index_error=message)
+    mark_failed([images[index].pk for index in failed], list(failed.values()))
     return {"indexed": len(ok), "failed": len(failed)}
+
+
+def mark_failed(image_ids: Sequence[int], messages: Sequence[str]) -> None:
+    """Record why images could not be indexed, so they stop counting as waiting."""
+    for image_id, message in zip(image_ids, messages, strict=True):
+        logger.warning("could not index image %s: %s", image_id, message)
+        Image.objects.filter(pk=image_id).update(status=Image.Status.FAILED, index_error=message[:2000])
+
 
 
 def clear_caches() -> None:

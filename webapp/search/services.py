@@ -7,7 +7,6 @@ from dataclasses import dataclass, field
 
 from django.conf import settings
 
-from retrieval_core.imaging import load_image
 from webapp.catalog.models import Image
 from webapp.catalog.selectors import images_by_ids
 from webapp.catalog.uploads import check_upload_size
@@ -56,10 +55,11 @@ def search_by_photo(content: bytes, *, k: int | None = None) -> SearchResponse:
     timings: dict[str, float] = {}
     started = time.perf_counter()
     version = get_active_version()
-    image = load_image(content, max_pixels=settings.IMAGE_MAX_PIXELS, draft_long_side=version.image_size)
+    extractor = get_extractor(version.config)
+    image = extractor.load(content, max_pixels=settings.IMAGE_MAX_PIXELS)  # decoded as at indexing
     timings["decode"] = _elapsed_ms(started)
     mark = time.perf_counter()
-    query = get_extractor(version.config).extract([image])
+    query = extractor.extract([image])
     timings["embed"] = _elapsed_ms(mark)
     mark = time.perf_counter()
     vector_hits = get_store(version).search(query, k=k)[0]

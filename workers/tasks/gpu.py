@@ -2,17 +2,31 @@
 
 from __future__ import annotations
 
-from celery import shared_task
+import logging
+
+from celery import Task, shared_task
+from pymilvus.exceptions import MilvusException
 
 from workers.tasks.progress import reporter
 
+logger = logging.getLogger(__name__)
+_TRANSIENT = (ConnectionError, TimeoutError, MilvusException)
 
-@shared_task(bind=True, acks_late=True, max_retries=3, default_retry_delay=10)
-def index_images(self, image_ids: list[int]) -> dict[str, int]:
-    """Embed and upsert a batch of images into the active model's collection (idempotent)."""
-    from webapp.embeddings.services import index_images as index
+
+@shared_task(bind=True, acks_late=True, max_retries=3, default_retry_delay=5)
+def index_images(self: Task, image_ids: list[int]) -> dict[str, int]:
+    """Embed and upsert a batch of images into the active model's collection (idempotent).
+
+    A vector-store or network error is retried; once the retries are spent the images are marked failed
+    with the reason, so none stays "waiting" forever.
+    """
+    from webapp.embeddings import services  # Django must be set up first
 
     try:
-        return index(image_ids, progress=reporter(self, "embedding"))
-    except ConnectionError as error:  # Milvus restarting: try again later rather than lose the batch
-        raise self.retry(exc=error) from error
+        return services.index_images(image_ids, progress=reporter(self, "embedding"))
+    except _TRANSIENT as error:
+        if self.request.retries < self.max_retries:
+            logger.warning("indexing %d images failed (%s); retrying", len(image_ids), error)
+            raise self.retry(exc=error) from error
+        services.mark_failed(image_ids, [f"vector store unavailable: {error}"] * len(image_ids))
+        raise

@@ -37,17 +37,19 @@ class Command(BaseCommand):
                 report = import_collection(root, progress=progress)
             except CollectionFormatError as error:
                 raise CommandError(str(error)) from error
-        self.stdout.write(
-            f"{report.created} new, {report.existing} already registered, {len(report.failed)} unreadable, "
-            f"{len(report.skipped)} skipped; {len(report.scheduled_image_ids)} queued for indexing"
-        )
+        quiet = options["verbosity"] == 0
+        if not quiet:
+            self.stdout.write(
+                f"{report.created} new, {report.existing} already registered, "
+                f"{len(report.failed)} unreadable, {len(report.skipped)} skipped; {len(report.scheduled_image_ids)} queued for indexing"
+            )
         for relpath, reason in report.failed[:20]:
             self.stderr.write(f"  unreadable {relpath}: {reason}")
         for reason in report.skipped[:20]:
             self.stderr.write(f"  skipped: {reason}")
         if no_wait or not report.scheduled_image_ids:
             return
-        self._wait(report.scheduled_image_ids, timeout, options["verbosity"] == 0)
+        self._wait(report.scheduled_image_ids, timeout, quiet)
 
     def _wait(self, image_ids: list[int], timeout: float, quiet: bool) -> None:
         deadline = time.monotonic() + timeout
@@ -63,4 +65,5 @@ class Command(BaseCommand):
                         "(make run starts one)?"
                     )
                 time.sleep(1.0)
-        self.stdout.write(f"indexed {progress.indexed}, failed {progress.failed}")
+        if not quiet:
+            self.stdout.write(f"indexed {progress.indexed}, failed {progress.failed}")

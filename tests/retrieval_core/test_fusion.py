@@ -1,0 +1,113 @@
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from retrieval_core.rerank.fusion import (
+    Candidate,
+    FusionConfig,
+    fuse,
+    normalise_global,
+    normalise_local,
+    rank_fused,
+)
+from retrieval_core.rerank.tuning import tune_fusion_weight
+
+
+def test_inlier_normalisation_matches_the_documented_curve() -> None:
+    cfg = FusionConfig(inlier_saturation=20.0, min_inliers=8)
+    scores = normalise_local(np.array([0, 5, 8, 20, 40, 60, 500, np.nan]), cfg)
+    np.testing.assert_allclose(scores[:3], 0.0)  # chance level carries no evidence
+    np.testing.assert_allclose(scores[3:6], [0.45, 0.80, 0.93], atol=0.01)
+    assert 0.999 < scores[6] <= 1.0
+    assert math.isnan(scores[7])
+    assert np.all(np.diff(normalise_local(np.arange(200.0), cfg)) >= 0)
+
+
+def test_cosine_local_scores_are_clipped() -> None:
+    for method in ("vlad", "patches"):
+        cfg = FusionConfig(local_method=method)  # type: ignore[arg-type]
+        np.testing.assert_allclose(normalise_local(np.array([-0.3, 0.4, 1.2]), cfg), [0.0, 0.4, 1.0])
+    np.testing.assert_allclose(normalise_global(np.array([-0.2, 0.5, 1.0])), [0.0, 0.5, 1.0])
+
+
+def test_fuse_weights_and_missing_local() -> None:
+    g = np.array([0.9, 0.5, 0.6])
+    local = np.array([0.0, 100.0, np.nan])
+    np.testing.assert_allclose(fuse(g, local, FusionConfig(weight_global=1.0)), g)
+    only_local = fuse(g, local, FusionConfig(weight_global=0.0))
+    np.testing.assert_allclose(only_local[:2], normalise_local(local[:2], FusionConfig()))
+    assert only_local[2] == pytest.approx(0.6)  # missing local: global score kept
+    mixed = fuse(g, local, FusionConfig(weight_global=0.7))
+    assert mixed[0] == pytest.approx(0.63) and mixed[2] == pytest.approx(0.6)
+    with pytest.raises(ValueError):
+        fuse(g, local[:2], FusionConfig())
+
+
+def test_rank_fused_orders_by_fused_then_global_rank() -> None:
+    candidates = [Candidate(f"id{i}", s) for i, s in enumerate([0.8, 0.7, 0.7, 0.6])]
+    hits = rank_fused(candidates, [0.0, None, 0.0, 80.0], FusionConfig(weight_global=0.5))
+    assert [h.image_id for h in hits] == ["id3", "id1", "id0", "id2"]
+    assert [h.global_rank for h in hits] == [3, 1, 0, 2]
+    assert hits[1].local_score is None and hits[1].fused_score == pytest.approx(0.7)
+    assert hits[0].local_score is not None and hits[0].local_score > 0.9
+    assert rank_fused([], [], FusionConfig()) == []
+    with pytest.raises(ValueError):
+        rank_fused(candidates, [1.0], FusionConfig())
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"weight_global": 1.5}, {"top_k": 0}, {"local_method": "orb"}, {"inlier_saturation": 0.0}],
+)
+def test_config_is_validated(kwargs: dict[str, object]) -> None:
+    with pytest.raises(ValueError):
+        FusionConfig(**kwargs)  # type: ignore[arg-type]
+
+
+def _validation_queries(informative: bool, n_queries: int = 30, n: int = 50, seed: int = 0) -> tuple:
+    """Global scores put the relevant images mid-list; local inliers are high for them if informative."""
+    rng = np.random.default_rng(seed)
+    g_all, l_all, r_all = [], [], []
+    for _ in range(n_queries):
+        relevant = np.zeros(n, bool)
+        relevant[rng.choice(n, 3, replace=False)] = True
+        g = np.sort(rng.uniform(0.4, 0.8, n))[::-1] + np.where(relevant, 0.02, 0.0)
+        if informative:
+            local = np.where(relevant, rng.uniform(40, 200, n), rng.uniform(0, 10, n))
+        else:
+            local = rng.uniform(0, 200, n)
+        g_all.append(g)
+        l_all.append(local)
+        r_all.append(relevant)
+    return g_all, l_all, r_all
+
+
+def test_tuning_picks_local_when_it_helps_and_global_when_it_does_not() -> None:
+    best, table = tune_fusion_weight(*_validation_queries(informative=True))
+    scores = dict(table)
+    assert len(table) == 21 and best < 1.0
+    assert scores[best] == pytest.approx(1.0) and scores[best] > scores[1.0] + 0.3
+    # Ties go to the largest weight_global reaching the best score.
+    assert all(score < scores[best] for v, score in table if v > best)
+
+    best_noise, table_noise = tune_fusion_weight(*_validation_queries(informative=False))
+    assert best_noise >= 0.8
+    assert dict(table_noise)[best_noise] >= dict(table_noise)[0.0]
+
+
+def test_tuning_uses_the_given_normaliser_and_metric() -> None:
+    g, local, rel = _validation_queries(informative=True, n_queries=5)
+    _, full = tune_fusion_weight(g, local, rel, grid=[0.0])
+    _, halved = tune_fusion_weight(g, local, rel, grid=[0.0], n_relevant_per_query=[6] * 5)
+    assert full[0][1] == pytest.approx(1.0) and halved[0][1] == pytest.approx(0.5)
+
+    def first_is_relevant(ranked: list, positives: set, k: int) -> float:
+        return float(ranked[0] in positives)
+
+    best, table = tune_fusion_weight(g, local, rel, grid=[0.0, 1.0], metric=first_is_relevant)
+    assert best == 0.0 and table[0][1] == 1.0
+    with pytest.raises(ValueError):
+        tune_fusion_weight(g, local, rel[:2])

@@ -1,0 +1,35 @@
+"""The indexing task through a real worker: idempotent, and failures are recorded, not lost."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from webapp.catalog.models import Image
+from webapp.catalog.services import register_image
+from webapp.embeddings.services import get_active_version, get_store
+from workers.tasks.gpu import index_images
+
+pytestmark = [pytest.mark.services, pytest.mark.django_db(transaction=True)]
+
+
+def test_task_indexes_reports_and_is_idempotent(
+    scene_photo: bytes, celery_worker_process: object, empty_vector_store: None
+) -> None:
+    good = register_image(scene_photo, original_name="good.jpg", source="a/good.jpg", schedule=False).image
+    lost = register_image(
+        scene_photo[:-7] + b"\xff\xd9xyz", original_name="lost.jpg", source="a/lost.jpg", schedule=False
+    ).image
+    os.remove(lost.file.path)  # the file vanished from storage after registration
+
+    first = index_images.delay([good.pk, lost.pk]).get(timeout=120)
+    assert first == {"indexed": 1, "failed": 1}
+    good.refresh_from_db()
+    lost.refresh_from_db()
+    assert good.status == Image.Status.INDEXED and good.indexed_at is not None
+    assert lost.status == Image.Status.FAILED and lost.index_error
+
+    again = index_images.delay([good.pk]).get(timeout=120)
+    assert again == {"indexed": 1, "failed": 0}
+    assert get_store(get_active_version()).count() == 1  # upsert: re-indexing never duplicates

@@ -1,8 +1,8 @@
 # Landmark photo search: `make run` starts the whole stack on this machine, `make test` runs every test.
 VENV ?= .venv
 PY := $(VENV)/bin/python
-HOST ?= 127.0.0.1
-PORT ?= 8000
+WEB_HOST ?= 127.0.0.1
+WEB_PORT ?= 8000
 REDIS_PORT ?= 6390
 MILVUS_PORT ?= 19530
 TEST_POSTGRES_URL ?= postgres://postgres@127.0.0.1:5432/landmarks
@@ -10,7 +10,7 @@ TEST_POSTGRES_URL ?= postgres://postgres@127.0.0.1:5432/landmarks
 export VAR_DIR ?= $(CURDIR)/var
 export REDIS_URL ?= redis://127.0.0.1:$(REDIS_PORT)/0
 export MILVUS_URI ?= http://127.0.0.1:$(MILVUS_PORT)
-export HOST PORT REDIS_PORT MILVUS_PORT
+export WEB_HOST WEB_PORT REDIS_PORT MILVUS_PORT
 
 .PHONY: install run test lint bench clean
 
@@ -26,7 +26,7 @@ run: install
 	mkdir -p $(VAR_DIR)
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py collectstatic --noinput -v 0
-	@echo "Landmark search is starting on http://$(HOST):$(PORT)/ (Ctrl-C stops everything)"
+	@echo "Landmark search is starting on http://$(WEB_HOST):$(WEB_PORT)/ (Ctrl-C stops everything)"
 	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(VENV)/bin/honcho -f Procfile start
 
 lint: install

@@ -41,7 +41,8 @@ class Command(BaseCommand):
         if not quiet:
             self.stdout.write(
                 f"{report.created} new, {report.existing} already registered, "
-                f"{len(report.failed)} unreadable, {len(report.skipped)} skipped; {len(report.scheduled_image_ids)} queued for indexing"
+                f"{len(report.failed)} unreadable, {len(report.skipped)} skipped; "
+                f"{len(report.scheduled_image_ids)} queued for indexing"
             )
         for relpath, reason in report.failed[:20]:
             self.stderr.write(f"  unreadable {relpath}: {reason}")

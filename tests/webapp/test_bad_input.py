@@ -91,6 +91,8 @@ def test_collection_upload_keeps_good_photos_and_names_the_bad_ones(
     image = Image.objects.get()
     assert image.landmark.name == "Eiffel Tower"
     assert image.status == Image.Status.PENDING
+    with image.thumbnail.open("rb") as thumb:
+        assert max(PILImage.open(thumb).size) <= 320
     assert len(callbacks) == 1  # one indexing task, dispatched only once the upload commits
     progress = client.get("/api/collection/progress/", {"ids": str(image.pk)}).json()
     assert progress == {"total": 1, "indexed": 0, "pending": 1, "failed": 0, "percent": 0.0}

@@ -17,7 +17,7 @@ class ImageExifInline(admin.StackedInline):
 
 @admin.register(Image)
 class ImageAdmin(admin.ModelAdmin):
-    list_display = ["thumbnail", "id", "original_name", "landmark", "split", "status", "width", "height"]
+    list_display = ["preview", "id", "original_name", "landmark", "split", "status", "width", "height"]
     list_filter = ["status", "split", "landmark"]
     search_fields = ["original_name", "source", "sha256", "landmark__name"]
     readonly_fields = ["sha256", "width", "height", "file_size", "format", "indexed_at", "index_error"]
@@ -25,5 +25,5 @@ class ImageAdmin(admin.ModelAdmin):
     inlines = [ImageExifInline]
 
     @admin.display(description="")
-    def thumbnail(self, image: Image) -> str:
-        return format_html('<img src="{}" style="height:48px;border-radius:4px">', image.file.url)
+    def preview(self, image: Image) -> str:
+        return format_html('<img src="{}" style="height:48px;border-radius:4px">', image.thumbnail_url)

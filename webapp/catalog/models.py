@@ -34,6 +34,7 @@ class Image(models.Model):
         FAILED = "failed", "failed"
 
     file = models.FileField(upload_to="images/", max_length=500)
+    thumbnail = models.FileField(upload_to="thumbs/", max_length=500, blank=True)
     sha256 = models.CharField(max_length=64, db_index=True)
     source = models.CharField(
         max_length=500,
@@ -64,6 +65,10 @@ class Image(models.Model):
 
     def __str__(self) -> str:
         return self.original_name or self.file.name
+
+    @property
+    def thumbnail_url(self) -> str:
+        return (self.thumbnail or self.file).url
 
     def get_absolute_url(self) -> str:
         return reverse("catalog:image-detail", args=[self.pk])

@@ -27,6 +27,7 @@ from webapp.catalog.uploads import check_upload_size
 
 logger = logging.getLogger(__name__)
 
+THUMBNAIL_SIZE = 320
 _EXTENSIONS = {"JPEG": ".jpg", "PNG": ".png", "WEBP": ".webp", "BMP": ".bmp", "TIFF": ".tif", "GIF": ".gif"}
 
 
@@ -73,11 +74,13 @@ def register_image(
     with PILImage.open(io.BytesIO(content)) as header:
         image_format = header.format or "UNKNOWN"
         exif = read_exif(header)
-    stored_name = _store_file(sha256, image_format, content)
+    stored_name = _store_file(f"images/{sha256[:2]}/{sha256}{_EXTENSIONS.get(image_format, '.img')}", content)
+    thumbnail_name = _store_file(f"thumbs/{sha256[:2]}/{sha256}.jpg", _thumbnail_jpeg(decoded))
     try:
         with transaction.atomic():
             image = Image.objects.create(
                 file=stored_name,
+                thumbnail=thumbnail_name,
                 sha256=sha256,
                 source=source,
                 original_name=Path(original_name).name[:255],
@@ -97,9 +100,17 @@ def register_image(
     return RegisteredImage(image, created=True)
 
 
-def _store_file(sha256: str, image_format: str, content: bytes) -> str:
-    """Content-addressed storage: identical bytes are stored once."""
-    name = f"images/{sha256[:2]}/{sha256}{_EXTENSIONS.get(image_format, '.img')}"
+def _thumbnail_jpeg(image: PILImage.Image) -> bytes:
+    """A small JPEG for result grids, so a page of ten results does not load ten full photos."""
+    thumb = image.copy()
+    thumb.thumbnail((THUMBNAIL_SIZE, THUMBNAIL_SIZE), PILImage.Resampling.LANCZOS)
+    buffer = io.BytesIO()
+    thumb.save(buffer, format="JPEG", quality=85)
+    return buffer.getvalue()
+
+
+def _store_file(name: str, content: bytes) -> str:
+    """Content-addressed storage (the name holds the hash): identical bytes are stored once."""
     if not default_storage.exists(name):
         saved = default_storage.save(name, ContentFile(content))
         if saved != name:  # a race wrote it meanwhile; keep one copy

@@ -41,6 +41,7 @@ class SearchResponse:
                     if hit.image.landmark is None
                     else {"id": hit.image.landmark.pk, "name": hit.image.landmark.name},
                     "image_url": hit.image.file.url,
+                    "thumbnail_url": hit.image.thumbnail_url,
                     "page_url": hit.image.get_absolute_url(),
                 }
                 for hit in self.hits

@@ -12,7 +12,7 @@
     link.className = "card result";
     link.href = hit.page_url;
     const img = document.createElement("img");
-    img.src = hit.image_url;
+    img.src = hit.thumbnail_url;
     img.alt = "result " + hit.rank;
     img.loading = "lazy";
     const parts = [

@@ -30,6 +30,7 @@ INSTALLED_APPS = [
     "webapp.catalog",
     "webapp.embeddings",
     "webapp.search",
+    "webapp.reranking",
 ]
 
 MIDDLEWARE = [
@@ -119,6 +120,17 @@ EMBEDDING_BATCH_SIZE = env_int("EMBEDDING_BATCH_SIZE", 16)
 INDEX_TASK_BATCH = env_int("INDEX_TASK_BATCH", 32)
 SEARCH_TOP_K = env_int("SEARCH_TOP_K", 10)
 TORCH_THREADS = env_int("TORCH_THREADS", 0)
+
+# Re-ranking with local features (see webapp/reranking). RERANK_METHOD: sift | vlad | patches | none.
+FEATURES_ROOT = env_path("FEATURES_ROOT", VAR_DIR / "features")
+RERANK_METHOD = env_str("RERANK_METHOD", "sift")
+RERANK_TOP_K = env_int("RERANK_TOP_K", 100)
+FUSION_WEIGHT_GLOBAL = env_float("FUSION_WEIGHT_GLOBAL", 0.5)
+SIFT_MAX_KEYPOINTS = env_int("SIFT_MAX_KEYPOINTS", 1000)
+SIFT_QUERY_MAX_KEYPOINTS = env_int("SIFT_QUERY_MAX_KEYPOINTS", 500)
+SIFT_LONG_SIDE = env_int("SIFT_LONG_SIDE", 640)
+VLAD_CLUSTERS = env_int("VLAD_CLUSTERS", 64)
+PATCHES_TOP_N = env_int("PATCHES_TOP_N", 16)
 
 # Celery, configured from here with the CELERY_ namespace (see workers/celery.py).
 REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6390/0")

@@ -97,13 +97,16 @@ def read_gldv2_retrieval(root: Path, solution: str = SOLUTION_FILENAME) -> Gldv2
         wanted = [i for i in row["images"].split() if i != "None"]
         present = frozenset(index_relpath[i] for i in wanted if i in index_relpath)
         if len(present) < len(wanted):
-            skipped.append(f"query {image_id}: {len(wanted) - len(present)} of {len(wanted)} positives missing")
+            skipped.append(
+                f"query {image_id}: {len(wanted) - len(present)} of {len(wanted)} positives missing"
+            )
         if not present:
             skipped.append(f"query {image_id}: no relevant index image on disk, left out ({where})")
             continue
         queries.append(Gldv2Query(image_id, relpath, present, usage))
     index = tuple(
-        CollectionItem(root / relpath, relpath, UNLABELLED, "index") for relpath in sorted(index_relpath.values())
+        CollectionItem(root / relpath, relpath, UNLABELLED, "index")
+        for relpath in sorted(index_relpath.values())
     )
     return Gldv2Retrieval(index, tuple(sorted(queries, key=lambda q: q.image_id)), tuple(skipped))
 

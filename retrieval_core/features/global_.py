@@ -21,6 +21,7 @@ from PIL import Image
 
 from retrieval_core.imaging import ImageLoadError, load_image, resize_long_side
 from retrieval_core.models.embedding import EmbeddingConfig, EmbeddingNet, build_embedding_net
+from retrieval_core.rerank.patches import select_patches
 
 __all__ = ["ExtractionResult", "GlobalDescriptorExtractor", "ImageFailure"]
 
@@ -52,6 +53,8 @@ class ExtractionResult:
     vectors: np.ndarray
     indices: np.ndarray
     failures: list[ImageFailure] = field(default_factory=list)
+    patches: list[np.ndarray] | None = None
+    """With ``patch_top_n > 0``: per vector, its ``(n, D)`` float32 unit patch descriptors (same order)."""
 
 
 class GlobalDescriptorExtractor:
@@ -91,21 +94,42 @@ class GlobalDescriptorExtractor:
 
     def embed_batch(self, batch: torch.Tensor) -> np.ndarray:
         """``(B, 3, H, W)`` uint8 images of one shape → ``(B, D)`` float32 unit-norm vectors."""
+        return self.embed_batch_with_patches(batch, 0)[0]
+
+    def embed_batch_with_patches(
+        self, batch: torch.Tensor, patch_top_n: int
+    ) -> tuple[np.ndarray, list[np.ndarray]]:
+        """Vectors plus, per image, the ``patch_top_n`` strongest feature-map locations as unit ``(n, D)``
+        patch descriptors, from the same forward pass (the thesis recomputed them per query)."""
         with torch.inference_mode():
             x = batch.to(self.device, non_blocking=True)
             if self._channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             x = x.float().div_(255.0).sub_(self._mean).div_(self._std)
-            return self.net(x).float().cpu().numpy()
+            feature_map = self.net.forward_features(x)
+            vectors = self.net.embed_feature_map(feature_map).float().cpu().numpy()
+            if patch_top_n <= 0:
+                return vectors, []
+            fmap = feature_map.float().cpu()
+            return vectors, [select_patches(fmap[i], patch_top_n) for i in range(len(fmap))]
 
     def extract(self, images: Sequence[Image.Image], batch_size: int = 16) -> np.ndarray:
         """Decoded images → ``(N, D)`` float32 vectors, row i for ``images[i]``."""
+        return self.extract_with_patches(images, 0, batch_size)[0]
+
+    def extract_with_patches(
+        self, images: Sequence[Image.Image], patch_top_n: int, batch_size: int = 16
+    ) -> tuple[np.ndarray, list[np.ndarray]]:
+        """Decoded images → ``(N, D)`` vectors and (if ``patch_top_n`` > 0) N patch sets."""
         out = np.empty((len(images), self.dim), dtype=np.float32)
+        patches: list[np.ndarray] = [np.empty((0, self.dim), np.float32)] * len(images)
         buckets = _ShapeBuckets(batch_size, max_pending=max(len(images), 1))
         ready = [b for i, img in enumerate(images) for b in buckets.add(i, self.preprocess(img))]
         for indices, batch in [*ready, *buckets.drain()]:
-            out[indices] = self.embed_batch(batch)
-        return out
+            out[indices], batch_patches = self.embed_batch_with_patches(batch, patch_top_n)
+            for index, patch_set in zip(indices, batch_patches, strict=False):
+                patches[index] = patch_set
+        return out, (patches if patch_top_n > 0 else [])
 
     def extract_paths(
         self,
@@ -114,6 +138,7 @@ class GlobalDescriptorExtractor:
         progress: ProgressCallback | None = None,
         *,
         workers: int | None = None,
+        patch_top_n: int = 0,
     ) -> ExtractionResult:
         """Decode and embed image files (paths or encoded bytes), decoding in threads ahead of the network.
 
@@ -129,10 +154,12 @@ class GlobalDescriptorExtractor:
             batch_size: most images per forward pass.
             progress: called as ``progress(done, N)`` after each batch and each failure.
             workers: decoding threads; defaults to ``min(8, cpu_count)``.
+            patch_top_n: also keep this many CNN patch descriptors per image (``result.patches``).
         """
         total = len(sources)
         out = np.empty((total, self.dim), dtype=np.float32)
         ok = np.zeros(total, dtype=bool)
+        patches: list[np.ndarray | None] = [None] * total
         failures: list[ImageFailure] = []
         buckets = _ShapeBuckets(batch_size, max_pending=4 * batch_size)
         done = 0
@@ -140,7 +167,9 @@ class GlobalDescriptorExtractor:
         def run(batches: Iterable[tuple[list[int], torch.Tensor]]) -> None:
             nonlocal done
             for indices, batch in batches:
-                out[indices] = self.embed_batch(batch)
+                out[indices], batch_patches = self.embed_batch_with_patches(batch, patch_top_n)
+                for index, patch_set in zip(indices, batch_patches, strict=False):
+                    patches[index] = patch_set
                 ok[indices] = True
                 done += len(indices)
                 if progress is not None:
@@ -179,7 +208,12 @@ class GlobalDescriptorExtractor:
                     future.cancel()
 
         indices = np.flatnonzero(ok)
-        return ExtractionResult(vectors=out[indices], indices=indices.astype(np.int64), failures=failures)
+        return ExtractionResult(
+            vectors=out[indices],
+            indices=indices.astype(np.int64),
+            failures=failures,
+            patches=[patches[i] for i in indices] if patch_top_n > 0 else None,  # type: ignore[misc]
+        )
 
     def load(self, source: Source, *, max_pixels: int = 64_000_000) -> Image.Image:
         """`load_image` with the decode policy `extract_paths` uses, so queries match indexed vectors.

@@ -20,14 +20,14 @@ import os
 import re
 import tempfile
 import zipfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
 
 from retrieval_core.features.sift import LocalFeatures
 
-__all__ = ["FORMAT_VERSION", "LoadedFeatures", "LocalFeatureStore"]
+__all__ = ["FORMAT_VERSION", "LoadedFeatures", "LocalFeatureStore", "PatchStore", "ShardedArrayStore"]
 
 logger = logging.getLogger(__name__)
 
@@ -45,15 +45,15 @@ class LoadedFeatures(dict[ImageId, LocalFeatures]):
         self.missing = missing
 
 
-class LocalFeatureStore:
-    """Save and load ``LocalFeatures`` per image id under ``root / extractor_key``."""
+class ShardedArrayStore:
+    """Named numpy arrays per image id under ``root / key / <shard> / <id>.npz``, written atomically."""
 
-    def __init__(self, root: Path, extractor_key: str) -> None:
-        if not _SAFE_NAME.match(extractor_key):
-            raise ValueError(f"extractor_key must be a plain file name, got {extractor_key!r}")
+    def __init__(self, root: Path, key: str) -> None:
+        if not _SAFE_NAME.match(key):
+            raise ValueError(f"extractor_key must be a plain file name, got {key!r}")
         self.root = Path(root)
-        self.extractor_key = extractor_key
-        self.directory = self.root / extractor_key
+        self.extractor_key = key
+        self.directory = self.root / key
 
     def path_for(self, image_id: ImageId) -> Path:
         name = str(image_id)
@@ -62,74 +62,31 @@ class LocalFeatureStore:
         shard = hashlib.blake2b(name.encode(), digest_size=1).hexdigest()
         return self.directory / shard / f"{name}.npz"
 
-    def save(self, image_id: ImageId, features: LocalFeatures) -> Path:
-        """Write (or overwrite) the features of ``image_id`` atomically; returns the file path."""
+    def save_arrays(self, image_id: ImageId, **arrays: np.ndarray) -> Path:
+        """Write (or overwrite) the arrays of ``image_id`` atomically; returns the file path."""
         path = self.path_for(image_id)
         path.parent.mkdir(parents=True, exist_ok=True)
-        n = len(features)
-        nan = np.full(n, np.nan, np.float32)
-        geometry = np.column_stack(
-            [
-                features.keypoints,
-                nan if features.scales is None else features.scales,
-                nan if features.angles is None else features.angles,
-            ]
-        ).astype(np.float32)
-        width, height = features.image_size
-        meta = np.array([FORMAT_VERSION, width, height, features.pixel_scale], np.float64)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
         try:
             with os.fdopen(fd, "wb") as handle:
-                np.savez(handle, meta=meta, geometry=geometry, descriptors=features.descriptors)
+                np.savez(handle, **arrays)
             os.replace(tmp, path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
         return path
 
-    def load(self, image_id: ImageId) -> LocalFeatures:
-        """Features of ``image_id``; raises ``KeyError`` if absent, ``ValueError`` if unreadable."""
+    def load_arrays(self, image_id: ImageId, names: tuple[str, ...]) -> tuple[np.ndarray, ...]:
+        """The named arrays of ``image_id``; ``KeyError`` if absent, ``ValueError`` if unreadable."""
         path = self.path_for(image_id)
         try:
             raw = path.read_bytes()  # one read; parsing from memory is faster than from the file
             with np.load(io.BytesIO(raw), allow_pickle=False) as data:
-                meta, geometry, descriptors = data["meta"], data["geometry"], data["descriptors"]
-            if int(meta[0]) != FORMAT_VERSION:
-                raise ValueError(f"format {int(meta[0])}, expected {FORMAT_VERSION}")
-            scales, angles = geometry[:, 2], geometry[:, 3]
-            return LocalFeatures(
-                keypoints=np.ascontiguousarray(geometry[:, :2]),
-                descriptors=descriptors,
-                image_size=(int(meta[1]), int(meta[2])),
-                pixel_scale=float(meta[3]),
-                scales=None if np.isnan(scales).any() else scales.copy(),
-                angles=None if np.isnan(angles).any() else angles.copy(),
-            )
+                return tuple(data[name] for name in names)
         except FileNotFoundError:
             raise KeyError(image_id) from None
         except (OSError, KeyError, ValueError, zipfile.BadZipFile, EOFError) as error:
-            raise ValueError(f"{path}: unreadable local features ({error})") from error
-
-    def load_many(self, image_ids: Iterable[ImageId]) -> LoadedFeatures:
-        """Load ids in one go; absent or corrupt files are listed in ``.missing`` and logged, not raised."""
-        found: dict[ImageId, LocalFeatures] = {}
-        missing: list[ImageId] = []
-        for image_id in image_ids:
-            try:
-                found[image_id] = self.load(image_id)
-            except KeyError:
-                missing.append(image_id)
-            except ValueError as error:
-                logger.warning("skipping local features of %r: %s", image_id, error)
-                missing.append(image_id)
-        if missing:
-            logger.warning(
-                "no local features for %d of %d ids (e.g. %r)",
-                len(missing),
-                len(found) + len(missing),
-                missing[0],
-            )
-        return LoadedFeatures(found, tuple(missing))
+            raise ValueError(f"{path}: unreadable stored features ({error})") from error
 
     def has(self, image_id: ImageId) -> bool:
         return self.path_for(image_id).is_file()
@@ -143,7 +100,79 @@ class LocalFeatureStore:
         return True
 
     def ids(self) -> Iterator[str]:
-        """Ids stored under this extractor key (as strings), in no particular order."""
+        """Ids stored under this key (as strings), in no particular order."""
         if self.directory.is_dir():
             for path in self.directory.glob("*/*.npz"):
                 yield path.stem
+
+
+class LocalFeatureStore(ShardedArrayStore):
+    """Save and load ``LocalFeatures`` per image id under ``root / extractor_key``."""
+
+    def save(self, image_id: ImageId, features: LocalFeatures) -> Path:
+        """Write (or overwrite) the features of ``image_id`` atomically; returns the file path."""
+        n = len(features)
+        nan = np.full(n, np.nan, np.float32)
+        geometry = np.column_stack(
+            [
+                features.keypoints,
+                nan if features.scales is None else features.scales,
+                nan if features.angles is None else features.angles,
+            ]
+        ).astype(np.float32)
+        width, height = features.image_size
+        meta = np.array([FORMAT_VERSION, width, height, features.pixel_scale], np.float64)
+        return self.save_arrays(image_id, meta=meta, geometry=geometry, descriptors=features.descriptors)
+
+    def load(self, image_id: ImageId) -> LocalFeatures:
+        """Features of ``image_id``; raises ``KeyError`` if absent, ``ValueError`` if unreadable."""
+        meta, geometry, descriptors = self.load_arrays(image_id, ("meta", "geometry", "descriptors"))
+        if int(meta[0]) != FORMAT_VERSION:
+            raise ValueError(f"{self.path_for(image_id)}: format {int(meta[0])}, expected {FORMAT_VERSION}")
+        scales, angles = geometry[:, 2], geometry[:, 3]
+        return LocalFeatures(
+            keypoints=np.ascontiguousarray(geometry[:, :2]),
+            descriptors=descriptors,
+            image_size=(int(meta[1]), int(meta[2])),
+            pixel_scale=float(meta[3]),
+            scales=None if np.isnan(scales).any() else scales.copy(),
+            angles=None if np.isnan(angles).any() else angles.copy(),
+        )
+
+    def load_many(self, image_ids: Iterable[ImageId]) -> LoadedFeatures:
+        """Load ids in one go; absent or corrupt files are listed in ``.missing`` and logged, not raised."""
+        return _load_many(image_ids, self.load)
+
+
+class PatchStore(ShardedArrayStore):
+    """CNN patch descriptors ``(n, D)`` per image, stored as float16 (cosines change by < 1e-3)."""
+
+    def save(self, image_id: ImageId, patches: np.ndarray) -> Path:
+        return self.save_arrays(image_id, patches=np.asarray(patches, np.float16))
+
+    def load(self, image_id: ImageId) -> np.ndarray:
+        return self.load_arrays(image_id, ("patches",))[0].astype(np.float32)
+
+    def load_many(self, image_ids: Iterable[ImageId]) -> LoadedFeatures:
+        return _load_many(image_ids, self.load)
+
+
+def _load_many(image_ids: Iterable[ImageId], load: Callable[[ImageId], object]) -> LoadedFeatures:
+    found: dict[ImageId, object] = {}
+    missing: list[ImageId] = []
+    for image_id in image_ids:
+        try:
+            found[image_id] = load(image_id)
+        except KeyError:
+            missing.append(image_id)
+        except ValueError as error:
+            logger.warning("skipping stored features of %r: %s", image_id, error)
+            missing.append(image_id)
+    if missing:
+        logger.warning(
+            "no stored features for %d of %d ids (e.g. %r)",
+            len(missing),
+            len(found) + len(missing),
+            missing[0],
+        )
+    return LoadedFeatures(found, tuple(missing))  # type: ignore[arg-type]

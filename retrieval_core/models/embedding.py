@@ -113,9 +113,13 @@ class EmbeddingNet(nn.Module):
         """``(B, 3, H, W)`` normalised images → ``(B, D, H/32, W/32)`` feature map."""
         return self.backbone.forward_features(x)
 
+    def embed_feature_map(self, feature_map: torch.Tensor) -> torch.Tensor:
+        """``(B, D, h, w)`` feature map → ``(B, D)`` unit-norm embeddings (callers that also need the map)."""
+        return F.normalize(self.pool(feature_map), dim=-1)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, 3, H, W)`` normalised images → ``(B, D)`` unit-norm embeddings. Any H, W ≥ 32 work."""
-        return F.normalize(self.pool(self.forward_features(x)), dim=-1)
+        return self.embed_feature_map(self.forward_features(x))
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, 3, H, W)`` normalised images → ``(B, num_classes)`` classifier logits."""

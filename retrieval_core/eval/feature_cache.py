@@ -1,0 +1,244 @@
+"""Per-image features of an evaluation kept on disk, so re-running with other settings re-extracts nothing.
+
+Arrays (global vectors, CNN patch sets) live per key in ``root/<key>/``: ``rows.<g>.npy`` (every image's
+rows stacked), ``offsets.<g>.npy`` ((N + 1,) row offsets), ``seconds.<g>.npy`` (how long each image took to
+extract, so query latency can be reported from a cached run) and ``index.json`` (generation ``g`` and the
+image ids in row order). A write puts generation ``g + 1`` beside the old one, then replaces
+``index.json`` atomically, so an interrupted run leaves a readable cache. A global descriptor is one row
+per image. SIFT goes through ``LocalFeatureStore`` under ``root/sift`` (file
+names are hashes of the ids: relpaths may hold characters a store name may not), with seconds in
+``root/sift/<key>.seconds.json``. The key names the extractor's settings (``EmbeddingConfig.version_key``,
+``SiftConfig.key``), so changed settings start a new entry instead of mixing features.
+
+Writes rewrite a key's files atomically; the whole key is read into memory, which suits evaluation sets up
+to a few hundred thousand images. ``stats`` counts images computed (``put``) and loaded per key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import tempfile
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+
+from retrieval_core.features.sift import LocalFeatures, SiftConfig
+from retrieval_core.features.store import LocalFeatureStore
+
+__all__ = ["CacheStats", "FeatureCache"]
+
+_KEY = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.=+-]{0,199}$")
+_META = "cache.json"
+_ARRAYS = ("rows", "offsets", "seconds")
+
+
+@dataclass
+class CacheStats:
+    """Images computed (written) and loaded, per cache key, since the cache object was made."""
+
+    computed: Counter[str] = field(default_factory=Counter)
+    loaded: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def total_computed(self) -> int:
+        return sum(self.computed.values())
+
+
+@dataclass(frozen=True, eq=False)
+class _Block:
+    ids: list[str]
+    rows: np.ndarray
+    offsets: np.ndarray
+    seconds: np.ndarray
+    generation: int = 0
+
+    def position(self) -> dict[str, int]:
+        return {image_id: i for i, image_id in enumerate(self.ids)}
+
+
+class FeatureCache:
+    """Features per (key, image id) under ``root``, bound to one collection folder (``collection``)."""
+
+    def __init__(self, root: Path, collection: Path | None = None) -> None:
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.stats = CacheStats()
+        self._blocks: dict[str, _Block] = {}
+        if collection is not None:
+            self._bind(Path(collection).resolve())
+
+    # Arrays ------------------------------------------------------------------------------------------
+
+    def missing(self, key: str, ids: Sequence[str]) -> list[str]:
+        """Ids of ``ids`` without features under ``key``, in the given order."""
+        known = self._block(key).position()
+        return [image_id for image_id in ids if image_id not in known]
+
+    def put(self, key: str, arrays: Mapping[str, np.ndarray], seconds: Mapping[str, float]) -> None:
+        """Store one array per id (rows along axis 0; a 1-D array is one row) and its extraction time."""
+        if not arrays:
+            return
+        block = self._block(key)
+        keep = [i for i, image_id in enumerate(block.ids) if image_id not in arrays]
+        new_ids = list(arrays)
+        new_rows = [np.atleast_2d(np.asarray(arrays[image_id])) for image_id in new_ids]
+        width = {r.shape[1:] for r in new_rows} | ({block.rows.shape[1:]} if block.ids else set())
+        dtypes = {r.dtype for r in new_rows} | ({block.rows.dtype} if block.ids else set())
+        if len(width) != 1 or len(dtypes) != 1:
+            raise ValueError(f"arrays under {key!r} must share row shape and dtype, got {width} / {dtypes}")
+        old_rows = [block.rows[block.offsets[i] : block.offsets[i + 1]] for i in keep]
+        rows = [*old_rows, *new_rows]
+        counts = np.array([len(r) for r in rows], np.int64)
+        merged = _Block(
+            ids=[block.ids[i] for i in keep] + new_ids,
+            rows=np.concatenate(rows) if rows else block.rows,
+            offsets=np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
+            seconds=np.concatenate(
+                [block.seconds[keep], np.array([float(seconds.get(i, np.nan)) for i in new_ids])]
+            ),
+        )
+        self._write(key, merged)
+        self.stats.computed[key] += len(new_ids)
+
+    def load(self, key: str, ids: Sequence[str]) -> list[np.ndarray]:
+        """The arrays of ``ids`` (``KeyError`` names the first id without features)."""
+        block = self._block(key)
+        position = block.position()
+        out = []
+        for image_id in ids:
+            if image_id not in position:
+                raise KeyError(f"no {key} features for {image_id}")
+            i = position[image_id]
+            out.append(block.rows[block.offsets[i] : block.offsets[i + 1]])
+        self.stats.loaded[key] += len(out)
+        return out
+
+    def load_matrix(self, key: str, ids: Sequence[str]) -> np.ndarray:
+        """``(N, D)`` rows of ``ids``, for keys that hold exactly one row per image (global vectors)."""
+        arrays = self.load(key, ids)
+        if any(len(a) != 1 for a in arrays):
+            raise ValueError(f"{key} does not hold one row per image")
+        if not arrays:
+            return np.zeros((0, *self._block(key).rows.shape[1:]), self._block(key).rows.dtype)
+        return np.concatenate(arrays)
+
+    def seconds(self, key: str, ids: Sequence[str]) -> np.ndarray:
+        """``(N,)`` extraction seconds of ``ids`` under ``key`` (NaN where not recorded)."""
+        block = self._block(key)
+        position = block.position()
+        return np.array([block.seconds[position[i]] for i in ids], np.float64)
+
+    def nbytes(self, key: str, ids: Sequence[str]) -> int:
+        """Bytes the features of ``ids`` take as stored (rows only, no bookkeeping)."""
+        return sum(a.nbytes for a in self._peek(key, ids))
+
+    # SIFT --------------------------------------------------------------------------------------------
+
+    def sift_store(self, cfg: SiftConfig) -> LocalFeatureStore:
+        return LocalFeatureStore(self.root / "sift", cfg.key)
+
+    def sift_missing(self, cfg: SiftConfig, ids: Sequence[str]) -> list[str]:
+        store = self.sift_store(cfg)
+        return [image_id for image_id in ids if not store.has(_file_id(image_id))]
+
+    def put_sift(
+        self, cfg: SiftConfig, features: Mapping[str, LocalFeatures], seconds: Mapping[str, float]
+    ) -> None:
+        store = self.sift_store(cfg)
+        for image_id, feats in features.items():
+            store.save(_file_id(image_id), feats)
+        log = self._sift_seconds(cfg)
+        log.update({image_id: float(seconds.get(image_id, np.nan)) for image_id in features})
+        path = self.root / "sift" / f"{cfg.key}.seconds.json"
+        _atomic_write(path, lambda handle: handle.write(json.dumps(log).encode()))
+        self.stats.computed[cfg.key] += len(features)
+
+    def load_sift(self, cfg: SiftConfig, ids: Sequence[str]) -> dict[str, LocalFeatures]:
+        """Features by id; ``KeyError`` for an id never stored."""
+        store = self.sift_store(cfg)
+        out = {image_id: store.load(_file_id(image_id)) for image_id in ids}
+        self.stats.loaded[cfg.key] += len(out)
+        return out
+
+    def sift_seconds(self, cfg: SiftConfig, ids: Sequence[str]) -> np.ndarray:
+        log = self._sift_seconds(cfg)
+        return np.array([log.get(image_id, np.nan) for image_id in ids], np.float64)
+
+    def sift_nbytes(self, cfg: SiftConfig, ids: Sequence[str]) -> int:
+        store = self.sift_store(cfg)
+        return sum(store.path_for(_file_id(image_id)).stat().st_size for image_id in ids)
+
+    # Internals ---------------------------------------------------------------------------------------
+
+    def _bind(self, collection: Path) -> None:
+        """Refuse a cache made for another collection: the same relpath there is another image."""
+        meta = self.root / _META
+        if meta.is_file():
+            bound = json.loads(meta.read_text()).get("collection")
+            if bound != str(collection):
+                raise ValueError(f"cache {self.root} holds features of {bound}, not of {collection}")
+            return
+        _atomic_write(meta, lambda handle: handle.write(json.dumps({"collection": str(collection)}).encode()))
+
+    def _directory(self, key: str) -> Path:
+        if not _KEY.match(key):
+            raise ValueError(f"cache key must be a plain file name, got {key!r}")
+        return self.root / key
+
+    def _block(self, key: str) -> _Block:
+        if key not in self._blocks:
+            directory = self._directory(key)
+            index = directory / "index.json"
+            if index.is_file():
+                meta = json.loads(index.read_text())
+                g = int(meta["generation"])
+                arrays = [np.load(directory / f"{n}.{g}.npy", allow_pickle=False) for n in _ARRAYS]
+                self._blocks[key] = _Block(list(meta["ids"]), *arrays, generation=g)
+            else:
+                self._blocks[key] = _Block([], np.zeros((0,), np.float32), np.zeros(1, np.int64), np.zeros(0))
+        return self._blocks[key]
+
+    def _peek(self, key: str, ids: Sequence[str]) -> list[np.ndarray]:
+        block = self._block(key)
+        position = block.position()
+        return [block.rows[block.offsets[position[i]] : block.offsets[position[i] + 1]] for i in ids]
+
+    def _write(self, key: str, block: _Block) -> None:
+        directory = self._directory(key)
+        directory.mkdir(parents=True, exist_ok=True)
+        old, g = self._block(key).generation, self._block(key).generation + 1
+        for name, array in zip(_ARRAYS, (block.rows, block.offsets, block.seconds), strict=True):
+            _atomic_write(directory / f"{name}.{g}.npy", lambda handle, a=array: np.save(handle, a))
+        meta = json.dumps({"generation": g, "ids": block.ids}).encode()
+        _atomic_write(directory / "index.json", lambda handle: handle.write(meta))
+        for name in _ARRAYS:
+            (directory / f"{name}.{old}.npy").unlink(missing_ok=True)
+        self._blocks[key] = _Block(block.ids, block.rows, block.offsets, block.seconds, generation=g)
+
+    def _sift_seconds(self, cfg: SiftConfig) -> dict[str, float]:
+        path = self.root / "sift" / f"{cfg.key}.seconds.json"
+        return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def _file_id(image_id: str) -> str:
+    """A store-safe file name for any image id (relpaths may hold spaces, accents, slashes)."""
+    return hashlib.blake2b(image_id.encode(), digest_size=12).hexdigest()
+
+
+def _atomic_write(path: Path, write: Callable[[BinaryIO], object]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            write(handle)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -7,7 +7,7 @@ image ids in row order). A write puts generation ``g + 1`` beside the old one, t
 ``index.json`` atomically, so an interrupted run leaves a readable cache. A global descriptor is one row
 per image. SIFT goes through ``LocalFeatureStore`` under ``root/sift`` (file
 names are hashes of the ids: relpaths may hold characters a store name may not), with seconds in
-``root/sift/<key>.seconds.json``. The key names the extractor's settings (``EmbeddingConfig.version_key``,
+``root/sift/<key>.seconds.json``; VLAD codebooks in ``root/codebooks/<name>.npy``. The key names the extractor's settings (``EmbeddingConfig.version_key``,
 ``SiftConfig.key``), so changed settings start a new entry instead of mixing features.
 
 Writes rewrite a key's files atomically; the whole key is read into memory, which suits evaluation sets up
@@ -31,6 +31,7 @@ import numpy as np
 
 from retrieval_core.features.sift import LocalFeatures, SiftConfig
 from retrieval_core.features.store import LocalFeatureStore
+from retrieval_core.features.vlad import load_codebook, save_codebook
 
 __all__ = ["CacheStats", "FeatureCache"]
 
@@ -174,6 +175,19 @@ class FeatureCache:
     def sift_nbytes(self, cfg: SiftConfig, ids: Sequence[str]) -> int:
         store = self.sift_store(cfg)
         return sum(store.path_for(_file_id(image_id)).stat().st_size for image_id in ids)
+
+    # VLAD codebooks ----------------------------------------------------------------------------------
+
+    def codebook(self, name: str, train: Callable[[], np.ndarray], settings: Mapping[str, object]) -> np.ndarray:
+        """The ``(k, D)`` codebook stored as ``name``, trained with ``train()`` (and stored) if absent."""
+        path = self._directory("codebooks") / f"{self._directory(name).name}.npy"
+        if path.is_file():
+            self.stats.loaded[name] += 1
+            return load_codebook(path)[0]
+        centroids = train()
+        save_codebook(path, centroids, settings)
+        self.stats.computed[name] += 1
+        return centroids
 
     # Internals ---------------------------------------------------------------------------------------
 

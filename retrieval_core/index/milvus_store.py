@@ -160,6 +160,15 @@ class MilvusVectorStore:
             for per_query in results
         ]
 
+    def get_vectors(self, image_ids: Sequence[int]) -> dict[int, np.ndarray]:
+        """Stored vectors by id (ids not in the collection are absent from the result)."""
+        if not image_ids:
+            return {}
+        rows = self._client.query(
+            self.collection, ids=[int(i) for i in image_ids], output_fields=["id", "vector"]
+        )
+        return {int(row["id"]): np.asarray(row["vector"], dtype=np.float32) for row in rows}
+
     def count(self) -> int:
         """Number of vectors in the collection (0 if it does not exist)."""
         if not self._client.has_collection(self.collection):

@@ -1,4 +1,4 @@
-"""Training the global embedding: P×K batches, contrastive / classification losses, resumable runs.
+"""Training the global embedding: PxK batches, contrastive / classification losses, resumable runs.
 
 The thesis's recipes are one `TrainConfig` field apart: ``e2`` (classifier fine-tuning), ``e3`` (contrastive
 from ImageNet) and ``e4`` (contrastive from an ``e2`` checkpoint). `train` writes checkpoints that

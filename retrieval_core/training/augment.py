@@ -2,7 +2,7 @@
 
 Training batches need one shape, and GeM must not pool over padding (zeros, clamped to ``eps``, would drag
 the generalised mean down by an amount that depends on each image's aspect). So training takes a random
-*square* crop and resizes it to ``image_size × image_size``: stacking needs no padding and no mask, and,
+*square* crop and resizes it to ``image_size x image_size``: stacking needs no padding and no mask, and,
 unlike the thesis's squashing of whole images to 224², the pixels keep their aspect (up to the small
 ``max_aspect_change`` stretch that serves as augmentation). Evaluation sees whole images with the long side
 resized to ``image_size``, exactly as `GlobalDescriptorExtractor` does at indexing time.

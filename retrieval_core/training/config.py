@@ -18,7 +18,7 @@ RECIPES: tuple[Recipe, ...] = ("e2", "e3", "e4")
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """One training run (the thesis's E2–E4 as a parameter, not as copied notebooks).
+    """One training run (the thesis's E2-E4 as a parameter, not as copied notebooks).
 
     Attributes:
         recipe: ``"e2"`` classifier fine-tuning (cross-entropy through a linear or ArcFace head);
@@ -45,7 +45,7 @@ class TrainConfig:
             cross-entropy to the contrastive loss, weighted 0.5 / 0.5 as the thesis mixed its two losses.
         whitening: learn a whitening layer after GeM, initialised from the PCA of the training descriptors.
             It is stored beside the model in checkpoints; see `retrieval_core.training.whitening`.
-        freeze_batchnorm: keep BatchNorm statistics and affine parameters fixed: P×K batches are small and
+        freeze_batchnorm: keep BatchNorm statistics and affine parameters fixed: PxK batches are small and
             hold K views of each landmark, so their statistics are biased estimates of the data's.
         workers: threads decoding and augmenting images ahead of the network.
         device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``…; None = CUDA when available.

@@ -46,7 +46,9 @@ class CollectionDataset(Dataset[tuple[torch.Tensor, int]]):
         self.items = tuple(items)
         unlabelled = [item.relpath for item in self.items if item.landmark == UNLABELLED]
         if unlabelled:
-            raise ValueError(f"{len(unlabelled)} unlabelled item(s) cannot be trained on, e.g. {unlabelled[0]}")
+            raise ValueError(
+                f"{len(unlabelled)} unlabelled item(s) cannot be trained on, e.g. {unlabelled[0]}"
+            )
         self.classes = tuple(sorted({item.landmark for item in self.items}) if classes is None else classes)
         label_of = {name: i for i, name in enumerate(self.classes)}
         unknown = sorted({item.landmark for item in self.items} - set(label_of))
@@ -61,7 +63,9 @@ class CollectionDataset(Dataset[tuple[torch.Tensor, int]]):
         return len(self.items)
 
     def __getitem__(self, key: SampleKey) -> tuple[torch.Tensor, int]:
-        index, entropy = (key[0], [self.seed, 1, key[1]]) if isinstance(key, tuple) else (key, [self.seed, 0, key])
+        index, entropy = (
+            (key[0], [self.seed, 1, key[1]]) if isinstance(key, tuple) else (key, [self.seed, 0, key])
+        )
         item = self.items[index]
         try:
             image = load_image(item.path, draft_long_side=self.decode_long_side)

@@ -1,6 +1,6 @@
 """Metric-learning losses on unit-norm embeddings, and the classification heads of recipe E2.
 
-The thesis trained with one random partner per sample; `contrastive_loss` instead uses every pair of a P×K
+The thesis trained with one random partner per sample; `contrastive_loss` instead uses every pair of a PxK
 batch (``P·K(K-1)/2`` positive and ``K²·P(P-1)/2`` negative pairs) and weights the hardest negatives most.
 """
 
@@ -42,8 +42,10 @@ def contrastive_loss(
         Scalar tensor (0 with a gradient path when the batch has no pair at all).
     """
     if embeddings.ndim != 2 or labels.shape != embeddings.shape[:1]:
-        raise ValueError(f"expected (B, D) embeddings and (B,) labels, got {tuple(embeddings.shape)} and "
-                         f"{tuple(labels.shape)}")
+        raise ValueError(
+            f"expected (B, D) embeddings and (B,) labels, got {tuple(embeddings.shape)} and "
+            f"{tuple(labels.shape)}"
+        )
     embeddings = embeddings.float()
     similarity = embeddings @ embeddings.T
     distance = 1.0 - similarity

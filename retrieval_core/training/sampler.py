@@ -1,4 +1,4 @@
-"""P×K batch sampler: P landmarks × K images each, so every batch holds positive and negative pairs."""
+"""PxK batch sampler: P landmarks x K images each, so every batch holds positive and negative pairs."""
 
 from __future__ import annotations
 
@@ -93,7 +93,9 @@ class PKSampler(Sampler[list[int]]):
         """Continue from ``state``; its seed, p and k (where given) must match this sampler's."""
         for name in ("seed", "p", "k"):
             if name in state and state[name] != getattr(self, name):
-                raise ValueError(f"sampler state has {name}={state[name]}, this sampler {getattr(self, name)}")
+                raise ValueError(
+                    f"sampler state has {name}={state[name]}, this sampler {getattr(self, name)}"
+                )
         position = int(state["position"])
         if not 0 <= position <= self.batches_per_epoch:
             raise ValueError(f"position {position} outside an epoch of {self.batches_per_epoch} batches")

@@ -50,6 +50,10 @@ def test_upsert_search_filter_delete(store: MilvusVectorStore) -> None:
     assert store.count() == 50
     assert store.search(vectors[0], k=50)[0][-1].landmark_id in {None, 0, 1, 2, 3, 4}
 
+    fetched = store.get_vectors([110, 111, 999])
+    assert set(fetched) == {110, 111}
+    np.testing.assert_allclose(fetched[111], vectors[11], atol=1e-6)
+
     store.delete(ids[:20])
     store.flush()
     assert store.count() == 30

@@ -24,6 +24,7 @@ from retrieval_core.imaging import ImageLoadError, load_image
 from webapp.catalog.exif import read_exif
 from webapp.catalog.models import Image, ImageExif, Landmark
 from webapp.catalog.uploads import check_upload_size
+from webapp.reranking.services import schedule_local_features
 
 logger = logging.getLogger(__name__)
 
@@ -122,12 +123,13 @@ def schedule_indexing(image_ids: Sequence[int]) -> None:
     """Queue the images for embedding + indexing once the current transaction commits."""
     if not image_ids:
         return
-    from workers.tasks.gpu import index_images
+    from workers.tasks.gpu import index_images  # workers import this module
 
     batch = settings.INDEX_TASK_BATCH
     for start in range(0, len(image_ids), batch):
         chunk = [int(i) for i in image_ids[start : start + batch]]
         transaction.on_commit(lambda chunk=chunk: index_images.delay(chunk))
+    schedule_local_features(image_ids)
 
 
 def import_collection(

@@ -12,6 +12,7 @@ from retrieval_core.imaging import ImageLoadError
 from webapp.catalog import selectors, services
 from webapp.catalog.models import Image
 from webapp.catalog.uploads import read_upload
+from webapp.reranking.selectors import query_evidence
 
 
 @require_http_methods(["GET", "POST"])
@@ -68,4 +69,9 @@ def progress(request: HttpRequest) -> JsonResponse:
 @require_GET
 def image_detail(request: HttpRequest, pk: int) -> HttpResponse:
     image = get_object_or_404(Image.objects.select_related("landmark", "exif"), pk=pk)
-    return render(request, "catalog/image_detail.html", {"image": image})
+    context: dict[str, object] = {"image": image}
+    evidence = query_evidence(request.GET.get("query"), image.pk)
+    if evidence is not None:
+        context["query"], points = evidence
+        context["inliers"] = len(points)
+    return render(request, "catalog/image_detail.html", context)

@@ -93,13 +93,24 @@ def index_images(
         return {"indexed": 0, "failed": 0}
     extractor = get_extractor(version.config)
     paths = [image.file.path for image in images]
-    result = extractor.extract_paths(paths, batch_size=settings.EMBEDDING_BATCH_SIZE, progress=progress)
+    result = extractor.extract_paths(
+        paths,
+        batch_size=settings.EMBEDDING_BATCH_SIZE,
+        progress=progress,
+        patch_top_n=settings.PATCHES_TOP_N,
+    )
     failed = {failure.index: failure.message for failure in result.failures}
     ok = [int(i) for i in result.indices]
     store = get_store(version)
     if ok:
         store.upsert([images[i].pk for i in ok], result.vectors, [images[i].landmark_id for i in ok])
         store.flush()
+    if result.patches is not None:
+        from webapp.reranking.services import patch_store
+
+        patches = patch_store(version)
+        for position, patch_set in zip(ok, result.patches, strict=True):
+            patches.save(images[position].pk, patch_set)
     now = timezone.now()
     Image.objects.filter(pk__in=[images[i].pk for i in ok]).update(
         status=Image.Status.INDEXED, index_error="", indexed_at=now

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
-from django.http import HttpRequest, HttpResponse, JsonResponse
+import io
+
+import numpy as np
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.views.decorators.csrf import csrf_exempt
-from django.views.decorators.http import require_http_methods, require_POST
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from PIL import Image as PILImage
 
-from retrieval_core.imaging import ImageLoadError
+from retrieval_core.imaging import ImageLoadError, load_image
+from retrieval_core.rerank.visualize import draw_matches
+from webapp.catalog.models import Image
 from webapp.catalog.uploads import UploadTooLarge, read_upload
+from webapp.reranking.selectors import query_evidence
 from webapp.search.services import search_by_photo
 
 
@@ -29,6 +36,23 @@ def _run_search(request: HttpRequest) -> tuple[dict[str, object], int]:
     except ImageLoadError as error:
         return {"error": str(error)}, 400
     return response.as_dict(), 200
+
+
+@require_GET
+def matches_image(request: HttpRequest, query_id: str, image_id: int) -> HttpResponse:
+    """PNG of the query and a result side by side, lines between their verified SIFT matches."""
+    evidence = query_evidence(query_id, image_id)
+    image = Image.objects.filter(pk=image_id).first()
+    if evidence is None or image is None:
+        raise Http404("no match evidence for this query and image")
+    query, points = evidence
+    with query.file.open("rb") as query_file, image.file.open("rb") as image_file:
+        query_pixels = np.asarray(load_image(query_file.read()))
+        result_pixels = np.asarray(load_image(image_file.read()))
+    drawing = draw_matches(query_pixels, result_pixels, np.array(points))
+    buffer = io.BytesIO()
+    PILImage.fromarray(drawing).save(buffer, format="PNG")
+    return HttpResponse(buffer.getvalue(), content_type="image/png")
 
 
 @csrf_exempt

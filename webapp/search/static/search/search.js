@@ -15,10 +15,13 @@
     img.src = hit.thumbnail_url;
     img.alt = "result " + hit.rank;
     img.loading = "lazy";
+    const local = hit.local_score === null ? "no local evidence" : "local " + hit.local_score.toFixed(3);
+    const inliers = hit.inliers === null ? "" : ` · ${hit.inliers} inliers`;
     const parts = [
-      ["rank", "#" + hit.rank],
+      ["rank", "#" + hit.rank + (hit.global_rank !== hit.rank ? ` (global #${hit.global_rank})` : "")],
       ["landmark", hit.landmark ? hit.landmark.name : "unlabelled"],
       ["score", "score " + hit.score.toFixed(3)],
+      ["components", `global ${hit.global_score.toFixed(3)} · ${local}${inliers}`],
     ];
     link.appendChild(img);
     for (const [cls, text] of parts) {
@@ -52,8 +55,10 @@
         status.appendChild(span);
         return;
       }
+      const rerank = data.rerank.method === "none" ? "global ranking"
+        : `re-ranked with ${data.rerank.method}, v = ${data.rerank.weight_global.toFixed(2)}`;
       status.textContent = data.results.length
-        ? `Top ${data.results.length} in ${Math.round(data.timings_ms.total)} ms`
+        ? `Top ${data.results.length} in ${Math.round(data.timings_ms.total)} ms (${rerank})`
         : "The collection has no indexed images yet.";
       results.replaceChildren(...data.results.map(card));
     } catch (error) {

@@ -1,0 +1,609 @@
+"""The training loop: PxK batches → embedding net → loss → AdamW with warmup + cosine, resumable exactly.
+
+After every epoch the model embeds the validation queries and index, ranks by cosine and scores GLDv2
+mAP@k with `retrieval_core.eval.metrics`; the best epoch (the starting weights count as epoch 0, so a run
+never ships a model worse than it started from) is kept as ``best.pt``. ``last.pt`` holds everything a run
+needs to continue bit for bit: model, heads, optimiser, scheduler, loss scaler, sampler position and RNG
+state. Every random draw is a function of the seed and the sample's position in the run (not of thread
+timing), so a resumed run repeats an uninterrupted one exactly on the CPU.
+
+Checkpoints hold tensors and plain values only (loadable with ``weights_only=True``); the model is under
+``"state_dict"`` as an `EmbeddingNet` without classifier, so ``build_embedding_net(EmbeddingConfig(
+weights=path))`` loads either file (`checkpoint_embedding_config` gives the matching config).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import nn
+
+from retrieval_core.datasets.collection import CollectionItem
+from retrieval_core.eval.metrics import mean_average_precision_at_k
+from retrieval_core.eval.splits import relevant_index_images
+from retrieval_core.features.global_ import GlobalDescriptorExtractor
+from retrieval_core.imaging import ImageLoadError, load_image, resize_long_side
+from retrieval_core.models.embedding import IMAGENET, EmbeddingConfig, EmbeddingNet, build_embedding_net
+from retrieval_core.models.weights import WeightsError, imagenet_state_dict
+from retrieval_core.training.augment import TrainTransform
+from retrieval_core.training.config import TrainConfig
+from retrieval_core.training.data import CollectionDataset
+from retrieval_core.training.losses import ArcFaceHead, LinearClassifierHead, contrastive_loss
+from retrieval_core.training.sampler import PKSampler
+from retrieval_core.training.whitening import LearnedWhitening, load_whitening
+
+__all__ = [
+    "CHECKPOINT_FORMAT",
+    "TrainEvent",
+    "TrainResult",
+    "ValidationSet",
+    "checkpoint_embedding_config",
+    "train",
+]
+
+CHECKPOINT_FORMAT = 1
+BEST, LAST = "best.pt", "last.pt"
+# Settings that may differ between a run and its resumption: they change neither data nor numbers.
+_RESUMABLE_CHANGES = frozenset({"device", "workers"})
+# Most training images embedded to initialise whitening (PCA needs a sample, not the whole set).
+_WHITENING_SAMPLE = 4096
+
+
+@dataclass(frozen=True)
+class ValidationSet:
+    """Labelled validation queries and the index they are searched in (e.g. a `CollectionSplit`'s
+    ``validation`` and ``index``); never the queries results are reported on.
+
+    A query is scored against the index images of its landmark (`relevant_index_images`); a query that is
+    also in the index does not count as its own hit.
+    """
+
+    queries: Sequence[CollectionItem]
+    index: Sequence[CollectionItem]
+    k: int = 100
+
+
+@dataclass(frozen=True)
+class TrainEvent:
+    """Progress report.
+
+    ``kind="step"`` after every optimiser step: ``loss`` of that batch, ``images_per_s`` over the step
+    including the wait for data. ``kind="epoch"`` after each epoch's validation: ``loss`` is the epoch's
+    mean, ``validation_map`` its mAP@k (None without validation), ``is_best`` whether it became ``best.pt``.
+    ``epoch`` is 1-based; ``step`` counts optimiser steps since the run began.
+    """
+
+    kind: Literal["step", "epoch"]
+    epoch: int
+    step: int
+    total_steps: int
+    loss: float
+    lr: float
+    images_per_s: float | None = None
+    validation_map: float | None = None
+    is_best: bool = False
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """What a run produced.
+
+    Attributes:
+        best_checkpoint: ``best.pt`` (None if stopped before any epoch ended and without validation).
+        last_checkpoint: ``last.pt``, resumable.
+        best_epoch: 0 when no epoch beat the starting weights on validation.
+        best_map, initial_map: validation mAP@k of the best epoch and of the starting weights.
+        history: one ``{"epoch", "step", "loss", "validation_map"}`` per finished epoch.
+        stopped: ``should_stop`` ended the run early; ``resume=last_checkpoint`` continues it.
+    """
+
+    best_checkpoint: Path | None
+    last_checkpoint: Path
+    best_epoch: int | None
+    best_map: float | None
+    initial_map: float | None
+    history: tuple[dict[str, Any], ...]
+    steps: int
+    stopped: bool
+
+
+@dataclass
+class _Progress:
+    """Mutable position of a run; saved in checkpoints as plain values."""
+
+    epoch: int = 0  # epochs finished
+    position: int = 0  # batches trained in the current epoch
+    step: int = 0
+    best_map: float | None = None
+    best_epoch: int | None = None
+    initial_map: float | None = None
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+def checkpoint_embedding_config(path: str | os.PathLike[str]) -> EmbeddingConfig:
+    """`EmbeddingConfig` that serves a checkpoint written by `train` (backbone, image size, GeM p)."""
+    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    meta = checkpoint.get("embedding") if isinstance(checkpoint, dict) else None
+    if not isinstance(meta, dict):
+        raise WeightsError(f"{path} is not a checkpoint written by retrieval_core.training")
+    return EmbeddingConfig(
+        backbone=meta["backbone"], weights=str(path), image_size=meta["image_size"], gem_p=meta["gem_p"]
+    )
+
+
+def train(
+    config: TrainConfig,
+    train_items: Sequence[CollectionItem],
+    validation: ValidationSet | None,
+    out_dir: str | os.PathLike[str],
+    progress: Callable[[TrainEvent], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    *,
+    resume: str | os.PathLike[str] | None = None,
+) -> TrainResult:
+    """Train an embedding by ``config`` on ``train_items``, selecting epochs on ``validation``.
+
+    Args:
+        config: the run's settings.
+        train_items: labelled items, in a fixed order (a resumed run must get the same sequence).
+        validation: queries and index for checkpoint selection; None keeps the latest epoch as best.
+        out_dir: receives ``best.pt`` and ``last.pt``.
+        progress: called with a `TrainEvent` after each step and each epoch.
+        should_stop: polled before every step; True saves a resumable ``last.pt`` and returns.
+        resume: a ``last.pt`` of a run with the same config (``device``/``workers`` may differ) and items.
+
+    Validation images that cannot be decoded are left out of validation; an undecodable training image
+    raises `ImageLoadError` naming it.
+    """
+    return _Run(config, train_items, validation, Path(out_dir)).run(progress, should_stop, resume)
+
+
+class _Run:
+    def __init__(
+        self,
+        config: TrainConfig,
+        train_items: Sequence[CollectionItem],
+        validation: ValidationSet | None,
+        out_dir: Path,
+    ) -> None:
+        self.config = config
+        self.out_dir = out_dir
+        self.device = torch.device(config.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        cuda = self.device.type == "cuda"
+        self.amp = cuda if config.amp is None else config.amp
+        self.channels_last = cuda if config.channels_last is None else config.channels_last
+        self.amp_dtype = torch.float16 if cuda and not torch.cuda.is_bf16_supported() else torch.bfloat16
+
+        self.dataset = CollectionDataset(
+            train_items,
+            TrainTransform(config.image_size),
+            seed=config.seed,
+            decode_long_side=2 * config.image_size,
+        )
+        self.train_digest = _digest(train_items)
+        self.sampler = PKSampler(self.dataset.labels, config.p, config.k, config.seed, config.steps_per_epoch)
+        self.total_steps = config.epochs * len(self.sampler)
+
+        torch.manual_seed(config.seed)  # head initialisation
+        self.net = _initial_net(config).to(self.device)
+        if self.channels_last:
+            self.net = self.net.to(memory_format=torch.channels_last)
+        if config.freeze_batchnorm:
+            for module in _batchnorms(self.net):
+                module.requires_grad_(False)
+        self.whitening = LearnedWhitening(self.net.dim).to(self.device) if config.whitening else None
+        self.head = _head(config, self.net.dim, len(self.dataset.classes))
+        if self.head is not None:
+            self.head = self.head.to(self.device)
+        self.optimizer = torch.optim.AdamW(self._param_groups(), lr=config.lr)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, _warmup_cosine(round(config.warmup_fraction * self.total_steps), self.total_steps)
+        )
+        use_scaler = self.amp and self.amp_dtype == torch.float16
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=use_scaler)
+        self.mean = torch.tensor(self.net.mean, device=self.device).view(1, -1, 1, 1)
+        self.std = torch.tensor(self.net.std, device=self.device).view(1, -1, 1, 1)
+        embedding = _embedding_config(config)
+        self.validator = _Validator(validation, embedding) if validation is not None else None
+        self.state = _Progress()
+        self._epoch_losses: list[float] = []
+
+    # -- the loop ------------------------------------------------------------------------------------
+
+    def run(
+        self,
+        progress: Callable[[TrainEvent], None] | None,
+        should_stop: Callable[[], bool] | None,
+        resume: str | os.PathLike[str] | None,
+    ) -> TrainResult:
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        if resume is not None:
+            self._load(Path(resume))
+        else:
+            self._start()
+        emit = progress or (lambda event: None)
+        bs = self.config.batch_size
+        with ThreadPoolExecutor(self.config.workers, thread_name_prefix="train-data") as pool:
+            while self.state.epoch < self.config.epochs:
+                epoch = self.state.epoch
+                self.sampler.load_state_dict({"epoch": epoch, "position": self.state.position})
+                batches = self.sampler.epoch_batches(epoch)[self.state.position :]
+                first_slot = (epoch * len(self.sampler) + self.state.position) * bs
+                keys = [
+                    [(index, first_slot + b * bs + slot) for slot, index in enumerate(batch)]
+                    for b, batch in enumerate(batches)
+                ]
+                self._set_train_mode()
+                loader = _prefetch(self.dataset, keys, pool, pin=self.device.type == "cuda")
+                tick = time.perf_counter()
+                try:
+                    for images, labels in loader:
+                        if should_stop is not None and should_stop():
+                            self._save(LAST, full=True)
+                            return self._result(stopped=True)
+                        lr = float(self.optimizer.param_groups[0]["lr"])
+                        loss = self._step(images, labels)
+                        self.state.position += 1
+                        self.state.step += 1
+                        self._epoch_losses.append(loss)
+                        now = time.perf_counter()
+                        emit(self._event("step", loss, lr, images_per_s=bs / max(now - tick, 1e-9)))
+                        tick = now
+                finally:
+                    loader.close()
+                self._end_epoch(emit)
+        return self._result(stopped=False)
+
+    def _step(self, images: torch.Tensor, labels: torch.Tensor) -> float:
+        x = images.to(self.device, non_blocking=True)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        x = (x.float() / 255.0 - self.mean) / self.std
+        labels = labels.to(self.device, non_blocking=True)
+        with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp):
+            features = self.net.forward_features(x)
+        pooled = self.net.pool(features.float())  # x**p overflows fp16: pool in fp32
+        embeddings = F.normalize(pooled, dim=-1)
+        if self.whitening is not None:
+            embeddings = self.whitening(embeddings)
+        loss = self._loss(pooled, embeddings, labels)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.scheduler.step()
+        return float(loss.detach())
+
+    def _loss(self, pooled: torch.Tensor, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        config = self.config
+        if config.recipe == "e2":
+            assert self.head is not None
+            inputs = embeddings if isinstance(self.head, ArcFaceHead) else pooled
+            return F.cross_entropy(self.head(inputs, labels), labels)
+        loss = contrastive_loss(embeddings, labels, config.margin, config.hard_negative_weight)
+        if self.head is not None:  # e3/e4 with ArcFace
+            loss = 0.5 * loss + 0.5 * F.cross_entropy(self.head(embeddings, labels), labels)
+        return loss
+
+    def _start(self) -> None:
+        if self.whitening is not None:
+            self._init_whitening()
+        if self.validator is not None:
+            self.state.initial_map = self.validator.score(self.net, self.whitening, self.device)
+            self.state.best_map, self.state.best_epoch = self.state.initial_map, 0
+            self._save(BEST, full=False)
+
+    def _end_epoch(self, emit: Callable[[TrainEvent], None]) -> None:
+        state = self.state
+        state.epoch += 1
+        state.position = 0
+        mean_loss = float(np.mean(self._epoch_losses)) if self._epoch_losses else float("nan")
+        self._epoch_losses = []
+        score = None
+        if self.validator is not None:
+            score = self.validator.score(self.net, self.whitening, self.device)
+        is_best = score is None or state.best_map is None or score > state.best_map
+        if is_best:
+            state.best_map, state.best_epoch = score, state.epoch
+        state.history.append(
+            {"epoch": state.epoch, "step": state.step, "loss": mean_loss, "validation_map": score}
+        )
+        if is_best:
+            self._save(BEST, full=False)
+        self._save(LAST, full=True)
+        lr = float(self.optimizer.param_groups[0]["lr"])
+        emit(self._event("epoch", mean_loss, lr, validation_map=score, is_best=is_best))
+
+    def _event(self, kind: Literal["step", "epoch"], loss: float, lr: float, **extra: Any) -> TrainEvent:
+        epoch = self.state.epoch if kind == "epoch" else self.state.epoch + 1
+        return TrainEvent(kind, epoch, self.state.step, self.total_steps, loss, lr, **extra)
+
+    def _result(self, stopped: bool) -> TrainResult:
+        best = self.out_dir / BEST
+        s = self.state
+        return TrainResult(
+            best_checkpoint=best if best.is_file() else None,
+            last_checkpoint=self.out_dir / LAST,
+            best_epoch=s.best_epoch,
+            best_map=s.best_map,
+            initial_map=s.initial_map,
+            history=tuple(dict(h) for h in s.history),
+            steps=s.step,
+            stopped=stopped,
+        )
+
+    # -- model parts ---------------------------------------------------------------------------------
+
+    def _param_groups(self) -> list[dict[str, Any]]:
+        """Decay matrices and kernels only; fresh heads at ``head_lr_scale`` times the learning rate."""
+        config = self.config
+        decay, no_decay = [], []
+        for parameter in self.net.parameters():
+            if parameter.requires_grad:
+                (decay if parameter.ndim > 1 else no_decay).append(parameter)
+        heads = [m for m in (self.head, self.whitening) if m is not None]
+        fresh = [parameter for module in heads for parameter in module.parameters()]
+        groups = [
+            {"params": decay, "weight_decay": config.weight_decay},
+            {"params": no_decay, "weight_decay": 0.0},
+            {"params": fresh, "weight_decay": config.weight_decay, "lr": config.lr * config.head_lr_scale},
+        ]
+        return [group for group in groups if group["params"]]
+
+    def _set_train_mode(self) -> None:
+        self.net.train()
+        if self.config.freeze_batchnorm:
+            for module in _batchnorms(self.net):
+                module.eval()
+        for module in (self.head, self.whitening):
+            if module is not None:
+                module.train()
+
+    def _init_whitening(self) -> None:
+        assert self.whitening is not None
+        items = self.dataset.items
+        if len(items) > _WHITENING_SAMPLE:
+            chosen = np.random.default_rng([self.config.seed, 2]).choice(len(items), _WHITENING_SAMPLE, False)
+            items = tuple(items[i] for i in sorted(chosen))
+        init = _from_init_checkpoint(self.config)
+        if init is not None:
+            self.whitening.load_state_dict(init.state_dict())
+            return
+        extractor = GlobalDescriptorExtractor(self.net, _embedding_config(self.config), self.device)
+        result = extractor.extract_paths([item.path for item in items], workers=self.config.workers)
+        self.whitening.init_from_pca(torch.from_numpy(result.vectors))
+
+    # -- checkpoints ---------------------------------------------------------------------------------
+
+    def _save(self, name: str, *, full: bool) -> None:
+        config, s = self.config, self.state
+        checkpoint: dict[str, Any] = {
+            "format": CHECKPOINT_FORMAT,
+            "state_dict": {k: v.detach().cpu() for k, v in self.net.state_dict().items()},
+            "whitening": _cpu_state(self.whitening),
+            "embedding": {
+                "backbone": config.backbone,
+                "image_size": config.image_size,
+                "gem_p": config.gem_p,
+            },
+            "config": config.to_dict(),
+            "classes": list(self.dataset.classes),
+            "epoch": s.epoch,
+            "step": s.step,
+            "metrics": {
+                "validation_map": s.history[-1]["validation_map"] if s.history else s.initial_map,
+                "best_map": s.best_map,
+                "best_epoch": s.best_epoch,
+                "initial_map": s.initial_map,
+                "history": [dict(h) for h in s.history],
+            },
+        }
+        if full:
+            checkpoint.update(
+                position=s.position,
+                epoch_losses=list(self._epoch_losses),
+                train_digest=self.train_digest,
+                head=_cpu_state(self.head),
+                optimizer=self.optimizer.state_dict(),
+                scheduler=self.scheduler.state_dict(),
+                scaler=self.scaler.state_dict(),
+                sampler={**self.sampler.state_dict(), "epoch": s.epoch, "position": s.position},
+                rng={
+                    "torch": torch.get_rng_state(),
+                    "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+                },
+            )
+        path = self.out_dir / name
+        partial = path.with_suffix(".pt.partial")
+        torch.save(checkpoint, partial)
+        os.replace(partial, path)  # a crash mid-write never leaves a truncated checkpoint
+
+    def _load(self, path: Path) -> None:
+        try:
+            checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as e:
+            raise WeightsError(f"cannot read checkpoint {path}: {e}") from None
+        if not isinstance(checkpoint, dict) or "optimizer" not in checkpoint:
+            raise WeightsError(f"{path} is not a resumable training checkpoint (use last.pt)")
+        saved = TrainConfig.from_dict(checkpoint["config"]).to_dict()
+        current = self.config.to_dict()
+        changed = [k for k in current if k not in _RESUMABLE_CHANGES and saved[k] != current[k]]
+        if changed:
+            detail = ", ".join(f"{k}: {saved[k]!r} -> {current[k]!r}" for k in changed)
+            raise ValueError(f"cannot resume {path} with a different config ({detail})")
+        if checkpoint["train_digest"] != self.train_digest:
+            raise ValueError(f"cannot resume {path}: the training items differ from the run's")
+        self.net.load_state_dict(checkpoint["state_dict"])
+        if self.whitening is not None:
+            self.whitening.load_state_dict(checkpoint["whitening"])
+        if self.head is not None:
+            self.head.load_state_dict(checkpoint["head"])
+        self.optimizer.load_state_dict(checkpoint["optimizer"])
+        self.scheduler.load_state_dict(checkpoint["scheduler"])
+        self.scaler.load_state_dict(checkpoint["scaler"])
+        self.sampler.load_state_dict(checkpoint["sampler"])
+        torch.set_rng_state(checkpoint["rng"]["torch"])
+        if torch.cuda.is_available() and checkpoint["rng"]["cuda"]:
+            torch.cuda.set_rng_state_all(checkpoint["rng"]["cuda"])
+        metrics = checkpoint["metrics"]
+        self.state = _Progress(
+            epoch=checkpoint["epoch"],
+            position=checkpoint["position"],
+            step=checkpoint["step"],
+            best_map=metrics["best_map"],
+            best_epoch=metrics["best_epoch"],
+            initial_map=metrics["initial_map"],
+            history=[dict(h) for h in metrics["history"]],
+        )
+        self._epoch_losses = list(checkpoint["epoch_losses"])
+
+
+class _Validator:
+    """Validation images decoded and resized once; scored with the current model after every epoch."""
+
+    def __init__(self, validation: ValidationSet, embedding: EmbeddingConfig) -> None:
+        self.embedding = embedding
+        self.image_size = embedding.image_size
+        self.k = validation.k
+        queries, self.query_ids, query_images = self._decode(validation.queries)
+        index, self.index_ids, self.index_images = self._decode(validation.index)
+        self.query_images = query_images
+        self.ground_truth = relevant_index_images(queries, index)
+        if not any(self.ground_truth.values()):
+            raise ValueError("no validation query has a relevant index image (same landmark)")
+
+    def _decode(
+        self, items: Sequence[CollectionItem]
+    ) -> tuple[list[CollectionItem], list[str], list[Image.Image]]:
+        kept, images = [], []
+        for item in items:
+            try:
+                image = load_image(item.path, draft_long_side=2 * self.image_size)
+            except ImageLoadError:
+                continue
+            kept.append(item)
+            images.append(resize_long_side(image, self.image_size))
+        return kept, [item.relpath for item in kept], images
+
+    @torch.no_grad()
+    def score(self, net: EmbeddingNet, whitening: LearnedWhitening | None, device: torch.device) -> float:
+        """mAP@k of cosine ranking with the current weights (leaves ``net`` in eval mode)."""
+        extractor = GlobalDescriptorExtractor(net, self.embedding, device)
+        queries = self._whiten(extractor.extract(self.query_images), whitening, device)
+        index = self._whiten(extractor.extract(self.index_images), whitening, device)
+        scores = queries @ index.T
+        depth = min(self.k + 1, index.shape[0])  # +1: a query found in the index is junk, not a miss
+        ranked = np.argsort(-scores, axis=1, kind="stable")[:, :depth]
+        results = {q: [self.index_ids[j] for j in row] for q, row in zip(self.query_ids, ranked, strict=True)}
+        result = mean_average_precision_at_k(results, self.ground_truth, k=self.k, self_is_junk=True)
+        return float(result.mean_ap or 0.0)
+
+    @staticmethod
+    def _whiten(vectors: np.ndarray, whitening: LearnedWhitening | None, device: torch.device) -> np.ndarray:
+        if whitening is None:
+            return vectors
+        whitening.eval()
+        return whitening(torch.from_numpy(vectors).to(device)).float().cpu().numpy()
+
+
+def _prefetch(
+    dataset: CollectionDataset,
+    key_batches: Iterable[list[tuple[int, int]]],
+    pool: ThreadPoolExecutor,
+    depth: int = 2,
+    pin: bool = False,
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Batches ``(B, 3, S, S) uint8, (B,) int64``, decoded ``depth`` batches ahead in ``pool``."""
+    pending: deque[list[Future[tuple[torch.Tensor, int]]]] = deque()
+    todo = iter(key_batches)
+
+    def submit() -> None:
+        keys = next(todo, None)
+        if keys is not None:
+            pending.append([pool.submit(dataset.__getitem__, key) for key in keys])
+
+    for _ in range(depth):
+        submit()
+    try:
+        while pending:
+            futures = pending.popleft()
+            submit()
+            samples = [future.result() for future in futures]
+            images = torch.stack([image for image, _ in samples])
+            labels = torch.tensor([label for _, label in samples], dtype=torch.int64)
+            yield (images.pin_memory(), labels.pin_memory()) if pin else (images, labels)
+    finally:
+        for futures in pending:
+            for future in futures:
+                future.cancel()
+
+
+def _initial_net(config: TrainConfig) -> EmbeddingNet:
+    """`EmbeddingNet` without classifier, from ImageNet or from a checkpoint (e.g. E2's for E4)."""
+    if config.init_weights == IMAGENET:
+        net = EmbeddingNet(config.backbone, gem_p=config.gem_p, num_classes=0)
+        net.backbone.load_state_dict(imagenet_state_dict(config.backbone, net.backbone.state_dict()))
+        return net
+    net = build_embedding_net(_embedding_config(config, weights=config.init_weights))
+    net.backbone.reset_classifier(0)
+    return net
+
+
+def _from_init_checkpoint(config: TrainConfig) -> LearnedWhitening | None:
+    """Whitening learnt by the run ``init_weights`` comes from, if any (E4 continuing E2's)."""
+    if config.init_weights == IMAGENET:
+        return None
+    return load_whitening(config.init_weights)
+
+
+def _embedding_config(config: TrainConfig, weights: str = IMAGENET) -> EmbeddingConfig:
+    return EmbeddingConfig(config.backbone, weights, config.image_size, config.gem_p)
+
+
+def _head(config: TrainConfig, dim: int, num_classes: int) -> nn.Module | None:
+    if config.recipe == "e2" or config.arcface:
+        if num_classes < 2:
+            raise ValueError(f"a classification head needs at least 2 landmarks, got {num_classes}")
+        return ArcFaceHead(dim, num_classes) if config.arcface else LinearClassifierHead(dim, num_classes)
+    return None
+
+
+def _batchnorms(module: nn.Module) -> list[nn.Module]:
+    return [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+
+
+def _cpu_state(module: nn.Module | None) -> dict[str, torch.Tensor]:
+    return {} if module is None else {k: v.detach().cpu() for k, v in module.state_dict().items()}
+
+
+def _warmup_cosine(warmup: int, total: int) -> Callable[[int], float]:
+    """Learning-rate factor: linear warmup over ``warmup`` steps, then cosine from 1 to 0 at ``total``."""
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = (step - warmup) / max(1, total - warmup)
+        return 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
+
+    return factor
+
+
+def _digest(items: Sequence[CollectionItem]) -> str:
+    """Identity of the training sequence: sampler indices mean the same images only for the same one."""
+    digest = hashlib.sha256()
+    for item in items:
+        digest.update(f"{item.relpath}\x00{item.landmark}\x01".encode())
+    return digest.hexdigest()

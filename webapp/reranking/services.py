@@ -1,0 +1,273 @@
+"""Local features per image (extracted at index time) and the re-ranking of search candidates with them.
+
+Index time: SIFT (RootSIFT, capped keypoints) goes to a versioned on-disk store, VLAD vectors (once a
+codebook exists) to their own Milvus collection, CNN patches (from the embedding forward pass, see
+`webapp.embeddings.services.index_images`) to a patch store. Query time: only the query's own features are
+computed; candidates' features are loaded, never recomputed. Missing or empty local data degrades to the
+global score with a logged warning.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+from django.conf import settings
+from django.db import transaction
+from PIL import Image as PILImage
+
+from retrieval_core.features.sift import SiftConfig, extract_sift
+from retrieval_core.features.store import LocalFeatureStore, PatchStore
+from retrieval_core.features.vlad import load_codebook, save_codebook, train_codebook, vlad
+from retrieval_core.imaging import ImageLoadError, load_image
+from retrieval_core.index.milvus_store import MilvusVectorStore, VectorHit
+from retrieval_core.rerank.fusion import Candidate, FusionConfig, RerankedHit, rank_fused
+from retrieval_core.rerank.patches import patch_similarity
+from retrieval_core.rerank.reranker import Reranker, RerankerConfig
+from webapp.catalog.models import Image
+from webapp.embeddings.models import EmbeddingModelVersion
+from webapp.reranking.models import FusionSetting, VladCodebook
+
+logger = logging.getLogger(__name__)
+
+METHODS = ("sift", "vlad", "patches", "none")
+
+
+def sift_config(*, query: bool = False) -> SiftConfig:
+    """Index images keep more keypoints than queries: matching cost is their product."""
+    keypoints = settings.SIFT_QUERY_MAX_KEYPOINTS if query else settings.SIFT_MAX_KEYPOINTS
+    return SiftConfig(max_keypoints=keypoints, long_side=settings.SIFT_LONG_SIDE)
+
+
+def sift_store() -> LocalFeatureStore:
+    return LocalFeatureStore(Path(settings.FEATURES_ROOT) / "sift", sift_config().key)
+
+
+def patch_store(version: EmbeddingModelVersion) -> PatchStore:
+    return PatchStore(
+        Path(settings.FEATURES_ROOT) / "patches", f"{version.collection_name}-top{settings.PATCHES_TOP_N}"
+    )
+
+
+def active_codebook() -> VladCodebook | None:
+    return VladCodebook.objects.filter(is_active=True).first()
+
+
+@lru_cache(maxsize=4)
+def _codebook_array(path: str) -> np.ndarray:
+    return load_codebook(Path(path))[0]
+
+
+@lru_cache(maxsize=4)
+def _vlad_store(uri: str, collection: str, dim: int) -> MilvusVectorStore:
+    return MilvusVectorStore(uri, collection, dim, token=settings.MILVUS_TOKEN)
+
+
+def vlad_store(codebook: VladCodebook) -> MilvusVectorStore:
+    store = _vlad_store(settings.MILVUS_URI, codebook.collection_name, codebook.clusters * 128)
+    store.ensure_collection()
+    return store
+
+
+def extract_local_features(
+    image_ids: Sequence[int],
+    *,
+    force: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict[str, int]:
+    """SIFT for each image (skipped if stored, unless ``force``), then its VLAD if a codebook is active.
+
+    Idempotent: files are overwritten atomically and VLAD vectors upserted by image id.
+    """
+    store = sift_store()
+    cfg = sift_config()
+    codebook = active_codebook()
+    images = list(Image.objects.filter(pk__in=image_ids).order_by("pk"))
+    counts = {"extracted": 0, "kept": 0, "failed": 0, "vlad": 0}
+    vlad_ids: list[int] = []
+    vlad_vectors: list[np.ndarray] = []
+    vlad_landmarks: list[int | None] = []
+    for done, image in enumerate(images, start=1):
+        try:
+            if force or not store.has(image.pk):
+                features = extract_sift(np.asarray(load_image(image.file.path)), cfg)
+                store.save(image.pk, features)
+                counts["extracted"] += 1
+            else:
+                features = store.load(image.pk)
+                counts["kept"] += 1
+        except (ImageLoadError, OSError, ValueError) as error:
+            logger.warning("no local features for image %s: %s", image.pk, error)
+            counts["failed"] += 1
+        else:
+            if codebook is not None and len(features):
+                vlad_ids.append(image.pk)
+                vlad_vectors.append(vlad(features.descriptors, _codebook_array(codebook.path)))
+                vlad_landmarks.append(image.landmark_id)
+        if progress is not None:
+            progress(done, len(images))
+    if codebook is not None and vlad_ids:
+        store_v = vlad_store(codebook)
+        store_v.upsert(vlad_ids, np.stack(vlad_vectors), vlad_landmarks)
+        store_v.flush()
+        counts["vlad"] = len(vlad_ids)
+    return counts
+
+
+def schedule_local_features(image_ids: Sequence[int]) -> None:
+    """Queue SIFT/VLAD extraction (cpu queue) once the current transaction commits."""
+    if not image_ids:
+        return
+    from workers.tasks.cpu import extract_local_features as task
+
+    batch = settings.INDEX_TASK_BATCH
+    for start in range(0, len(image_ids), batch):
+        chunk = [int(i) for i in image_ids[start : start + batch]]
+        transaction.on_commit(lambda chunk=chunk: task.delay(chunk))
+
+
+def build_codebook(
+    clusters: int, *, max_descriptors: int = 200_000, seed: int = 0
+) -> VladCodebook:
+    """Learn a VLAD codebook from stored RootSIFT of the collection (never from query-split images) and
+    make it active; VLAD vectors are then (re)computed by `extract_local_features`."""
+    store = sift_store()
+    ids = list(
+        Image.objects.exclude(split=Image.Split.QUERY).order_by("pk").values_list("pk", flat=True)
+    )
+    loaded = store.load_many(ids)
+    descriptors = [f.descriptors for f in loaded.values() if len(f)]
+    if not descriptors:
+        raise ValueError("no stored SIFT features yet: run build_local_features first")
+    stacked = np.concatenate(descriptors)
+    codebook = train_codebook(stacked, k=clusters, seed=seed, max_samples=max_descriptors)
+    key = f"vlad-k{clusters}-{store.extractor_key}-n{len(stacked)}-s{seed}"
+    path = Path(settings.FEATURES_ROOT) / "codebooks" / f"{key}.npy"
+    save_codebook(path, codebook, {"clusters": clusters, "sift": store.extractor_key, "seed": seed})
+    digest = hashlib.sha256(key.encode()).hexdigest()[:10]
+    collection = f"{settings.MILVUS_COLLECTION_PREFIX}_vlad_k{clusters}_{digest}"
+    with transaction.atomic():
+        VladCodebook.objects.update(is_active=False)
+        record, _ = VladCodebook.objects.update_or_create(
+            key=key,
+            defaults={
+                "clusters": clusters,
+                "path": str(path),
+                "collection_name": collection,
+                "descriptor_count": len(stacked),
+                "is_active": True,
+            },
+        )
+    _codebook_array.cache_clear()
+    return record
+
+
+def fusion_config(method: str) -> FusionConfig:
+    """The newest tuned weight for ``method``, else the configured default."""
+    tuned = FusionSetting.objects.filter(method=method).first()
+    weight = tuned.weight_global if tuned else settings.FUSION_WEIGHT_GLOBAL
+    top_k = tuned.top_k if tuned else settings.RERANK_TOP_K
+    return FusionConfig(weight_global=weight, top_k=top_k, local_method=method)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class RerankOutcome:
+    hits: list[RerankedHit]
+    method: str
+    weight_global: float
+    timings_ms: dict[str, float] = field(default_factory=dict)
+    missing: int = 0
+
+
+def rerank(
+    method: str,
+    query_image: PILImage.Image,
+    query_patches: np.ndarray | None,
+    candidates: Sequence[VectorHit],
+    version: EmbeddingModelVersion,
+    *,
+    fusion: FusionConfig | None = None,
+) -> RerankOutcome:
+    """Re-rank ANN candidates (best first) with local evidence fused with their global scores."""
+    if method not in METHODS:
+        raise ValueError(f"unknown re-ranking method {method!r}; use one of {', '.join(METHODS)}")
+    ranked = [Candidate(hit.image_id, hit.score) for hit in candidates]
+    if method == "none" or not ranked:
+        cfg = FusionConfig(weight_global=1.0, top_k=len(ranked))
+        return RerankOutcome(rank_fused(ranked, [None] * len(ranked), cfg), "none", 1.0)
+    cfg = fusion or fusion_config(method)
+    timings: dict[str, float] = {}
+    started = time.perf_counter()
+    if method == "sift":
+        query = extract_sift(np.asarray(query_image), sift_config(query=True))
+        timings["query_features"] = _ms(started)
+        mark = time.perf_counter()
+        features = sift_store().load_many([c.image_id for c in ranked[: cfg.top_k]])
+        timings["load"] = _ms(mark)
+        result = Reranker(RerankerConfig(fusion=cfg)).rerank(query, ranked, features)
+        timings.update({f"{stage}": round(1000 * s, 2) for stage, s in result.timings.items()})
+        return RerankOutcome(result.hits, method, cfg.weight_global, timings, len(result.missing))
+    head = ranked[: cfg.top_k]
+    local_raw: list[float | None]
+    if method == "vlad":
+        local_raw = _vlad_scores(query_image, head)
+    else:
+        local_raw = _patch_scores(query_patches, head, version)
+    timings["local"] = _ms(started)
+    missing = sum(score is None for score in local_raw)
+    if missing:
+        logger.warning(
+            "%s: no local data for %d of %d candidates: global score kept", method, missing, len(head)
+        )
+    mark = time.perf_counter()
+    hits = rank_fused(head, local_raw, cfg)
+    tail = rank_fused(ranked[cfg.top_k :], [None] * (len(ranked) - len(head)), cfg)
+    timings["fuse"] = _ms(mark)
+    return RerankOutcome(hits + tail, method, cfg.weight_global, timings, missing)
+
+
+def _vlad_scores(query_image: PILImage.Image, head: Sequence[Candidate]) -> list[float | None]:
+    codebook = active_codebook()
+    if codebook is None:
+        logger.warning("VLAD re-ranking asked for, but no codebook exists: run build_local_features --vlad")
+        return [None] * len(head)
+    query = extract_sift(np.asarray(query_image), sift_config(query=True))
+    if not len(query):
+        return [None] * len(head)
+    q = vlad(query.descriptors, _codebook_array(codebook.path))
+    stored = vlad_store(codebook).get_vectors([int(c.image_id) for c in head])
+    return [float(q @ stored[c.image_id]) if c.image_id in stored else None for c in head]
+
+
+def _patch_scores(
+    query_patches: np.ndarray | None, head: Sequence[Candidate], version: EmbeddingModelVersion
+) -> list[float | None]:
+    if query_patches is None or not len(query_patches):
+        return [None] * len(head)
+    stored = patch_store(version).load_many([c.image_id for c in head])
+    return [
+        patch_similarity(query_patches, stored[c.image_id]) if c.image_id in stored else None for c in head
+    ]
+
+
+def match_points(hit: RerankedHit) -> list[list[float]]:
+    """Inlier pairs ``[xq, yq, xr, yr]`` in original pixels, for drawing (empty without SIFT evidence)."""
+    if hit.evidence is None:
+        return []
+    return np.round(hit.evidence.points, 1).tolist()
+
+
+def _ms(since: float) -> float:
+    return round(1000 * (time.perf_counter() - since), 2)
+
+
+def clear_caches() -> None:
+    _codebook_array.cache_clear()
+    _vlad_store.cache_clear()
+

@@ -76,7 +76,9 @@ def ensure_cnn_features(
         )
         cache.put(keys[0], dict(zip(chunk, vectors, strict=True)), dict(zip(chunk, seconds, strict=True)))
         if patches:
-            cache.put(keys[1], dict(zip(chunk, patch_sets, strict=True)), dict(zip(chunk, seconds, strict=True)))
+            cache.put(
+                keys[1], dict(zip(chunk, patch_sets, strict=True)), dict(zip(chunk, seconds, strict=True))
+            )
         if progress is not None:
             progress(start + len(chunk), len(todo))
     return failures
@@ -162,7 +164,9 @@ def _embed_chunk(
     return vectors, patch_sets, seconds
 
 
-def _forward_with_map(extractor: GlobalDescriptorExtractor, batch: torch.Tensor) -> tuple[np.ndarray, torch.Tensor]:
+def _forward_with_map(
+    extractor: GlobalDescriptorExtractor, batch: torch.Tensor
+) -> tuple[np.ndarray, torch.Tensor]:
     """``(B, 3, H, W)`` uint8 -> ``(B, D)`` vectors and the ``(B, D, h, w)`` map the pooling layer saw."""
     captured: list[torch.Tensor] = []
     hook = extractor.net.pool.register_forward_hook(lambda _module, inputs, _out: captured.append(inputs[0]))

@@ -5,13 +5,14 @@ rows stacked), ``offsets.<g>.npy`` ((N + 1,) row offsets), ``seconds.<g>.npy`` (
 extract, so query latency can be reported from a cached run) and ``index.json`` (generation ``g`` and the
 image ids in row order). A write puts generation ``g + 1`` beside the old one, then replaces
 ``index.json`` atomically, so an interrupted run leaves a readable cache. A global descriptor is one row
-per image. SIFT goes through ``LocalFeatureStore`` under ``root/sift`` (file
-names are hashes of the ids: relpaths may hold characters a store name may not), with seconds in
-``root/sift/<key>.seconds.json``; VLAD codebooks in ``root/codebooks/<name>.npy``. The key names the extractor's settings (``EmbeddingConfig.version_key``,
-``SiftConfig.key``), so changed settings start a new entry instead of mixing features.
+per image. SIFT goes through ``LocalFeatureStore`` under ``root/sift`` (file names are hashes of the ids:
+relpaths may hold characters a store name may not), with seconds in ``root/sift/<key>.seconds.json``;
+VLAD codebooks lie in ``root/codebooks/<name>.npy``. A key names the extractor's settings
+(``EmbeddingConfig.version_key``, ``SiftConfig.key``), so changed settings start a new entry instead of
+mixing features.
 
-Writes rewrite a key's files atomically; the whole key is read into memory, which suits evaluation sets up
-to a few hundred thousand images. ``stats`` counts images computed (``put``) and loaded per key.
+A key is read whole into memory, which suits evaluation sets up to a few hundred thousand images.
+``stats`` counts images computed (``put``) and loaded, per key.
 """
 
 from __future__ import annotations
@@ -178,7 +179,9 @@ class FeatureCache:
 
     # VLAD codebooks ----------------------------------------------------------------------------------
 
-    def codebook(self, name: str, train: Callable[[], np.ndarray], settings: Mapping[str, object]) -> np.ndarray:
+    def codebook(
+        self, name: str, train: Callable[[], np.ndarray], settings: Mapping[str, object]
+    ) -> np.ndarray:
         """The ``(k, D)`` codebook stored as ``name``, trained with ``train()`` (and stored) if absent."""
         path = self._directory("codebooks") / f"{self._directory(name).name}.npy"
         if path.is_file():

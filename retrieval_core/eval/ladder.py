@@ -22,11 +22,16 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from retrieval_core.eval.extraction import PatchConfig, ensure_cnn_features, ensure_sift, global_key, patch_key
+from retrieval_core.eval.extraction import (
+    PatchConfig,
+    ensure_cnn_features,
+    ensure_sift,
+    global_key,
+    patch_key,
+)
 from retrieval_core.eval.feature_cache import FeatureCache
 from retrieval_core.eval.metrics import average_precision_at_k, precision_at_k, recall_at_k
 from retrieval_core.eval.protocol import EvalProtocol, EvalQuery, ProtocolConfig, QuerySet, build_protocol
@@ -46,6 +51,8 @@ LadderProgress = Callable[[str, int, int], None]
 """``progress(stage, done, total)``."""
 
 _LOCAL_IDS: dict[LocalMethod, str] = {"sift": "E5", "vlad": "E6", "patches": "E7"}
+_PRETRAINED, _SIFT, _RERANKER = EmbeddingConfig(), SiftConfig(), RerankerConfig()
+_PATCHES, _PROTOCOL = PatchConfig(), ProtocolConfig()
 
 
 @dataclass(frozen=True, eq=False)
@@ -76,20 +83,44 @@ class _Global:
     embed_seconds: dict[str, float]
 
 
+@dataclass(frozen=True, eq=False)
+class _Run:
+    """What every stage of one ladder run shares."""
+
+    proto: EvalProtocol
+    cache: FeatureCache
+    top_k: int
+    grid: Sequence[float]
+    notes: list[str]
+    progress: LadderProgress | None
+
+    @property
+    def paths(self) -> dict[str, Path]:
+        return {name: self.proto.path(name) for name in self.proto.images}
+
+    @property
+    def sets(self) -> dict[str, QuerySet]:
+        return {"reported": self.proto.reported, "validation": self.proto.validation}
+
+    def stage(self, name: str) -> Callable[[int, int], None] | None:
+        progress = self.progress
+        return None if progress is None else lambda done, total: progress(name, done, total)
+
+
 def run_ladder(
     root: Path,
     *,
     cache_dir: Path,
-    models: Sequence[EmbeddingConfig] = (EmbeddingConfig(),),
+    models: Sequence[EmbeddingConfig] = (_PRETRAINED,),
     model_ids: Sequence[str] | None = None,
-    sift: SiftConfig = SiftConfig(),
+    sift: SiftConfig = _SIFT,
     query_sift: SiftConfig | None = None,
-    reranker: RerankerConfig = RerankerConfig(),
+    reranker: RerankerConfig = _RERANKER,
     vlad_k: int = 64,
-    patches: PatchConfig | None = PatchConfig(),
+    patches: PatchConfig | None = _PATCHES,
     fusion_grid: Sequence[float] = DEFAULT_GRID,
     top_k: int = 100,
-    protocol: ProtocolConfig = ProtocolConfig(),
+    protocol: ProtocolConfig = _PROTOCOL,
     device: str | None = None,
     batch_size: int = 16,
     progress: LadderProgress | None = None,
@@ -111,35 +142,29 @@ def run_ladder(
     if not proto.queries:
         raise ValueError(f"{root}: no reported query has a relevant index image ({proto.summary()})")
     cache = FeatureCache(cache_dir, collection=proto.root)
-    paths = {name: proto.path(name) for name in proto.images}
-    sets = {"reported": proto.reported, "validation": proto.validation}
-    notes = list(proto.notes)
+    run = _Run(proto, cache, top_k, fusion_grid, list(proto.notes), progress)
 
-    def report(stage: str) -> Callable[[int, int], None] | None:
-        return None if progress is None else lambda done, total: progress(stage, done, total)
-
+    models_run: list[_Global] = []
     rows: list[LadderRow] = []
-    globals_: list[tuple[_Global, LadderRow]] = []
     for model_id, config in zip(ids, models, strict=True):
         extractor = GlobalDescriptorExtractor.from_config(config, device)
-        model = _run_global(model_id, extractor, cache, proto, paths, patches, top_k, batch_size, notes, report)
-        row = _global_row(model, proto, cache, top_k)
-        globals_.append((model, row))
-        rows.append(row)
+        models_run.append(_run_global(run, model_id, extractor, patches, batch_size))
+        rows.append(_global_row(run, models_run[-1]))
 
-    best_model = _best_global(globals_, notes)
-    local_rows = _run_local(
-        best_model, cache, proto, sets, paths, sift, query_sift, reranker, vlad_k, patches, fusion_grid,
-        top_k, notes, report,
-    )  # fmt: skip
+    best_model = _best_global(run, models_run, rows)
+    local_rows = [_sift_row(run, best_model, sift, query_sift, reranker)]
+    if vlad_k > 0:
+        local_rows.append(_vlad_row(run, best_model, sift, query_sift, reranker.fusion, vlad_k))
+    if patches is not None:
+        local_rows.append(_patch_row(run, best_model, patches, reranker.fusion))
     rows.extend(local_rows)
     tuned = [row for row in local_rows if row.validation_map is not None]
     if tuned:
         best = max(tuned, key=lambda row: row.validation_map or 0.0)
-        rows.append(dataclasses.replace(best, id="best", method=f"best on validation: {best.id} ({best.method})"))
+        rows.append(dataclasses.replace(best, id="best", method=f"best on validation: {best.id}"))
 
     settings = {
-        "models": {model.model_id: _model_name(model.config) for model, _ in globals_},
+        "models": {model.model_id: _model_name(model.config) for model in models_run},
         "best_global": best_model.model_id,
         "sift": sift.key,
         "query_sift": query_sift.key,
@@ -157,38 +182,38 @@ def run_ladder(
         queries=proto.queries,
         settings=settings,
         extracted=dict(cache.stats.computed),
-        notes=tuple(notes),
+        notes=tuple(run.notes),
     )
 
 
 def _run_global(
+    run: _Run,
     model_id: str,
     extractor: GlobalDescriptorExtractor,
-    cache: FeatureCache,
-    proto: EvalProtocol,
-    paths: Mapping[str, Path],
     patches: PatchConfig | None,
-    top_k: int,
     batch_size: int,
-    notes: list[str],
-    report: Callable[[str], Callable[[int, int], None] | None],
 ) -> _Global:
-    """Extract (or load) the model's vectors and search both query sets."""
-    reported = [q.relpath for q in proto.queries]
+    """Extract (or load) the model's vectors (and patches) and search both query sets."""
+    reported = [q.relpath for q in run.proto.queries]
     asked = set(reported)
-    rest = [name for name in proto.images if name not in asked]
+    rest = [name for name in run.proto.images if name not in asked]
+    paths, cache = run.paths, run.cache
     # Reported queries one at a time: their seconds are a single query's embedding latency.
-    notes += ensure_cnn_features(
-        cache, extractor, paths, reported, patches, one_at_a_time=True, progress=report(f"{model_id} queries")
+    failed = ensure_cnn_features(
+        cache,
+        extractor,
+        paths,
+        reported,
+        patches,
+        one_at_a_time=True,
+        progress=run.stage(f"{model_id} queries"),
     )
-    notes += ensure_cnn_features(
-        cache, extractor, paths, rest, patches, batch_size=batch_size, progress=report(f"{model_id} index")
+    failed += ensure_cnn_features(
+        cache, extractor, paths, rest, patches, batch_size=batch_size, progress=run.stage(f"{model_id} index")
     )
+    run.notes.extend(failed)
     key = global_key(extractor)
-    hits = {
-        "reported": _search(cache, key, proto.reported, top_k),
-        "validation": _search(cache, key, proto.validation, top_k),
-    }
+    hits = {name: _search(cache, key, query_set, run.top_k) for name, query_set in run.sets.items()}
     embed = dict(zip(reported, cache.seconds(key, reported).tolist(), strict=True))
     return _Global(model_id, extractor.config, extractor, hits, embed)
 
@@ -207,7 +232,9 @@ def _search(cache: FeatureCache, key: str, query_set: QuerySet, top_k: int) -> d
         top = np.argpartition(-scores, k - 1)[:k]
         top = top[np.lexsort((top, -scores[top]))]
         seconds = time.perf_counter() - t0
-        out[query.relpath] = _Hits(tuple(query_set.index[i] for i in top), scores[top].astype(np.float64), seconds)
+        out[query.relpath] = _Hits(
+            tuple(query_set.index[i] for i in top), scores[top].astype(np.float64), seconds
+        )
     return out
 
 
@@ -225,17 +252,24 @@ def _scores(
         recall.append(recall_at_k(ranking, q.positives, k, q.junk) or 0.0)
     if not per_query:
         return float("nan"), float("nan"), float("nan"), {}
-    return float(np.mean(list(per_query.values()))), float(np.mean(precision)), float(np.mean(recall)), per_query
+    return (
+        float(np.mean(list(per_query.values()))),
+        float(np.mean(precision)),
+        float(np.mean(recall)),
+        per_query,
+    )
 
 
-def _validation_map(queries: Sequence[EvalQuery], rankings: Mapping[str, Sequence[str]], k: int) -> float | None:
+def _validation_map(
+    queries: Sequence[EvalQuery], rankings: Mapping[str, Sequence[str]], k: int
+) -> float | None:
     return _scores(queries, rankings, k)[0] if queries else None
 
 
-def _global_row(model: _Global, proto: EvalProtocol, cache: FeatureCache, k: int) -> LadderRow:
+def _global_row(run: _Run, model: _Global) -> LadderRow:
     hits = model.hits["reported"]
     rankings = {q: h.ids for q, h in hits.items()}
-    mean_ap, p10, recall, per_query = _scores(proto.queries, rankings, k)
+    mean_ap, p10, recall, per_query = _scores(run.proto.queries, rankings, run.top_k)
     latency = [model.embed_seconds[q] + h.seconds for q, h in hits.items()]
     validation = {q: h.ids for q, h in model.hits["validation"].items()}
     return LadderRow(
@@ -245,99 +279,97 @@ def _global_row(model: _Global, proto: EvalProtocol, cache: FeatureCache, k: int
         precision_at_10=p10,
         recall_at_k=recall,
         median_latency_ms=1e3 * float(np.nanmedian(latency)),
-        index_bytes=cache.nbytes(model.config.version_key, proto.index),
+        index_bytes=_global_bytes(run, model),
         weight_global=None,
-        validation_map=_validation_map(proto.validation.queries, validation, k),
+        validation_map=_validation_map(run.proto.validation.queries, validation, run.top_k),
         per_query_ap=per_query,
         rankings=rankings,
     )
 
 
-def _best_global(models: list[tuple[_Global, LadderRow]], notes: list[str]) -> _Global:
+def _best_global(run: _Run, models: Sequence[_Global], rows: Sequence[LadderRow]) -> _Global:
     """Highest validation mAP (ties: the later, trained model); without validation, the last model."""
-    scored = [(row.validation_map, i) for i, (_, row) in enumerate(models) if row.validation_map is not None]
+    scored = [(row.validation_map, i) for i, row in enumerate(rows) if row.validation_map is not None]
     if not scored:
-        notes.append("no validation queries: the last model is re-ranked and v stays at its default")
-        return models[-1][0]
-    return models[max(scored)[1]][0]
+        run.notes.append("no validation queries: the last model is re-ranked and v stays at its default")
+        return models[-1]
+    return models[max(scored)[1]]
 
 
-def _run_local(
-    model: _Global,
-    cache: FeatureCache,
-    proto: EvalProtocol,
-    sets: Mapping[str, QuerySet],
-    paths: Mapping[str, Path],
-    sift: SiftConfig,
-    query_sift: SiftConfig,
-    reranker: RerankerConfig,
-    vlad_k: int,
-    patches: PatchConfig | None,
-    grid: Sequence[float],
-    top_k: int,
-    notes: list[str],
-    report: Callable[[str], Callable[[int, int], None] | None],
-) -> list[LadderRow]:
-    """E5-E7 on the best global model's hits: local scores once, v tuned on validation, rows."""
-    queries = {name: [q.relpath for q in qs.queries] for name, qs in sets.items()}
-    all_queries = queries["reported"] + queries["validation"]
-    index_images = sorted({*proto.index, *proto.validation.index})
-    base_bytes = cache.nbytes(model.config.version_key, proto.index)
-    rows: list[LadderRow] = []
-
-    notes += ensure_sift(cache, query_sift, paths, all_queries, report("SIFT queries"))
-    notes += ensure_sift(cache, sift, paths, index_images, report("SIFT index"))
-    query_seconds = dict(zip(all_queries, cache.sift_seconds(query_sift, all_queries).tolist(), strict=True))
-    fusion = dataclasses.replace(reranker.fusion, top_k=top_k, local_method="sift")
+def _sift_row(
+    run: _Run, model: _Global, sift: SiftConfig, query_sift: SiftConfig, reranker: RerankerConfig
+) -> LadderRow:
+    """E5: verified SIFT inliers fused with the global score."""
+    _ensure_sift(run, sift, query_sift)
+    fusion = dataclasses.replace(reranker.fusion, top_k=run.top_k, local_method="sift")
     sift_reranker = Reranker(dataclasses.replace(reranker, fusion=fusion))
-    sift_local = {name: _sift_scores(cache, sift, query_sift, sift_reranker, model.hits[name]) for name in sets}
-    for local in sift_local.values():
-        for q in local.seconds:
-            local.seconds[q] += query_seconds[q]
-    rows.append(
-        _local_row("sift", f"{model.model_id} + SIFT re-rank ({reranker.geometry} verification)", model,
-                   sift_local, fusion, proto, grid, top_k, base_bytes + cache.sift_nbytes(sift, proto.index))
-    )  # fmt: skip
+    local = {
+        name: _sift_scores(run.cache, sift, query_sift, sift_reranker, model.hits[name]) for name in run.sets
+    }
+    name = f"{model.model_id} + SIFT re-rank ({reranker.geometry} verification)"
+    return _local_row(run, "sift", name, model, local, fusion, run.cache.sift_nbytes(sift, run.proto.index))
 
-    if vlad_k > 0:
-        # Codebook from index images only (those in both indexes: never a reported or validation query).
-        train_ids = sorted(set(proto.index) & set(proto.validation.index))
-        codebook = _codebook(cache, sift, train_ids, vlad_k)
-        index_vlads = {
-            name: vlad(feats.descriptors, codebook) for name, feats in cache.load_sift(sift, index_images).items()
-        }
-        vlad_local = {name: _vlad_scores(cache, query_sift, codebook, index_vlads, model.hits[name]) for name in sets}
-        for local in vlad_local.values():
-            for q in local.seconds:
-                local.seconds[q] += query_seconds[q]
-        vlad_bytes = sum(index_vlads[name].nbytes for name in proto.index)
-        rows.append(
-            _local_row("vlad", f"{model.model_id} + VLAD re-rank (k={vlad_k})", model, vlad_local,
-                       dataclasses.replace(fusion, local_method="vlad"), proto, grid, top_k, base_bytes + vlad_bytes)
-        )  # fmt: skip
 
-    if patches is not None:
-        key = patch_key(model.extractor, patches)
-        patch_local = {name: _patch_scores(cache, key, patches, model.hits[name]) for name in sets}
-        rows.append(
-            _local_row("patches", f"{model.model_id} + CNN patch re-rank (top {patches.top_n}, {patches.method})",
-                       model, patch_local, dataclasses.replace(fusion, local_method="patches"), proto, grid,
-                       top_k, base_bytes + cache.nbytes(key, proto.index))
-        )  # fmt: skip
-    return rows
+def _vlad_row(
+    run: _Run, model: _Global, sift: SiftConfig, query_sift: SiftConfig, fusion: FusionConfig, k: int
+) -> LadderRow:
+    """E6: VLAD of the same SIFT features. The codebook is learnt on images in both indexes only, so
+    never on a reported or validation query."""
+    _ensure_sift(run, sift, query_sift)
+    proto = run.proto
+    codebook = _codebook(run.cache, sift, sorted(set(proto.index) & set(proto.validation.index)), k)
+    index_images = sorted({*proto.index, *proto.validation.index})
+    index_features = run.cache.load_sift(sift, index_images)
+    index_vlads = {image: vlad(feats.descriptors, codebook) for image, feats in index_features.items()}
+    local = {
+        name: _vlad_scores(run.cache, query_sift, codebook, index_vlads, model.hits[name])
+        for name in run.sets
+    }
+    fusion = dataclasses.replace(fusion, top_k=run.top_k, local_method="vlad")
+    index_bytes = sum(index_vlads[image].nbytes for image in proto.index)
+    return _local_row(
+        run, "vlad", f"{model.model_id} + VLAD re-rank (k={k})", model, local, fusion, index_bytes
+    )
+
+
+def _patch_row(run: _Run, model: _Global, patches: PatchConfig, fusion: FusionConfig) -> LadderRow:
+    """E7: CNN patch sets from the global model's own feature map."""
+    key = patch_key(model.extractor, patches)
+    local = {name: _patch_scores(run.cache, key, patches, model.hits[name]) for name in run.sets}
+    fusion = dataclasses.replace(fusion, top_k=run.top_k, local_method="patches")
+    name = f"{model.model_id} + CNN patch re-rank (top {patches.top_n}, {patches.method})"
+    return _local_row(run, "patches", name, model, local, fusion, run.cache.nbytes(key, run.proto.index))
+
+
+def _ensure_sift(run: _Run, sift: SiftConfig, query_sift: SiftConfig) -> None:
+    proto = run.proto
+    queries = [q.relpath for q in (*proto.queries, *proto.validation.queries)]
+    index_images = sorted({*proto.index, *proto.validation.index})
+    run.notes.extend(ensure_sift(run.cache, query_sift, run.paths, queries, run.stage("SIFT queries")))
+    run.notes.extend(ensure_sift(run.cache, sift, run.paths, index_images, run.stage("SIFT index")))
+
+
+def _global_bytes(run: _Run, model: _Global) -> int:
+    return run.cache.nbytes(model.config.version_key, run.proto.index)
 
 
 def _sift_scores(
-    cache: FeatureCache, sift: SiftConfig, query_sift: SiftConfig, reranker: Reranker, hits: Mapping[str, _Hits]
+    cache: FeatureCache,
+    sift: SiftConfig,
+    query_sift: SiftConfig,
+    reranker: Reranker,
+    hits: Mapping[str, _Hits],
 ) -> _Local:
-    """Verified inliers per candidate; seconds = loading the candidates' features + re-ranking."""
+    """Verified inliers per candidate; seconds = query SIFT + loading candidates' features + re-ranking."""
     out = _Local()
     query_features = cache.load_sift(query_sift, list(hits))
+    extract = dict(zip(hits, cache.sift_seconds(query_sift, list(hits)).tolist(), strict=True))
     for q, h in hits.items():
         t0 = time.perf_counter()
         features = cache.load_sift(sift, h.ids)
-        result = reranker.rerank(query_features[q], [Candidate(i, float(s)) for i, s in zip(h.ids, h.scores)], features)
-        out.seconds[q] = time.perf_counter() - t0
+        candidates = [Candidate(i, float(score)) for i, score in zip(h.ids, h.scores, strict=True)]
+        result = reranker.rerank(query_features[q], candidates, features)
+        out.seconds[q] = extract[q] + time.perf_counter() - t0
         raw = np.full(len(h.ids), np.nan)
         for hit in result.hits:
             if hit.evidence is not None:
@@ -364,14 +396,16 @@ def _vlad_scores(
     index_vlads: Mapping[str, np.ndarray],
     hits: Mapping[str, _Hits],
 ) -> _Local:
-    """VLAD cosine per candidate (index VLADs precomputed, as a product would store them)."""
+    """VLAD cosine per candidate, index VLADs precomputed (as a product would store them); seconds =
+    query SIFT + query VLAD + scoring."""
     out = _Local()
     query_features = cache.load_sift(query_sift, list(hits))
+    extract = dict(zip(hits, cache.sift_seconds(query_sift, list(hits)).tolist(), strict=True))
     for q, h in hits.items():
         t0 = time.perf_counter()
         raw = np.stack([index_vlads[i] for i in h.ids]) @ vlad(query_features[q].descriptors, codebook)
         empty = np.array([not index_vlads[i].any() for i in h.ids])
-        out.seconds[q] = time.perf_counter() - t0
+        out.seconds[q] = extract[q] + time.perf_counter() - t0
         out.raw[q] = np.where(empty | (len(query_features[q]) == 0), np.nan, raw.astype(np.float64))
     return out
 
@@ -391,27 +425,27 @@ def _patch_scores(cache: FeatureCache, key: str, cfg: PatchConfig, hits: Mapping
 
 
 def _local_row(
+    run: _Run,
     method: LocalMethod,
     name: str,
     model: _Global,
     local: Mapping[str, _Local],
     fusion: FusionConfig,
-    proto: EvalProtocol,
-    grid: Sequence[float],
-    k: int,
-    index_bytes: int,
+    local_bytes: int,
 ) -> LadderRow:
     """Tune v on validation, fuse the reported queries with it, score."""
+    proto, k = run.proto, run.top_k
     validation = [q for q in proto.validation.queries if q.relpath in model.hits["validation"]]
     weight, table = fusion.weight_global, []
     if validation:
-        weight, table = _tune(validation, model.hits["validation"], local["validation"].raw, fusion, grid, k)
+        weight, table = _tune(
+            validation, model.hits["validation"], local["validation"].raw, fusion, run.grid, k
+        )
     chosen = dataclasses.replace(fusion, weight_global=weight)
-    rankings = _fused_rankings(model.hits["reported"], local["reported"].raw, chosen)
-    mean_ap, p10, recall, per_query = _scores(proto.queries, rankings, k)
     hits = model.hits["reported"]
+    rankings = _fused_rankings(hits, local["reported"].raw, chosen)
+    mean_ap, p10, recall, per_query = _scores(proto.queries, rankings, k)
     latency = [model.embed_seconds[q] + hits[q].seconds + local["reported"].seconds[q] for q in hits]
-    validation_map = dict(table).get(weight) if table else None
     return LadderRow(
         id=_LOCAL_IDS[method],
         method=name,
@@ -419,9 +453,9 @@ def _local_row(
         precision_at_10=p10,
         recall_at_k=recall,
         median_latency_ms=1e3 * float(np.nanmedian(latency)),
-        index_bytes=index_bytes,
+        index_bytes=_global_bytes(run, model) + local_bytes,
         weight_global=weight,
-        validation_map=validation_map,
+        validation_map=dict(table).get(weight) if table else None,
         per_query_ap=per_query,
         rankings=rankings,
         tuning=tuple(table),
@@ -465,7 +499,3 @@ def _fused_rankings(
 def _model_name(config: EmbeddingConfig) -> str:
     weights = "ImageNet" if config.weights == IMAGENET else Path(config.weights).name
     return f"{config.backbone} {weights}, {config.image_size} px, GeM"
-
-
-def _describe(value: Any) -> Any:
-    return dataclasses.asdict(value) if dataclasses.is_dataclass(value) else value

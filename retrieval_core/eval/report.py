@@ -81,7 +81,7 @@ class LadderReport:
             "|---|---|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for r in self.rows:
-            v = "–" if r.weight_global is None else f"{r.weight_global:.2f}"
+            v = "-" if r.weight_global is None else f"{r.weight_global:.2f}"
             lines.append(
                 f"| {r.id} | {r.method} | {_pct(r.map_at_k)} | {_pct(r.precision_at_10)} | "
                 f"{_pct(r.recall_at_k)} | {_pct(r.validation_map)} | {v} | "
@@ -98,7 +98,8 @@ class LadderReport:
             row["tuning"] = [list(pair) for pair in r.tuning]
             rows.append(row)
         queries = [
-            {"image": q.relpath, "positives": sorted(q.positives), "junk": sorted(q.junk)} for q in self.queries
+            {"image": q.relpath, "positives": sorted(q.positives), "junk": sorted(q.junk)}
+            for q in self.queries
         ]
         return {
             "root": str(self.root),
@@ -183,7 +184,8 @@ def plot_precision_recall(report: LadderReport, path: Path) -> Path:
     fig, ax = plt.subplots(figsize=(6, 4.5))
     for row in report.rows:
         curves = [
-            interpolated_precision(row.rankings.get(q.relpath, ()), q.positives, q.junk) for q in report.queries
+            interpolated_precision(row.rankings.get(q.relpath, ()), q.positives, q.junk)
+            for q in report.queries
         ]
         if curves:
             ax.plot(RECALL_LEVELS, np.mean(curves, axis=0), marker=".", label=f"{row.id} ({row.method})")
@@ -252,7 +254,7 @@ def _short(relpath: str, n: int = 22) -> str:
 
 
 def _pct(value: float | None) -> str:
-    return "–" if value is None or math.isnan(value) else f"{100 * value:.2f}"
+    return "-" if value is None or math.isnan(value) else f"{100 * value:.2f}"
 
 
 def _size(n_bytes: int) -> str:

@@ -15,6 +15,7 @@ from tests.conftest import write_query_split
 from webapp.catalog.models import Image
 from webapp.catalog.selectors import indexing_progress
 from webapp.embeddings.services import get_active_version, get_store
+from webapp.reranking.services import sift_store
 
 pytestmark = [pytest.mark.services, pytest.mark.django_db(transaction=True)]
 
@@ -34,16 +35,59 @@ def test_new_view_of_a_landmark_retrieves_it_first(
     assert Image.objects.count() == 20
     assert get_store(get_active_version()).count() == 20
 
+    # The worker also extracted SIFT (re-ranking never recomputes index features at query time).
+    store = sift_store()
+    assert all(store.has(pk) for pk in Image.objects.values_list("pk", flat=True))
+
     for landmark, query in queries.items():
         with query.open("rb") as photo:
             response = client.post("/api/search/", {"image": photo})
         assert response.status_code == 200, response.content
-        results = response.json()["results"]
+        payload = response.json()
+        results = payload["results"]
+        assert payload["rerank"]["method"] == "sift"
         assert len(results) == 10
         assert results[0]["landmark"]["name"] == landmark
         scores = [hit["score"] for hit in results]
         assert scores == sorted(scores, reverse=True)
         assert {hit["rank"] for hit in results} == set(range(1, 11))
+        # Same scene: many verified inliers; other scenes: (almost) none.
+        same = [hit for hit in results if hit["landmark"]["name"] == landmark]
+        other = [hit for hit in results if hit["landmark"]["name"] != landmark]
+        assert min(hit["inliers"] for hit in same) > 30
+        assert max(hit["inliers"] for hit in other) < 15
+        assert all(hit["local_score"] is not None for hit in results)
+
+    # The result page draws the verified matches between the query and the result.
+    best = results[0]
+    assert f"?query={payload['query']['id']}" in best["page_url"]
+    page = client.get(best["page_url"])
+    assert b"geometrically verified SIFT matches" in page.content
+    drawing = client.get(f"/queries/{payload['query']['id']}/matches/{best['image_id']}.png")
+    assert drawing.status_code == 200 and drawing["Content-Type"] == "image/png"
+    assert client.get(f"/queries/{payload['query']['id']}/matches/999999.png").status_code == 404
+
+
+def test_missing_local_features_degrade_to_the_global_score(
+    tmp_path: Path,
+    celery_worker_process: object,
+    empty_vector_store: None,
+    client: Client,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    queries = write_query_split(tmp_path, n_landmarks=2, views=4, seed=21)
+    call_command("import_images", str(tmp_path / "collection"), "--timeout", "300", verbosity=0)
+    store = sift_store()
+    removed = Image.objects.order_by("pk").first()
+    assert store.delete(removed.pk)
+
+    with next(iter(queries.values())).open("rb") as photo:
+        response = client.post("/api/search/", {"image": photo})
+    assert response.status_code == 200
+    results = {hit["image_id"]: hit for hit in response.json()["results"]}
+    assert results[removed.pk]["local_score"] is None
+    assert results[removed.pk]["inliers"] is None
+    assert any("no local features" in record.getMessage() for record in caplog.records)
 
 
 def test_photos_uploaded_in_the_collection_page_get_indexed_in_the_background(

@@ -32,6 +32,7 @@ class Image(models.Model):
         PENDING = "pending", "waiting to be indexed"
         INDEXED = "indexed", "indexed"
         FAILED = "failed", "failed"
+        EXCLUDED = "excluded", "removed from the index"  # by a curator; re-imports leave it out
 
     file = models.FileField(upload_to="images/", max_length=500)
     thumbnail = models.FileField(upload_to="thumbs/", max_length=500, blank=True)

@@ -1,28 +1,25 @@
 """Extracting what an evaluation needs, once, into a ``FeatureCache``, timing every image.
 
-Global vectors and CNN patches come from the same forward pass: a hook on the network's pooling layer
-catches the feature map it pools, so E7's patches cost a ``select_patches`` call, not a second network run
-(the thesis ran the network again for 100 index images per query). Queries can be extracted one at a time,
-so their recorded seconds are a single query's latency rather than a share of a batch.
+Global vectors and CNN patches come from the same forward pass
+(``GlobalDescriptorExtractor.embed_batch_with_patches``), so E7's patches cost a ``select_patches`` call,
+not a second network run (the thesis ran the network again for 100 index images per query). Queries can
+be extracted one at a time, so their recorded seconds are a single query's latency, not a batch share.
 """
 
 from __future__ import annotations
 
 import time
-from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from retrieval_core.eval.feature_cache import FeatureCache
 from retrieval_core.features.global_ import GlobalDescriptorExtractor
 from retrieval_core.features.sift import LocalFeatures, SiftConfig, extract_sift
 from retrieval_core.imaging import ImageLoadError, load_image
-from retrieval_core.rerank.patches import PatchMethod, select_patches
+from retrieval_core.rerank.patches import PatchMethod
 
 __all__ = ["PatchConfig", "ensure_cnn_features", "ensure_sift", "global_key", "patch_key"]
 
@@ -120,58 +117,35 @@ def _embed_chunk(
     batch_size: int,
     failures: list[str],
 ) -> tuple[list[np.ndarray], list[np.ndarray], list[float]]:
-    """Vectors ``(D,)``, float16 patch sets ``(n, D)`` and seconds per path, in order."""
-    n = len(paths)
+    """Vectors ``(D,)``, float16 patch sets ``(n, D)`` and seconds per path, in order.
+
+    Batched, an image's seconds are its share of the whole chunk's time (not a latency).
+    """
+    n, top_n = len(paths), patches.top_n if patches else 0
     vectors = [np.zeros(extractor.dim, np.float32)] * n
     patch_sets = [np.zeros((0, extractor.dim), np.float16)] * n
     seconds = [float("nan")] * n
-    tensors: dict[int, torch.Tensor] = {}
-    decode_seconds: dict[int, float] = {}
-
-    def decode(i: int) -> None:
-        t0 = time.perf_counter()
-        try:
-            tensors[i] = extractor.preprocess(extractor.load(paths[i]))
-        except ImageLoadError as error:
-            failures.append(f"{paths[i]}: {error}")
-        decode_seconds[i] = time.perf_counter() - t0
-
-    def forward(group: list[int]) -> None:
-        t0 = time.perf_counter()
-        batch_vectors, maps = _forward_with_map(extractor, torch.stack([tensors[i] for i in group]))
-        for row, i in enumerate(group):
-            vectors[i] = batch_vectors[row]
-            if patches:
-                patch_sets[i] = select_patches(maps[row], patches.top_n).astype(np.float16)
-        share = (time.perf_counter() - t0) / len(group)
-        for i in group:
-            seconds[i] = decode_seconds[i] + share
-
     if one_at_a_time:
-        for i in range(n):
-            decode(i)
-            if i in tensors:
-                forward([i])
+        for i, path in enumerate(paths):
+            t0 = time.perf_counter()
+            try:
+                tensor = extractor.preprocess(extractor.load(path))
+            except ImageLoadError as error:
+                failures.append(f"{path}: {error}")
+                continue
+            batch_vectors, batch_patches = extractor.embed_batch_with_patches(tensor[None], top_n)
+            vectors[i] = batch_vectors[0]
+            if top_n:
+                patch_sets[i] = batch_patches[0].astype(np.float16)
+            seconds[i] = time.perf_counter() - t0
         return vectors, patch_sets, seconds
-    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="decode") as pool:
-        list(pool.map(decode, range(n)))
-    by_shape: defaultdict[tuple[int, ...], list[int]] = defaultdict(list)
-    for i in sorted(tensors):
-        by_shape[tuple(tensors[i].shape)].append(i)
-    for members in by_shape.values():
-        for start in range(0, len(members), batch_size):
-            forward(members[start : start + batch_size])
+    t0 = time.perf_counter()
+    result = extractor.extract_paths(list(paths), batch_size, workers=2, patch_top_n=top_n)
+    share = (time.perf_counter() - t0) / max(n, 1)
+    for row, i in enumerate(result.indices.tolist()):
+        vectors[i] = result.vectors[row]
+        if top_n and result.patches is not None:
+            patch_sets[i] = result.patches[row].astype(np.float16)
+        seconds[i] = share
+    failures.extend(f"{paths[failure.index]}: {failure.message}" for failure in result.failures)
     return vectors, patch_sets, seconds
-
-
-def _forward_with_map(
-    extractor: GlobalDescriptorExtractor, batch: torch.Tensor
-) -> tuple[np.ndarray, torch.Tensor]:
-    """``(B, 3, H, W)`` uint8 -> ``(B, D)`` vectors and the ``(B, D, h, w)`` map the pooling layer saw."""
-    captured: list[torch.Tensor] = []
-    hook = extractor.net.pool.register_forward_hook(lambda _module, inputs, _out: captured.append(inputs[0]))
-    try:
-        vectors = extractor.embed_batch(batch)
-    finally:
-        hook.remove()
-    return vectors, captured[0].float().cpu()

@@ -23,6 +23,8 @@ from retrieval_core.imaging import ImageLoadError, load_image
 __all__ = ["LadderReport", "LadderRow", "interpolated_precision"]
 
 RECALL_LEVELS = np.linspace(0.0, 1.0, 21)
+REPEATED_ROW = "best"
+"""Id of the row that repeats another (the ladder's choice on validation); left out of the plots."""
 _HIT, _MISS, _JUNK = "#2ca02c", "#d62728", "#9e9e9e"
 
 
@@ -160,12 +162,13 @@ def interpolated_precision(
 def plot_ap_histograms(report: LadderReport, path: Path) -> Path:
     """One histogram of per-query AP@k per experiment."""
     plt = _pyplot()
-    n = len(report.rows)
+    shown = _distinct_rows(report)
+    n = len(shown)
     cols = min(n, 4)
     rows = math.ceil(n / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.6 * rows), squeeze=False, sharey=True)
     bins = np.linspace(0.0, 1.0, 11)
-    for ax, row in zip(axes.ravel(), report.rows, strict=False):
+    for ax, row in zip(axes.ravel(), shown, strict=False):
         ax.hist(list(row.per_query_ap.values()), bins=bins, color="#4c72b0", edgecolor="white")
         ax.set_title(f"{row.id}: mAP {_pct(row.map_at_k)}", fontsize=9)
         ax.set_xlabel(f"AP@{report.top_k}", fontsize=8)
@@ -182,7 +185,7 @@ def plot_precision_recall(report: LadderReport, path: Path) -> Path:
     """Mean interpolated precision-recall curve of every experiment, over the reported queries."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6, 4.5))
-    for row in report.rows:
+    for row in _distinct_rows(report):
         curves = [
             interpolated_precision(row.rankings.get(q.relpath, ()), q.positives, q.junk)
             for q in report.queries
@@ -227,6 +230,10 @@ def plot_worst_queries(report: LadderReport, row: LadderRow, path: Path, n_worst
     return path
 
 
+def _distinct_rows(report: LadderReport) -> list[LadderRow]:
+    return [row for row in report.rows if row.id != REPEATED_ROW] or list(report.rows)
+
+
 def _thumbnail(ax: Any, path: Path, colour: str) -> None:
     try:
         image = load_image(path, draft_long_side=160)
@@ -248,9 +255,10 @@ def _pyplot() -> Any:
     return plt
 
 
-def _short(relpath: str, n: int = 22) -> str:
-    name = relpath.rsplit("/", 1)[-1]
-    return name if len(name) <= n else name[: n - 1] + "…"
+def _short(relpath: str, n: int = 26) -> str:
+    """Folder and file name (the file name alone repeats across landmarks), cut from the left."""
+    name = "/".join(relpath.split("/")[-2:])
+    return name if len(name) <= n else "…" + name[-(n - 1) :]
 
 
 def _pct(value: float | None) -> str:

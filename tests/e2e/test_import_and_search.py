@@ -111,3 +111,44 @@ def test_photos_uploaded_in_the_collection_page_get_indexed_in_the_background(
     hits = get_store(version).search(np.ones((1, version.dim), np.float32), k=5)[0]
     assert [hit.image_id for hit in hits] == [image.pk]
     assert hits[0].landmark_id == image.landmark_id
+
+
+def test_codebook_tuning_and_every_rerank_method(
+    tmp_path: Path, celery_worker_process: object, empty_vector_store: None, client: Client
+) -> None:
+    from webapp.reranking.models import FusionSetting, VladCodebook
+    from webapp.reranking.services import clear_caches
+
+    clear_caches()
+    queries = write_query_split(tmp_path, n_landmarks=3, views=5, seed=31)
+    call_command("import_images", str(tmp_path / "collection"), "--timeout", "300", verbosity=0)
+    call_command("build_local_features", "--vlad", "8", verbosity=0)
+    codebook = VladCodebook.objects.get(is_active=True)
+    assert codebook.clusters == 8
+
+    out = io.StringIO()
+    call_command("tune_fusion", "--method", "sift", stdout=out)
+    setting = FusionSetting.objects.get(method="sift")
+    assert 0.0 <= setting.weight_global <= 1.0 and len(setting.table) == 21
+    assert setting.validation_queries == 6  # 2 per landmark, none of them a reported query
+    assert "← chosen" in out.getvalue()
+
+    landmark, query = next(iter(queries.items()))
+    for method in ("sift", "vlad", "patches", "none"):
+        with query.open("rb") as photo:
+            response = client.post("/api/search/", {"image": photo, "rerank": method})
+        assert response.status_code == 200, response.content
+        payload = response.json()
+        assert payload["rerank"]["method"] == method
+        assert payload["results"][0]["landmark"]["name"] == landmark
+        local_scores = [hit["local_score"] for hit in payload["results"]]
+        if method == "none":
+            assert local_scores == [None] * len(local_scores)
+        else:
+            assert all(score is not None for score in local_scores), method
+    assert payload["rerank"]["weight_global"] == 1.0
+    with query.open("rb") as photo:
+        sift = client.post("/api/search/", {"image": photo}).json()
+    assert sift["rerank"]["weight_global"] == pytest.approx(setting.weight_global)
+    with query.open("rb") as photo:
+        assert client.post("/api/search/", {"image": photo, "rerank": "magic"}).status_code == 400

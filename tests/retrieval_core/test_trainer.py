@@ -77,7 +77,9 @@ def test_resuming_a_stopped_run_repeats_the_uninterrupted_run_exactly(collection
         _run(dataclasses.replace(CONFIG, lr=1e-3), collection, tmp_path / "x", resume=stopped.last_checkpoint)
 
 
-def test_best_checkpoint_is_the_best_validation_epoch_and_loads_into_build_embedding_net(collection, tmp_path):
+def test_best_checkpoint_is_the_best_validation_epoch_and_loads_into_build_embedding_net(
+    collection, tmp_path
+):
     config = dataclasses.replace(CONFIG, lr=3e-4)
     result, events = _run(config, collection, tmp_path)
     scores = [result.initial_map] + [h["validation_map"] for h in result.history]
@@ -102,8 +104,12 @@ def test_best_checkpoint_is_the_best_validation_epoch_and_loads_into_build_embed
     queries = extractor.extract_paths([item.path for item in validation.queries]).vectors
     index = extractor.extract_paths([item.path for item in validation.index]).vectors
     ranked = np.argsort(-(queries @ index.T), axis=1)
-    same = np.array([[validation.index[j].landmark == q.landmark for j in row]
-                     for q, row in zip(validation.queries, ranked, strict=True)])
+    same = np.array(
+        [
+            [validation.index[j].landmark == q.landmark for j in row]
+            for q, row in zip(validation.queries, ranked, strict=True)
+        ]
+    )
     aps = [np.mean([(hits[: r + 1].sum() / (r + 1)) for r in np.flatnonzero(hits)]) for hits in same]
     assert float(np.mean(aps)) == pytest.approx(result.best_map, abs=1e-3)
 

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Count
 from PIL import Image as PILImage
 
 from retrieval_core.features.sift import SiftConfig, extract_sift
@@ -30,8 +31,10 @@ from retrieval_core.index.milvus_store import MilvusVectorStore, VectorHit
 from retrieval_core.rerank.fusion import Candidate, FusionConfig, RerankedHit, rank_fused
 from retrieval_core.rerank.patches import patch_similarity
 from retrieval_core.rerank.reranker import Reranker, RerankerConfig
+from retrieval_core.rerank.tuning import tune_fusion_weight
 from webapp.catalog.models import Image
 from webapp.embeddings.models import EmbeddingModelVersion
+from webapp.embeddings.services import get_active_version, get_extractor, get_store
 from webapp.reranking.models import FusionSetting, VladCodebook
 
 logger = logging.getLogger(__name__)
@@ -271,3 +274,88 @@ def clear_caches() -> None:
     _codebook_array.cache_clear()
     _vlad_store.cache_clear()
 
+
+
+def validation_queries(*, seed: int = 0, per_landmark: int = 2) -> list[Image]:
+    """Images to tune on: the ``validation`` split if the collection has one, else a seeded pick of
+    ``per_landmark`` indexed images per landmark. Images of the reported ``query`` split are never used."""
+    indexed = Image.objects.filter(status=Image.Status.INDEXED, landmark__isnull=False)
+    marked = list(indexed.filter(split=Image.Split.VALIDATION).order_by("pk"))
+    if marked:
+        return marked
+    by_landmark: dict[int, list[Image]] = {}
+    for image in indexed.exclude(split=Image.Split.QUERY).order_by("pk"):
+        by_landmark.setdefault(image.landmark_id, []).append(image)
+    rng = np.random.default_rng(seed)
+    picked: list[Image] = []
+    for landmark_id in sorted(by_landmark):
+        images = by_landmark[landmark_id]
+        if len(images) < 2:  # a query needs at least one other image of its landmark
+            continue
+        order = rng.permutation(len(images))[: min(per_landmark, len(images) - 1)]
+        picked.extend(images[i] for i in sorted(order))
+    return picked
+
+
+def tune_fusion(
+    method: str,
+    *,
+    seed: int = 0,
+    per_landmark: int = 2,
+    progress: Callable[[int, int], None] | None = None,
+) -> FusionSetting:
+    """Choose the fusion weight v for ``method`` by mAP@100 on validation queries and store it.
+
+    Each validation image is searched (excluding itself) over the live index; local scores are computed
+    once and every v only re-sorts them (retrieval_core.rerank.tuning).
+    """
+    if method not in ("sift", "vlad", "patches"):
+        raise ValueError(f"cannot tune {method!r}; use sift, vlad or patches")
+    queries = validation_queries(seed=seed, per_landmark=per_landmark)
+    if not queries:
+        raise ValueError("no labelled, indexed images to tune on: import a labelled collection first")
+    version = get_active_version()
+    extractor = get_extractor(version.config)
+    store = get_store(version)
+    top_k = settings.RERANK_TOP_K
+    probe = FusionConfig(weight_global=1.0, top_k=top_k, local_method=method)  # type: ignore[arg-type]
+    landmark_sizes = dict(
+        Image.objects.filter(status=Image.Status.INDEXED)
+        .values_list("landmark_id")
+        .annotate(count=Count("pk"))
+    )
+    landmark_of = dict(Image.objects.filter(status=Image.Status.INDEXED).values_list("pk", "landmark_id"))
+    globals_, locals_, relevance, n_relevant = [], [], [], []
+    for done, image in enumerate(queries, start=1):
+        decoded = extractor.load(image.file.path)
+        patch_top_n = settings.PATCHES_TOP_N if method == "patches" else 0
+        vectors, patches = extractor.extract_with_patches([decoded], patch_top_n)
+        candidates = store.search(vectors, k=top_k, exclude_ids=[image.pk])[0]
+        outcome = rerank(method, decoded, patches[0] if patches else None, candidates, version, fusion=probe)
+        hits = sorted(outcome.hits, key=lambda hit: hit.global_rank)
+        globals_.append(np.array([hit.global_score for hit in hits]))
+        locals_.append(np.array([_raw_local(hit, method) for hit in hits], np.float64))
+        relevance.append(np.array([landmark_of.get(hit.image_id) == image.landmark_id for hit in hits]))
+        n_relevant.append(max(landmark_sizes.get(image.landmark_id, 1) - 1, int(relevance[-1].sum())))
+        if progress is not None:
+            progress(done, len(queries))
+    best, table = tune_fusion_weight(
+        globals_, locals_, relevance, cfg=probe, n_relevant_per_query=n_relevant, k=100
+    )
+    scores = dict(table)
+    return FusionSetting.objects.create(
+        method=method,
+        weight_global=best,
+        top_k=top_k,
+        validation_map=scores[best],
+        baseline_map=scores.get(1.0, float("nan")),
+        validation_queries=len(queries),
+        table=[[v, score] for v, score in table],
+    )
+
+
+def _raw_local(hit: RerankedHit, method: str) -> float:
+    """The raw local score tuning expects: inliers for SIFT, cosine otherwise; NaN when missing."""
+    if method == "sift":
+        return float("nan") if hit.evidence is None else float(hit.evidence.inliers)
+    return float("nan") if hit.local_score is None else float(hit.local_score)

@@ -16,6 +16,7 @@ from retrieval_core.rerank.visualize import draw_matches
 from webapp.catalog.models import Image
 from webapp.catalog.uploads import UploadTooLarge, read_upload
 from webapp.reranking.selectors import query_evidence
+from webapp.reranking.services import METHODS
 from webapp.search.services import search_by_photo
 
 
@@ -29,8 +30,11 @@ def _run_search(request: HttpRequest) -> tuple[dict[str, object], int]:
         return {"error": "k must be an integer"}, 400
     if k is not None and not 1 <= k <= 100:
         return {"error": "k must be between 1 and 100"}, 400
+    method = request.POST.get("rerank") or None
+    if method is not None and method not in METHODS:
+        return {"error": f"rerank must be one of {', '.join(METHODS)}"}, 400
     try:
-        response = search_by_photo(read_upload(upload), k=k)
+        response = search_by_photo(read_upload(upload), k=k, method=method)
     except UploadTooLarge as error:
         return {"error": str(error)}, 413
     except ImageLoadError as error:

@@ -35,7 +35,7 @@ from retrieval_core.eval.extraction import (
 from retrieval_core.eval.feature_cache import FeatureCache
 from retrieval_core.eval.metrics import average_precision_at_k, precision_at_k, recall_at_k
 from retrieval_core.eval.protocol import EvalProtocol, EvalQuery, ProtocolConfig, QuerySet, build_protocol
-from retrieval_core.eval.report import LadderReport, LadderRow
+from retrieval_core.eval.report import REPEATED_ROW, LadderReport, LadderRow
 from retrieval_core.features.global_ import GlobalDescriptorExtractor
 from retrieval_core.features.sift import SiftConfig
 from retrieval_core.features.vlad import train_codebook, vlad
@@ -133,7 +133,11 @@ def run_ladder(
     if not models:
         raise ValueError("need at least one model (the first is the pretrained E1)")
     ids = list(model_ids) if model_ids is not None else [f"E{i}" for i in range(1, len(models) + 1)]
-    if len(ids) != len(models) or len(set(ids)) != len(ids) or set(ids) & {*_LOCAL_IDS.values(), "best"}:
+    if (
+        len(ids) != len(models)
+        or len(set(ids)) != len(ids)
+        or set(ids) & {*_LOCAL_IDS.values(), REPEATED_ROW}
+    ):
         raise ValueError(f"model ids {ids} must be unique, one per model, and not E5-E7 or 'best'")
     if top_k < 10:
         raise ValueError(f"top_k must be at least 10, got {top_k}")
@@ -161,7 +165,7 @@ def run_ladder(
     tuned = [row for row in local_rows if row.validation_map is not None]
     if tuned:
         best = max(tuned, key=lambda row: row.validation_map or 0.0)
-        rows.append(dataclasses.replace(best, id="best", method=f"best on validation: {best.id}"))
+        rows.append(dataclasses.replace(best, id=REPEATED_ROW, method=f"best on validation: {best.id}"))
 
     settings = {
         "models": {model.model_id: _model_name(model.config) for model in models_run},

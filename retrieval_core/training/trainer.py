@@ -51,6 +51,7 @@ __all__ = [
     "TrainResult",
     "ValidationSet",
     "checkpoint_embedding_config",
+    "score_validation",
     "train",
 ]
 
@@ -469,6 +470,17 @@ class _Run:
             history=[dict(h) for h in metrics["history"]],
         )
         self._epoch_losses = list(checkpoint["epoch_losses"])
+
+
+def score_validation(
+    net: EmbeddingNet,
+    validation: ValidationSet,
+    embedding: EmbeddingConfig,
+    device: str | torch.device = "cpu",
+    whitening: LearnedWhitening | None = None,
+) -> float:
+    """Validation mAP@k of ``net`` exactly as `train` scores its epochs (images sized by ``embedding``)."""
+    return _Validator(validation, embedding).score(net, whitening, torch.device(device))
 
 
 class _Validator:

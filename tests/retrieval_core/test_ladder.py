@@ -1,0 +1,101 @@
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import torch
+
+from retrieval_core.datasets.synthetic import write_collection
+from retrieval_core.eval.ladder import run_ladder
+from retrieval_core.eval.protocol import ProtocolConfig
+from retrieval_core.eval.report import LadderReport
+from retrieval_core.eval.splits import SplitConfig
+from retrieval_core.features.sift import SiftConfig
+from retrieval_core.models.embedding import EmbeddingConfig, build_embedding_net
+
+PRETRAINED = EmbeddingConfig(image_size=160)
+SIFT = SiftConfig(max_keypoints=300)
+PROTOCOL = ProtocolConfig(split=SplitConfig(seed=1, train_fraction=0.0, validation_fraction=0.25))
+FIRST_GRID = (0.0, 0.25, 0.5, 0.75, 1.0)
+
+
+@dataclass(frozen=True)
+class World:
+    root: Path
+    cache: Path
+    checkpoint: EmbeddingConfig
+    report: LadderReport
+
+
+def _run(
+    world_root: Path, cache: Path, models: list[EmbeddingConfig], grid: tuple[float, ...]
+) -> LadderReport:
+    return run_ladder(
+        world_root,
+        cache_dir=cache,
+        models=models,
+        sift=SIFT,
+        vlad_k=8,
+        fusion_grid=grid,
+        protocol=PROTOCOL,
+        device="cpu",
+    )
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> World:
+    """4 landmarks x 4 views at 160 px; E1 pretrained and E2 a "checkpoint" with mean pooling (GeM p=1)."""
+    base = tmp_path_factory.mktemp("ladder")
+    write_collection(base / "collection", 4, 4, seed=5, image_size=(120, 160))
+    net = build_embedding_net(PRETRAINED)
+    net.pool.p.data.fill_(1.0)
+    torch.save(net.state_dict(), base / "mean_pooled.pt")
+    checkpoint = EmbeddingConfig(weights=str(base / "mean_pooled.pt"), image_size=160)
+    report = _run(base / "collection", base / "cache", [PRETRAINED, checkpoint], FIRST_GRID)
+    return World(base / "collection", base / "cache", checkpoint, report)
+
+
+def test_every_rung_is_reported_with_sane_numbers(world: World) -> None:
+    report = world.report
+    assert [row.id for row in report.rows] == ["E1", "E2", "E5", "E6", "E7", "best"]
+    reported = {q.relpath for q in report.queries}
+    assert len(reported) == 3  # one query per test landmark; the validation landmark is not reported
+    for row in report.rows:
+        assert (
+            0.0 <= row.map_at_k <= 1.0 and 0.0 <= row.precision_at_10 <= 1.0 and 0.0 <= row.recall_at_k <= 1.0
+        )
+        assert set(row.per_query_ap) == reported
+        assert row.map_at_k == pytest.approx(sum(row.per_query_ap.values()) / len(reported))
+        assert row.median_latency_ms > 0 and row.index_bytes > 0
+        for query, ranking in row.rankings.items():
+            assert query not in ranking and len(ranking) == len(set(ranking)) == 12
+    for row in report.rows[2:]:
+        assert row.weight_global in FIRST_GRID and [v for v, _ in row.tuning] == list(FIRST_GRID)
+        assert row.validation_map == dict(row.tuning)[row.weight_global]
+    e1, e5 = report.row("E1"), report.row("E5")
+    assert e1.weight_global is None and e1.validation_map is not None
+    assert e5.map_at_k >= e1.map_at_k
+    assert e5.index_bytes > e1.index_bytes  # global vectors plus SIFT
+    assert report.row("E1").map_at_k != report.row("E2").map_at_k or e1.rankings != report.row("E2").rankings
+    assert report.extracted[PRETRAINED.version_key] == 16
+    assert report.extracted[world.checkpoint.version_key] == 16
+    assert report.extracted[SIFT.key] == 16
+
+
+def test_second_run_with_another_grid_extracts_nothing(world: World) -> None:
+    grid = (0.1, 0.6, 0.9)
+    again = _run(world.root, world.cache, [PRETRAINED, world.checkpoint], grid)
+    assert sum(again.extracted.values()) == 0
+    assert again.row("E1").per_query_ap == world.report.row("E1").per_query_ap
+    for row_id in ("E5", "E6", "E7"):
+        assert again.row(row_id).weight_global in grid
+
+
+def test_model_ids_and_top_k_are_checked(world: World) -> None:
+    with pytest.raises(ValueError, match="model ids"):
+        run_ladder(world.root, cache_dir=world.cache, models=[PRETRAINED], model_ids=["E5"])
+    with pytest.raises(ValueError, match="top_k"):
+        run_ladder(world.root, cache_dir=world.cache, models=[PRETRAINED], top_k=5)
+    with pytest.raises(ValueError, match="at least one model"):
+        run_ladder(world.root, cache_dir=world.cache, models=[])

@@ -31,6 +31,7 @@ INSTALLED_APPS = [
     "webapp.embeddings",
     "webapp.search",
     "webapp.reranking",
+    "webapp.curation",
 ]
 
 MIDDLEWARE = [
@@ -140,7 +141,11 @@ CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TASK_DEFAULT_QUEUE = "cpu"
-CELERY_TASK_ROUTES = {"workers.tasks.gpu.*": {"queue": "gpu"}, "workers.tasks.cpu.*": {"queue": "cpu"}}
+CELERY_TASK_ROUTES = {
+    "workers.tasks.gpu.*": {"queue": "gpu"},
+    "workers.tasks.cpu.*": {"queue": "cpu"},
+    "workers.tasks.analysis.*": {"queue": "cpu"},
+}
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1

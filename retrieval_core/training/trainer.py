@@ -61,6 +61,8 @@ BEST, LAST = "best.pt", "last.pt"
 _RESUMABLE_CHANGES = frozenset({"device", "workers"})
 # Most training images embedded to initialise whitening (PCA needs a sample, not the whole set).
 _WHITENING_SAMPLE = 4096
+# Validation sets up to this many images are decoded once and kept in memory (about 0.2 MB each at 224 px).
+_CACHE_IMAGES = 4096
 
 
 @dataclass(frozen=True)
@@ -479,56 +481,75 @@ def score_validation(
     device: str | torch.device = "cpu",
     whitening: LearnedWhitening | None = None,
 ) -> float:
-    """Validation mAP@k of ``net`` exactly as `train` scores its epochs (images sized by ``embedding``)."""
-    return _Validator(validation, embedding).score(net, whitening, torch.device(device))
+    """Validation mAP@k of ``net`` as `train` scores its epochs (images sized by ``embedding``).
+
+    Scoring once, it decodes in threads without keeping the images (`train` keeps small sets decoded).
+    """
+    return _Validator(validation, embedding, cache_images=0).score(net, whitening, torch.device(device))
 
 
 class _Validator:
-    """Validation images decoded and resized once; scored with the current model after every epoch."""
+    """Scores the current model on a `ValidationSet` after every epoch.
 
-    def __init__(self, validation: ValidationSet, embedding: EmbeddingConfig) -> None:
+    Up to ``cache_images`` images are decoded and resized once and kept; larger sets are decoded afresh
+    each time (threaded, by `GlobalDescriptorExtractor.extract_paths`) rather than held in memory. Both
+    decode exactly as indexing does, and images that fail to decode are left out of that score.
+    """
+
+    def __init__(
+        self, validation: ValidationSet, embedding: EmbeddingConfig, cache_images: int = _CACHE_IMAGES
+    ) -> None:
         self.embedding = embedding
-        self.image_size = embedding.image_size
         self.k = validation.k
-        queries, self.query_ids, query_images = self._decode(validation.queries)
-        index, self.index_ids, self.index_images = self._decode(validation.index)
-        self.query_images = query_images
-        self.ground_truth = relevant_index_images(queries, index)
-        if not any(self.ground_truth.values()):
+        self.queries, self.index = list(validation.queries), list(validation.index)
+        if not any(relevant_index_images(self.queries, self.index).values()):
             raise ValueError("no validation query has a relevant index image (same landmark)")
+        self._cache: dict[str, Image.Image | None] | None = None
+        if len(self.queries) + len(self.index) <= cache_images:
+            self._cache = {item.relpath: self._decode(item) for item in (*self.queries, *self.index)}
 
-    def _decode(
-        self, items: Sequence[CollectionItem]
-    ) -> tuple[list[CollectionItem], list[str], list[Image.Image]]:
-        kept, images = [], []
-        for item in items:
-            try:
-                image = load_image(item.path, draft_long_side=2 * self.image_size)
-            except ImageLoadError:
-                continue
-            kept.append(item)
-            images.append(resize_long_side(image, self.image_size))
-        return kept, [item.relpath for item in kept], images
+    def _decode(self, item: CollectionItem) -> Image.Image | None:
+        size = self.embedding.image_size
+        try:
+            return resize_long_side(load_image(item.path, draft_long_side=2 * size), size)
+        except ImageLoadError:
+            return None
+
+    def _embed(
+        self, extractor: GlobalDescriptorExtractor, items: list[CollectionItem]
+    ) -> tuple[list[CollectionItem], np.ndarray]:
+        if self._cache is None:
+            result = extractor.extract_paths([item.path for item in items])
+            return [items[i] for i in result.indices], result.vectors
+        kept = [item for item in items if self._cache[item.relpath] is not None]
+        images = [self._cache[item.relpath] for item in kept]
+        return kept, extractor.extract(images)  # type: ignore[arg-type]
 
     @torch.no_grad()
     def score(self, net: EmbeddingNet, whitening: LearnedWhitening | None, device: torch.device) -> float:
         """mAP@k of cosine ranking with the current weights (leaves ``net`` in eval mode)."""
         extractor = GlobalDescriptorExtractor(net, self.embedding, device)
-        queries = self._whiten(extractor.extract(self.query_images), whitening, device)
-        index = self._whiten(extractor.extract(self.index_images), whitening, device)
-        scores = queries @ index.T
-        depth = min(self.k + 1, index.shape[0])  # +1: a query found in the index is junk, not a miss
-        ranked = np.argsort(-scores, axis=1, kind="stable")[:, :depth]
-        results = {q: [self.index_ids[j] for j in row] for q, row in zip(self.query_ids, ranked, strict=True)}
-        result = mean_average_precision_at_k(results, self.ground_truth, k=self.k, self_is_junk=True)
+        queries, query_vectors = self._embed(extractor, self.queries)
+        index, index_vectors = self._embed(extractor, self.index)
+        if not queries or not index:
+            return 0.0
+        scores = _whiten(query_vectors, whitening, device) @ _whiten(index_vectors, whitening, device).T
+        depth = min(self.k + 1, len(index))  # +1: a query found in the index is junk, not a miss
+        top = np.argpartition(-scores, depth - 1, axis=1)[:, :depth]
+        results = {}
+        for query, row, candidates in zip(queries, scores, top, strict=True):
+            ordered = candidates[np.lexsort((candidates, -row[candidates]))]  # by score, ties by position
+            results[query.relpath] = [index[j].relpath for j in ordered]
+        ground_truth = relevant_index_images(queries, index)
+        result = mean_average_precision_at_k(results, ground_truth, k=self.k, self_is_junk=True)
         return float(result.mean_ap or 0.0)
 
-    @staticmethod
-    def _whiten(vectors: np.ndarray, whitening: LearnedWhitening | None, device: torch.device) -> np.ndarray:
-        if whitening is None:
-            return vectors
-        whitening.eval()
-        return whitening(torch.from_numpy(vectors).to(device)).float().cpu().numpy()
+
+def _whiten(vectors: np.ndarray, whitening: LearnedWhitening | None, device: torch.device) -> np.ndarray:
+    if whitening is None:
+        return vectors
+    whitening.eval()
+    return whitening(torch.from_numpy(vectors).to(device)).float().cpu().numpy()
 
 
 def _prefetch(

@@ -114,3 +114,22 @@ def test_extract_paths_is_independent_of_batching_and_threads(extractor, tmp_pat
 def test_default_device_and_constructor(extractor):
     other = GlobalDescriptorExtractor(extractor.net, extractor.config)
     assert other.device.type == ("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def test_patches_come_from_the_same_forward_pass(extractor, tmp_path):
+    photos = _photos()[:3]
+    paths = []
+    for i, photo in enumerate(photos):
+        paths.append(tmp_path / f"{i}.png")
+        photo.save(paths[-1])
+    vectors, patches = extractor.extract_with_patches(photos, patch_top_n=5)
+    np.testing.assert_allclose(vectors, extractor.extract(photos), atol=1e-5)
+    assert [p.shape for p in patches] == [(5, extractor.dim)] * 3
+    np.testing.assert_allclose(np.linalg.norm(patches[0], axis=1), 1.0, atol=1e-5)
+    result = extractor.extract_paths(paths, patch_top_n=5)
+    assert result.patches is not None and len(result.patches) == 3
+    for ours, theirs in zip(result.patches, patches, strict=True):
+        np.testing.assert_allclose(ours, theirs, atol=1e-4)
+    # A photo's patches are far closer to themselves than to another photo's.
+    assert (patches[0] @ patches[0].T).max(axis=1).mean() > (patches[0] @ patches[1].T).max(axis=1).mean()
+    assert extractor.extract_paths(paths).patches is None

@@ -9,8 +9,8 @@ from retrieval_core.datasets.synthetic import write_collection
 from retrieval_core.features.global_ import GlobalDescriptorExtractor
 from retrieval_core.models.embedding import EmbeddingConfig, build_embedding_net
 from retrieval_core.training import TrainConfig, TrainEvent, ValidationSet, train
-from retrieval_core.training.trainer import checkpoint_embedding_config
-from retrieval_core.training.whitening import load_whitening
+from retrieval_core.training.trainer import checkpoint_embedding_config, score_validation
+from retrieval_core.training.whitening import LearnedWhitening, load_whitening
 
 CONFIG = TrainConfig(
     recipe="e3", epochs=2, steps_per_epoch=2, p=2, k=4, image_size=64, workers=1, device="cpu", seed=3
@@ -112,6 +112,8 @@ def test_best_checkpoint_is_the_best_validation_epoch_and_loads_into_build_embed
     )
     aps = [np.mean([(hits[: r + 1].sum() / (r + 1)) for r in np.flatnonzero(hits)]) for hits in same]
     assert float(np.mean(aps)) == pytest.approx(result.best_map, abs=1e-3)
+    # score_validation (decoding afresh, no cache) agrees with the trainer's cached scoring.
+    assert score_validation(net, validation, embedding) == pytest.approx(result.best_map, abs=1e-6)
 
 
 def test_progress_events_and_learning_rate_schedule(collection, tmp_path):
@@ -152,3 +154,26 @@ def test_e2_classifier_then_e4_from_its_checkpoint_with_arcface_and_whitening(co
 
     with pytest.raises(ValueError, match="e4"):
         TrainConfig(recipe="e4")
+
+
+def test_whitening_from_pca_decorrelates_and_keeps_the_main_directions():
+    generator = torch.Generator().manual_seed(0)
+    mixing = torch.randn(8, 8, generator=generator) * torch.linspace(3.0, 0.1, 8)
+    x = torch.randn(500, 8, generator=generator) @ mixing.T + 2.0
+    whitening = LearnedWhitening(8)
+    whitening.init_from_pca(x, shrinkage=0.0)
+    with torch.no_grad():
+        y = whitening.linear(x).double()
+    torch.testing.assert_close(y.mean(0), torch.zeros(8, dtype=torch.float64), atol=1e-4, rtol=0)
+    torch.testing.assert_close(torch.cov(y.T), torch.eye(8, dtype=torch.float64), atol=1e-3, rtol=0)
+
+    reduced = LearnedWhitening(8, out_dim=3)
+    reduced.init_from_pca(x, shrinkage=0.0)
+    with torch.no_grad():
+        z = reduced.linear(x)
+    assert z.shape == (500, 3)
+    # The 3 kept directions carry most of the variance of the centred data.
+    centred = (x - x.mean(0)).double()
+    basis = torch.linalg.qr(reduced.linear.weight.T.double()).Q
+    assert (centred @ basis).pow(2).sum() > 0.8 * centred.pow(2).sum()
+    assert torch.allclose(reduced(x).norm(dim=-1), torch.ones(500))

@@ -132,6 +132,16 @@ def schedule_indexing(image_ids: Sequence[int]) -> None:
     schedule_local_features(image_ids)
 
 
+def schedule_analysis(image_ids: Sequence[int]) -> None:
+    """Queue the dataset analysis (quality, duplicates, label noise) once the current transaction commits."""
+    if not image_ids:
+        return
+    from workers.tasks.analysis import analyse_collection  # workers import this module
+
+    ids = [int(i) for i in image_ids]
+    transaction.on_commit(lambda: analyse_collection.delay(ids))
+
+
 def import_collection(
     root: Path, *, progress: Callable[[int, int], None] | None = None
 ) -> ImportReport:
@@ -160,11 +170,12 @@ def import_collection(
                 report.created += 1
             else:
                 report.existing += 1
-            if registered.image.status != Image.Status.INDEXED:
+            if registered.image.status not in (Image.Status.INDEXED, Image.Status.EXCLUDED):
                 report.scheduled_image_ids.append(registered.image.pk)
         if progress is not None:
             progress(done, total)
     schedule_indexing(report.scheduled_image_ids)
+    schedule_analysis(report.scheduled_image_ids)
     return report
 
 
@@ -185,4 +196,5 @@ def upload_images(
             images.append(register_image(content, original_name=name, landmark=landmark).image)
         except ImageLoadError as error:
             errors.append((name, str(error)))
+    schedule_analysis([image.pk for image in images])
     return images, errors

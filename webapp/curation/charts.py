@@ -14,7 +14,9 @@ _TEXT = "#1d2330"
 _MUTED = "#5b6578"
 
 
-def bar_chart(rows: Sequence[tuple[str, float]], *, total: float | None = None, width: int = 560) -> SafeString:
+def bar_chart(
+    rows: Sequence[tuple[str, float]], *, total: float | None = None, width: int = 560
+) -> SafeString:
     """Horizontal bars, one per ``(label, value)``; with ``total`` each value also shows as a share."""
     if not rows:
         return _empty()
@@ -30,10 +32,18 @@ def bar_chart(rows: Sequence[tuple[str, float]], *, total: float | None = None, 
         '<text x="{}" y="15" fill="{}">{}</text></g>',
         (
             (
-                i * row_h, label, _number(value),
-                label_w - 8, _TEXT, _clip(label, 28),
-                label_w, _f(max(1.0, bar_w * value / peak) if value else 0), _BAR,
-                _f(label_w + (bar_w * value / peak if value else 0) + 6), _MUTED, _value_text(value, total),
+                i * row_h,
+                label,
+                _number(value),
+                label_w - 8,
+                _TEXT,
+                _clip(label, 28),
+                label_w,
+                _f(max(1.0, bar_w * value / peak) if value else 0),
+                _BAR,
+                _f(label_w + (bar_w * value / peak if value else 0) + 6),
+                _MUTED,
+                _value_text(value, total),
             )
             for i, (label, value) in enumerate(rows)
         ),
@@ -56,19 +66,30 @@ def column_chart(rows: Sequence[tuple[str, float]], *, width: int = 560, height:
         '<text x="{}" y="{}" text-anchor="middle" fill="{}" font-size="11">{}</text></g>',
         (
             (
-                label, _number(value),
-                _f(i * step + 1), _f(top + plot_h * (1 - value / peak)), _f(max(1.0, step - 2)),
-                _f(plot_h * value / peak), _BAR, _f(i * step + step / 2), height - 6, _MUTED,
+                label,
+                _number(value),
+                _f(i * step + 1),
+                _f(top + plot_h * (1 - value / peak)),
+                _f(max(1.0, step - 2)),
+                _f(plot_h * value / peak),
+                _BAR,
+                _f(i * step + step / 2),
+                height - 6,
+                _MUTED,
                 label if i % every == 0 else "",
             )
             for i, (label, value) in enumerate(rows)
         ),
     )
-    peak_label = format_html('<text x="2" y="11" fill="{}" font-size="11">max {}</text>', _MUTED, _number(peak))
+    peak_label = format_html(
+        '<text x="2" y="11" fill="{}" font-size="11">max {}</text>', _MUTED, _number(peak)
+    )
     return _svg(width, height, columns + peak_label, "column chart")
 
 
-def scatter_chart(points: Sequence[tuple[float, float]], *, width: int = 560, height: int = 320) -> SafeString:
+def scatter_chart(
+    points: Sequence[tuple[float, float]], *, width: int = 560, height: int = 320
+) -> SafeString:
     """``(longitude, latitude)`` points in an equirectangular frame fitted to the data (with a margin)."""
     if not points:
         return _empty()
@@ -80,12 +101,22 @@ def scatter_chart(points: Sequence[tuple[float, float]], *, width: int = 560, he
     dots = format_html_join(
         "",
         '<circle cx="{}" cy="{}" r="3" fill="{}" fill-opacity="0.6"><title>{}, {}</title></circle>',
-        ((_f(scale * (x - x0)), _f(height - scale * (y - y0)), _BAR, f"{y:.5f}", f"{x:.5f}") for x, y in points),
+        (
+            (_f(scale * (x - x0)), _f(height - scale * (y - y0)), _BAR, f"{y:.5f}", f"{x:.5f}")
+            for x, y in points
+        ),
     )
     corners = format_html(
         '<text x="4" y="{}" fill="{}" font-size="11">{}°, {}°</text>'
         '<text x="{}" y="12" text-anchor="end" fill="{}" font-size="11">{}°, {}°</text>',
-        height - 4, _MUTED, f"{y0:.3f}", f"{x0:.3f}", width - 4, _MUTED, f"{y1:.3f}", f"{x1:.3f}",
+        height - 4,
+        _MUTED,
+        f"{y0:.3f}",
+        f"{x0:.3f}",
+        width - 4,
+        _MUTED,
+        f"{y1:.3f}",
+        f"{x1:.3f}",
     )
     frame = format_html('<rect width="{}" height="{}" fill="#eef1f6"></rect>', width, height)
     return _svg(width, height, frame + dots + corners, "GPS positions, longitude across, latitude up")
@@ -93,9 +124,15 @@ def scatter_chart(points: Sequence[tuple[float, float]], *, width: int = 560, he
 
 def _svg(width: int, height: int, body: str, label: str) -> SafeString:
     return format_html(
-        '<svg xmlns="http://www.w3.org/2000/svg" class="chart" role="img" aria-label="{}" width="{}" height="{}" '
-        'viewBox="0 0 {} {}" font-family="system-ui, sans-serif" font-size="12">{}</svg>',
-        label, width, height, width, height, body,
+        '<svg xmlns="http://www.w3.org/2000/svg" class="chart" role="img" aria-label="{}" '
+        'width="{}" height="{}" viewBox="0 0 {} {}" font-family="system-ui, sans-serif" font-size="12">'
+        "{}</svg>",
+        label,
+        width,
+        height,
+        width,
+        height,
+        body,
     )
 
 

@@ -27,13 +27,21 @@ class ImageAnalysis(models.Model):
     is_blurred = models.BooleanField(default=False)
     quality_error = models.TextField(blank=True)
     exact_duplicate_of = models.ForeignKey(
-        Image, null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+        Image,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
         help_text="The earliest image with the same bytes.",
     )
     quality_analysed_at = models.DateTimeField(null=True, blank=True)
     # Neighbours, from the vector store.
     near_duplicate_of = models.ForeignKey(
-        Image, null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+        Image,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
         help_text="An earlier image whose embedding is nearly identical.",
     )
     nearest_similarity = models.FloatField(null=True, blank=True)
@@ -46,7 +54,11 @@ class ImageAnalysis(models.Model):
     noise_score = models.FloatField(null=True, blank=True, db_index=True)
     is_suspected_noise = models.BooleanField(default=False)
     suggested_landmark = models.ForeignKey(
-        Landmark, null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+        Landmark,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
         help_text="The landmark most of its nearest neighbours carry, when that is not its own.",
     )
     neighbours_analysed_at = models.DateTimeField(null=True, blank=True)
@@ -95,7 +107,11 @@ class CurationAction(models.Model):
     summary = models.CharField(max_length=500)
     note = models.CharField(max_length=500, blank=True)
     reverts = models.OneToOneField(
-        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="reverted_by",
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="reverted_by",
         help_text="The action this one undid.",
     )
 

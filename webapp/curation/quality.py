@@ -58,7 +58,9 @@ class QualitySignals:
         return self.sharpness < config.blur_variance
 
 
-def measure_quality(source: Path | bytes, *, long_side: int = 512, max_pixels: int = 64_000_000) -> QualitySignals:
+def measure_quality(
+    source: Path | bytes, *, long_side: int = 512, max_pixels: int = 64_000_000
+) -> QualitySignals:
     """Colourfulness and sharpness of a photo, measured on a copy no longer than ``long_side``.
 
     Raises ImageLoadError for unreadable files, like every decoder of the product.

@@ -51,7 +51,7 @@ def curation_states(images: Mapping[int, Image]) -> dict[int, ImageState]:
     return states
 
 
-def _open_suspect(prefix: str = "") -> Q:
+def open_suspect(prefix: str = "") -> Q:
     """Suspected by the analysis, and no curator has confirmed the label or marked it noise yet."""
     return Q(**{f"{prefix}analysis__is_suspected_noise": True}) & (
         Q(**{f"{prefix}curation__isnull": True})
@@ -131,11 +131,14 @@ _SIZE_BUCKETS = ((1, 1), (2, 2), (3, 5), (6, 10), (11, 20), (21, 50), (51, 100),
 def dataset_overview(top: int = 25) -> DatasetOverview:
     """Everything the dashboard plots, in a fixed number of queries whatever the collection's size."""
     sizes = list(
-        Landmark.objects.annotate(n=Count("images")).filter(n__gt=0).order_by("-n", "name").values_list("name", "n")
+        Landmark.objects.annotate(n=Count("images"))
+        .filter(n__gt=0)
+        .order_by("-n", "name")
+        .values_list("name", "n")
     )
     buckets = []
     for low, high in _SIZE_BUCKETS:
-        label = f"{low}+" if high is None else (str(low) if low == high else f"{low}–{high}")
+        label = f"{low}+" if high is None else (str(low) if low == high else f"{low}-{high}")
         buckets.append((label, sum(1 for _, n in sizes if n >= low and (high is None or n <= high))))
     counts = Image.objects.aggregate(
         images=Count("pk"),
@@ -198,7 +201,7 @@ def _counted(rows: QuerySet[ImageExif]) -> dict[int, int]:
 
 
 def _camera_name(make: str, model: str) -> str:
-    """"Canon" + "Canon EOS 5D" reads "Canon EOS 5D", not "Canon Canon EOS 5D"."""
+    """ "Canon" + "Canon EOS 5D" reads "Canon EOS 5D", not "Canon Canon EOS 5D"."""
     if make and model.lower().startswith(make.split()[0].lower()):
         return model
     return f"{make} {model}".strip()
@@ -209,7 +212,7 @@ def landmarks_to_review(limit: int = 30) -> QuerySet[Landmark]:
     return (
         Landmark.objects.annotate(
             image_count=Count("images"),
-            suspected=Count("images", filter=_open_suspect("images__")),
+            suspected=Count("images", filter=open_suspect("images__")),
         )
         .filter(image_count__gt=0)
         .order_by("-suspected", "-image_count", "name")[:limit]
@@ -222,7 +225,9 @@ def landmark_review(landmark: Landmark) -> QuerySet[Image]:
         Image.objects.filter(landmark=landmark)
         .select_related("analysis", "curation", "analysis__suggested_landmark")
         .annotate(
-            open_suspect=Case(When(_open_suspect(), then=Value(True)), default=Value(False), output_field=BooleanField())
+            open_suspect=Case(
+                When(open_suspect(), then=Value(True)), default=Value(False), output_field=BooleanField()
+            )
         )
         .order_by(F("open_suspect").desc(), F("analysis__noise_score").desc(nulls_last=True), "pk")
     )

@@ -40,12 +40,24 @@ QUALITY_BATCH = 64
 LANDMARK_BATCH = 16
 _SEARCH_BATCH = 64
 _QUALITY_FIELDS = [
-    "is_grayscale", "channel_spread", "is_too_small", "sharpness", "is_blurred", "quality_error",
-    "exact_duplicate_of", "quality_analysed_at",
+    "is_grayscale",
+    "channel_spread",
+    "is_too_small",
+    "sharpness",
+    "is_blurred",
+    "quality_error",
+    "exact_duplicate_of",
+    "quality_analysed_at",
 ]
 _NEIGHBOUR_FIELDS = [
-    "near_duplicate_of", "nearest_similarity", "neighbour_disagreement", "centroid_similarity",
-    "noise_score", "is_suspected_noise", "suggested_landmark", "neighbours_analysed_at",
+    "near_duplicate_of",
+    "nearest_similarity",
+    "neighbour_disagreement",
+    "centroid_similarity",
+    "noise_score",
+    "is_suspected_noise",
+    "suggested_landmark",
+    "neighbours_analysed_at",
 ]
 Progress = Callable[[int, int], None]
 User = AbstractBaseUser | AnonymousUser
@@ -83,7 +95,9 @@ def queue_analysis(image_ids: Sequence[int]) -> dict[str, int]:
 
 def queue_collection_analysis(landmark_ids: Sequence[int] | None = None) -> dict[str, int]:
     """Re-run the whole analysis for the given landmarks' images, or for the whole collection."""
-    images = Image.objects.all() if landmark_ids is None else Image.objects.filter(landmark_id__in=landmark_ids)
+    images = (
+        Image.objects.all() if landmark_ids is None else Image.objects.filter(landmark_id__in=landmark_ids)
+    )
     return queue_analysis(list(images.values_list("pk", flat=True)))
 
 
@@ -128,7 +142,9 @@ def analyse_quality(
         )
         try:
             signals = measure_quality(
-                Path(image.file.path), long_side=config.analysis_long_side, max_pixels=settings.IMAGE_MAX_PIXELS
+                Path(image.file.path),
+                long_side=config.analysis_long_side,
+                max_pixels=settings.IMAGE_MAX_PIXELS,
             )
         except (ImageLoadError, OSError) as error:
             row.quality_error = str(error)[:2000]
@@ -195,7 +211,9 @@ def _landmark_neighbour_rows(store: object, key: int | None, config: AnalysisCon
     neighbour_ids = {hit.image_id for per_image in hits for hit in per_image}
     labels = dict(Image.objects.filter(pk__in=neighbour_ids).values_list("pk", "landmark_id"))
     voiceless = set(  # a curator said these are noise: they do not vote on anyone's label
-        ImageCuration.objects.filter(image_id__in=neighbour_ids, is_noise=True).values_list("image_id", flat=True)
+        ImageCuration.objects.filter(image_id__in=neighbour_ids, is_noise=True).values_list(
+            "image_id", flat=True
+        )
     )
     now = timezone.now()
     rows = []
@@ -259,13 +277,15 @@ def _relabel(landmark_id: int) -> Callable[[ImageState], ImageState]:
 
 
 _CHANGES: dict[str, Callable[[ImageState], ImageState]] = {
-    CurationAction.Kind.CONFIRM_LABEL: lambda s: s
-    if s.landmark_id is None
-    else replace(s, label_confirmed=True, is_noise=False),
+    CurationAction.Kind.CONFIRM_LABEL: lambda s: (
+        s if s.landmark_id is None else replace(s, label_confirmed=True, is_noise=False)
+    ),
     CurationAction.Kind.MARK_NOISE: lambda s: replace(s, is_noise=True, label_confirmed=False),
     CurationAction.Kind.EXCLUDE_FROM_TRAINING: lambda s: replace(s, exclude_from_training=True),
     CurationAction.Kind.REMOVE_FROM_INDEX: lambda s: replace(s, in_index=False),
-    CurationAction.Kind.RESTORE: lambda s: replace(s, is_noise=False, exclude_from_training=False, in_index=True),
+    CurationAction.Kind.RESTORE: lambda s: replace(
+        s, is_noise=False, exclude_from_training=False, in_index=True
+    ),
 }
 _SUMMARIES = {
     CurationAction.Kind.RELABEL: "relabelled {n} image(s) to {landmark}",
@@ -333,15 +353,19 @@ def undo(action_id: int, *, user: User) -> CurationAction:
         changes = list(original.changes.all())
         images = _locked_images([change.image_id for change in changes])
         current = curation_states(images)
-        landmarks = set(Landmark.objects.values_list("pk", flat=True).filter(
-            pk__in=[change.before.get("landmark_id") for change in changes]
-        ))
+        landmarks = set(
+            Landmark.objects.values_list("pk", flat=True).filter(
+                pk__in=[change.before.get("landmark_id") for change in changes]
+            )
+        )
         target = {}
         for change in changes:
             if change.image_id not in current:
                 continue  # the image was deleted since
             target[change.image_id] = _reverted(
-                current[change.image_id], ImageState.from_dict(change.before), ImageState.from_dict(change.after),
+                current[change.image_id],
+                ImageState.from_dict(change.before),
+                ImageState.from_dict(change.after),
                 landmarks,
             )
         changed = [pk for pk in target if target[pk] != current[pk]]
@@ -404,7 +428,9 @@ def _record(
     return action
 
 
-def _write_states(images: Sequence[Image], before: dict[int, ImageState], after: dict[int, ImageState]) -> None:
+def _write_states(
+    images: Sequence[Image], before: dict[int, ImageState], after: dict[int, ImageState]
+) -> None:
     """Make the catalogue, the verdicts and Milvus match ``after``."""
     remove: list[int] = []
     relabel: dict[int, int | None] = {}

@@ -78,7 +78,11 @@ def curate_images(request: HttpRequest) -> HttpResponse:
         kind = request.POST.get("action", "")
         landmark = _target_landmark(request.POST) if kind == CurationAction.Kind.RELABEL else None
         action = services.curate(
-            kind, _image_ids(request.POST), user=request.user, landmark=landmark, note=request.POST.get("note", "")
+            kind,
+            _image_ids(request.POST),
+            user=request.user,
+            landmark=landmark,
+            note=request.POST.get("note", ""),
         )
     except CurationError as error:
         return _problem(request, str(error), error.status)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from tqdm import tqdm
 
@@ -17,7 +18,14 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--force", action="store_true", help="re-extract features that are stored")
-        parser.add_argument("--vlad", type=int, metavar="K", help="learn a codebook of K visual words")
+        parser.add_argument(
+            "--vlad",
+            type=int,
+            nargs="?",
+            const=settings.VLAD_CLUSTERS,
+            metavar="K",
+            help="learn a codebook of K visual words (default VLAD_CLUSTERS)",
+        )
         parser.add_argument("--queue", action="store_true", help="dispatch to the Celery cpu workers")
         parser.add_argument("--batch", type=int, default=64)
 

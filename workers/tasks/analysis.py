@@ -1,0 +1,55 @@
+"""Dataset analysis tasks (``cpu`` queue): quality per image, near-duplicates and label noise per landmark.
+
+Every task is idempotent: re-running overwrites the analysis with fresh results, never a curator's verdict.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from celery import Task, shared_task
+from pymilvus.exceptions import MilvusException
+
+from workers.tasks.progress import reporter
+
+logger = logging.getLogger(__name__)
+_TRANSIENT = (ConnectionError, TimeoutError, MilvusException)
+# Neighbour analysis waits for its landmarks to be indexed: up to about 8 hours, polling every 3-30 s.
+_WAIT_RETRIES = 1000
+
+
+@shared_task(acks_late=True)
+def analyse_collection(image_ids: list[int]) -> dict[str, int]:
+    """Fan out the analysis of newly registered images (dispatched by the catalogue on commit)."""
+    from webapp.curation import services  # Django must be set up first
+
+    return services.queue_analysis(image_ids)
+
+
+@shared_task(bind=True, acks_late=True)
+def analyse_images(self: Task, image_ids: list[int]) -> dict[str, int]:
+    """Grayscale, size, blur and exact duplicates of a batch of images."""
+    from webapp.curation import services
+
+    return services.analyse_quality(image_ids, progress=reporter(self, "quality"))
+
+
+@shared_task(bind=True, acks_late=True, max_retries=_WAIT_RETRIES)
+def analyse_landmarks(self: Task, landmark_ids: list[int | None]) -> dict[str, int]:
+    """Near-duplicates and label-noise scores of these landmarks' images (None: the unlabelled ones).
+
+    Runs once none of their images waits for indexing (their vectors are what is compared); after the
+    retries it analyses what is indexed by then rather than nothing.
+    """
+    from webapp.curation import services
+
+    retries = self.request.retries
+    if services.images_waiting_for_index(landmark_ids) and retries < self.max_retries:
+        raise self.retry(countdown=min(30, 3 * (retries + 1)))
+    try:
+        return services.analyse_neighbours(landmark_ids, progress=reporter(self, "neighbours"))
+    except _TRANSIENT as error:
+        if retries >= self.max_retries:
+            raise
+        logger.warning("neighbour analysis of %d landmarks failed (%s); retrying", len(landmark_ids), error)
+        raise self.retry(exc=error, countdown=10) from error

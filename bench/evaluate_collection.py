@@ -16,7 +16,9 @@ import sys
 import time
 from pathlib import Path
 
+import cv2
 import torch
+from threadpoolctl import threadpool_limits
 
 from retrieval_core.eval.extraction import PatchConfig
 from retrieval_core.eval.ladder import run_ladder
@@ -51,10 +53,14 @@ def main() -> None:
     parser.add_argument("--validation-fraction", type=float, default=0.1, help="seeded split only")
     parser.add_argument("--queries-per-landmark", type=int, default=1, help="seeded split only")
     parser.add_argument("--validation-per-landmark", type=int, default=2, help="labels.csv queries only")
-    parser.add_argument("--threads", type=int, default=2, help="torch threads")
+    parser.add_argument(
+        "--threads", type=int, default=1, help="torch, BLAS and OpenCV threads (1: fastest on shared cores)"
+    )
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)
+    cv2.setNumThreads(args.threads)
+    threadpool_limits(args.threads)  # BLAS: 2 threads on 2 busy cores made matching 6x slower than 1
     models = [EmbeddingConfig(backbone=args.backbone, image_size=args.image_size)]
     models += [
         EmbeddingConfig(backbone=args.backbone, weights=str(path), image_size=args.image_size)

@@ -93,14 +93,14 @@ class _Run:
     grid: Sequence[float]
     notes: list[str]
     progress: LadderProgress | None
+    paths: dict[str, Path] = field(init=False)
+    sets: dict[str, QuerySet] = field(init=False)
 
-    @property
-    def paths(self) -> dict[str, Path]:
-        return {name: self.proto.path(name) for name in self.proto.images}
-
-    @property
-    def sets(self) -> dict[str, QuerySet]:
-        return {"reported": self.proto.reported, "validation": self.proto.validation}
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "paths", {name: self.proto.path(name) for name in self.proto.images})
+        object.__setattr__(
+            self, "sets", {"reported": self.proto.reported, "validation": self.proto.validation}
+        )
 
     def stage(self, name: str) -> Callable[[int, int], None] | None:
         progress = self.progress

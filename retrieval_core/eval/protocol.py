@@ -18,6 +18,7 @@ thesis tuned on its test queries). The protocol comes from the first source the 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -121,11 +122,11 @@ class EvalProtocol:
         if shared:
             raise ValueError(f"{len(shared)} validation queries are reported queries too, e.g. {min(shared)}")
 
-    @property
+    @functools.cached_property
     def reported(self) -> QuerySet:
         return QuerySet(self.queries, self.index)
 
-    @property
+    @functools.cached_property
     def images(self) -> tuple[str, ...]:
         """Every relpath the evaluation reads: queries of both sets and both indexes, sorted."""
         names = {*self.index, *self.validation.index}

@@ -20,7 +20,15 @@ import numpy as np
 from retrieval_core.eval.protocol import EvalQuery
 from retrieval_core.imaging import ImageLoadError, load_image
 
-__all__ = ["LadderReport", "LadderRow", "interpolated_precision"]
+__all__ = [
+    "REPEATED_ROW",
+    "LadderReport",
+    "LadderRow",
+    "interpolated_precision",
+    "plot_ap_histograms",
+    "plot_precision_recall",
+    "plot_worst_queries",
+]
 
 RECALL_LEVELS = np.linspace(0.0, 1.0, 21)
 REPEATED_ROW = "best"
@@ -223,7 +231,7 @@ def plot_worst_queries(report: LadderReport, row: LadderRow, path: Path, n_worst
             colour = _JUNK if hit in query.junk else _HIT if hit in query.positives else _MISS
             _thumbnail(axes[line, rank], report.root / hit, colour)
             axes[line, rank].set_title(f"{rank}. {_short(hit)}", fontsize=7)
-    fig.suptitle(f"{row.id} worst queries ({row.method})", fontsize=10)
+    fig.suptitle(f"Worst queries of {row.id}: {row.method}", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)

@@ -8,10 +8,19 @@ from ImageNet) and ``e4`` (contrastive from an ``e2`` checkpoint). `train` write
 from retrieval_core.training.config import Recipe, TrainConfig
 from retrieval_core.training.losses import ArcFaceHead, LinearClassifierHead, contrastive_loss
 from retrieval_core.training.sampler import PKSampler
-from retrieval_core.training.trainer import TrainEvent, TrainResult, ValidationSet, train
+from retrieval_core.training.trainer import (
+    TrainEvent,
+    TrainResult,
+    ValidationSet,
+    checkpoint_embedding_config,
+    score_validation,
+    train,
+)
+from retrieval_core.training.whitening import LearnedWhitening, load_whitening
 
 __all__ = [
     "ArcFaceHead",
+    "LearnedWhitening",
     "LinearClassifierHead",
     "PKSampler",
     "Recipe",
@@ -19,6 +28,9 @@ __all__ = [
     "TrainEvent",
     "TrainResult",
     "ValidationSet",
+    "checkpoint_embedding_config",
     "contrastive_loss",
+    "load_whitening",
+    "score_validation",
     "train",
 ]

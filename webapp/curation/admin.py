@@ -18,6 +18,9 @@ class _ReadOnly:
     extra = 0
     can_delete = False
 
+    def has_view_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return selectors.can_curate(request.user) or super().has_view_permission(request, obj)  # type: ignore[misc]
+
     def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
         return False
 
@@ -66,6 +69,13 @@ class CurationActionAdmin(admin.ModelAdmin):
     @admin.display(boolean=True)
     def undone(self, action: CurationAction) -> bool:
         return action.is_undone
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return selectors.can_curate(request.user) or super().has_module_permission(request)
+
+    def has_view_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        """Whoever may curate may read the trail of curation (theirs and their colleagues')."""
+        return selectors.can_curate(request.user) or super().has_view_permission(request, obj)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

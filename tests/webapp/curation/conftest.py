@@ -60,7 +60,12 @@ def images(landmarks: dict[str, Landmark], photo: Callable[..., bytes]) -> list[
     specs = [("a/1.jpg", "Alpha"), ("a/2.jpg", "Alpha"), ("b/1.jpg", "Beta")]
     return [
         register_image(
-            photo(seed), original_name=source, source=source, landmark=landmarks[name], split="train", schedule=False
+            photo(seed),
+            original_name=source,
+            source=source,
+            landmark=landmarks[name],
+            split="train",
+            schedule=False,
         ).image
         for seed, (source, name) in enumerate(specs)
     ]

@@ -14,7 +14,7 @@ from PIL import Image as PILImage
 from tests.conftest import encode_jpeg
 from webapp.catalog.services import register_image
 from webapp.curation.models import ImageAnalysis
-from webapp.curation.quality import AnalysisConfig, measure_quality
+from webapp.curation.quality import AnalysisConfig, Neighbour, measure_quality, noise_evidence
 from webapp.curation.services import analyse_quality
 
 CONFIG = AnalysisConfig()
@@ -52,7 +52,9 @@ def test_analysis_flags_grayscale_small_and_exact_duplicates(photo: Callable[...
     copy = register_image(colour, original_name="x.jpg", source="b/x-copy.jpg", schedule=False).image
     gray = register_image(
         encode_jpeg(np.stack([cv2.cvtColor(_decoded(photo(4)), cv2.COLOR_RGB2GRAY)] * 3, axis=-1)),
-        original_name="g.jpg", source="g.jpg", schedule=False,
+        original_name="g.jpg",
+        source="g.jpg",
+        schedule=False,
     ).image
     small = register_image(photo(5, (90, 120)), original_name="s.jpg", source="s.jpg", schedule=False).image
 
@@ -79,3 +81,56 @@ def test_analysis_is_rerunnable_and_survives_a_lost_file(photo: Callable[..., by
     assert "no such file" in again.quality_error.lower()  # the reason is kept
     assert again.quality_analysed_at >= first.quality_analysed_at
     assert ImageAnalysis.objects.count() == 1
+
+
+def _unit(*values: float) -> np.ndarray:
+    vector = np.array(values, np.float64)
+    return vector / np.linalg.norm(vector)
+
+
+def test_an_intruder_scores_higher_than_the_honest_images_of_its_landmark() -> None:
+    """Two scenes along the x and y axes; image 3 looks like scene y but is labelled x (landmark 1)."""
+    vectors = {
+        1: _unit(1, 0.3, 0),
+        2: _unit(1, -0.3, 0.2),
+        3: _unit(0.2, 1, 0.4),
+        4: _unit(0, 1, -0.3),
+        5: _unit(-0.3, 1, 0),
+    }
+    labels = {1: 1, 2: 1, 3: 1, 4: 2, 5: 2}
+    landmark_sum = vectors[1] + vectors[2] + vectors[3]
+
+    def evidence(image_id: int) -> object:
+        neighbours = sorted(
+            (
+                Neighbour(other, float(vectors[image_id] @ vector), labels[other])
+                for other, vector in vectors.items()
+            ),
+            key=lambda n: -n.similarity,
+        )
+        return noise_evidence(
+            image_id,
+            1,
+            vectors[image_id],
+            neighbours,
+            landmark_size=3,
+            landmark_sum=landmark_sum,
+            config=CONFIG,
+        )
+
+    intruder, honest = evidence(3), evidence(1)
+    assert intruder.noise_score > CONFIG.suspect_noise_score > honest.noise_score
+    assert intruder.suggested_landmark_id == 2 and honest.suggested_landmark_id is None
+    assert intruder.disagreement > 0.9 and honest.centroid_similarity > intruder.centroid_similarity
+
+
+def test_near_duplicates_point_at_the_earlier_copy_and_do_not_vote() -> None:
+    vector = _unit(1, 0, 0)
+    neighbours = [Neighbour(7, 0.99, 5), Neighbour(9, 0.99, 5), Neighbour(3, 0.5, 1)]
+    later = noise_evidence(
+        8, 1, vector, neighbours, landmark_size=2, landmark_sum=vector + _unit(0.5, 0.8, 0), config=CONFIG
+    )
+    assert later.near_duplicate_of == 7  # the earlier image is the one to keep
+    assert later.disagreement == 0.0  # the copies labelled 5 do not outvote its own landmark
+    alone = noise_evidence(8, 1, vector, neighbours, landmark_size=1, landmark_sum=vector, config=CONFIG)
+    assert alone.noise_score is None  # a landmark of one image cannot be judged

@@ -20,13 +20,8 @@ import cv2
 import torch
 from threadpoolctl import threadpool_limits
 
-from retrieval_core.eval.extraction import PatchConfig
 from retrieval_core.eval.ladder import run_ladder
-from retrieval_core.eval.protocol import ProtocolConfig
-from retrieval_core.eval.splits import SplitConfig
-from retrieval_core.features.sift import SiftConfig
-from retrieval_core.models.embedding import EmbeddingConfig
-from retrieval_core.rerank.tuning import DEFAULT_GRID
+from retrieval_core.eval.options import LadderOptions
 
 
 def main() -> None:
@@ -36,53 +31,16 @@ def main() -> None:
     parser.add_argument("root", type=Path, help="collection folder")
     parser.add_argument("--out", type=Path, required=True, help="report folder")
     parser.add_argument("--cache", type=Path, help="feature cache (default OUT/cache)")
-    parser.add_argument("--backbone", default="tf_efficientnet_lite0")
-    parser.add_argument("--image-size", type=int, default=384)
-    parser.add_argument("--checkpoint", action="append", default=[], help="trained model (repeatable)")
-    parser.add_argument("--model-ids", help="comma-separated row ids, one per model (default E1,E2,...)")
-    parser.add_argument("--sift-keypoints", type=int, default=1000)
-    parser.add_argument("--query-keypoints", type=int, help="keypoints of query images (default: same)")
-    parser.add_argument("--sift-long-side", type=int, default=640)
-    parser.add_argument("--vlad-k", type=int, default=64, help="0 skips E6")
-    parser.add_argument("--no-patches", action="store_true", help="skip E7")
-    parser.add_argument("--patches", type=int, default=32, help="CNN patches kept per image")
-    parser.add_argument("--top-k", type=int, default=100)
-    parser.add_argument("--grid", help="comma-separated fusion weights (default 0, 0.05, ..., 1)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--train-fraction", type=float, default=0.5, help="seeded split only")
-    parser.add_argument("--validation-fraction", type=float, default=0.1, help="seeded split only")
-    parser.add_argument("--queries-per-landmark", type=int, default=1, help="seeded split only")
-    parser.add_argument("--validation-per-landmark", type=int, default=2, help="labels.csv queries only")
     parser.add_argument(
         "--threads", type=int, default=1, help="torch, BLAS and OpenCV threads (1: fastest on shared cores)"
     )
+    LadderOptions.add_arguments(parser)
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)
     cv2.setNumThreads(args.threads)
     threadpool_limits(args.threads)  # BLAS: 2 threads on 2 busy cores made matching 6x slower than 1
-    models = [EmbeddingConfig(backbone=args.backbone, image_size=args.image_size)]
-    models += [
-        EmbeddingConfig(backbone=args.backbone, weights=str(path), image_size=args.image_size)
-        for path in args.checkpoint
-    ]
-    sift = SiftConfig(max_keypoints=args.sift_keypoints, long_side=args.sift_long_side)
-    query_sift = (
-        SiftConfig(max_keypoints=args.query_keypoints, long_side=args.sift_long_side)
-        if args.query_keypoints
-        else None
-    )
-    protocol = ProtocolConfig(
-        split=SplitConfig(
-            seed=args.seed,
-            train_fraction=args.train_fraction,
-            validation_fraction=args.validation_fraction,
-            queries_per_landmark=args.queries_per_landmark,
-        ),
-        seed=args.seed,
-        validation_per_landmark=args.validation_per_landmark,
-    )
-    grid = tuple(float(v) for v in args.grid.split(",")) if args.grid else DEFAULT_GRID
+    options = LadderOptions.from_arguments(vars(args))
     start = time.perf_counter()
     last = {"stage": ""}
 
@@ -94,18 +52,7 @@ def main() -> None:
             last["stage"] = stage
 
     report = run_ladder(
-        args.root,
-        cache_dir=args.cache or args.out / "cache",
-        models=models,
-        model_ids=args.model_ids.split(",") if args.model_ids else None,
-        sift=sift,
-        query_sift=query_sift,
-        vlad_k=args.vlad_k,
-        patches=None if args.no_patches else PatchConfig(top_n=args.patches),
-        fusion_grid=grid,
-        top_k=args.top_k,
-        protocol=protocol,
-        progress=progress,
+        args.root, cache_dir=args.cache or args.out / "cache", progress=progress, **options.ladder_kwargs()
     )
     paths = report.write(args.out)
     print(

@@ -32,6 +32,7 @@ INSTALLED_APPS = [
     "webapp.search",
     "webapp.reranking",
     "webapp.curation",
+    "webapp.evaluation",
 ]
 
 MIDDLEWARE = [

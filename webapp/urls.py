@@ -7,6 +7,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("", include("webapp.catalog.urls")),
     path("", include("webapp.search.urls")),
+    path("", include("webapp.evaluation.urls")),
     path("", include("webapp.curation.urls")),
 ]
 if settings.SERVE_MEDIA:

@@ -86,7 +86,7 @@ def test_neighbour_analysis_is_rerunnable_per_landmark(
         ImageAnalysis.objects.exclude(image__landmark=landmark).values_list("pk", "neighbours_analysed_at")
     )
 
-    assert analyse_landmarks.delay([landmark.pk]).get(timeout=120) == {"analysed": 3, "suspected": 0}
+    assert analyse_landmarks.delay([landmark.pk]).get(timeout=120)["analysed"] == 3
     again = {row.pk: (row.noise_score, row.neighbours_analysed_at) for row in rows.all()}
     assert [again[pk][0] for pk in first] == pytest.approx([first[pk][0] for pk in first])  # same vectors
     assert all(again[pk][1] > first[pk][1] for pk in first)

@@ -30,3 +30,13 @@ def index_images(self: Task, image_ids: list[int]) -> dict[str, int]:
             raise self.retry(exc=error) from error
         services.mark_failed(image_ids, [f"vector store unavailable: {error}"] * len(image_ids))
         raise
+
+
+@shared_task(bind=True, acks_late=True)
+def evaluate_collection(self: Task, run_id: int) -> dict[str, object]:
+    """Run the E1-E7 ladder of a stored EvaluationRun; progress goes into the run and the result backend."""
+    from webapp.evaluation.services import execute_run
+
+    report = reporter(self, "evaluation")
+    run = execute_run(run_id, progress_hook=lambda stage, done, total: report(done, total))
+    return {"run": run.pk, "status": run.status}

@@ -1,0 +1,128 @@
+"""The knobs of an evaluation run, in one place for the bench script, the Django command and the web UI.
+
+`LadderOptions` is plain data (it round-trips through JSON, so a stored run says exactly how it was made);
+`ladder_kwargs` turns it into `run_ladder` arguments and `add_arguments` exposes it on any argparse parser.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+from retrieval_core.eval.extraction import PatchConfig
+from retrieval_core.eval.protocol import ProtocolConfig
+from retrieval_core.eval.splits import SplitConfig
+from retrieval_core.features.sift import SiftConfig
+from retrieval_core.models.embedding import EmbeddingConfig
+from retrieval_core.rerank.tuning import DEFAULT_GRID
+
+__all__ = ["LadderOptions"]
+
+
+@dataclass(frozen=True)
+class LadderOptions:
+    """E1 = ``backbone`` with ImageNet weights; each checkpoint adds a row (E2, E4, ... or ``model_ids``)."""
+
+    backbone: str = "tf_efficientnet_lite0"
+    image_size: int = 384
+    checkpoints: tuple[str, ...] = ()
+    model_ids: tuple[str, ...] = ()
+    sift_keypoints: int = 1000
+    query_keypoints: int = 0  # 0: same as sift_keypoints
+    sift_long_side: int = 640
+    vlad_k: int = 64  # 0 skips E6
+    patches: int = 32  # 0 skips E7
+    top_k: int = 100
+    grid: tuple[float, ...] = DEFAULT_GRID
+    seed: int = 0
+    train_fraction: float = 0.5
+    validation_fraction: float = 0.1
+    queries_per_landmark: int = 1
+    validation_per_landmark: int = 2
+
+    def ladder_kwargs(self) -> dict[str, Any]:
+        models = [EmbeddingConfig(backbone=self.backbone, image_size=self.image_size)]
+        models += [
+            EmbeddingConfig(backbone=self.backbone, weights=path, image_size=self.image_size)
+            for path in self.checkpoints
+        ]
+        return {
+            "models": models,
+            "model_ids": list(self.model_ids) or None,
+            "sift": SiftConfig(max_keypoints=self.sift_keypoints, long_side=self.sift_long_side),
+            "query_sift": SiftConfig(max_keypoints=self.query_keypoints, long_side=self.sift_long_side)
+            if self.query_keypoints
+            else None,
+            "vlad_k": self.vlad_k,
+            "patches": PatchConfig(top_n=self.patches) if self.patches else None,
+            "fusion_grid": self.grid,
+            "top_k": self.top_k,
+            "protocol": ProtocolConfig(
+                split=SplitConfig(
+                    seed=self.seed,
+                    train_fraction=self.train_fraction,
+                    validation_fraction=self.validation_fraction,
+                    queries_per_landmark=self.queries_per_landmark,
+                ),
+                seed=self.seed,
+                validation_per_landmark=self.validation_per_landmark,
+            ),
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> LadderOptions:
+        known = {f.name for f in fields(cls)}
+        unknown = set(raw) - known
+        if unknown:
+            raise ValueError(f"unknown evaluation options: {', '.join(sorted(unknown))}")
+        values = dict(raw)
+        for name in ("checkpoints", "model_ids", "grid"):
+            if name in values:
+                values[name] = tuple(values[name])
+        return cls(**values)
+
+    @staticmethod
+    def add_arguments(parser: argparse.ArgumentParser) -> None:
+        """Add one ``--option`` per field (``--checkpoint`` repeatable, ``--grid`` comma-separated)."""
+        defaults = LadderOptions()
+        parser.add_argument("--backbone", default=defaults.backbone)
+        parser.add_argument("--image-size", type=int, default=defaults.image_size)
+        parser.add_argument(
+            "--checkpoint",
+            "--model",
+            dest="checkpoints",
+            action="append",
+            default=[],
+            help="a trained checkpoint to evaluate as one more row (repeatable)",
+        )
+        parser.add_argument("--model-ids", default="", help="comma-separated row ids, one per model")
+        parser.add_argument("--sift-keypoints", type=int, default=defaults.sift_keypoints)
+        parser.add_argument("--query-keypoints", type=int, default=0, help="0: same as --sift-keypoints")
+        parser.add_argument("--sift-long-side", type=int, default=defaults.sift_long_side)
+        parser.add_argument("--vlad-k", type=int, default=defaults.vlad_k, help="0 skips E6")
+        parser.add_argument(
+            "--patches", type=int, default=defaults.patches, help="patches per image; 0 skips E7"
+        )
+        parser.add_argument("--top-k", type=int, default=defaults.top_k)
+        parser.add_argument(
+            "--grid", default="", help="comma-separated fusion weights (default 0, 0.05, ..., 1)"
+        )
+        parser.add_argument("--seed", type=int, default=defaults.seed)
+        parser.add_argument("--train-fraction", type=float, default=defaults.train_fraction)
+        parser.add_argument("--validation-fraction", type=float, default=defaults.validation_fraction)
+        parser.add_argument("--queries-per-landmark", type=int, default=defaults.queries_per_landmark)
+        parser.add_argument("--validation-per-landmark", type=int, default=defaults.validation_per_landmark)
+
+    @classmethod
+    def from_arguments(cls, values: dict[str, Any]) -> LadderOptions:
+        """Options from parsed arguments (a namespace's ``vars`` or Django's ``options``)."""
+        picked = {f.name: values[f.name] for f in fields(cls) if f.name in values}
+        picked["checkpoints"] = tuple(values.get("checkpoints") or ())
+        picked["model_ids"] = tuple(v for v in (values.get("model_ids") or "").split(",") if v)
+        grid = values.get("grid") or ""
+        picked["grid"] = tuple(float(v) for v in grid.split(",")) if grid else DEFAULT_GRID
+        return cls(**picked)

@@ -1,0 +1,32 @@
+"""Reads for the evaluation pages: runs, their plots, and a side-by-side comparison."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db.models import QuerySet
+
+from webapp.evaluation.models import EvaluationRun
+from webapp.evaluation.services import output_dir
+
+
+def recent_runs(limit: int = 50) -> QuerySet[EvaluationRun]:
+    return EvaluationRun.objects.all()[:limit]
+
+
+def plot_urls(run: EvaluationRun) -> list[str]:
+    folder = output_dir(run)
+    if not folder.is_dir():
+        return []
+    return [f"{settings.MEDIA_URL}{run.output_dir_name}/{path.name}" for path in sorted(folder.glob("*.png"))]
+
+
+def comparison(runs: list[EvaluationRun]) -> tuple[list[str], list[list[object]]]:
+    """Row ids (E1, E5, ...) and, per row, the mAP@100 of each run (None where a run lacks the row)."""
+    row_ids: list[str] = []
+    per_run: list[dict[str, float]] = []
+    for run in runs:
+        rows = (run.report or {}).get("rows", [])
+        per_run.append({row["id"]: row["map_at_k"] for row in rows})
+        row_ids += [row["id"] for row in rows if row["id"] not in row_ids]
+    table = [[row_id, *[values.get(row_id) for values in per_run]] for row_id in row_ids]
+    return row_ids, table

@@ -2,8 +2,9 @@
 
 Full step = `retrieval_core.training.train` (decode → augment → stack → forward → loss → backward → AdamW),
 timed from its own step events. Bare step = the same network, loss and optimiser on pre-made normalised
-tensors of the batch shape. ratio = full / bare: the share of the network's speed that survives data
-loading (1.0 = loading fully hidden behind compute).
+tensors of the batch shape. The two alternate for ``--rounds`` rounds and each reports its median step, so
+load from other processes on a shared machine hits both alike. ratio = full / bare: the share of the
+network's speed that survives data loading (1.0 = loading fully hidden behind compute).
 
     .venv/bin/python bench/train_throughput.py --images ../shared/datasets/wonders7 --steps 8
     .venv/bin/python bench/train_throughput.py --images 64 --image-size 224 --batch-size 4x4
@@ -12,6 +13,7 @@ loading (1.0 = loading fully hidden behind compute).
 from __future__ import annotations
 
 import argparse
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -46,34 +48,40 @@ def collection(images: str, folder: Path, p: int) -> list[CollectionItem]:
     return read_collection(folder)
 
 
-def time_full(config: TrainConfig, items: list[CollectionItem], out_dir: Path) -> float:
+def time_full(config: TrainConfig, items: list[CollectionItem], out_dir: Path) -> list[float]:
+    """images/s of each training step after the warm-up ones."""
     events: list[TrainEvent] = []
     train(config, items, None, out_dir, progress=events.append)
-    timed = [e for e in events if e.kind == "step"][WARMUP_STEPS:]
-    seconds = sum(config.batch_size / e.images_per_s for e in timed if e.images_per_s)
-    return len(timed) * config.batch_size / seconds
+    return [e.images_per_s or 0.0 for e in events if e.kind == "step"][WARMUP_STEPS:]
 
 
-def time_bare(config: TrainConfig, steps: int) -> float:
-    net = build_embedding_net(EmbeddingConfig(config.backbone, image_size=config.image_size)).train()
-    net.backbone.reset_classifier(0)
-    for module in net.modules():
-        if isinstance(module, nn.modules.batchnorm._BatchNorm):
-            module.eval().requires_grad_(False)
-    optimizer = torch.optim.AdamW([p for p in net.parameters() if p.requires_grad], lr=config.lr)
-    size = config.image_size
-    x = torch.randn(config.batch_size, 3, size, size)
-    labels = torch.arange(config.p).repeat_interleave(config.k)
-    start = 0.0
-    for step in range(WARMUP_STEPS + steps):
-        if step == WARMUP_STEPS:
+class BareStep:
+    """The training step's network, loss and optimiser on one pre-made normalised batch."""
+
+    def __init__(self, config: TrainConfig) -> None:
+        net = build_embedding_net(EmbeddingConfig(config.backbone, image_size=config.image_size)).train()
+        net.backbone.reset_classifier(0)
+        for module in net.modules():
+            if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                module.eval().requires_grad_(False)
+        self.net, self.config = net, config
+        self.optimizer = torch.optim.AdamW([p for p in net.parameters() if p.requires_grad], lr=config.lr)
+        self.x = torch.randn(config.batch_size, 3, config.image_size, config.image_size)
+        self.labels = torch.arange(config.p).repeat_interleave(config.k)
+
+    def time(self, steps: int) -> list[float]:
+        """images/s of each of ``steps`` steps after the warm-up ones."""
+        rates = []
+        for _ in range(WARMUP_STEPS + steps):
             start = time.perf_counter()
-        embeddings = F.normalize(net.pool(net.forward_features(x)), dim=-1)
-        loss = contrastive_loss(embeddings, labels, config.margin, config.hard_negative_weight)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-    return steps * config.batch_size / (time.perf_counter() - start)
+            embeddings = F.normalize(self.net.pool(self.net.forward_features(self.x)), dim=-1)
+            c = self.config
+            loss = contrastive_loss(embeddings, self.labels, c.margin, c.hard_negative_weight)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            rates.append(self.x.shape[0] / (time.perf_counter() - start))
+        return rates[WARMUP_STEPS:]
 
 
 def main() -> None:
@@ -83,7 +91,8 @@ def main() -> None:
     parser.add_argument("--images", default="64", help="collection folder, or a count of synthetic images")
     parser.add_argument("--image-size", type=int, default=224)
     parser.add_argument("--batch-size", default="4x4", help="PxK, e.g. 4x4 (or a total, K=4)")
-    parser.add_argument("--steps", type=int, default=8, help="timed steps (after 2 warm-up steps)")
+    parser.add_argument("--steps", type=int, default=4, help="timed steps per round (after 2 warm-up steps)")
+    parser.add_argument("--rounds", type=int, default=3, help="alternations of full and bare timing")
     parser.add_argument("--threads", type=int, default=2, help="torch threads")
     parser.add_argument("--workers", type=int, default=None, help="data threads (default: --threads)")
     args = parser.parse_args()
@@ -103,10 +112,15 @@ def main() -> None:
         )
         print(
             f"{len(items)} images, {config.image_size} px crops, batch {p}x{k}={config.batch_size}, "
-            f"{args.steps} timed steps, {args.threads} torch threads, {config.workers} data threads"
+            f"{args.rounds} rounds x {args.steps} timed steps, {args.threads} torch threads, "
+            f"{config.workers} data threads"
         )
-        full = time_full(config, items, Path(tmp) / "run")
-    bare = time_bare(config, args.steps)
+        bare_step = BareStep(config)
+        full_rates, bare_rates = [], []
+        for round_ in range(args.rounds):
+            full_rates += time_full(config, items, Path(tmp) / f"run{round_}")
+            bare_rates += bare_step.time(args.steps)
+    full, bare = statistics.median(full_rates), statistics.median(bare_rates)
     print(f"full training step (load+augment+fwd+loss+bwd+AdamW): {full:7.2f} img/s")
     print(f"bare step on pre-made tensors (fwd+loss+bwd+AdamW):   {bare:7.2f} img/s")
     print(f"ratio full / bare: {full / bare:.2f}")

@@ -13,10 +13,13 @@ import pytest
 from django.core.management import call_command
 from PIL import Image as PILImage
 
-from retrieval_core.datasets.synthetic import write_collection
+from retrieval_core.datasets.synthetic import make_scene, render_view, write_collection
+from tests.conftest import encode_jpeg
 from webapp.catalog.models import Image, Landmark
+from webapp.catalog.services import register_image
 from webapp.curation.models import ImageAnalysis
 from workers.tasks.analysis import analyse_landmarks
+from workers.tasks.gpu import index_images
 
 pytestmark = [pytest.mark.services, pytest.mark.django_db(transaction=True)]
 
@@ -66,7 +69,8 @@ def test_import_analyses_quality_duplicates_and_label_noise(
     assert intruder.is_suspected_noise
     assert intruder.suggested_landmark == Landmark.objects.get(name="landmark_001")
 
-    assert analysis["landmark_002/zz_copy.jpg"].exact_duplicate_of_id == by_source["landmark_002/view_000.jpg"]
+    copy = analysis["landmark_002/zz_copy.jpg"]
+    assert copy.exact_duplicate_of_id == by_source["landmark_002/view_000.jpg"]
     assert analysis["landmark_003/zz_near.jpg"].near_duplicate_of_id == by_source["landmark_003/view_001.jpg"]
     assert analysis["landmark_003/zz_near.jpg"].exact_duplicate_of_id is None
     assert [source for source, row in analysis.items() if row.is_grayscale] == ["landmark_003/scan.jpg"]
@@ -93,3 +97,25 @@ def test_neighbour_analysis_is_rerunnable_per_landmark(
     assert dict(
         ImageAnalysis.objects.exclude(image__landmark=landmark).values_list("pk", "neighbours_analysed_at")
     ) == (untouched)  # per landmark: the others are left alone
+
+
+def test_neighbour_analysis_waits_until_its_landmark_is_indexed(
+    celery_worker_process: object, empty_vector_store: None
+) -> None:
+    landmark = Landmark.objects.create(name="Waiting")
+    scene = make_scene(5, (240, 320))
+    rng = np.random.default_rng(5)
+    ids = [
+        register_image(
+            encode_jpeg(render_view(scene, rng, out_size=(240, 320))[0]),
+            original_name=f"{n}.jpg",
+            source=f"w/{n}.jpg",
+            landmark=landmark,
+            schedule=False,
+        ).image.pk
+        for n in range(3)
+    ]
+    analysis = analyse_landmarks.delay([landmark.pk])  # queued before the images are even sent to indexing
+    index_images.delay(ids)
+    assert analysis.get(timeout=180)["analysed"] == 3
+    assert ImageAnalysis.objects.filter(pk__in=ids, neighbours_analysed_at__isnull=False).count() == 3

@@ -37,6 +37,7 @@ class IndexingProgress:
 def indexing_progress(image_ids: list[int] | None = None) -> IndexingProgress:
     """Counts by indexing status, for the whole collection or for the given images."""
     images = Image.objects.all() if image_ids is None else Image.objects.filter(pk__in=image_ids)
+    images = images.exclude(status=Image.Status.EXCLUDED)  # removed by a curator: nothing to wait for
     counts = images.aggregate(
         total=Count("id"),
         indexed=Count("id", filter=Q(status=Image.Status.INDEXED)),

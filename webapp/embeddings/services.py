@@ -88,7 +88,8 @@ def index_images(
     the vectors are flushed, so "indexed" always means "searchable".
     """
     version = version or get_active_version()
-    images = list(Image.objects.filter(pk__in=image_ids).order_by("pk"))
+    # A curator may remove an image while its batch waits: never put it back in the index.
+    images = list(Image.objects.filter(pk__in=image_ids).exclude(status=Image.Status.EXCLUDED).order_by("pk"))
     if not images:
         return {"indexed": 0, "failed": 0}
     extractor = get_extractor(version.config)

@@ -102,7 +102,11 @@ def search_by_photo(
     mark = time.perf_counter()
     catalogue = images_by_ids([hit.image_id for hit in outcome.hits[: k + 20]])
     # An image deleted from the catalogue but not yet from Milvus is skipped, not shown broken.
-    present = [hit for hit in outcome.hits if hit.image_id in catalogue][:k]
+    present = [
+        hit
+        for hit in outcome.hits
+        if hit.image_id in catalogue and catalogue[hit.image_id].status != Image.Status.EXCLUDED
+    ][:k]
     hits = [
         SearchHit(
             rank=rank,

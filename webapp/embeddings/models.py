@@ -18,6 +18,16 @@ class EmbeddingModelVersion(models.Model):
     gem_p = models.FloatField(default=3.0)
     dim = models.PositiveIntegerField()
     collection_name = models.CharField(max_length=255, unique=True)
+
+    class State(models.TextChoices):
+        NEW = "new", "not indexed yet"
+        INDEXING = "indexing", "re-indexing the collection"
+        INDEXED = "indexed", "indexed"
+        DROPPED = "dropped", "collection dropped"
+
+    state = models.CharField(max_length=16, choices=State.choices, default=State.INDEXED)
+    indexed_count = models.PositiveIntegerField(default=0)
+    total_count = models.PositiveIntegerField(default=0)
     is_active = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)
 

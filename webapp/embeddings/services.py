@@ -81,6 +81,7 @@ def index_images(
     *,
     version: EmbeddingModelVersion | None = None,
     progress: Callable[[int, int], None] | None = None,
+    update_status: bool = True,
 ) -> dict[str, int]:
     """Embed the images and upsert them into the version's collection; idempotent.
 
@@ -112,11 +113,11 @@ def index_images(
         patches = patch_store(version)
         for position, patch_set in zip(ok, result.patches, strict=True):
             patches.save(images[position].pk, patch_set)
-    now = timezone.now()
-    Image.objects.filter(pk__in=[images[i].pk for i in ok]).update(
-        status=Image.Status.INDEXED, index_error="", indexed_at=now
-    )
-    mark_failed([images[index].pk for index in failed], list(failed.values()))
+    if update_status:  # the status shown to users is that of the active version
+        Image.objects.filter(pk__in=[images[i].pk for i in ok]).update(
+            status=Image.Status.INDEXED, index_error="", indexed_at=timezone.now()
+        )
+        mark_failed([images[index].pk for index in failed], list(failed.values()))
     return {"indexed": len(ok), "failed": len(failed)}
 
 
@@ -127,7 +128,76 @@ def mark_failed(image_ids: Sequence[int], messages: Sequence[str]) -> None:
         Image.objects.filter(pk=image_id).update(status=Image.Status.FAILED, index_error=message[:2000])
 
 
-
 def clear_caches() -> None:
     """Forget cached stores (e.g. after collections were dropped behind this process's back)."""
     _store.cache_clear()
+
+
+def register_version(config: EmbeddingConfig, *, name: str | None = None) -> EmbeddingModelVersion:
+    """Record a model (e.g. a trained checkpoint) as a version with its own, still empty, collection."""
+    collection = f"{settings.MILVUS_COLLECTION_PREFIX}_{config.collection_name}"
+    version, _ = EmbeddingModelVersion.objects.get_or_create(
+        collection_name=collection,
+        defaults={
+            "name": name or config.version_key,
+            "backbone": config.backbone,
+            "weights": config.weights,
+            "image_size": config.image_size,
+            "gem_p": config.gem_p,
+            "dim": get_extractor(config).dim,
+            "state": EmbeddingModelVersion.State.NEW,
+        },
+    )
+    return version
+
+
+def activate_version(version: EmbeddingModelVersion) -> None:
+    """Blue/green roll-out: re-index the collection into the version's own collection in the background;
+    search keeps using the active version until the new one is complete, then switches."""
+    if version.is_active:
+        return
+    if version.state == EmbeddingModelVersion.State.DROPPED:
+        raise ValueError(f"{version} was dropped; register it again to use it")
+    from workers.tasks.gpu import reindex_version  # workers import this module
+
+    EmbeddingModelVersion.objects.filter(pk=version.pk).update(state=EmbeddingModelVersion.State.INDEXING)
+    transaction.on_commit(lambda: reindex_version.delay(version.pk))
+
+
+def reindex_version(version_id: int, *, progress: Callable[[int, int], None] | None = None) -> None:
+    """Index every searchable image into the version's collection, then make it the active one.
+
+    Images registered meanwhile are picked up before the switch; re-running is harmless (upserts).
+    """
+    version = EmbeddingModelVersion.objects.get(pk=version_id)
+    searchable = Image.objects.exclude(status__in=[Image.Status.EXCLUDED, Image.Status.FAILED])
+    done: set[int] = set()
+    while True:
+        todo = list(searchable.exclude(pk__in=done).order_by("pk").values_list("pk", flat=True))
+        if not todo:
+            break
+        total = len(done) + len(todo)
+        for start in range(0, len(todo), settings.INDEX_TASK_BATCH):
+            batch = todo[start : start + settings.INDEX_TASK_BATCH]
+            index_images(batch, version=version, update_status=False)
+            done.update(batch)
+            EmbeddingModelVersion.objects.filter(pk=version.pk).update(
+                indexed_count=len(done), total_count=total
+            )
+            if progress is not None:
+                progress(len(done), total)
+    with transaction.atomic():
+        EmbeddingModelVersion.objects.select_for_update().filter(is_active=True).update(is_active=False)
+        EmbeddingModelVersion.objects.filter(pk=version.pk).update(
+            is_active=True, state=EmbeddingModelVersion.State.INDEXED
+        )
+    logger.info("version %s is now active (%d images)", version, len(done))
+
+
+def drop_version(version: EmbeddingModelVersion) -> None:
+    """Delete a retired version's Milvus collection (never the active one)."""
+    if version.is_active:
+        raise ValueError("the active version's collection cannot be dropped; activate another first")
+    _store(settings.MILVUS_URI, version.collection_name, version.dim).drop()
+    clear_caches()
+    EmbeddingModelVersion.objects.filter(pk=version.pk).update(state=EmbeddingModelVersion.State.DROPPED)

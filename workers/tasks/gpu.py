@@ -40,3 +40,11 @@ def evaluate_collection(self: Task, run_id: int) -> dict[str, object]:
     report = reporter(self, "evaluation")
     run = execute_run(run_id, progress_hook=lambda stage, done, total: report(done, total))
     return {"run": run.pk, "status": run.status}
+
+
+@shared_task(bind=True, acks_late=True)
+def reindex_version(self: Task, version_id: int) -> None:
+    """Blue/green re-index into a new model version's collection, then switch search to it."""
+    from webapp.embeddings import services
+
+    services.reindex_version(version_id, progress=reporter(self, "re-indexing"))

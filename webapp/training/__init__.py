@@ -1,0 +1,1 @@
+"""Training runs (E2 classification, E3/E4 Siamese contrastive) on the gpu workers, and their rollout."""

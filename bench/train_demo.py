@@ -17,36 +17,16 @@ Test mAP@100 is reported against two indexes: the held-out images only (never se
 from __future__ import annotations
 
 import argparse
-import hashlib
 import time
-from collections import defaultdict
 from pathlib import Path
 
 import torch
 
-from retrieval_core.datasets.collection import CollectionItem, read_collection
+from retrieval_core.datasets.collection import read_collection
+from retrieval_core.eval.splits import split_within_landmarks
 from retrieval_core.models.embedding import EmbeddingConfig, build_embedding_net
 from retrieval_core.training import TrainConfig, TrainEvent, ValidationSet, train
 from retrieval_core.training.trainer import checkpoint_embedding_config, score_validation
-
-
-def split_within_landmarks(
-    items: list[CollectionItem], seed: int, val_queries: int, val_index: int
-) -> tuple[list[CollectionItem], list[CollectionItem], list[CollectionItem]]:
-    """(train, validation queries, validation index) from the ``split=train`` items."""
-    by_landmark: dict[str, list[CollectionItem]] = defaultdict(list)
-    for item in items:
-        by_landmark[item.landmark].append(item)
-    train_items, queries, index = [], [], []
-    for landmark in sorted(by_landmark):
-        members = sorted(
-            by_landmark[landmark], key=lambda i: hashlib.sha256(f"{seed}\0{i.relpath}".encode()).hexdigest()
-        )
-        queries += members[:val_queries]
-        index += members[val_queries : val_queries + val_index]
-        train_items += members[val_queries + val_index :]
-    key = lambda i: i.relpath  # noqa: E731
-    return sorted(train_items, key=key), sorted(queries, key=key), sorted(index, key=key)
 
 
 def main() -> None:

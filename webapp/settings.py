@@ -33,6 +33,7 @@ INSTALLED_APPS = [
     "webapp.reranking",
     "webapp.curation",
     "webapp.evaluation",
+    "webapp.training",
 ]
 
 MIDDLEWARE = [

@@ -8,6 +8,8 @@ urlpatterns = [
     path("", include("webapp.catalog.urls")),
     path("", include("webapp.search.urls")),
     path("", include("webapp.evaluation.urls")),
+    path("", include("webapp.training.urls")),
+    path("", include("webapp.embeddings.urls")),
     path("", include("webapp.curation.urls")),
 ]
 if settings.SERVE_MEDIA:

@@ -119,3 +119,29 @@ def relevant_index_images(
 
 def _sorted(items: Iterable[CollectionItem]) -> tuple[CollectionItem, ...]:
     return tuple(sorted(items, key=lambda item: item.relpath))
+
+
+def split_within_landmarks(
+    items: Iterable[CollectionItem], seed: int = 0, val_queries: int = 2, val_index: int = 4
+) -> tuple[list[CollectionItem], list[CollectionItem], list[CollectionItem]]:
+    """(train, validation queries, validation index) by image inside each landmark.
+
+    For collections with too few landmarks to split by landmark (e.g. 7): per landmark, the first
+    ``val_queries`` + ``val_index`` images by a seeded hash are held out for validation (checkpoint and
+    fusion-weight selection), the rest are trained on. Unlabelled images are left out. Sorted by relpath.
+    """
+    by_landmark: dict[str, list[CollectionItem]] = defaultdict(list)
+    for item in items:
+        if item.landmark != UNLABELLED:
+            by_landmark[item.landmark].append(item)
+    train, queries, index = [], [], []
+    for landmark in sorted(by_landmark):
+        members = sorted(by_landmark[landmark], key=lambda i: _hash_key(seed, "image", i.relpath))
+        queries += members[:val_queries]
+        index += members[val_queries : val_queries + val_index]
+        train += members[val_queries + val_index :]
+
+    def by_path(item: CollectionItem) -> str:
+        return item.relpath
+
+    return sorted(train, key=by_path), sorted(queries, key=by_path), sorted(index, key=by_path)

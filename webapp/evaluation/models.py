@@ -41,4 +41,4 @@ class EvaluationRun(models.Model):
     @property
     def output_dir_name(self) -> str:
         """Folder under MEDIA_ROOT holding the run's report files and plots."""
-        return f"evaluations/{self.pk}"
+        return f"evaluations/{self.pk}-{self.created_at:%Y%m%dT%H%M%S%f}"

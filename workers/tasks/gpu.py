@@ -48,3 +48,17 @@ def reindex_version(self: Task, version_id: int) -> None:
     from webapp.embeddings import services
 
     services.reindex_version(version_id, progress=reporter(self, "re-indexing"))
+
+
+@shared_task(bind=True, acks_late=True)
+def train_model(self: Task, run_id: int) -> dict[str, object]:
+    """Train a TrainingRun; epoch, step, loss and validation mAP go into the run as it goes.
+
+    acks_late + prefetch 1: a worker that dies mid-run leaves the task to be redelivered, and the run
+    resumes from its last checkpoint (the broker's visibility timeout is longer than a training run).
+    """
+    from webapp.training.services import execute_run
+
+    report = reporter(self, "training")
+    run = execute_run(run_id, on_event=lambda event: report(event.step, event.total_steps))
+    return {"run": run.pk, "status": run.status}

@@ -88,7 +88,7 @@ def test_staff_start_a_run_on_the_worker_and_read_it(collection: Path, celery_wo
     page = client.get(f"/evaluations/{run.pk}/").content.decode()
     assert "E6" in page and "E7" not in page  # patches=0 skips E7
     assert "precision_recall.png" in page
-    assert client.get(f"/media/evaluations/{run.pk}/precision_recall.png").status_code == 200
+    assert client.get(f"/media/{run.output_dir_name}/precision_recall.png").status_code == 200
     compare = client.get(f"/evaluations/compare/?ids={run.pk}").content.decode()
     assert "E1" in compare
     assert client.get("/evaluations/compare/?ids=x").status_code == 400

@@ -1,0 +1,163 @@
+"""Training runs: start (queued on the gpu workers), execute with live progress and cancellation, and turn
+the best checkpoint into an embedding model version that can be rolled out."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from retrieval_core.datasets.collection import CollectionItem, read_collection
+from retrieval_core.eval.splits import split_within_landmarks
+from retrieval_core.training import TrainConfig, TrainEvent, ValidationSet, train
+from retrieval_core.training.trainer import checkpoint_embedding_config
+from webapp.curation.selectors import as_collection_items, training_images
+from webapp.embeddings.services import register_version
+from webapp.training.models import TrainingRun
+
+_SAVE_EVERY_S = 2.0
+_MAX_LOSS_POINTS = 500
+
+
+def create_run(config: TrainConfig, *, root: Path | None = None, user: object | None = None) -> TrainingRun:
+    if root is not None and not Path(root).is_dir():
+        raise ValueError(f"{root} is not a folder")
+    return TrainingRun.objects.create(
+        root=str(Path(root).resolve()) if root else "",
+        config=config.to_dict(),
+        created_by=user,  # type: ignore[misc]
+    )
+
+
+def start_training(
+    config: TrainConfig, *, root: Path | None = None, user: object | None = None
+) -> TrainingRun:
+    """Record a run and queue it on the gpu workers once the transaction commits."""
+    from workers.tasks.gpu import train_model  # workers import this module
+
+    run = create_run(config, root=root, user=user)
+    transaction.on_commit(lambda: train_model.delay(run.pk))
+    return run
+
+
+def request_cancel(run: TrainingRun) -> None:
+    """Ask a queued or running run to stop; it saves a resumable checkpoint and ends as cancelled."""
+    if run.is_finished:
+        raise ValueError(f"run {run.pk} has already finished ({run.status})")
+    TrainingRun.objects.filter(pk=run.pk).update(cancel_requested=True)
+
+
+def run_dir(run: TrainingRun) -> Path:
+    """Checkpoints of this run; the creation time keeps a reused id from resuming someone else's run."""
+    return Path(settings.VAR_DIR) / "training" / f"{run.pk}-{run.created_at:%Y%m%dT%H%M%S%f}"
+
+
+def training_items(run: TrainingRun) -> list[CollectionItem]:
+    """The collection folder's items, or the curated catalogue (relabels and exclusions applied)."""
+    if run.root:
+        return [item for item in read_collection(Path(run.root)) if item.split != "query"]
+    return as_collection_items(training_images().select_related("landmark").order_by("pk"))
+
+
+def validation_counts(items: list[CollectionItem]) -> dict[str, int]:
+    """Per landmark, hold out ~10 % as validation queries and ~20 % as their index (at least one each)."""
+    sizes = sorted(Counter(item.landmark for item in items).values()) or [0]
+    typical = sizes[len(sizes) // 2]
+    return {"val_queries": max(1, round(0.1 * typical)), "val_index": max(1, round(0.2 * typical))}
+
+
+def execute_run(run_id: int, *, on_event: Callable[[TrainEvent], None] | None = None) -> TrainingRun:
+    """Train (resuming from this run's last checkpoint if a worker died mid-run) and register the result."""
+    run = TrainingRun.objects.get(pk=run_id)
+    if run.is_finished:
+        return run
+    config = TrainConfig.from_dict(run.config)
+    items = training_items(run)
+    train_items, val_queries, val_index = split_within_landmarks(
+        items, seed=config.seed, **validation_counts(items)
+    )
+    if len({item.landmark for item in train_items}) < 2 or not val_queries:
+        _finish(run, TrainingRun.Status.FAILED, error="not enough labelled images to train and validate")
+        return TrainingRun.objects.get(pk=run.pk)
+    TrainingRun.objects.filter(pk=run.pk).update(status=TrainingRun.Status.RUNNING, error="")
+    out = run_dir(run)
+    last = out / "last.pt"
+    state = {"saved": 0.0, "checked": 0.0, "cancel": False}
+    losses: list[list[float]] = list(run.losses)
+    epochs: list[dict[str, object]] = list(run.epochs)
+
+    def progress(event: TrainEvent) -> None:
+        if event.kind == "step":
+            losses.append([event.step, round(event.loss, 5)])
+            del losses[: max(0, len(losses) - _MAX_LOSS_POINTS)]
+        else:
+            epochs.append(
+                {
+                    "epoch": event.epoch,
+                    "step": event.step,
+                    "loss": event.loss,
+                    "validation_map": event.validation_map,
+                    "is_best": event.is_best,
+                }
+            )
+        now = time.monotonic()
+        if event.kind == "epoch" or now - state["saved"] >= _SAVE_EVERY_S:
+            state["saved"] = now
+            TrainingRun.objects.filter(pk=run.pk).update(
+                epoch=event.epoch,
+                step=event.step,
+                total_steps=event.total_steps,
+                images_per_s=event.images_per_s,
+                losses=losses,
+                epochs=epochs,
+            )
+        if on_event is not None:
+            on_event(event)
+
+    def should_stop() -> bool:
+        now = time.monotonic()
+        if now - state["checked"] >= 1.0:
+            state["checked"] = now
+            state["cancel"] = TrainingRun.objects.filter(pk=run.pk, cancel_requested=True).exists()
+        return bool(state["cancel"])
+
+    try:
+        result = train(
+            config,
+            train_items,
+            ValidationSet(val_queries, val_index),
+            out,
+            progress,
+            should_stop,
+            resume=last if last.exists() else None,
+        )
+    except Exception as error:
+        _finish(run, TrainingRun.Status.FAILED, error=f"{type(error).__name__}: {error}")
+        raise
+    TrainingRun.objects.filter(pk=run.pk).update(losses=losses, epochs=epochs)
+    if result.stopped:
+        _finish(run, TrainingRun.Status.CANCELLED, initial_map=result.initial_map, best_map=result.best_map)
+        return TrainingRun.objects.get(pk=run.pk)
+    version = None
+    if result.best_checkpoint is not None:
+        version = register_version(
+            checkpoint_embedding_config(result.best_checkpoint), name=f"run {run.pk} {config.recipe}"
+        )
+    _finish(
+        run,
+        TrainingRun.Status.DONE,
+        initial_map=result.initial_map,
+        best_map=result.best_map,
+        best_checkpoint=str(result.best_checkpoint or ""),
+        model_version=version,
+    )
+    return TrainingRun.objects.get(pk=run.pk)
+
+
+def _finish(run: TrainingRun, status: str, **fields: object) -> None:
+    TrainingRun.objects.filter(pk=run.pk).update(status=status, finished_at=timezone.now(), **fields)

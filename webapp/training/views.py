@@ -1,0 +1,82 @@
+"""Training pages (staff): runs with live loss / validation mAP curves, start and cancel."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.admin.views.decorators import staff_member_required
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from retrieval_core.training import TrainConfig
+from webapp.training import services
+from webapp.training.models import TrainingRun
+
+
+@staff_member_required
+@require_http_methods(["GET", "POST"])
+def run_list(request: HttpRequest) -> HttpResponse:
+    if request.method == "POST":
+        try:
+            config = TrainConfig(
+                recipe=request.POST.get("recipe", "e3"),  # type: ignore[arg-type]
+                init_weights=request.POST.get("init", "").strip() or "imagenet",
+                epochs=int(request.POST.get("epochs") or 10),
+                steps_per_epoch=int(request.POST["steps_per_epoch"])
+                if request.POST.get("steps_per_epoch")
+                else None,
+                p=int(request.POST.get("p") or 8),
+                k=int(request.POST.get("k") or 4),
+                lr=float(request.POST.get("lr") or 1e-4),
+                image_size=int(request.POST.get("image_size") or 224),
+            )
+            run = services.start_training(config, user=request.user)
+        except ValueError as error:
+            messages.error(request, f"Could not start training: {error}")
+            return redirect("training:list")
+        messages.success(request, f"Training run {run.pk} queued.")
+        return redirect(run)
+    runs = TrainingRun.objects.select_related("model_version")[:50]
+    return render(request, "training/list.html", {"runs": runs, "defaults": TrainConfig()})
+
+
+@staff_member_required
+@require_GET
+def run_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    return render(request, "training/detail.html", {"run": get_object_or_404(TrainingRun, pk=pk)})
+
+
+@staff_member_required
+@require_GET
+def run_state(request: HttpRequest, pk: int) -> JsonResponse:
+    run = get_object_or_404(TrainingRun, pk=pk)
+    return JsonResponse(
+        {
+            "status": run.status,
+            "epoch": run.epoch,
+            "step": run.step,
+            "total_steps": run.total_steps,
+            "images_per_s": run.images_per_s,
+            "losses": run.losses,
+            "epochs": run.epochs,
+            "initial_map": run.initial_map,
+            "best_map": run.best_map,
+            "error": run.error,
+            "cancel_requested": run.cancel_requested,
+        }
+    )
+
+
+@staff_member_required
+@require_POST
+def cancel(request: HttpRequest, pk: int) -> HttpResponse:
+    run = get_object_or_404(TrainingRun, pk=pk)
+    try:
+        services.request_cancel(run)
+    except ValueError as error:
+        messages.error(request, str(error))
+    else:
+        messages.success(
+            request, "Cancelling: the run stops at its next step and keeps a resumable checkpoint."
+        )
+    return redirect(run)

@@ -19,17 +19,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
-import tempfile
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
 
 import numpy as np
 
+from retrieval_core.atomic import atomic_write
 from retrieval_core.features.sift import LocalFeatures, SiftConfig
 from retrieval_core.features.store import LocalFeatureStore
 from retrieval_core.features.vlad import load_codebook, save_codebook
@@ -159,7 +157,7 @@ class FeatureCache:
         log = self._sift_seconds(cfg)
         log.update({image_id: float(seconds.get(image_id, np.nan)) for image_id in features})
         path = self.root / "sift" / f"{cfg.key}.seconds.json"
-        _atomic_write(path, lambda handle: handle.write(json.dumps(log).encode()))
+        atomic_write(path, lambda handle: handle.write(json.dumps(log).encode()))
         self.stats.computed[cfg.key] += len(features)
 
     def load_sift(self, cfg: SiftConfig, ids: Sequence[str]) -> dict[str, LocalFeatures]:
@@ -202,7 +200,7 @@ class FeatureCache:
             if bound != str(collection):
                 raise ValueError(f"cache {self.root} holds features of {bound}, not of {collection}")
             return
-        _atomic_write(meta, lambda handle: handle.write(json.dumps({"collection": str(collection)}).encode()))
+        atomic_write(meta, lambda handle: handle.write(json.dumps({"collection": str(collection)}).encode()))
 
     def _directory(self, key: str) -> Path:
         if not _KEY.match(key):
@@ -232,9 +230,9 @@ class FeatureCache:
         directory.mkdir(parents=True, exist_ok=True)
         old, g = self._block(key).generation, self._block(key).generation + 1
         for name, array in zip(_ARRAYS, (block.rows, block.offsets, block.seconds), strict=True):
-            _atomic_write(directory / f"{name}.{g}.npy", lambda handle, a=array: np.save(handle, a))
+            atomic_write(directory / f"{name}.{g}.npy", lambda handle, a=array: np.save(handle, a))
         meta = json.dumps({"generation": g, "ids": block.ids}).encode()
-        _atomic_write(directory / "index.json", lambda handle: handle.write(meta))
+        atomic_write(directory / "index.json", lambda handle: handle.write(meta))
         for name in _ARRAYS:
             (directory / f"{name}.{old}.npy").unlink(missing_ok=True)
         self._blocks[key] = _Block(block.ids, block.rows, block.offsets, block.seconds, generation=g)
@@ -247,15 +245,3 @@ class FeatureCache:
 def _file_id(image_id: str) -> str:
     """A store-safe file name for any image id (relpaths may hold spaces, accents, slashes)."""
     return hashlib.blake2b(image_id.encode(), digest_size=12).hexdigest()
-
-
-def _atomic_write(path: Path, write: Callable[[BinaryIO], object]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            write(handle)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -16,15 +16,14 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
-import os
 import re
-import tempfile
 import zipfile
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
 
+from retrieval_core.atomic import atomic_write
 from retrieval_core.features.sift import LocalFeatures
 
 __all__ = ["FORMAT_VERSION", "LoadedFeatures", "LocalFeatureStore", "PatchStore", "ShardedArrayStore"]
@@ -64,17 +63,7 @@ class ShardedArrayStore:
 
     def save_arrays(self, image_id: ImageId, **arrays: np.ndarray) -> Path:
         """Write (or overwrite) the arrays of ``image_id`` atomically; returns the file path."""
-        path = self.path_for(image_id)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                np.savez(handle, **arrays)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        return path
+        return atomic_write(self.path_for(image_id), lambda handle: np.savez(handle, **arrays))
 
     def load_arrays(self, image_id: ImageId, names: tuple[str, ...]) -> tuple[np.ndarray, ...]:
         """The named arrays of ``image_id``; ``KeyError`` if absent, ``ValueError`` if unreadable."""

@@ -9,15 +9,13 @@ texture cannot dominate), signed square root (power normalisation), then global 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
 
 import numpy as np
 
+from retrieval_core.atomic import atomic_write
 from retrieval_core.features.sift import descriptors_to_float
 
 __all__ = [
@@ -117,8 +115,8 @@ def save_codebook(path: Path, codebook: np.ndarray, settings: Mapping[str, objec
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     meta = {"k": int(codebook.shape[0]), "dim": int(codebook.shape[1]), **settings}
-    _atomic_write(path, lambda handle: np.save(handle, np.asarray(codebook, np.float32)))
-    _atomic_write(path.with_suffix(".json"), lambda handle: handle.write(json.dumps(meta, indent=2).encode()))
+    atomic_write(path, lambda handle: np.save(handle, np.asarray(codebook, np.float32)))
+    atomic_write(path.with_suffix(".json"), lambda handle: handle.write(json.dumps(meta, indent=2).encode()))
 
 
 def load_codebook(path: Path) -> tuple[np.ndarray, dict[str, object]]:
@@ -129,14 +127,3 @@ def load_codebook(path: Path) -> tuple[np.ndarray, dict[str, object]]:
     if centroids.shape != (meta["k"], meta["dim"]):
         raise ValueError(f"{path}: centroids {centroids.shape} disagree with settings {meta}")
     return centroids, meta
-
-
-def _atomic_write(path: Path, write: Callable[[BinaryIO], object]) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            write(handle)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

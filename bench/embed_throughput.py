@@ -34,9 +34,11 @@ class RecordingExtractor(GlobalDescriptorExtractor):
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
         self.batch_shapes: list[tuple[int, ...]] = []
 
-    def embed_batch(self, batch: torch.Tensor) -> np.ndarray:
+    def embed_batch_with_patches(
+        self, batch: torch.Tensor, patch_top_n: int
+    ) -> tuple[np.ndarray, list[np.ndarray]]:
         self.batch_shapes.append(tuple(batch.shape))
-        return super().embed_batch(batch)
+        return super().embed_batch_with_patches(batch, patch_top_n)
 
 
 def synthesise(count: int, folder: Path) -> list[Path]:

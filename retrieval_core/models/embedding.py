@@ -20,6 +20,7 @@ from torch import nn
 
 from retrieval_core.models.pooling import GeM
 from retrieval_core.models.weights import WeightsError, imagenet_state_dict, load_checkpoint
+from retrieval_core.models.whitening import load_whitening
 
 __all__ = ["EmbeddingConfig", "EmbeddingNet", "build_embedding_net"]
 
@@ -100,13 +101,16 @@ class EmbeddingNet(nn.Module):
         super().__init__()
         self.backbone = timm.create_model(backbone, pretrained=False, num_classes=num_classes)
         self.pool = GeM(p=gem_p)
+        self.whitening: nn.Module | None = None  # set by build_embedding_net for checkpoints that learnt one
         cfg = self.backbone.pretrained_cfg
         self.mean: tuple[float, ...] = tuple(float(v) for v in cfg.get("mean", (0.5, 0.5, 0.5)))
         self.std: tuple[float, ...] = tuple(float(v) for v in cfg.get("std", (0.5, 0.5, 0.5)))
 
     @property
     def dim(self) -> int:
-        """Embedding dimension D (the backbone's final channel count)."""
+        """Embedding dimension D (the backbone's final channel count, or the whitening's output size)."""
+        if self.whitening is not None:
+            return int(self.whitening.linear.out_features)
         return int(self.backbone.num_features)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
@@ -115,7 +119,8 @@ class EmbeddingNet(nn.Module):
 
     def embed_feature_map(self, feature_map: torch.Tensor) -> torch.Tensor:
         """``(B, D, h, w)`` feature map → ``(B, D)`` unit-norm embeddings (callers that also need the map)."""
-        return F.normalize(self.pool(feature_map), dim=-1)
+        embedding = F.normalize(self.pool(feature_map), dim=-1)
+        return embedding if self.whitening is None else self.whitening(embedding)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, 3, H, W)`` normalised images → ``(B, D)`` unit-norm embeddings. Any H, W ≥ 32 work."""
@@ -132,12 +137,14 @@ def _classifier_key(backbone: str) -> str:
     return f"{timm.get_pretrained_cfg_value(backbone, 'classifier') or 'classifier'}.weight"
 
 
-def build_embedding_net(cfg: EmbeddingConfig) -> EmbeddingNet:
+def build_embedding_net(cfg: EmbeddingConfig, *, with_whitening: bool = True) -> EmbeddingNet:
     """`EmbeddingNet` for ``cfg`` with its weights loaded, in eval mode, on the CPU.
 
     A checkpoint path may hold either an `EmbeddingNet` state dict (keys ``backbone.*`` and ``pool.p``,
     e.g. after fine-tuning) or a plain timm backbone state dict; with or without a classifier. Loading is
-    strict: a missing or unexpected tensor is an error, never a silently half-random network.
+    strict: a missing or unexpected tensor is an error, never a silently half-random network. A learnt
+    whitening stored beside the weights is applied after GeM unless ``with_whitening`` is False (training
+    keeps it as a module of its own).
     """
     if not timm.is_model(cfg.backbone):
         raise ValueError(f"Unknown timm backbone {cfg.backbone!r}.")
@@ -161,4 +168,6 @@ def build_embedding_net(cfg: EmbeddingConfig) -> EmbeddingNet:
         raise WeightsError(
             f"Checkpoint {cfg.weights} does not fit a {cfg.backbone} {kind}: {e}".strip()
         ) from None
+    if with_whitening:
+        net.whitening = load_whitening(cfg.weights)
     return net.eval()

@@ -5,6 +5,7 @@ from ImageNet) and ``e4`` (contrastive from an ``e2`` checkpoint). `train` write
 `retrieval_core.models.embedding.build_embedding_net` loads directly.
 """
 
+from retrieval_core.models.whitening import LearnedWhitening, load_whitening
 from retrieval_core.training.config import Recipe, TrainConfig
 from retrieval_core.training.losses import ArcFaceHead, LinearClassifierHead, contrastive_loss
 from retrieval_core.training.sampler import PKSampler
@@ -16,7 +17,6 @@ from retrieval_core.training.trainer import (
     score_validation,
     train,
 )
-from retrieval_core.training.whitening import LearnedWhitening, load_whitening
 
 __all__ = [
     "ArcFaceHead",

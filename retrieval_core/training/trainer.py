@@ -38,12 +38,12 @@ from retrieval_core.features.global_ import GlobalDescriptorExtractor
 from retrieval_core.imaging import ImageLoadError, load_image, resize_long_side
 from retrieval_core.models.embedding import IMAGENET, EmbeddingConfig, EmbeddingNet, build_embedding_net
 from retrieval_core.models.weights import WeightsError, imagenet_state_dict
+from retrieval_core.models.whitening import LearnedWhitening, load_whitening
 from retrieval_core.training.augment import TrainTransform
 from retrieval_core.training.config import TrainConfig
 from retrieval_core.training.data import CollectionDataset
 from retrieval_core.training.losses import ArcFaceHead, LinearClassifierHead, contrastive_loss
 from retrieval_core.training.sampler import PKSampler
-from retrieval_core.training.whitening import LearnedWhitening, load_whitening
 
 __all__ = [
     "CHECKPOINT_FORMAT",
@@ -590,7 +590,7 @@ def _initial_net(config: TrainConfig) -> EmbeddingNet:
         net = EmbeddingNet(config.backbone, gem_p=config.gem_p, num_classes=0)
         net.backbone.load_state_dict(imagenet_state_dict(config.backbone, net.backbone.state_dict()))
         return net
-    net = build_embedding_net(_embedding_config(config, weights=config.init_weights))
+    net = build_embedding_net(_embedding_config(config, weights=config.init_weights), with_whitening=False)
     net.backbone.reset_classifier(0)
     return net
 

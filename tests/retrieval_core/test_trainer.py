@@ -8,9 +8,9 @@ from retrieval_core.datasets.collection import read_collection
 from retrieval_core.datasets.synthetic import write_collection
 from retrieval_core.features.global_ import GlobalDescriptorExtractor
 from retrieval_core.models.embedding import EmbeddingConfig, build_embedding_net
+from retrieval_core.models.whitening import LearnedWhitening, load_whitening
 from retrieval_core.training import TrainConfig, TrainEvent, ValidationSet, train
 from retrieval_core.training.trainer import checkpoint_embedding_config, score_validation
-from retrieval_core.training.whitening import LearnedWhitening, load_whitening
 
 CONFIG = TrainConfig(
     recipe="e3", epochs=2, steps_per_epoch=2, p=2, k=4, image_size=64, workers=1, device="cpu", seed=3
@@ -144,7 +144,13 @@ def test_e2_classifier_then_e4_from_its_checkpoint_with_arcface_and_whitening(co
     assert len(_losses(events)) == 2 and np.isfinite(_losses(events)).all()
     whitening = load_whitening(first.last_checkpoint)
     assert whitening is not None and whitening.linear.weight.shape == (1280, 1280)
-    build_embedding_net(checkpoint_embedding_config(first.last_checkpoint))  # whitening kept beside it
+    # Served networks apply the learnt whitening after GeM, exactly as validation did.
+    served = build_embedding_net(checkpoint_embedding_config(first.last_checkpoint))
+    bare = build_embedding_net(checkpoint_embedding_config(first.last_checkpoint), with_whitening=False)
+    assert served.whitening is not None and bare.whitening is None
+    x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        torch.testing.assert_close(served(x), whitening(bare(x)), atol=1e-5, rtol=1e-4)
 
     e4 = dataclasses.replace(e2, recipe="e4", init_weights=str(first.last_checkpoint), arcface=True)
     second, _ = _run(e4, collection, tmp_path / "e4")

@@ -36,6 +36,7 @@ class Command(BaseCommand):
         parser.add_argument("--margin", type=float, default=defaults.margin)
         parser.add_argument("--image-size", type=int, default=defaults.image_size)
         parser.add_argument("--arcface", action="store_true")
+        parser.add_argument("--whitening", action="store_true", help="learn a whitening layer after GeM")
         parser.add_argument("--seed", type=int, default=defaults.seed)
         parser.add_argument("--device", help="cpu, cuda, cuda:1 (default: cuda when available)")
         parser.add_argument("--queue", action="store_true", help="run on the gpu workers instead of here")
@@ -54,6 +55,7 @@ class Command(BaseCommand):
                 margin=float(options["margin"]),  # type: ignore[arg-type]
                 image_size=int(options["image_size"]),  # type: ignore[call-overload]
                 arcface=bool(options["arcface"]),
+                whitening=bool(options["whitening"]),
                 seed=int(options["seed"]),  # type: ignore[call-overload]
                 device=options["device"],  # type: ignore[arg-type]
             )

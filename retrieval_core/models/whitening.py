@@ -4,8 +4,8 @@ Whitening decorrelates descriptor dimensions and down-weights the directions in 
 together (co-occurring "bursty" features), which consistently helps landmark retrieval (Radenović et al.,
 TPAMI 2018). It acts on the L2-normalised GeM vector and re-normalises its output.
 
-`EmbeddingNet` has no place for it, so checkpoints keep it beside the model under ``"whitening"``:
-`build_embedding_net` loads the network without it, and `load_whitening` returns it.
+Training checkpoints keep it beside the model under ``"whitening"``; `build_embedding_net` attaches it to
+the served `EmbeddingNet` (``with_whitening=True``), so search embeds exactly as validation did.
 """
 
 from __future__ import annotations

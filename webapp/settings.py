@@ -134,6 +134,7 @@ SIFT_QUERY_MAX_KEYPOINTS = env_int("SIFT_QUERY_MAX_KEYPOINTS", 500)
 SIFT_LONG_SIDE = env_int("SIFT_LONG_SIDE", 640)
 VLAD_CLUSTERS = env_int("VLAD_CLUSTERS", 64)
 PATCHES_TOP_N = env_int("PATCHES_TOP_N", 16)
+QUERY_RETENTION_HOURS = env_int("QUERY_RETENTION_HOURS", 24)  # query photos kept to draw their matches
 
 # Celery, configured from here with the CELERY_ namespace (see workers/celery.py).
 REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6390/0")

@@ -152,3 +152,22 @@ def test_codebook_tuning_and_every_rerank_method(
     assert sift["rerank"]["weight_global"] == pytest.approx(setting.weight_global)
     with query.open("rb") as photo:
         assert client.post("/api/search/", {"image": photo, "rerank": "magic"}).status_code == 400
+
+
+@pytest.mark.django_db
+def test_kept_queries_expire_after_the_retention_period(scene_photo: bytes, settings) -> None:
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from webapp.reranking.models import SearchQuery
+    from webapp.reranking.services import keep_query
+
+    old = keep_query(scene_photo, {"1": [[0, 0, 1, 1]]})
+    SearchQuery.objects.filter(pk=old.pk).update(
+        created_at=timezone.now() - timedelta(hours=settings.QUERY_RETENTION_HOURS + 1)
+    )
+    old_path = Path(old.file.path)
+    fresh = keep_query(scene_photo, {"1": [[0, 0, 1, 1]]})
+    assert list(SearchQuery.objects.values_list("pk", flat=True)) == [fresh.pk]
+    assert not old_path.exists() and Path(fresh.file.path).exists()

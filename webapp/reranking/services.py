@@ -14,13 +14,16 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 from django.conf import settings
+from django.core.files.base import ContentFile
 from django.db import transaction
 from django.db.models import Count
+from django.utils import timezone
 from PIL import Image as PILImage
 
 from retrieval_core.features.sift import SiftConfig, extract_sift
@@ -35,7 +38,7 @@ from retrieval_core.rerank.tuning import tune_fusion_weight
 from webapp.catalog.models import Image
 from webapp.embeddings.models import EmbeddingModelVersion
 from webapp.embeddings.services import get_active_version, get_extractor, get_store
-from webapp.reranking.models import FusionSetting, VladCodebook
+from webapp.reranking.models import FusionSetting, SearchQuery, VladCodebook
 
 logger = logging.getLogger(__name__)
 
@@ -359,3 +362,14 @@ def _raw_local(hit: RerankedHit, method: str) -> float:
     if method == "sift":
         return float("nan") if hit.evidence is None else float(hit.evidence.inliers)
     return float("nan") if hit.local_score is None else float(hit.local_score)
+
+
+def keep_query(content: bytes, evidence: dict[str, list[list[float]]]) -> SearchQuery:
+    """Keep a query photo and its match evidence for the result pages; forget those past retention."""
+    cutoff = timezone.now() - timedelta(hours=settings.QUERY_RETENTION_HOURS)
+    for expired in SearchQuery.objects.filter(created_at__lt=cutoff)[:100]:
+        expired.file.delete(save=False)
+        expired.delete()
+    query = SearchQuery(evidence=evidence)
+    query.file.save(f"{query.id}.jpg", ContentFile(content), save=True)
+    return query

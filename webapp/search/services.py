@@ -7,14 +7,12 @@ import time
 from dataclasses import dataclass, field
 
 from django.conf import settings
-from django.core.files.base import ContentFile
 
 from webapp.catalog.models import Image
 from webapp.catalog.selectors import images_by_ids
 from webapp.catalog.uploads import check_upload_size
 from webapp.embeddings.services import get_active_version, get_extractor, get_store
 from webapp.reranking import services as reranking
-from webapp.reranking.models import SearchQuery
 
 
 @dataclass(frozen=True)
@@ -123,9 +121,7 @@ def search_by_photo(
     query_id = None
     evidence = {str(hit.image_id): reranking.match_points(hit) for hit in present if hit.evidence}
     if keep_query and any(evidence.values()):
-        query = SearchQuery(evidence=evidence)
-        query.file.save(f"{query.id}.jpg", ContentFile(content), save=True)
-        query_id = str(query.id)
+        query_id = str(reranking.keep_query(content, evidence).id)
     timings["total"] = _elapsed_ms(started)
     return SearchResponse(
         hits=hits,

@@ -11,7 +11,7 @@ import pytest
 from django.core.management import call_command
 from django.test import Client
 
-from tests.conftest import write_query_split
+from tests.conftest import wait_for_local_features, write_query_split
 from webapp.catalog.models import Image
 from webapp.catalog.selectors import indexing_progress
 from webapp.embeddings.services import get_active_version, get_store
@@ -35,9 +35,8 @@ def test_new_view_of_a_landmark_retrieves_it_first(
     assert Image.objects.count() == 20
     assert get_store(get_active_version()).count() == 20
 
-    # The worker also extracted SIFT (re-ranking never recomputes index features at query time).
-    store = sift_store()
-    assert all(store.has(pk) for pk in Image.objects.values_list("pk", flat=True))
+    # The worker also extracts SIFT (re-ranking never recomputes index features at query time).
+    wait_for_local_features()
 
     for landmark, query in queries.items():
         with query.open("rb") as photo:
@@ -77,6 +76,7 @@ def test_missing_local_features_degrade_to_the_global_score(
 ) -> None:
     queries = write_query_split(tmp_path, n_landmarks=2, views=4, seed=21)
     call_command("import_images", str(tmp_path / "collection"), "--timeout", "300", verbosity=0)
+    wait_for_local_features()
     store = sift_store()
     removed = Image.objects.order_by("pk").first()
     assert store.delete(removed.pk)
@@ -122,6 +122,7 @@ def test_codebook_tuning_and_every_rerank_method(
     clear_caches()
     queries = write_query_split(tmp_path, n_landmarks=3, views=5, seed=31)
     call_command("import_images", str(tmp_path / "collection"), "--timeout", "300", verbosity=0)
+    wait_for_local_features()
     call_command("build_local_features", "--vlad", "8", verbosity=0)
     codebook = VladCodebook.objects.get(is_active=True)
     assert codebook.clusters == 8

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from django.conf import settings
 from django.db import models
 from django.urls import reverse
 
+from webapp.runs import RecordedRun
 
-class EvaluationRun(models.Model):
+
+class EvaluationRun(RecordedRun):
     class Status(models.TextChoices):
         QUEUED = "queued", "queued"
         RUNNING = "running", "running"
@@ -22,15 +23,6 @@ class EvaluationRun(models.Model):
     total = models.PositiveIntegerField(default=0)
     report = models.JSONField(null=True, blank=True)
     markdown = models.TextField(blank=True)
-    error = models.TextField(blank=True)
-    created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
-    )
-    created_at = models.DateTimeField(auto_now_add=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
-
-    class Meta:
-        ordering = ["-created_at"]
 
     def __str__(self) -> str:
         return f"evaluation {self.pk} of {self.root}"

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from django.conf import settings
 from django.db import models
 from django.urls import reverse
 
+from webapp.runs import RecordedRun
 
-class TrainingRun(models.Model):
+
+class TrainingRun(RecordedRun):
     class Status(models.TextChoices):
         QUEUED = "queued", "queued"
         RUNNING = "running", "running"
@@ -33,15 +34,6 @@ class TrainingRun(models.Model):
     model_version = models.ForeignKey(
         "embeddings.EmbeddingModelVersion", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
-    error = models.TextField(blank=True)
-    created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
-    )
-    created_at = models.DateTimeField(auto_now_add=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
-
-    class Meta:
-        ordering = ["-created_at"]
 
     def __str__(self) -> str:
         return f"training run {self.pk} ({self.config.get('recipe', '?')})"

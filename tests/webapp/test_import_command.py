@@ -61,6 +61,6 @@ def test_folder_that_is_no_collection_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(CommandError, match="not a folder"):
         call_command("import_images", str(tmp_path / "missing"), "--no-wait")
     (tmp_path / "empty").mkdir()
-    with pytest.raises(CommandError, match="no labels.csv, no GLDv2"):
+    with pytest.raises(CommandError, match=r"no labels\.csv, no GLDv2"):
         call_command("import_images", str(tmp_path / "empty"), "--no-wait")
     assert Image.objects.count() == 0

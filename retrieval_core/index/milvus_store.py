@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from pymilvus import DataType, MilvusClient
+from pymilvus.exceptions import MilvusException
 
 _COLLECTION_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,254}$")
 
@@ -81,7 +82,13 @@ class MilvusVectorStore:
             metric_type="IP",
             params={"M": self.hnsw.m, "efConstruction": self.hnsw.ef_construction},
         )
-        self._client.create_collection(self.collection, schema=schema, index_params=index_params)
+        try:
+            self._client.create_collection(self.collection, schema=schema, index_params=index_params)
+        except MilvusException:
+            if not self._client.has_collection(self.collection):  # not a lost race with another process
+                raise
+            self._check_dim()
+        self._client.load_collection(self.collection)
 
     def _check_dim(self) -> None:
         fields = self._client.describe_collection(self.collection)["fields"]

@@ -109,3 +109,19 @@ def test_uploading_the_same_photo_twice_keeps_one_image(client: Client, scene_ph
     for _ in range(2):
         client.post("/collection/", {"photos": [_named(scene_photo, "same.jpg")]})
     assert Image.objects.count() == 1
+
+
+def test_an_unreachable_vector_store_is_a_503_not_a_crash(
+    client: Client, scene_photo: bytes, settings
+) -> None:
+    from webapp import localstack
+    from webapp.embeddings import services
+
+    services.clear_caches()
+    settings.MILVUS_URI = f"http://127.0.0.1:{localstack.free_port()}"  # nothing listens there
+    try:
+        response = _upload(client, scene_photo)
+    finally:
+        services.clear_caches()
+    assert response.status_code == 503
+    assert "not reachable" in response.json()["error"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import logging
 
 import numpy as np
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
@@ -10,6 +11,7 @@ from django.shortcuts import render
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from PIL import Image as PILImage
+from pymilvus.exceptions import MilvusException
 
 from retrieval_core.imaging import ImageLoadError, load_image
 from retrieval_core.rerank.visualize import draw_matches
@@ -18,6 +20,8 @@ from webapp.catalog.uploads import UploadTooLarge, read_upload
 from webapp.reranking.selectors import query_evidence
 from webapp.reranking.services import METHODS
 from webapp.search.services import search_by_photo
+
+logger = logging.getLogger(__name__)
 
 
 def _run_search(request: HttpRequest) -> tuple[dict[str, object], int]:
@@ -39,6 +43,9 @@ def _run_search(request: HttpRequest) -> tuple[dict[str, object], int]:
         return {"error": str(error)}, 413
     except ImageLoadError as error:
         return {"error": str(error)}, 400
+    except (MilvusException, ConnectionError) as error:
+        logger.error("search index unreachable: %s", error)
+        return {"error": "The search index is not reachable right now; please try again in a moment."}, 503
     return response.as_dict(), 200
 
 

@@ -94,8 +94,9 @@ def test_collection_upload_keeps_good_photos_and_names_the_bad_ones(
     with image.thumbnail.open("rb") as thumb:
         assert max(PILImage.open(thumb).size) <= 320
     # Tasks (embedding, local features, ...) are dispatched only once the upload commits.
-    names = {callback.__code__.co_qualname.split(".")[0] for callback in callbacks}
-    assert {"schedule_indexing", "schedule_local_features"} <= names
+    sent = {callback.task.name: callback.args for callback in callbacks}
+    assert sent["workers.tasks.gpu.index_images"] == ([image.pk],)
+    assert sent["workers.tasks.cpu.extract_local_features"] == ([image.pk],)
     progress = client.get("/api/collection/progress/", {"ids": str(image.pk)}).json()
     assert progress == {"total": 1, "indexed": 0, "pending": 1, "failed": 0, "percent": 0.0}
     assert client.get(f"/images/{image.pk}/").status_code == 200

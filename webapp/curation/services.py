@@ -32,6 +32,7 @@ from webapp.curation.selectors import can_curate, curation_states
 from webapp.curation.vectors import stored_vectors
 from webapp.embeddings.models import EmbeddingModelVersion
 from webapp.embeddings.services import get_store
+from workers.dispatch import send_batches_on_commit
 
 logger = logging.getLogger(__name__)
 
@@ -84,12 +85,8 @@ def queue_analysis(image_ids: Sequence[int]) -> dict[str, int]:
 
     ids = sorted({int(i) for i in image_ids})
     keys = _landmark_keys(Image.objects.filter(pk__in=ids))
-    for start in range(0, len(ids), QUALITY_BATCH):
-        chunk = ids[start : start + QUALITY_BATCH]
-        transaction.on_commit(lambda chunk=chunk: analyse_images.delay(chunk))
-    for start in range(0, len(keys), LANDMARK_BATCH):
-        chunk_keys = keys[start : start + LANDMARK_BATCH]
-        transaction.on_commit(lambda chunk_keys=chunk_keys: analyse_landmarks.delay(chunk_keys))
+    send_batches_on_commit(analyse_images, ids, QUALITY_BATCH)
+    send_batches_on_commit(analyse_landmarks, keys, LANDMARK_BATCH)
     return {"images": len(ids), "landmarks": len(keys)}
 
 

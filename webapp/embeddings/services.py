@@ -17,6 +17,7 @@ from retrieval_core.index.milvus_store import MilvusVectorStore
 from retrieval_core.models.embedding import EmbeddingConfig
 from webapp.catalog.models import Image
 from webapp.embeddings.models import EmbeddingModelVersion
+from workers.dispatch import send_on_commit
 
 logger = logging.getLogger(__name__)
 _lock = threading.Lock()
@@ -161,7 +162,7 @@ def activate_version(version: EmbeddingModelVersion) -> None:
     from workers.tasks.gpu import reindex_version  # workers import this module
 
     EmbeddingModelVersion.objects.filter(pk=version.pk).update(state=EmbeddingModelVersion.State.INDEXING)
-    transaction.on_commit(lambda: reindex_version.delay(version.pk))
+    send_on_commit(reindex_version, version.pk)
 
 
 def reindex_version(version_id: int, *, progress: Callable[[int, int], None] | None = None) -> None:

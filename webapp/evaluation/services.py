@@ -9,12 +9,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 from django.conf import settings
-from django.db import transaction
 from django.utils import timezone
 
 from retrieval_core.eval.ladder import run_ladder
 from retrieval_core.eval.options import LadderOptions
 from webapp.evaluation.models import EvaluationRun
+from workers.dispatch import send_on_commit
 
 _PROGRESS_INTERVAL_S = 1.0
 
@@ -34,7 +34,7 @@ def start_evaluation(root: Path, options: LadderOptions, *, user: object | None 
     from workers.tasks.gpu import evaluate_collection  # workers import this module
 
     run = create_run(root, options, user=user)
-    transaction.on_commit(lambda: evaluate_collection.delay(run.pk))
+    send_on_commit(evaluate_collection, run.pk)
     return run
 
 

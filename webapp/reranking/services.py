@@ -39,6 +39,7 @@ from webapp.catalog.models import Image
 from webapp.embeddings.models import EmbeddingModelVersion
 from webapp.embeddings.services import get_active_version, get_extractor, get_store
 from webapp.reranking.models import FusionSetting, SearchQuery, VladCodebook
+from workers.dispatch import send_batches_on_commit
 
 logger = logging.getLogger(__name__)
 
@@ -128,14 +129,9 @@ def extract_local_features(
 
 def schedule_local_features(image_ids: Sequence[int]) -> None:
     """Queue SIFT/VLAD extraction (cpu queue) once the current transaction commits."""
-    if not image_ids:
-        return
     from workers.tasks.cpu import extract_local_features as task
 
-    batch = settings.INDEX_TASK_BATCH
-    for start in range(0, len(image_ids), batch):
-        chunk = [int(i) for i in image_ids[start : start + batch]]
-        transaction.on_commit(lambda chunk=chunk: task.delay(chunk))
+    send_batches_on_commit(task, [int(i) for i in image_ids], settings.INDEX_TASK_BATCH)
 
 
 def build_codebook(

@@ -9,7 +9,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 from django.conf import settings
-from django.db import transaction
 from django.utils import timezone
 
 from retrieval_core.datasets.collection import CollectionItem, read_collection
@@ -19,6 +18,7 @@ from retrieval_core.training.trainer import checkpoint_embedding_config
 from webapp.curation.selectors import as_collection_items, training_images
 from webapp.embeddings.services import register_version
 from webapp.training.models import TrainingRun
+from workers.dispatch import send_on_commit
 
 _SAVE_EVERY_S = 2.0
 _MAX_LOSS_POINTS = 500
@@ -41,7 +41,7 @@ def start_training(
     from workers.tasks.gpu import train_model  # workers import this module
 
     run = create_run(config, root=root, user=user)
-    transaction.on_commit(lambda: train_model.delay(run.pk))
+    send_on_commit(train_model, run.pk)
     return run
 
 

@@ -6,7 +6,9 @@ The processes themselves start lazily (see the ``live_services`` fixture), so un
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -14,6 +16,8 @@ from webapp.localstack import free_port
 
 RUN_DIR = Path(tempfile.mkdtemp(prefix="landmarks-test-"))
 (RUN_DIR / "static").mkdir()
+if not os.environ.get("KEEP_TEST_RUN_DIR"):  # set it to keep logs, screenshots and data for debugging
+    atexit.register(shutil.rmtree, RUN_DIR, ignore_errors=True)
 REDIS_PORT = free_port()
 MILVUS_PORT = free_port()
 

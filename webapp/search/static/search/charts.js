@@ -12,17 +12,23 @@
     const lo = yMin ?? Math.min(...points.map((p) => p[1]));
     const hi = yMax ?? Math.max(...points.map((p) => p[1]), lo + 1e-6);
     const x = (v) => 40 + (550 * (v - xMin)) / (xMax - xMin);
-    const y = (v) => 180 - (170 * (v - lo)) / (hi - lo || 1);
+    const y = (v) => 175 - (165 * (v - lo)) / (hi - lo || 1);
     const line = document.createElementNS(NS, "polyline");
     line.setAttribute("points", points.map((p) => `${x(p[0])},${y(p[1])}`).join(" "));
     line.setAttribute("fill", "none");
     line.setAttribute("stroke", colour);
     line.setAttribute("stroke-width", "2");
     svg.appendChild(line);
-    for (const [value, label] of [[hi, hi.toFixed(3)], [lo, lo.toFixed(3)]]) {
+    const labels = [
+      [0, y(hi) + 4, hi.toFixed(3)],
+      [0, y(lo) + 4, lo.toFixed(3)],
+      [x(xMin) - 4, 198, String(xMin)],
+      [x(xMax) - 12, 198, String(xMax)],
+    ];
+    for (const [left, top, label] of labels) {
       const text = document.createElementNS(NS, "text");
-      text.setAttribute("x", "0");
-      text.setAttribute("y", String(y(value) + 4));
+      text.setAttribute("x", String(left));
+      text.setAttribute("y", String(top));
       text.setAttribute("font-size", "11");
       text.textContent = label;
       svg.appendChild(text);
@@ -42,6 +48,7 @@
     if (run.initial_map !== null) maps.unshift([0, run.initial_map]);
     draw(document.getElementById("map-chart"), maps, "#067647", 0, 1);
     if (run.status === "queued" || run.status === "running") setTimeout(tick, 2000);
+    else if (box.dataset.finished === "0") location.reload();  // show the result, drop the cancel button
   }
   tick().catch(() => {});
 })();

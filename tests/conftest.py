@@ -59,9 +59,28 @@ def celery_worker_process(
     env = {**os.environ, "DATABASE_URL": _database_url_of_test_db()}
     with open(log_path, "ab") as log:
         worker = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "workers", "worker", "-Q", "gpu,cpu",
-             "-P", "solo", "-c", "1", "--loglevel", "INFO", "-n", "test@%h"],
-            env=env, stdout=log, stderr=subprocess.STDOUT, cwd=Path(__file__).resolve().parent.parent,
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "workers",
+                "worker",
+                "-Q",
+                "gpu,cpu",
+                "-P",
+                "solo",
+                "-c",
+                "1",
+                "--loglevel",
+                "INFO",
+                "-n",
+                "test@%h",
+            ],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=Path(__file__).resolve().parent.parent,
         )
     try:
         from workers.tasks.cpu import ping
@@ -116,18 +135,3 @@ def write_query_split(root: Path, n_landmarks: int, views: int, seed: int) -> di
         first.rename(target)
         queries[landmark_dir.name] = target
     return queries
-
-
-def wait_for_local_features(timeout: float = 120.0) -> None:
-    """Block until the worker has stored SIFT for every image (that cpu task may finish after indexing)."""
-    import time
-
-    from webapp.catalog.models import Image
-    from webapp.reranking.services import sift_store
-
-    store = sift_store()
-    deadline = time.monotonic() + timeout
-    while not all(store.has(pk) for pk in Image.objects.values_list("pk", flat=True)):
-        if time.monotonic() > deadline:
-            raise AssertionError("local features were not extracted in time")
-        time.sleep(0.2)

@@ -11,7 +11,7 @@ import pytest
 from django.core.management import call_command
 from django.test import Client
 
-from tests.conftest import wait_for_local_features, write_query_split
+from tests.conftest import write_query_split
 from webapp.catalog.models import Image
 from webapp.catalog.selectors import indexing_progress
 from webapp.embeddings.services import get_active_version, get_store
@@ -27,7 +27,8 @@ def test_new_view_of_a_landmark_retrieves_it_first(
     call_command("import_images", str(tmp_path / "collection"), "--timeout", "600", verbosity=0)
 
     progress = indexing_progress()
-    assert (progress.total, progress.indexed, progress.failed) == (20, 20, 0)
+    # The command returns once embeddings and re-ranking features (a separate cpu task) are stored.
+    assert (progress.total, progress.indexed, progress.failed, progress.local_features) == (20, 20, 0, 20)
     assert get_store(get_active_version()).count() == 20
 
     # Importing again registers nothing twice and indexes nothing twice.
@@ -35,8 +36,9 @@ def test_new_view_of_a_landmark_retrieves_it_first(
     assert Image.objects.count() == 20
     assert get_store(get_active_version()).count() == 20
 
-    # The worker also extracts SIFT (re-ranking never recomputes index features at query time).
-    wait_for_local_features()
+    # Re-ranking never recomputes index features at query time: the worker stored them.
+    store = sift_store()
+    assert all(store.has(pk) for pk in Image.objects.values_list("pk", flat=True))
 
     for landmark, query in queries.items():
         with query.open("rb") as photo:
@@ -76,7 +78,7 @@ def test_missing_local_features_degrade_to_the_global_score(
 ) -> None:
     queries = write_query_split(tmp_path, n_landmarks=2, views=4, seed=21)
     call_command("import_images", str(tmp_path / "collection"), "--timeout", "300", verbosity=0)
-    wait_for_local_features()
+    assert indexing_progress().local_features == Image.objects.count()
     store = sift_store()
     removed = Image.objects.order_by("pk").first()
     assert store.delete(removed.pk)
@@ -101,10 +103,17 @@ def test_photos_uploaded_in_the_collection_page_get_indexed_in_the_background(
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         progress = client.get("/api/collection/progress/", {"ids": str(image.pk)}).json()
-        if progress["pending"] == 0:
+        if progress["pending"] == 0 and progress["local_features"] == 1:
             break
         time.sleep(0.5)
-    assert progress == {"total": 1, "indexed": 1, "pending": 0, "failed": 0, "percent": 100.0}
+    assert progress == {
+        "total": 1,
+        "indexed": 1,
+        "pending": 0,
+        "failed": 0,
+        "local_features": 1,
+        "percent": 100.0,
+    }
     page = client.get("/collection/").content.decode()
     assert "1 indexed, 0 waiting, 0 failed, of 1" in page
     version = get_active_version()
@@ -122,7 +131,7 @@ def test_codebook_tuning_and_every_rerank_method(
     clear_caches()
     queries = write_query_split(tmp_path, n_landmarks=3, views=5, seed=31)
     call_command("import_images", str(tmp_path / "collection"), "--timeout", "300", verbosity=0)
-    wait_for_local_features()
+    assert indexing_progress().local_features == Image.objects.count()
     call_command("build_local_features", "--vlad", "8", verbosity=0)
     codebook = VladCodebook.objects.get(is_active=True)
     assert codebook.clusters == 8

@@ -98,7 +98,14 @@ def test_collection_upload_keeps_good_photos_and_names_the_bad_ones(
     assert sent["workers.tasks.gpu.index_images"] == ([image.pk],)
     assert sent["workers.tasks.cpu.extract_local_features"] == ([image.pk],)
     progress = client.get("/api/collection/progress/", {"ids": str(image.pk)}).json()
-    assert progress == {"total": 1, "indexed": 0, "pending": 1, "failed": 0, "percent": 0.0}
+    assert progress == {
+        "total": 1,
+        "indexed": 0,
+        "pending": 1,
+        "failed": 0,
+        "local_features": 0,
+        "percent": 0.0,
+    }
     assert client.get(f"/images/{image.pk}/").status_code == 200
     assert client.get("/images/999999/").status_code == 404
     assert client.get("/api/collection/progress/", {"ids": "x"}).status_code == 400

@@ -57,6 +57,9 @@ class Image(models.Model):
     format = models.CharField(max_length=16)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     indexed_at = models.DateTimeField(null=True, blank=True)
+    local_features_at = models.DateTimeField(
+        null=True, blank=True, help_text="When SIFT (and VLAD) for re-ranking were last stored."
+    )
 
     class Meta:
         ordering = ["-created_at", "-id"]

@@ -15,6 +15,7 @@ class IndexingProgress:
     indexed: int
     pending: int
     failed: int
+    local_features: int = 0  # images whose re-ranking features are stored (a separate cpu task)
 
     @property
     def done(self) -> int:
@@ -30,6 +31,7 @@ class IndexingProgress:
             "indexed": self.indexed,
             "pending": self.pending,
             "failed": self.failed,
+            "local_features": self.local_features,
             "percent": round(self.percent, 1),
         }
 
@@ -43,6 +45,7 @@ def indexing_progress(image_ids: list[int] | None = None) -> IndexingProgress:
         indexed=Count("id", filter=Q(status=Image.Status.INDEXED)),
         pending=Count("id", filter=Q(status=Image.Status.PENDING)),
         failed=Count("id", filter=Q(status=Image.Status.FAILED)),
+        local_features=Count("id", filter=Q(local_features_at__isnull=False)),
     )
     return IndexingProgress(**counts)
 

@@ -97,6 +97,7 @@ def extract_local_features(
     codebook = active_codebook()
     images = list(Image.objects.filter(pk__in=image_ids).order_by("pk"))
     counts = {"extracted": 0, "kept": 0, "failed": 0, "vlad": 0}
+    stored: list[int] = []
     vlad_ids: list[int] = []
     vlad_vectors: list[np.ndarray] = []
     vlad_landmarks: list[int | None] = []
@@ -113,6 +114,7 @@ def extract_local_features(
             logger.warning("no local features for image %s: %s", image.pk, error)
             counts["failed"] += 1
         else:
+            stored.append(image.pk)
             if codebook is not None and len(features):
                 vlad_ids.append(image.pk)
                 vlad_vectors.append(vlad(features.descriptors, _codebook_array(codebook.path)))
@@ -124,6 +126,7 @@ def extract_local_features(
         store_v.upsert(vlad_ids, np.stack(vlad_vectors), vlad_landmarks)
         store_v.flush()
         counts["vlad"] = len(vlad_ids)
+    Image.objects.filter(pk__in=stored).update(local_features_at=timezone.now())
     return counts
 
 

@@ -12,6 +12,8 @@ from retrieval_core.datasets.collection import CollectionFormatError
 from webapp.catalog.selectors import indexing_progress
 from webapp.catalog.services import import_collection
 
+LOCAL_FEATURES_GRACE_S = 120.0
+
 
 class Command(BaseCommand):
     help = (
@@ -66,5 +68,13 @@ class Command(BaseCommand):
                         "(make run starts one)?"
                     )
                 time.sleep(1.0)
+        # Re-ranking features come from a cpu task of their own; give it a moment to catch up.
+        grace = time.monotonic() + min(timeout, LOCAL_FEATURES_GRACE_S)
+        while progress.local_features < progress.indexed and time.monotonic() < grace:
+            time.sleep(0.5)
+            progress = indexing_progress(image_ids)
         if not quiet:
-            self.stdout.write(f"indexed {progress.indexed}, failed {progress.failed}")
+            self.stdout.write(
+                f"indexed {progress.indexed}, failed {progress.failed}; "
+                f"local features for {progress.local_features}"
+            )

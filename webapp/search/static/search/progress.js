@@ -12,13 +12,14 @@
     document.getElementById("progress-text").textContent =
       `${all.indexed} indexed, ${all.pending} waiting, ${all.failed} failed, of ${all.total}`;
     document.getElementById("progress-bar").value = all.percent;
+    document.getElementById("local-text").textContent = `re-ranking features for ${all.local_features}`;
     const mine = section.dataset.ids;
     if (mine) {
       const upload = await fetchProgress(mine);
       document.getElementById("upload-progress-text").textContent = `${upload.indexed} of ${upload.total} indexed`;
       document.getElementById("upload-progress-bar").value = upload.percent;
     }
-    if (all.pending > 0) setTimeout(tick, 2000);
+    if (all.pending > 0 || all.local_features < all.indexed) setTimeout(tick, 2000);
   }
   tick().catch(() => {});
 })();

@@ -126,15 +126,17 @@ def test_codebook_tuning_and_every_rerank_method(
     tmp_path: Path, celery_worker_process: object, empty_vector_store: None, client: Client
 ) -> None:
     from webapp.reranking.models import FusionSetting, VladCodebook
-    from webapp.reranking.services import clear_caches
+    from webapp.reranking.services import clear_caches, vlad_store
 
     clear_caches()
     queries = write_query_split(tmp_path, n_landmarks=3, views=5, seed=31)
     call_command("import_images", str(tmp_path / "collection"), "--timeout", "300", verbosity=0)
     assert indexing_progress().local_features == Image.objects.count()
-    call_command("build_local_features", "--vlad", "8", verbosity=0)
+    call_command("build_local_features", "--vlad", "8", "--vlad-whiten", "6", verbosity=0)
     codebook = VladCodebook.objects.get(is_active=True)
-    assert codebook.clusters == 8
+    assert (codebook.clusters, codebook.whitening_dim, codebook.vector_dim) == (8, 6, 6)
+    stored = vlad_store(codebook).get_vectors(list(Image.objects.values_list("pk", flat=True)))
+    assert len(stored) == 12 and {v.shape for v in stored.values()} == {(6,)}
 
     out = io.StringIO()
     call_command("tune_fusion", "--method", "sift", stdout=out)

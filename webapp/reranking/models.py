@@ -15,6 +15,9 @@ class VladCodebook(models.Model):
     path = models.CharField(max_length=500)
     collection_name = models.CharField(max_length=255)
     descriptor_count = models.PositiveIntegerField()
+    whitening_dim = models.PositiveIntegerField(
+        null=True, blank=True, help_text="VLADs are PCA-whitened down to this many dimensions (None: raw)."
+    )
     is_active = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -23,6 +26,14 @@ class VladCodebook(models.Model):
 
     def __str__(self) -> str:
         return self.key
+
+    @property
+    def vector_dim(self) -> int:
+        return self.whitening_dim or self.clusters * 128
+
+    @property
+    def whitening_path(self) -> str:
+        return self.path.removesuffix(".npy") + ".pca.npz"
 
 
 class FusionSetting(models.Model):

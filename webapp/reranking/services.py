@@ -26,9 +26,18 @@ from django.db.models import Count
 from django.utils import timezone
 from PIL import Image as PILImage
 
+from retrieval_core.atomic import atomic_write
 from retrieval_core.features.sift import SiftConfig, extract_sift
 from retrieval_core.features.store import LocalFeatureStore, PatchStore
-from retrieval_core.features.vlad import load_codebook, save_codebook, train_codebook, vlad
+from retrieval_core.features.vlad import (
+    PcaWhitening,
+    apply_pca_whitening,
+    fit_pca_whitening,
+    load_codebook,
+    save_codebook,
+    train_codebook,
+    vlad,
+)
 from retrieval_core.imaging import ImageLoadError, load_image
 from retrieval_core.index.milvus_store import MilvusVectorStore, VectorHit
 from retrieval_core.rerank.fusion import Candidate, FusionConfig, RerankedHit, rank_fused
@@ -67,8 +76,21 @@ def active_codebook() -> VladCodebook | None:
 
 
 @lru_cache(maxsize=4)
-def _codebook_array(path: str) -> np.ndarray:
-    return load_codebook(Path(path))[0]
+def _vlad_encoder(path: str, whitening_path: str | None) -> tuple[np.ndarray, PcaWhitening | None]:
+    centroids = load_codebook(Path(path))[0]
+    if whitening_path is None:
+        return centroids, None
+    with np.load(whitening_path, allow_pickle=False) as saved:
+        return centroids, PcaWhitening(mean=saved["mean"], projection=saved["projection"])
+
+
+def encode_vlad(descriptors: np.ndarray, codebook: VladCodebook) -> np.ndarray:
+    """(N, 128) RootSIFT codes → the codebook's VLAD vector, PCA-whitened if the codebook has a whitening."""
+    centroids, whitening = _vlad_encoder(
+        codebook.path, codebook.whitening_path if codebook.whitening_dim else None
+    )
+    vector = vlad(descriptors, centroids)
+    return vector if whitening is None else apply_pca_whitening(vector, whitening)
 
 
 @lru_cache(maxsize=4)
@@ -77,7 +99,7 @@ def _vlad_store(uri: str, collection: str, dim: int) -> MilvusVectorStore:
 
 
 def vlad_store(codebook: VladCodebook) -> MilvusVectorStore:
-    store = _vlad_store(settings.MILVUS_URI, codebook.collection_name, codebook.clusters * 128)
+    store = _vlad_store(settings.MILVUS_URI, codebook.collection_name, codebook.vector_dim)
     store.ensure_collection()
     return store
 
@@ -117,7 +139,7 @@ def extract_local_features(
             stored.append(image.pk)
             if codebook is not None and len(features):
                 vlad_ids.append(image.pk)
-                vlad_vectors.append(vlad(features.descriptors, _codebook_array(codebook.path)))
+                vlad_vectors.append(encode_vlad(features.descriptors, codebook))
                 vlad_landmarks.append(image.landmark_id)
         if progress is not None:
             progress(done, len(images))
@@ -138,23 +160,30 @@ def schedule_local_features(image_ids: Sequence[int]) -> None:
 
 
 def build_codebook(
-    clusters: int, *, max_descriptors: int = 200_000, seed: int = 0
+    clusters: int, *, whitening_dim: int | None = None, max_descriptors: int = 200_000, seed: int = 0
 ) -> VladCodebook:
     """Learn a VLAD codebook from stored RootSIFT of the collection (never from query-split images) and
-    make it active; VLAD vectors are then (re)computed by `extract_local_features`."""
+    make it active; VLAD vectors are then (re)computed by `extract_local_features`. With ``whitening_dim``,
+    a PCA-whitening of the collection's VLADs to that many dimensions is learnt too."""
     store = sift_store()
-    ids = list(
-        Image.objects.exclude(split=Image.Split.QUERY).order_by("pk").values_list("pk", flat=True)
-    )
+    ids = list(Image.objects.exclude(split=Image.Split.QUERY).order_by("pk").values_list("pk", flat=True))
     loaded = store.load_many(ids)
     descriptors = [f.descriptors for f in loaded.values() if len(f)]
     if not descriptors:
         raise ValueError("no stored SIFT features yet: run build_local_features first")
     stacked = np.concatenate(descriptors)
     codebook = train_codebook(stacked, k=clusters, seed=seed, max_samples=max_descriptors)
-    key = f"vlad-k{clusters}-{store.extractor_key}-n{len(stacked)}-s{seed}"
+    key = f"vlad-k{clusters}-{store.extractor_key}-n{len(stacked)}-s{seed}-w{whitening_dim or 0}"
     path = Path(settings.FEATURES_ROOT) / "codebooks" / f"{key}.npy"
     save_codebook(path, codebook, {"clusters": clusters, "sift": store.extractor_key, "seed": seed})
+    if whitening_dim:
+        vlads = np.stack([vlad(d, codebook) for d in descriptors])
+        whitening_dim = min(whitening_dim, len(vlads) - 1)
+        pca = fit_pca_whitening(vlads, whitening_dim)
+        whitening_file = Path(str(path).removesuffix(".npy") + ".pca.npz")
+        atomic_write(
+            whitening_file, lambda handle: np.savez(handle, mean=pca.mean, projection=pca.projection)
+        )
     digest = hashlib.sha256(key.encode()).hexdigest()[:10]
     collection = f"{settings.MILVUS_COLLECTION_PREFIX}_vlad_k{clusters}_{digest}"
     with transaction.atomic():
@@ -166,10 +195,11 @@ def build_codebook(
                 "path": str(path),
                 "collection_name": collection,
                 "descriptor_count": len(stacked),
+                "whitening_dim": whitening_dim or None,
                 "is_active": True,
             },
         )
-    _codebook_array.cache_clear()
+    _vlad_encoder.cache_clear()
     return record
 
 
@@ -245,7 +275,7 @@ def _vlad_scores(query_image: PILImage.Image, head: Sequence[Candidate]) -> list
     query = extract_sift(np.asarray(query_image), sift_config(query=True))
     if not len(query):
         return [None] * len(head)
-    q = vlad(query.descriptors, _codebook_array(codebook.path))
+    q = encode_vlad(query.descriptors, codebook)
     stored = vlad_store(codebook).get_vectors([int(c.image_id) for c in head])
     return [float(q @ stored[c.image_id]) if c.image_id in stored else None for c in head]
 
@@ -273,9 +303,8 @@ def _ms(since: float) -> float:
 
 
 def clear_caches() -> None:
-    _codebook_array.cache_clear()
+    _vlad_encoder.cache_clear()
     _vlad_store.cache_clear()
-
 
 
 def validation_queries(*, seed: int = 0, per_landmark: int = 2) -> list[Image]:

@@ -26,11 +26,24 @@ class Command(BaseCommand):
             metavar="K",
             help="learn a codebook of K visual words (default VLAD_CLUSTERS)",
         )
+        parser.add_argument(
+            "--vlad-whiten",
+            type=int,
+            metavar="DIM",
+            help="also learn a PCA-whitening of the VLADs to DIM dims",
+        )
         parser.add_argument("--queue", action="store_true", help="dispatch to the Celery cpu workers")
         parser.add_argument("--batch", type=int, default=64)
 
     def handle(
-        self, *args: object, force: bool, vlad: int | None, queue: bool, batch: int, **options: object
+        self,
+        *args: object,
+        force: bool,
+        vlad: int | None,
+        vlad_whiten: int | None,
+        queue: bool,
+        batch: int,
+        **options: object,
     ) -> None:
         quiet = options["verbosity"] == 0
         ids = list(
@@ -46,7 +59,7 @@ class Command(BaseCommand):
         if vlad:
             if vlad < 2:
                 raise CommandError("--vlad needs at least 2 visual words")
-            codebook = services.build_codebook(vlad)
+            codebook = services.build_codebook(vlad, whitening_dim=vlad_whiten)
             if not quiet:
                 self.stdout.write(f"codebook {codebook.key} from {codebook.descriptor_count} descriptors")
             self._extract(ids, force=False, batch=batch, quiet=quiet, desc="VLAD")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 
+import numpy as np
 import pytest
 
 from webapp.catalog.models import Image
@@ -33,3 +34,19 @@ def test_task_indexes_reports_and_is_idempotent(
     again = index_images.delay([good.pk]).get(timeout=120)
     assert again == {"indexed": 1, "failed": 0}
     assert get_store(get_active_version()).count() == 1  # upsert: re-indexing never duplicates
+
+
+def test_a_relabel_during_embedding_reaches_the_index(scene_photo: bytes, empty_vector_store: None) -> None:
+    from webapp.catalog.services import get_or_create_landmark
+    from webapp.embeddings import services
+
+    old, new = get_or_create_landmark("Old name"), get_or_create_landmark("New name")
+    image = register_image(scene_photo, original_name="a.jpg", landmark=old, schedule=False).image
+
+    def relabel_meanwhile(done: int, total: int) -> None:  # runs after embedding, before the upsert
+        Image.objects.filter(pk=image.pk).update(landmark=new)
+
+    services.index_images([image.pk], progress=relabel_meanwhile)
+    version = get_active_version()
+    hit = get_store(version).search(np.ones((1, version.dim), np.float32), k=1)[0][0]
+    assert (hit.image_id, hit.landmark_id) == (image.pk, new.pk)

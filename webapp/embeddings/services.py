@@ -106,7 +106,18 @@ def index_images(
     ok = [int(i) for i in result.indices]
     store = get_store(version)
     if ok:
-        store.upsert([images[i].pk for i in ok], result.vectors, [images[i].landmark_id for i in ok])
+        ids = [images[i].pk for i in ok]
+        landmarks = [images[i].landmark_id for i in ok]
+        store.upsert(ids, result.vectors, landmarks)
+        # A curator may have relabelled an image while the batch was embedded: store its current label.
+        current = dict(Image.objects.filter(pk__in=ids).values_list("pk", "landmark_id"))
+        stale = [
+            k
+            for k, (pk, landmark) in enumerate(zip(ids, landmarks, strict=True))
+            if current.get(pk) != landmark
+        ]
+        if stale:
+            store.upsert([ids[k] for k in stale], result.vectors[stale], [current.get(ids[k]) for k in stale])
         store.flush()
     if result.patches is not None:
         from webapp.reranking.services import patch_store

@@ -36,8 +36,13 @@ test: install lint
 	$(VENV)/bin/pytest
 	DATABASE_URL=$(TEST_POSTGRES_URL) $(VENV)/bin/pytest tests/webapp tests/workers tests/e2e -m "not browser"
 
+DATASETS ?= ../shared/datasets
+
 bench: install
-	$(PY) bench/embed_throughput.py --images ../shared/datasets/wonders7
+	$(PY) bench/embed_throughput.py --images $(DATASETS)/wonders7 --limit 96
+	$(PY) bench/search_latency.py --dataset $(DATASETS)/sfm_landmarks --queries 30
+	$(PY) bench/rerank_latency.py --dataset $(DATASETS)/holidays_partial --queries 30
+	$(PY) bench/train_throughput.py --images $(DATASETS)/wonders7
 
 clean:
 	rm -rf $(VAR_DIR)

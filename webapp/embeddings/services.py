@@ -65,16 +65,22 @@ def get_extractor(config: EmbeddingConfig) -> GlobalDescriptorExtractor:
         return GlobalDescriptorExtractor.from_config(config)
 
 
-@lru_cache(maxsize=8)
+@lru_cache(maxsize=16)
 def _store(uri: str, collection: str, dim: int) -> MilvusVectorStore:
     return MilvusVectorStore(uri, collection, dim, token=settings.MILVUS_TOKEN)
 
 
+def collection_store(collection: str, dim: int, *, create: bool = True) -> MilvusVectorStore:
+    """A client for one Milvus collection (cached per process); ``create`` makes it (again) if missing."""
+    store = _store(settings.MILVUS_URI, collection, dim)
+    if create:
+        store.ensure_collection()
+    return store
+
+
 def get_store(version: EmbeddingModelVersion) -> MilvusVectorStore:
     """The version's collection, created (or re-created after an operator dropped it) if missing."""
-    store = _store(settings.MILVUS_URI, version.collection_name, version.dim)
-    store.ensure_collection()
-    return store
+    return collection_store(version.collection_name, version.dim)
 
 
 def index_images(
@@ -210,6 +216,6 @@ def drop_version(version: EmbeddingModelVersion) -> None:
     """Delete a retired version's Milvus collection (never the active one)."""
     if version.is_active:
         raise ValueError("the active version's collection cannot be dropped; activate another first")
-    _store(settings.MILVUS_URI, version.collection_name, version.dim).drop()
+    collection_store(version.collection_name, version.dim, create=False).drop()
     clear_caches()
     EmbeddingModelVersion.objects.filter(pk=version.pk).update(state=EmbeddingModelVersion.State.DROPPED)

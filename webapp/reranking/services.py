@@ -46,7 +46,7 @@ from retrieval_core.rerank.reranker import Reranker, RerankerConfig
 from retrieval_core.rerank.tuning import tune_fusion_weight
 from webapp.catalog.models import Image
 from webapp.embeddings.models import EmbeddingModelVersion
-from webapp.embeddings.services import get_active_version, get_extractor, get_store
+from webapp.embeddings.services import collection_store, get_active_version, get_extractor, get_store
 from webapp.reranking.models import FusionSetting, SearchQuery, VladCodebook
 from workers.dispatch import send_batches_on_commit
 
@@ -93,15 +93,8 @@ def encode_vlad(descriptors: np.ndarray, codebook: VladCodebook) -> np.ndarray:
     return vector if whitening is None else apply_pca_whitening(vector, whitening)
 
 
-@lru_cache(maxsize=4)
-def _vlad_store(uri: str, collection: str, dim: int) -> MilvusVectorStore:
-    return MilvusVectorStore(uri, collection, dim, token=settings.MILVUS_TOKEN)
-
-
 def vlad_store(codebook: VladCodebook) -> MilvusVectorStore:
-    store = _vlad_store(settings.MILVUS_URI, codebook.collection_name, codebook.vector_dim)
-    store.ensure_collection()
-    return store
+    return collection_store(codebook.collection_name, codebook.vector_dim)
 
 
 def extract_local_features(
@@ -241,10 +234,10 @@ def rerank(
     started = time.perf_counter()
     if method == "sift":
         query = extract_sift(np.asarray(query_image), sift_config(query=True))
-        timings["query_features"] = _ms(started)
+        timings["query_features"] = elapsed_ms(started)
         mark = time.perf_counter()
         features = sift_store().load_many([c.image_id for c in ranked[: cfg.top_k]])
-        timings["load"] = _ms(mark)
+        timings["load"] = elapsed_ms(mark)
         result = Reranker(RerankerConfig(fusion=cfg)).rerank(query, ranked, features)
         timings.update({f"{stage}": round(1000 * s, 2) for stage, s in result.timings.items()})
         return RerankOutcome(result.hits, method, cfg.weight_global, timings, len(result.missing))
@@ -254,7 +247,7 @@ def rerank(
         local_raw = _vlad_scores(query_image, head)
     else:
         local_raw = _patch_scores(query_patches, head, version)
-    timings["local"] = _ms(started)
+    timings["local"] = elapsed_ms(started)
     missing = sum(score is None for score in local_raw)
     if missing:
         logger.warning(
@@ -263,7 +256,7 @@ def rerank(
     mark = time.perf_counter()
     hits = rank_fused(head, local_raw, cfg)
     tail = rank_fused(ranked[cfg.top_k :], [None] * (len(ranked) - len(head)), cfg)
-    timings["fuse"] = _ms(mark)
+    timings["fuse"] = elapsed_ms(mark)
     return RerankOutcome(hits + tail, method, cfg.weight_global, timings, missing)
 
 
@@ -298,13 +291,13 @@ def match_points(hit: RerankedHit) -> list[list[float]]:
     return np.round(hit.evidence.points, 1).tolist()
 
 
-def _ms(since: float) -> float:
+def elapsed_ms(since: float) -> float:
+    """Milliseconds since a ``time.perf_counter()`` mark, for per-stage timings in responses."""
     return round(1000 * (time.perf_counter() - since), 2)
 
 
 def clear_caches() -> None:
     _vlad_encoder.cache_clear()
-    _vlad_store.cache_clear()
 
 
 def validation_queries(*, seed: int = 0, per_landmark: int = 2) -> list[Image]:

@@ -84,18 +84,18 @@ def search_by_photo(
     version = get_active_version()
     extractor = get_extractor(version.config)
     image = extractor.load(content, max_pixels=settings.IMAGE_MAX_PIXELS)  # decoded as at indexing
-    timings["decode"] = _elapsed_ms(started)
+    timings["decode"] = reranking.elapsed_ms(started)
     mark = time.perf_counter()
     patch_top_n = settings.PATCHES_TOP_N if method == "patches" else 0
     vectors, patches = extractor.extract_with_patches([image], patch_top_n)
-    timings["embed"] = _elapsed_ms(mark)
+    timings["embed"] = reranking.elapsed_ms(mark)
     mark = time.perf_counter()
     depth = k if method == "none" else max(k, settings.RERANK_TOP_K)
     candidates = get_store(version).search(vectors, k=depth)[0]
-    timings["ann"] = _elapsed_ms(mark)
+    timings["ann"] = reranking.elapsed_ms(mark)
     mark = time.perf_counter()
     outcome = reranking.rerank(method, image, patches[0] if patches else None, candidates, version)
-    timings["rerank"] = _elapsed_ms(mark)
+    timings["rerank"] = reranking.elapsed_ms(mark)
     timings.update({f"rerank_{stage}": ms for stage, ms in outcome.timings_ms.items()})
     mark = time.perf_counter()
     catalogue = images_by_ids([hit.image_id for hit in outcome.hits[: k + 20]])
@@ -117,12 +117,12 @@ def search_by_photo(
         )
         for rank, hit in enumerate(present, start=1)
     ]
-    timings["catalogue"] = _elapsed_ms(mark)
+    timings["catalogue"] = reranking.elapsed_ms(mark)
     query_id = None
     evidence = {str(hit.image_id): reranking.match_points(hit) for hit in present if hit.evidence}
     if keep_query and any(evidence.values()):
         query_id = str(reranking.keep_query(content, evidence).id)
-    timings["total"] = _elapsed_ms(started)
+    timings["total"] = reranking.elapsed_ms(started)
     return SearchResponse(
         hits=hits,
         model_version=version.name,
@@ -132,7 +132,3 @@ def search_by_photo(
         query_id=query_id,
         timings_ms=timings,
     )
-
-
-def _elapsed_ms(since: float) -> float:
-    return round(1000 * (time.perf_counter() - since), 2)

@@ -91,6 +91,21 @@ def celery_worker_process(
         localstack.stop(worker, timeout=20)
 
 
+@pytest.fixture
+def broker_down(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Dispatch sends through a Celery app configured like the real one, but with its broker and result
+    backend on a closed port: a real broker outage, without stopping the Redis other tests share."""
+    from celery import Celery
+
+    from workers import dispatch
+
+    url = f"redis://127.0.0.1:{localstack.free_port()}/0"
+    app = Celery("broker-down")
+    app.config_from_object("django.conf:settings", namespace="CELERY")
+    app.conf.update(broker_url=url, result_backend=url)
+    monkeypatch.setattr(dispatch, "app", app)
+
+
 def encode_jpeg(array: np.ndarray, quality: int = 90, exif: bytes | None = None) -> bytes:
     buffer = io.BytesIO()
     PILImage.fromarray(array).save(buffer, format="JPEG", quality=quality, **({"exif": exif} if exif else {}))

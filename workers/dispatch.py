@@ -1,42 +1,111 @@
-"""Sending tasks after the transaction that created their rows commits (so workers always find them).
+"""Sending tasks by name once the transaction that wrote their rows commits (so workers always find them).
+
+Services import this module and `workers.task_names`, never a task module: the Celery app sends a task by
+its name, so task modules can import the services they wrap at their top without an import cycle.
 
 A broker outage at that moment is logged, not raised: the rows are saved and stay ``pending``, and
 ``manage.py requeue_pending`` (or re-running an import) sends them again. A web request never fails after
-its data was stored.
+its data was stored. Each `SendTask` records whether its send succeeded, and `recording` collects them, so
+a page can tell its user truthfully whether the follow-up work was queued or is pending.
+
+Sending is fire-and-forget (``ignore_result``): progress is read from the rows the tasks update. A sender
+that subscribed to a task's result would, with Redis down, block for about 20 s and raise instead.
 """
 
 from __future__ import annotations
 
+import enum
 import logging
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, field
 
-from celery import Task
 from django.db import transaction
 from kombu.exceptions import OperationalError
+
+from workers.celery import app
 
 logger = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
+@dataclass(eq=False)
 class SendTask:
-    """An on-commit callback that sends ``task`` with ``args``."""
+    """An on-commit callback that sends the task called ``name``; ``sent`` is None until it has run."""
 
-    task: Task
+    name: str
     args: tuple[object, ...]
+    kwargs: dict[str, object] = field(default_factory=dict)
+    sent: bool | None = None
 
     def __call__(self) -> None:
         try:
-            self.task.delay(*self.args)
+            app.send_task(self.name, args=self.args, kwargs=self.kwargs, ignore_result=True)
         except (OperationalError, ConnectionError) as error:
-            logger.error("could not queue %s%r: %s (re-queue later)", self.task.name, self.args, error)
+            self.sent = False
+            logger.error("could not queue %s%r: %s (re-queue later)", self.name, self.args, error)
+        else:
+            self.sent = True
 
 
-def send_on_commit(task: Task, *args: object) -> None:
-    transaction.on_commit(SendTask(task, args))
+class Outcome(enum.StrEnum):
+    """What became of the tasks dispatched in a `recording` block."""
+
+    NOTHING = "nothing"  # no task was dispatched
+    WAITING = "waiting"  # the transaction has not committed yet
+    QUEUED = "queued"  # every task reached the broker
+    PENDING = "pending"  # the broker was unreachable: the work waits for it (rows stay pending)
 
 
-def send_batches_on_commit(task: Task, items: Sequence[object], batch_size: int) -> None:
+@dataclass
+class Sends:
+    """The tasks dispatched inside one `recording` block."""
+
+    tasks: list[SendTask] = field(default_factory=list)
+
+    @property
+    def outcome(self) -> Outcome:
+        if not self.tasks:
+            return Outcome.NOTHING
+        if any(task.sent is False for task in self.tasks):
+            return Outcome.PENDING
+        if any(task.sent is None for task in self.tasks):
+            return Outcome.WAITING
+        return Outcome.QUEUED
+
+
+_recording: ContextVar[Sends | None] = ContextVar("dispatch_recording", default=None)
+
+
+@contextmanager
+def recording() -> Iterator[Sends]:
+    """Collect the tasks dispatched in this block, e.g. by the service a view calls."""
+    sends = Sends()
+    token = _recording.set(sends)
+    try:
+        yield sends
+    finally:
+        _recording.reset(token)
+
+
+def send_on_commit(task_name: str, *args: object, **kwargs: object) -> SendTask:
+    """Send the task ``task_name`` (a `workers.task_names` constant) once the transaction commits."""
+    send = SendTask(_name_of(task_name), args, kwargs)
+    sends = _recording.get()
+    if sends is not None:
+        sends.tasks.append(send)
+    transaction.on_commit(send)
+    return send
+
+
+def send_batches_on_commit(task_name: str, items: Sequence[object], batch_size: int) -> list[SendTask]:
     """One task per ``batch_size`` items (e.g. image ids), each sent once the transaction commits."""
-    for start in range(0, len(items), batch_size):
-        send_on_commit(task, list(items[start : start + batch_size]))
+    return [
+        send_on_commit(task_name, list(items[start : start + batch_size]))
+        for start in range(0, len(items), batch_size)
+    ]
+
+
+def _name_of(task: object) -> str:
+    """The task's name. Transitional: webapp/reranking still passes a task object (issue 10 switches it)."""
+    return task if isinstance(task, str) else str(task.name)  # type: ignore[attr-defined]

@@ -9,6 +9,8 @@ import pytest
 from django.test import Client
 from PIL import Image as PILImage
 
+from workers import task_names
+
 pytestmark = pytest.mark.django_db
 
 
@@ -94,9 +96,9 @@ def test_collection_upload_keeps_good_photos_and_names_the_bad_ones(
     with image.thumbnail.open("rb") as thumb:
         assert max(PILImage.open(thumb).size) <= 320
     # Tasks (embedding, local features, ...) are dispatched only once the upload commits.
-    sent = {callback.task.name: callback.args for callback in callbacks}
-    assert sent["workers.tasks.gpu.index_images"] == ([image.pk],)
-    assert sent["workers.tasks.cpu.extract_local_features"] == ([image.pk],)
+    sent = {callback.name: callback.args for callback in callbacks}
+    assert sent[task_names.INDEX_IMAGES] == ([image.pk],)
+    assert sent[task_names.EXTRACT_LOCAL_FEATURES] == ([image.pk],)
     progress = client.get("/api/collection/progress/", {"ids": str(image.pk)}).json()
     assert progress == {
         "total": 1,

@@ -1,4 +1,4 @@
-"""Tasks are sent after commit, and a broker outage then is logged instead of failing the request."""
+"""Tasks are sent by name after commit, and a broker outage then is logged instead of failing the request."""
 
 from __future__ import annotations
 
@@ -6,26 +6,57 @@ import io
 import logging
 
 import pytest
-from celery import Celery
 from django.core.management import call_command
+from django.db import transaction
 
-from webapp import localstack
+from tests.conftest import LiveServices
 from webapp.catalog.services import register_image
-from workers.dispatch import SendTask
+from workers import task_names
+from workers.celery import app
+from workers.dispatch import Outcome, SendTask, recording, send_batches_on_commit, send_on_commit
+
+QUEUES = {"workers.tasks.gpu.": "gpu", "workers.tasks.cpu.": "cpu", "workers.tasks.analysis.": "cpu"}
+NAMES = {value for key, value in vars(task_names).items() if key.isupper()}
 
 
-def test_a_broker_outage_is_logged_not_raised(caplog: pytest.LogCaptureFixture) -> None:
-    app = Celery("outage", broker=f"redis://127.0.0.1:{localstack.free_port()}/0")
-    app.conf.broker_connection_retry = False
-    app.conf.broker_transport_options = {"max_retries": 0}
+def test_every_task_name_is_registered_and_routed_to_its_queue() -> None:
+    import workers.tasks  # noqa: F401  (registers the tasks, as the worker's autodiscovery does)
 
-    @app.task(name="outage.noop")
-    def noop(ids: list[int]) -> None:  # pragma: no cover - never runs
-        pass
+    registered = {name for name in app.tasks if name.startswith("workers.")}
+    assert registered == NAMES
+    for name in NAMES:
+        expected = next(queue for prefix, queue in QUEUES.items() if name.startswith(prefix))
+        assert app.amqp.router.route({}, name, (), {})["queue"].name == expected, name
 
+
+def test_a_broker_outage_is_logged_recorded_and_not_raised(
+    broker_down: None, caplog: pytest.LogCaptureFixture
+) -> None:
+    send = SendTask(task_names.INDEX_IMAGES, ([1, 2],))
     with caplog.at_level(logging.ERROR, logger="workers.dispatch"):
-        SendTask(noop, ([1, 2],))()
-    assert "could not queue outage.noop" in caplog.text
+        send()
+    assert send.sent is False
+    assert f"could not queue {task_names.INDEX_IMAGES}" in caplog.text
+
+
+@pytest.mark.django_db
+def test_tasks_wait_for_the_commit_and_batches_split_the_items(django_capture_on_commit_callbacks) -> None:
+    with recording() as sends, django_capture_on_commit_callbacks(execute=False) as callbacks:
+        batches = send_batches_on_commit(task_names.INDEX_IMAGES, [1, 2, 3, 4, 5], 2)
+    assert [send.args for send in batches] == [([1, 2],), ([3, 4],), ([5],)]
+    assert callbacks == batches == sends.tasks
+    assert sends.outcome == Outcome.WAITING
+
+
+@pytest.mark.services
+@pytest.mark.django_db(transaction=True)
+def test_a_task_sent_after_commit_reaches_the_broker(live_services: LiveServices) -> None:
+    with recording() as sends:
+        with transaction.atomic():
+            send = send_on_commit(task_names.PING)
+            assert send.sent is None
+        assert send.sent is True
+    assert sends.outcome == Outcome.QUEUED
 
 
 @pytest.mark.django_db
@@ -37,4 +68,4 @@ def test_requeue_pending_sends_every_waiting_image(
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
         call_command("requeue_pending", stdout=out)
     assert "queued 1 pending images" in out.getvalue()
-    assert {cb.task.name: cb.args for cb in callbacks}["workers.tasks.gpu.index_images"] == ([image.pk],)
+    assert {cb.name: cb.args for cb in callbacks}[task_names.INDEX_IMAGES] == ([image.pk],)

@@ -25,6 +25,7 @@ from webapp.catalog.exif import read_exif
 from webapp.catalog.models import Image, ImageExif, Landmark
 from webapp.catalog.uploads import check_upload_size
 from webapp.reranking.services import schedule_local_features
+from workers import task_names
 from workers.dispatch import send_batches_on_commit, send_on_commit
 
 logger = logging.getLogger(__name__)
@@ -122,18 +123,14 @@ def _store_file(name: str, content: bytes) -> str:
 
 def schedule_indexing(image_ids: Sequence[int]) -> None:
     """Queue the images for embedding + indexing (and their local features) once the transaction commits."""
-    from workers.tasks.gpu import index_images  # workers import this module
-
-    send_batches_on_commit(index_images, [int(i) for i in image_ids], settings.INDEX_TASK_BATCH)
+    send_batches_on_commit(task_names.INDEX_IMAGES, [int(i) for i in image_ids], settings.INDEX_TASK_BATCH)
     schedule_local_features(image_ids)
 
 
 def schedule_analysis(image_ids: Sequence[int]) -> None:
     """Queue the dataset analysis (quality, duplicates, label noise) once the current transaction commits."""
-    from workers.tasks.analysis import analyse_collection  # workers import this module
-
     if image_ids:
-        send_on_commit(analyse_collection, [int(i) for i in image_ids])
+        send_on_commit(task_names.ANALYSE_COLLECTION, [int(i) for i in image_ids])
 
 
 def import_collection(

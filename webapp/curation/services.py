@@ -32,6 +32,7 @@ from webapp.curation.selectors import can_curate, curation_states
 from webapp.curation.vectors import stored_vectors
 from webapp.embeddings.models import EmbeddingModelVersion
 from webapp.embeddings.services import get_store
+from workers import task_names
 from workers.dispatch import send_batches_on_commit
 
 logger = logging.getLogger(__name__)
@@ -81,12 +82,10 @@ def queue_analysis(image_ids: Sequence[int]) -> dict[str, int]:
     Neighbour analysis re-scores every image of a touched landmark: new images change the neighbours and
     the centroid of the old ones.
     """
-    from workers.tasks.analysis import analyse_images, analyse_landmarks  # workers import this module
-
     ids = sorted({int(i) for i in image_ids})
     keys = _landmark_keys(Image.objects.filter(pk__in=ids))
-    send_batches_on_commit(analyse_images, ids, QUALITY_BATCH)
-    send_batches_on_commit(analyse_landmarks, keys, LANDMARK_BATCH)
+    send_batches_on_commit(task_names.ANALYSE_IMAGES, ids, QUALITY_BATCH)
+    send_batches_on_commit(task_names.ANALYSE_LANDMARKS, keys, LANDMARK_BATCH)
     return {"images": len(ids), "landmarks": len(keys)}
 
 

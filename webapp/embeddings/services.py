@@ -17,6 +17,7 @@ from retrieval_core.index.milvus_store import MilvusVectorStore
 from retrieval_core.models.embedding import EmbeddingConfig
 from webapp.catalog.models import Image
 from webapp.embeddings.models import EmbeddingModelVersion
+from workers import task_names
 from workers.dispatch import send_on_commit
 
 logger = logging.getLogger(__name__)
@@ -176,10 +177,8 @@ def activate_version(version: EmbeddingModelVersion) -> None:
         return
     if version.state == EmbeddingModelVersion.State.DROPPED:
         raise ValueError(f"{version} was dropped; register it again to use it")
-    from workers.tasks.gpu import reindex_version  # workers import this module
-
     EmbeddingModelVersion.objects.filter(pk=version.pk).update(state=EmbeddingModelVersion.State.INDEXING)
-    send_on_commit(reindex_version, version.pk)
+    send_on_commit(task_names.REINDEX_VERSION, version.pk)
 
 
 def reindex_version(version_id: int, *, progress: Callable[[int, int], None] | None = None) -> None:

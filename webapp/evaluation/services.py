@@ -14,6 +14,7 @@ from django.utils import timezone
 from retrieval_core.eval.ladder import run_ladder
 from retrieval_core.eval.options import LadderOptions
 from webapp.evaluation.models import EvaluationRun
+from workers import task_names
 from workers.dispatch import send_on_commit
 
 _PROGRESS_INTERVAL_S = 1.0
@@ -31,10 +32,8 @@ def create_run(root: Path, options: LadderOptions, *, user: object | None = None
 
 def start_evaluation(root: Path, options: LadderOptions, *, user: object | None = None) -> EvaluationRun:
     """Record a run and queue it on the gpu workers once the transaction commits."""
-    from workers.tasks.gpu import evaluate_collection  # workers import this module
-
     run = create_run(root, options, user=user)
-    send_on_commit(evaluate_collection, run.pk)
+    send_on_commit(task_names.EVALUATE_COLLECTION, run.pk)
     return run
 
 

@@ -18,6 +18,7 @@ from retrieval_core.training.trainer import checkpoint_embedding_config
 from webapp.curation.selectors import as_collection_items, training_images
 from webapp.embeddings.services import register_version
 from webapp.training.models import TrainingRun
+from workers import task_names
 from workers.dispatch import send_on_commit
 
 _SAVE_EVERY_S = 2.0
@@ -38,10 +39,8 @@ def start_training(
     config: TrainConfig, *, root: Path | None = None, user: object | None = None
 ) -> TrainingRun:
     """Record a run and queue it on the gpu workers once the transaction commits."""
-    from workers.tasks.gpu import train_model  # workers import this module
-
     run = create_run(config, root=root, user=user)
-    send_on_commit(train_model, run.pk)
+    send_on_commit(task_names.TRAIN_MODEL, run.pk)
     return run
 
 

@@ -10,6 +10,8 @@ import logging
 from celery import Task, shared_task
 from pymilvus.exceptions import MilvusException
 
+from webapp.curation import services
+from workers import task_names
 from workers.tasks.progress import reporter
 
 logger = logging.getLogger(__name__)
@@ -18,31 +20,25 @@ _TRANSIENT = (ConnectionError, TimeoutError, MilvusException)
 _WAIT_RETRIES = 1000
 
 
-@shared_task(acks_late=True)
+@shared_task(name=task_names.ANALYSE_COLLECTION, acks_late=True)
 def analyse_collection(image_ids: list[int]) -> dict[str, int]:
     """Fan out the analysis of newly registered images (dispatched by the catalogue on commit)."""
-    from webapp.curation import services  # Django must be set up first
-
     return services.queue_analysis(image_ids)
 
 
-@shared_task(bind=True, acks_late=True)
+@shared_task(name=task_names.ANALYSE_IMAGES, bind=True, acks_late=True)
 def analyse_images(self: Task, image_ids: list[int]) -> dict[str, int]:
     """Grayscale, size, blur and exact duplicates of a batch of images."""
-    from webapp.curation import services
-
     return services.analyse_quality(image_ids, progress=reporter(self, "quality"))
 
 
-@shared_task(bind=True, acks_late=True, max_retries=_WAIT_RETRIES)
+@shared_task(name=task_names.ANALYSE_LANDMARKS, bind=True, acks_late=True, max_retries=_WAIT_RETRIES)
 def analyse_landmarks(self: Task, landmark_ids: list[int | None]) -> dict[str, int]:
     """Near-duplicates and label-noise scores of these landmarks' images (None: the unlabelled ones).
 
     Runs once none of their images waits for indexing (their vectors are what is compared); after the
     retries it analyses what is indexed by then rather than nothing.
     """
-    from webapp.curation import services
-
     retries = self.request.retries
     if services.images_waiting_for_index(landmark_ids) and retries < self.max_retries:
         raise self.retry(countdown=min(30, 3 * (retries + 1)))

@@ -7,58 +7,54 @@ import logging
 from celery import Task, shared_task
 from pymilvus.exceptions import MilvusException
 
+from webapp.embeddings import services as embeddings
+from webapp.evaluation import services as evaluation
+from webapp.training import services as training
+from workers import task_names
 from workers.tasks.progress import reporter
 
 logger = logging.getLogger(__name__)
 _TRANSIENT = (ConnectionError, TimeoutError, MilvusException)
 
 
-@shared_task(bind=True, acks_late=True, max_retries=3, default_retry_delay=5)
+@shared_task(name=task_names.INDEX_IMAGES, bind=True, acks_late=True, max_retries=3, default_retry_delay=5)
 def index_images(self: Task, image_ids: list[int]) -> dict[str, int]:
     """Embed and upsert a batch of images into the active model's collection (idempotent).
 
     A vector-store or network error is retried; once the retries are spent the images are marked failed
     with the reason, so none stays "waiting" forever.
     """
-    from webapp.embeddings import services  # Django must be set up first
-
     try:
-        return services.index_images(image_ids, progress=reporter(self, "embedding"))
+        return embeddings.index_images(image_ids, progress=reporter(self, "embedding"))
     except _TRANSIENT as error:
         if self.request.retries < self.max_retries:
             logger.warning("indexing %d images failed (%s); retrying", len(image_ids), error)
             raise self.retry(exc=error) from error
-        services.mark_failed(image_ids, [f"vector store unavailable: {error}"] * len(image_ids))
+        embeddings.mark_failed(image_ids, [f"vector store unavailable: {error}"] * len(image_ids))
         raise
 
 
-@shared_task(bind=True, acks_late=True)
+@shared_task(name=task_names.EVALUATE_COLLECTION, bind=True, acks_late=True)
 def evaluate_collection(self: Task, run_id: int) -> dict[str, object]:
     """Run the E1-E7 ladder of a stored EvaluationRun; progress goes into the run and the result backend."""
-    from webapp.evaluation.services import execute_run
-
     report = reporter(self, "evaluation")
-    run = execute_run(run_id, progress_hook=lambda stage, done, total: report(done, total))
+    run = evaluation.execute_run(run_id, progress_hook=lambda stage, done, total: report(done, total))
     return {"run": run.pk, "status": run.status}
 
 
-@shared_task(bind=True, acks_late=True)
+@shared_task(name=task_names.REINDEX_VERSION, bind=True, acks_late=True)
 def reindex_version(self: Task, version_id: int) -> None:
     """Blue/green re-index into a new model version's collection, then switch search to it."""
-    from webapp.embeddings import services
-
-    services.reindex_version(version_id, progress=reporter(self, "re-indexing"))
+    embeddings.reindex_version(version_id, progress=reporter(self, "re-indexing"))
 
 
-@shared_task(bind=True, acks_late=True)
+@shared_task(name=task_names.TRAIN_MODEL, bind=True, acks_late=True)
 def train_model(self: Task, run_id: int) -> dict[str, object]:
     """Train a TrainingRun; epoch, step, loss and validation mAP go into the run as it goes.
 
     acks_late + prefetch 1: a worker that dies mid-run leaves the task to be redelivered, and the run
     resumes from its last checkpoint (the broker's visibility timeout is longer than a training run).
     """
-    from webapp.training.services import execute_run
-
     report = reporter(self, "training")
-    run = execute_run(run_id, on_event=lambda event: report(event.step, event.total_steps))
+    run = training.execute_run(run_id, on_event=lambda event: report(event.step, event.total_steps))
     return {"run": run.pk, "status": run.status}

@@ -14,8 +14,9 @@ from django.utils.html import format_html
 from pymilvus.exceptions import MilvusException
 
 from webapp.catalog.models import Image, ImageExif, Landmark
+from webapp.curation import actions as curation_actions
+from webapp.curation import analysis as curation_analysis
 from webapp.curation import selectors as curation_selectors
-from webapp.curation import services as curation
 from webapp.curation.admin import ImageAnalysisInline, ImageCurationInline, ImageHistoryInline
 from webapp.curation.models import CurationAction
 
@@ -42,7 +43,7 @@ class LandmarkAdmin(admin.ModelAdmin):
 
     @admin.action(description="Re-run the dataset analysis of the selected landmarks", permissions=["curate"])
     def rerun_analysis(self, request: HttpRequest, queryset: QuerySet[Landmark]) -> None:
-        queued = curation.queue_collection_analysis(list(queryset.values_list("pk", flat=True)))
+        queued = curation_analysis.queue_collection_analysis(list(queryset.values_list("pk", flat=True)))
         self.message_user(request, f"Analysis queued for {queued['images']} images.", messages.SUCCESS)
 
 
@@ -83,7 +84,7 @@ class FlagFilter(admin.SimpleListFilter):
 
 
 def _curation_action(kind: str, description: str) -> Callable[..., None]:
-    """One admin action per curation kind, all going through curation.services.curate."""
+    """One admin action per curation kind, all going through curation.actions.curate."""
 
     @admin.action(description=description, permissions=["curate"])
     def action(model_admin: ImageAdmin, request: HttpRequest, queryset: QuerySet[Image]) -> None:
@@ -167,14 +168,14 @@ class ImageAdmin(admin.ModelAdmin):
                 self.message_user(request, message, messages.ERROR)
                 return
         try:
-            action = curation.curate(
+            action = curation_actions.curate(
                 kind,
                 list(queryset.values_list("pk", flat=True)),
                 user=request.user,
                 landmark=landmark,
                 note=request.POST.get("note", ""),
             )
-        except curation.CurationError as error:
+        except curation_actions.CurationError as error:
             self.message_user(request, str(error), messages.ERROR)
         except (MilvusException, ConnectionError) as error:
             self.message_user(

@@ -8,7 +8,7 @@ from django.http import HttpRequest
 from django.utils.html import format_html
 from pymilvus.exceptions import MilvusException
 
-from webapp.curation import selectors, services
+from webapp.curation import actions, selectors
 from webapp.curation.models import CurationAction, CurationChange, ImageAnalysis, ImageCuration
 
 
@@ -93,8 +93,8 @@ class CurationActionAdmin(admin.ModelAdmin):
     def undo_selected(self, request: HttpRequest, queryset: QuerySet[CurationAction]) -> None:
         for action in queryset.order_by("-created_at", "-id"):
             try:
-                undo = services.undo(action.pk, user=request.user)
-            except services.CurationError as error:
+                undo = actions.undo(action.pk, user=request.user)
+            except actions.CurationError as error:
                 self.message_user(request, str(error), messages.WARNING)
             except (MilvusException, ConnectionError) as error:
                 self.message_user(request, f"vector store unavailable: {error}", messages.ERROR)

@@ -14,7 +14,7 @@ from webapp.catalog.models import Image, Landmark
 
 
 class ImageAnalysis(models.Model):
-    """Quality signals, duplicates and label-noise evidence of one image (see curation.services)."""
+    """Quality signals, duplicates and label-noise evidence of one image (see curation.analysis)."""
 
     image = models.OneToOneField(Image, on_delete=models.CASCADE, related_name="analysis", primary_key=True)
     # Quality, from the pixels.
@@ -127,7 +127,7 @@ class CurationAction(models.Model):
 
 
 class CurationChange(models.Model):
-    """The state of one image before and after an action (see curation.services.ImageState)."""
+    """The state of one image before and after an action (see curation.selectors.ImageState)."""
 
     action = models.ForeignKey(CurationAction, on_delete=models.CASCADE, related_name="changes")
     image = models.ForeignKey(Image, on_delete=models.CASCADE, related_name="curation_changes")

@@ -4,19 +4,15 @@ from __future__ import annotations
 
 import calendar
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from django.db.models import BooleanField, Case, Count, F, Q, QuerySet, Value, When
 from django.db.models.functions import ExtractHour, ExtractMonth, ExtractYear
 
 from retrieval_core.datasets.collection import UNLABELLED, CollectionItem
 from webapp.catalog.models import Image, ImageExif, Landmark
-from webapp.curation.models import CurationAction, ImageAnalysis
-
-if TYPE_CHECKING:
-    from webapp.curation.services import ImageState
+from webapp.curation.models import CurationAction, ImageAnalysis, ImageCuration
 
 GPS_POINTS_SHOWN = 5000
 _TRAINING_SPLITS = (Image.Split.TRAIN, Image.Split.NONE)
@@ -32,11 +28,27 @@ def can_curate(user: object) -> bool:
     )
 
 
+@dataclass(frozen=True)
+class ImageState:
+    """Everything a curation action can change about one image (what the audit trail stores)."""
+
+    landmark_id: int | None
+    label_confirmed: bool = False
+    is_noise: bool = False
+    exclude_from_training: bool = False
+    in_index: bool = True
+
+    def as_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, object]) -> ImageState:
+        names = {field.name for field in fields(cls)}
+        return cls(**{name: value for name, value in data.items() if name in names})  # type: ignore[arg-type]
+
+
 def curation_states(images: Mapping[int, Image]) -> dict[int, ImageState]:
     """The curation state of each image (its label, its verdicts, whether it is in the index)."""
-    from webapp.curation.models import ImageCuration
-    from webapp.curation.services import ImageState
-
     verdicts = ImageCuration.objects.in_bulk(list(images))
     states = {}
     for pk, image in images.items():

@@ -18,10 +18,10 @@ from kombu.exceptions import OperationalError
 from pymilvus.exceptions import MilvusException
 
 from webapp.catalog.models import Landmark
-from webapp.curation import selectors, services
+from webapp.curation import actions, analysis, selectors
+from webapp.curation.actions import CurationError
 from webapp.curation.charts import overview_charts
 from webapp.curation.models import CurationAction
-from webapp.curation.services import CurationError
 
 View = Callable[..., HttpResponse]
 _STORE_DOWN = (MilvusException, ConnectionError, TimeoutError)
@@ -77,7 +77,7 @@ def curate_images(request: HttpRequest) -> HttpResponse:
     try:
         kind = request.POST.get("action", "")
         landmark = _target_landmark(request.POST) if kind == CurationAction.Kind.RELABEL else None
-        action = services.curate(
+        action = actions.curate(
             kind,
             _image_ids(request.POST),
             user=request.user,
@@ -101,7 +101,7 @@ def curate_images(request: HttpRequest) -> HttpResponse:
 @curator_required
 def undo_action(request: HttpRequest, pk: int) -> HttpResponse:
     try:
-        action = services.undo(pk, user=request.user)
+        action = actions.undo(pk, user=request.user)
     except CurationError as error:
         return _problem(request, str(error), error.status)
     except _STORE_DOWN as error:
@@ -120,7 +120,7 @@ def rerun_analysis(request: HttpRequest) -> HttpResponse:
         return _problem(request, "landmark must be a landmark id", 400)
     landmark = get_object_or_404(Landmark, pk=int(raw)) if raw else None
     try:
-        queued = services.queue_collection_analysis(None if landmark is None else [landmark.pk])
+        queued = analysis.queue_collection_analysis(None if landmark is None else [landmark.pk])
     except OperationalError as error:
         return _problem(request, f"The task queue is unavailable ({error}); try again later.", 503)
     scope = landmark.name if landmark else "the whole collection"

@@ -10,7 +10,7 @@ import logging
 from celery import Task, shared_task
 from pymilvus.exceptions import MilvusException
 
-from webapp.curation import services
+from webapp.curation import analysis
 from workers import task_names
 from workers.tasks.progress import reporter
 
@@ -23,13 +23,13 @@ _WAIT_RETRIES = 1000
 @shared_task(name=task_names.ANALYSE_COLLECTION, acks_late=True)
 def analyse_collection(image_ids: list[int]) -> dict[str, int]:
     """Fan out the analysis of newly registered images (dispatched by the catalogue on commit)."""
-    return services.queue_analysis(image_ids)
+    return analysis.queue_analysis(image_ids)
 
 
 @shared_task(name=task_names.ANALYSE_IMAGES, bind=True, acks_late=True)
 def analyse_images(self: Task, image_ids: list[int]) -> dict[str, int]:
     """Grayscale, size, blur and exact duplicates of a batch of images."""
-    return services.analyse_quality(image_ids, progress=reporter(self, "quality"))
+    return analysis.analyse_quality(image_ids, progress=reporter(self, "quality"))
 
 
 @shared_task(name=task_names.ANALYSE_LANDMARKS, bind=True, acks_late=True, max_retries=_WAIT_RETRIES)
@@ -40,10 +40,10 @@ def analyse_landmarks(self: Task, landmark_ids: list[int | None]) -> dict[str, i
     retries it analyses what is indexed by then rather than nothing.
     """
     retries = self.request.retries
-    if services.images_waiting_for_index(landmark_ids) and retries < self.max_retries:
+    if analysis.images_waiting_for_index(landmark_ids) and retries < self.max_retries:
         raise self.retry(countdown=min(30, 3 * (retries + 1)))
     try:
-        return services.analyse_neighbours(landmark_ids, progress=reporter(self, "neighbours"))
+        return analysis.analyse_neighbours(landmark_ids, progress=reporter(self, "neighbours"))
     except _TRANSIENT as error:
         if retries >= self.max_retries:
             raise

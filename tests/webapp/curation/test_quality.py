@@ -13,9 +13,9 @@ from PIL import Image as PILImage
 
 from tests.conftest import encode_jpeg
 from webapp.catalog.services import register_image
+from webapp.curation.analysis import analyse_quality
 from webapp.curation.models import ImageAnalysis
 from webapp.curation.quality import AnalysisConfig, Neighbour, measure_quality, noise_evidence
-from webapp.curation.services import analyse_quality
 
 CONFIG = AnalysisConfig()
 

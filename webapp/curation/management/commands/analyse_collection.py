@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from webapp.catalog.models import Landmark
-from webapp.curation.services import queue_collection_analysis
+from webapp.curation.analysis import queue_collection_analysis
 
 
 class Command(BaseCommand):

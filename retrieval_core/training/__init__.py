@@ -6,17 +6,12 @@ from ImageNet) and ``e4`` (contrastive from an ``e2`` checkpoint). `train` write
 """
 
 from retrieval_core.models.whitening import LearnedWhitening, load_whitening
+from retrieval_core.training.checkpoint import checkpoint_embedding_config
 from retrieval_core.training.config import Recipe, TrainConfig
 from retrieval_core.training.losses import ArcFaceHead, LinearClassifierHead, contrastive_loss
 from retrieval_core.training.sampler import PKSampler
-from retrieval_core.training.trainer import (
-    TrainEvent,
-    TrainResult,
-    ValidationSet,
-    checkpoint_embedding_config,
-    score_validation,
-    train,
-)
+from retrieval_core.training.trainer import TrainEvent, TrainResult, train
+from retrieval_core.training.validation import ValidationSet, score_validation
 
 __all__ = [
     "ArcFaceHead",

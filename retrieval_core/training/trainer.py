@@ -1,82 +1,54 @@
 """The training loop: PxK batches → embedding net → loss → AdamW with warmup + cosine, resumable exactly.
 
-After every epoch the model embeds the validation queries and index, ranks by cosine and scores GLDv2
-mAP@k with `retrieval_core.eval.metrics`; the best epoch (the starting weights count as epoch 0, so a run
-never ships a model worse than it started from) is kept as ``best.pt``. ``last.pt`` holds everything a run
-needs to continue bit for bit: model, heads, optimiser, scheduler, loss scaler, sampler position and RNG
-state. Every random draw is a function of the seed and the sample's position in the run (not of thread
-timing), so a resumed run repeats an uninterrupted one exactly on the CPU.
-
-Checkpoints hold tensors and plain values only (loadable with ``weights_only=True``); the model is under
-``"state_dict"`` as an `EmbeddingNet` without classifier, so ``build_embedding_net(EmbeddingConfig(
-weights=path))`` loads either file (`checkpoint_embedding_config` gives the matching config).
+After every epoch the validation mAP@k (`retrieval_core.training.validation`) decides the best epoch (the
+starting weights count as epoch 0, so a run never ships a model worse than it started from), kept as
+``best.pt``; ``last.pt`` holds everything a run needs to continue bit for bit
+(`retrieval_core.training.checkpoint`). Every random draw is a function of the seed and the sample's
+position in the run (not of thread timing), so a resumed run repeats an uninterrupted one exactly on the CPU.
 """
 
 from __future__ import annotations
 
-import hashlib
 import math
 import os
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
 from torch import nn
 
 from retrieval_core.datasets.collection import CollectionItem
-from retrieval_core.eval.metrics import mean_average_precision_at_k
-from retrieval_core.eval.splits import relevant_index_images
 from retrieval_core.features.global_ import GlobalDescriptorExtractor
-from retrieval_core.imaging import ImageLoadError, load_image, resize_long_side
 from retrieval_core.models.embedding import IMAGENET, EmbeddingConfig, EmbeddingNet, build_embedding_net
-from retrieval_core.models.weights import WeightsError, imagenet_state_dict
+from retrieval_core.models.weights import imagenet_state_dict
 from retrieval_core.models.whitening import LearnedWhitening, load_whitening
 from retrieval_core.training.augment import TrainTransform
+from retrieval_core.training.checkpoint import (
+    BEST,
+    LAST,
+    RunParts,
+    RunProgress,
+    items_digest,
+    load_checkpoint,
+    save_checkpoint,
+)
 from retrieval_core.training.config import TrainConfig
 from retrieval_core.training.data import CollectionDataset
 from retrieval_core.training.losses import ArcFaceHead, LinearClassifierHead, contrastive_loss
 from retrieval_core.training.sampler import PKSampler
+from retrieval_core.training.validation import ValidationSet, Validator
 
-__all__ = [
-    "CHECKPOINT_FORMAT",
-    "TrainEvent",
-    "TrainResult",
-    "ValidationSet",
-    "checkpoint_embedding_config",
-    "score_validation",
-    "train",
-]
+__all__ = ["TrainEvent", "TrainResult", "train"]
 
-CHECKPOINT_FORMAT = 1
-BEST, LAST = "best.pt", "last.pt"
-# Settings that may differ between a run and its resumption: they change neither data nor numbers.
-_RESUMABLE_CHANGES = frozenset({"device", "workers"})
 # Most training images embedded to initialise whitening (PCA needs a sample, not the whole set).
 _WHITENING_SAMPLE = 4096
-# Validation sets up to this many images are decoded once and kept in memory (about 0.2 MB each at 224 px).
-_CACHE_IMAGES = 4096
-
-
-@dataclass(frozen=True)
-class ValidationSet:
-    """Labelled validation queries and the index they are searched in (e.g. a `CollectionSplit`'s
-    ``validation`` and ``index``); never the queries results are reported on.
-
-    A query is scored against the index images of its landmark (`relevant_index_images`); a query that is
-    also in the index does not count as its own hit.
-    """
-
-    queries: Sequence[CollectionItem]
-    index: Sequence[CollectionItem]
-    k: int = 100
 
 
 @dataclass(frozen=True)
@@ -121,30 +93,6 @@ class TrainResult:
     history: tuple[dict[str, Any], ...]
     steps: int
     stopped: bool
-
-
-@dataclass
-class _Progress:
-    """Mutable position of a run; saved in checkpoints as plain values."""
-
-    epoch: int = 0  # epochs finished
-    position: int = 0  # batches trained in the current epoch
-    step: int = 0
-    best_map: float | None = None
-    best_epoch: int | None = None
-    initial_map: float | None = None
-    history: list[dict[str, Any]] = field(default_factory=list)
-
-
-def checkpoint_embedding_config(path: str | os.PathLike[str]) -> EmbeddingConfig:
-    """`EmbeddingConfig` that serves a checkpoint written by `train` (backbone, image size, GeM p)."""
-    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    meta = checkpoint.get("embedding") if isinstance(checkpoint, dict) else None
-    if not isinstance(meta, dict):
-        raise WeightsError(f"{path} is not a checkpoint written by retrieval_core.training")
-    return EmbeddingConfig(
-        backbone=meta["backbone"], weights=str(path), image_size=meta["image_size"], gem_p=meta["gem_p"]
-    )
 
 
 def train(
@@ -196,7 +144,6 @@ class _Run:
             seed=config.seed,
             decode_long_side=2 * config.image_size,
         )
-        self.train_digest = _digest(train_items)
         self.sampler = PKSampler(self.dataset.labels, config.p, config.k, config.seed, config.steps_per_epoch)
         self.total_steps = config.epochs * len(self.sampler)
 
@@ -220,9 +167,20 @@ class _Run:
         self.mean = torch.tensor(self.net.mean, device=self.device).view(1, -1, 1, 1)
         self.std = torch.tensor(self.net.std, device=self.device).view(1, -1, 1, 1)
         embedding = _embedding_config(config)
-        self.validator = _Validator(validation, embedding) if validation is not None else None
-        self.state = _Progress()
-        self._epoch_losses: list[float] = []
+        self.validator = Validator(validation, embedding) if validation is not None else None
+        self.parts = RunParts(
+            config=config,
+            net=self.net,
+            whitening=self.whitening,
+            head=self.head,
+            optimizer=self.optimizer,
+            scheduler=self.scheduler,
+            scaler=self.scaler,
+            sampler=self.sampler,
+            classes=tuple(self.dataset.classes),
+            train_digest=items_digest(train_items),
+        )
+        self.state = RunProgress()
 
     # -- the loop ------------------------------------------------------------------------------------
 
@@ -261,7 +219,7 @@ class _Run:
                         loss = self._step(images, labels)
                         self.state.position += 1
                         self.state.step += 1
-                        self._epoch_losses.append(loss)
+                        self.state.epoch_losses.append(loss)
                         now = time.perf_counter()
                         emit(self._event("step", loss, lr, images_per_s=bs / max(now - tick, 1e-9)))
                         tick = now
@@ -313,8 +271,8 @@ class _Run:
         state = self.state
         state.epoch += 1
         state.position = 0
-        mean_loss = float(np.mean(self._epoch_losses)) if self._epoch_losses else float("nan")
-        self._epoch_losses = []
+        mean_loss = float(np.mean(state.epoch_losses)) if state.epoch_losses else float("nan")
+        state.epoch_losses = []
         score = None
         if self.validator is not None:
             score = self.validator.score(self.net, self.whitening, self.device)
@@ -392,164 +350,10 @@ class _Run:
     # -- checkpoints ---------------------------------------------------------------------------------
 
     def _save(self, name: str, *, full: bool) -> None:
-        config, s = self.config, self.state
-        checkpoint: dict[str, Any] = {
-            "format": CHECKPOINT_FORMAT,
-            "state_dict": {k: v.detach().cpu() for k, v in self.net.state_dict().items()},
-            "whitening": _cpu_state(self.whitening),
-            "embedding": {
-                "backbone": config.backbone,
-                "image_size": config.image_size,
-                "gem_p": config.gem_p,
-            },
-            "config": config.to_dict(),
-            "classes": list(self.dataset.classes),
-            "epoch": s.epoch,
-            "step": s.step,
-            "metrics": {
-                "validation_map": s.history[-1]["validation_map"] if s.history else s.initial_map,
-                "best_map": s.best_map,
-                "best_epoch": s.best_epoch,
-                "initial_map": s.initial_map,
-                "history": [dict(h) for h in s.history],
-            },
-        }
-        if full:
-            checkpoint.update(
-                position=s.position,
-                epoch_losses=list(self._epoch_losses),
-                train_digest=self.train_digest,
-                head=_cpu_state(self.head),
-                optimizer=self.optimizer.state_dict(),
-                scheduler=self.scheduler.state_dict(),
-                scaler=self.scaler.state_dict(),
-                sampler={**self.sampler.state_dict(), "epoch": s.epoch, "position": s.position},
-                rng={
-                    "torch": torch.get_rng_state(),
-                    "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-                },
-            )
-        path = self.out_dir / name
-        partial = path.with_suffix(".pt.partial")
-        torch.save(checkpoint, partial)
-        os.replace(partial, path)  # a crash mid-write never leaves a truncated checkpoint
+        save_checkpoint(self.out_dir / name, self.parts, self.state, full=full)
 
     def _load(self, path: Path) -> None:
-        try:
-            checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as e:
-            raise WeightsError(f"cannot read checkpoint {path}: {e}") from None
-        if not isinstance(checkpoint, dict) or "optimizer" not in checkpoint:
-            raise WeightsError(f"{path} is not a resumable training checkpoint (use last.pt)")
-        saved = TrainConfig.from_dict(checkpoint["config"]).to_dict()
-        current = self.config.to_dict()
-        changed = [k for k in current if k not in _RESUMABLE_CHANGES and saved[k] != current[k]]
-        if changed:
-            detail = ", ".join(f"{k}: {saved[k]!r} -> {current[k]!r}" for k in changed)
-            raise ValueError(f"cannot resume {path} with a different config ({detail})")
-        if checkpoint["train_digest"] != self.train_digest:
-            raise ValueError(f"cannot resume {path}: the training items differ from the run's")
-        self.net.load_state_dict(checkpoint["state_dict"])
-        if self.whitening is not None:
-            self.whitening.load_state_dict(checkpoint["whitening"])
-        if self.head is not None:
-            self.head.load_state_dict(checkpoint["head"])
-        self.optimizer.load_state_dict(checkpoint["optimizer"])
-        self.scheduler.load_state_dict(checkpoint["scheduler"])
-        self.scaler.load_state_dict(checkpoint["scaler"])
-        self.sampler.load_state_dict(checkpoint["sampler"])
-        torch.set_rng_state(checkpoint["rng"]["torch"])
-        if torch.cuda.is_available() and checkpoint["rng"]["cuda"]:
-            torch.cuda.set_rng_state_all(checkpoint["rng"]["cuda"])
-        metrics = checkpoint["metrics"]
-        self.state = _Progress(
-            epoch=checkpoint["epoch"],
-            position=checkpoint["position"],
-            step=checkpoint["step"],
-            best_map=metrics["best_map"],
-            best_epoch=metrics["best_epoch"],
-            initial_map=metrics["initial_map"],
-            history=[dict(h) for h in metrics["history"]],
-        )
-        self._epoch_losses = list(checkpoint["epoch_losses"])
-
-
-def score_validation(
-    net: EmbeddingNet,
-    validation: ValidationSet,
-    embedding: EmbeddingConfig,
-    device: str | torch.device = "cpu",
-    whitening: LearnedWhitening | None = None,
-) -> float:
-    """Validation mAP@k of ``net`` as `train` scores its epochs (images sized by ``embedding``).
-
-    Scoring once, it decodes in threads without keeping the images (`train` keeps small sets decoded).
-    """
-    return _Validator(validation, embedding, cache_images=0).score(net, whitening, torch.device(device))
-
-
-class _Validator:
-    """Scores the current model on a `ValidationSet` after every epoch.
-
-    Up to ``cache_images`` images are decoded and resized once and kept; larger sets are decoded afresh
-    each time (threaded, by `GlobalDescriptorExtractor.extract_paths`) rather than held in memory. Both
-    decode exactly as indexing does, and images that fail to decode are left out of that score.
-    """
-
-    def __init__(
-        self, validation: ValidationSet, embedding: EmbeddingConfig, cache_images: int = _CACHE_IMAGES
-    ) -> None:
-        self.embedding = embedding
-        self.k = validation.k
-        self.queries, self.index = list(validation.queries), list(validation.index)
-        if not any(relevant_index_images(self.queries, self.index).values()):
-            raise ValueError("no validation query has a relevant index image (same landmark)")
-        self._cache: dict[str, Image.Image | None] | None = None
-        if len(self.queries) + len(self.index) <= cache_images:
-            self._cache = {item.relpath: self._decode(item) for item in (*self.queries, *self.index)}
-
-    def _decode(self, item: CollectionItem) -> Image.Image | None:
-        size = self.embedding.image_size
-        try:
-            return resize_long_side(load_image(item.path, draft_long_side=2 * size), size)
-        except ImageLoadError:
-            return None
-
-    def _embed(
-        self, extractor: GlobalDescriptorExtractor, items: list[CollectionItem]
-    ) -> tuple[list[CollectionItem], np.ndarray]:
-        if self._cache is None:
-            result = extractor.extract_paths([item.path for item in items])
-            return [items[i] for i in result.indices], result.vectors
-        kept = [item for item in items if self._cache[item.relpath] is not None]
-        images = [self._cache[item.relpath] for item in kept]
-        return kept, extractor.extract(images)  # type: ignore[arg-type]
-
-    @torch.no_grad()
-    def score(self, net: EmbeddingNet, whitening: LearnedWhitening | None, device: torch.device) -> float:
-        """mAP@k of cosine ranking with the current weights (leaves ``net`` in eval mode)."""
-        extractor = GlobalDescriptorExtractor(net, self.embedding, device)
-        queries, query_vectors = self._embed(extractor, self.queries)
-        index, index_vectors = self._embed(extractor, self.index)
-        if not queries or not index:
-            return 0.0
-        scores = _whiten(query_vectors, whitening, device) @ _whiten(index_vectors, whitening, device).T
-        depth = min(self.k + 1, len(index))  # +1: a query found in the index is junk, not a miss
-        top = np.argpartition(-scores, depth - 1, axis=1)[:, :depth]
-        results = {}
-        for query, row, candidates in zip(queries, scores, top, strict=True):
-            ordered = candidates[np.lexsort((candidates, -row[candidates]))]  # by score, ties by position
-            results[query.relpath] = [index[j].relpath for j in ordered]
-        ground_truth = relevant_index_images(queries, index)
-        result = mean_average_precision_at_k(results, ground_truth, k=self.k, self_is_junk=True)
-        return float(result.mean_ap or 0.0)
-
-
-def _whiten(vectors: np.ndarray, whitening: LearnedWhitening | None, device: torch.device) -> np.ndarray:
-    if whitening is None:
-        return vectors
-    whitening.eval()
-    return whitening(torch.from_numpy(vectors).to(device)).float().cpu().numpy()
+        self.state = load_checkpoint(path, self.parts)
 
 
 def _prefetch(
@@ -618,10 +422,6 @@ def _batchnorms(module: nn.Module) -> list[nn.Module]:
     return [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
 
 
-def _cpu_state(module: nn.Module | None) -> dict[str, torch.Tensor]:
-    return {} if module is None else {k: v.detach().cpu() for k, v in module.state_dict().items()}
-
-
 def _warmup_cosine(warmup: int, total: int) -> Callable[[int], float]:
     """Learning-rate factor: linear warmup over ``warmup`` steps, then cosine from 1 to 0 at ``total``."""
 
@@ -632,11 +432,3 @@ def _warmup_cosine(warmup: int, total: int) -> Callable[[int], float]:
         return 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
 
     return factor
-
-
-def _digest(items: Sequence[CollectionItem]) -> str:
-    """Identity of the training sequence: sampler indices mean the same images only for the same one."""
-    digest = hashlib.sha256()
-    for item in items:
-        digest.update(f"{item.relpath}\x00{item.landmark}\x01".encode())
-    return digest.hexdigest()

@@ -10,7 +10,8 @@ from retrieval_core.features.global_ import GlobalDescriptorExtractor
 from retrieval_core.models.embedding import EmbeddingConfig, build_embedding_net
 from retrieval_core.models.whitening import LearnedWhitening, load_whitening
 from retrieval_core.training import TrainConfig, TrainEvent, ValidationSet, train
-from retrieval_core.training.trainer import checkpoint_embedding_config, score_validation
+from retrieval_core.training.checkpoint import checkpoint_embedding_config
+from retrieval_core.training.validation import score_validation
 
 CONFIG = TrainConfig(
     recipe="e3", epochs=2, steps_per_epoch=2, p=2, k=4, image_size=64, workers=1, device="cpu", seed=3

@@ -13,8 +13,7 @@ from django.utils import timezone
 
 from retrieval_core.datasets.collection import CollectionItem, read_collection
 from retrieval_core.eval.splits import split_within_landmarks
-from retrieval_core.training import TrainConfig, TrainEvent, ValidationSet, train
-from retrieval_core.training.trainer import checkpoint_embedding_config
+from retrieval_core.training import TrainConfig, TrainEvent, ValidationSet, checkpoint_embedding_config, train
 from webapp.curation.selectors import as_collection_items, training_images
 from webapp.embeddings.services import register_version
 from webapp.training.models import TrainingRun

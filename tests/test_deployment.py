@@ -11,7 +11,7 @@ import webapp.settings
 from webapp import env
 
 ROOT = Path(__file__).resolve().parent.parent
-APP_SERVICES = ["migrate", "web", "worker-cpu", "worker-gpu"]
+APP_SERVICES = ["migrate", "web", "worker-cpu", "worker-gpu", "beat"]
 
 
 def _compose() -> dict:
@@ -68,6 +68,17 @@ def test_local_procfile_runs_one_worker_on_both_queues_and_a_real_web_server() -
     procfile = dict(
         line.split(":", 1) for line in (ROOT / "Procfile").read_text().splitlines() if line.strip()
     )
-    assert set(procfile) == {"redis", "milvus", "worker", "web"}
+    assert set(procfile) == {"redis", "milvus", "worker", "beat", "web"}
     assert "-Q gpu,cpu" in procfile["worker"]
     assert procfile["web"].strip().startswith("gunicorn")
+    assert "--schedule $VAR_DIR/" in procfile["beat"]
+
+
+def test_one_beat_keeps_its_schedule_on_a_volume_and_answers_pings() -> None:
+    compose = _compose()
+    beat = compose["services"]["beat"]
+    assert beat["command"][:4] == ["celery", "-A", "workers", "beat"]
+    assert "--enable-remote-control" in beat["command"]
+    schedule = beat["command"][beat["command"].index("--schedule") + 1]
+    volume, mount = beat["volumes"][0].split(":")
+    assert volume in compose["volumes"] and schedule.startswith(mount + "/")

@@ -135,6 +135,7 @@ SIFT_LONG_SIDE = env_int("SIFT_LONG_SIDE", 640)
 VLAD_CLUSTERS = env_int("VLAD_CLUSTERS", 64)
 PATCHES_TOP_N = env_int("PATCHES_TOP_N", 16)
 QUERY_RETENTION_HOURS = env_int("QUERY_RETENTION_HOURS", 24)  # query photos kept to draw their matches
+QUERY_PURGE_INTERVAL_MINUTES = env_int("QUERY_PURGE_INTERVAL_MINUTES", 60)  # how often expired ones go
 
 # Celery, configured from here with the CELERY_ namespace (see workers/celery.py).
 REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6390/0")
@@ -158,6 +159,15 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # Longer than the longest task, so a slow batch is not redelivered while it still runs.
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 6 * 3600)}
 CELERY_TASK_ALWAYS_EAGER = False
+# Periodic upkeep, sent by the `celery beat` process (Procfile, docker-compose.yml) so no request does it.
+# Task names are workers.task_names constants, spelled out so the settings import nothing of the project.
+CELERY_BEAT_SCHEDULE = {
+    "purge-expired-queries": {
+        "task": "workers.tasks.cpu.purge_expired_queries",
+        "schedule": QUERY_PURGE_INTERVAL_MINUTES * 60.0,
+        "options": {"expires": QUERY_PURGE_INTERVAL_MINUTES * 60.0},  # a missed purge is not worth queueing
+    },
+}
 
 LOGGING = {
     "version": 1,

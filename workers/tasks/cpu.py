@@ -5,6 +5,7 @@ from __future__ import annotations
 from celery import Task, shared_task
 
 from webapp.reranking import services as reranking
+from webapp.search import retention
 from workers import task_names
 from workers.tasks.progress import reporter
 
@@ -19,3 +20,9 @@ def ping() -> str:
 def extract_local_features(self: Task, image_ids: list[int], force: bool = False) -> dict[str, int]:
     """SIFT (and VLAD, once a codebook exists) for a batch of images; idempotent."""
     return reranking.extract_local_features(image_ids, force=force, progress=reporter(self, "local features"))
+
+
+@shared_task(name=task_names.PURGE_EXPIRED_QUERIES)
+def purge_expired_queries() -> int:
+    """Forget the query photos past QUERY_RETENTION_HOURS (scheduled by CELERY_BEAT_SCHEDULE)."""
+    return retention.purge_expired_queries()

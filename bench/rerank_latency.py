@@ -3,8 +3,9 @@
     python bench/rerank_latency.py --synthetic 60
     python bench/rerank_latency.py --dataset ../shared/datasets/sfm_landmarks --queries 20
 
-SIFT is extracted for the collection once into a temporary LocalFeatureStore; then, per query: query SIFT,
-loading the candidates' features from the store, matching, verification, fusion. The whole collection is
+SIFT is extracted for the collection once into a temporary LocalFeatureStore; then, per query, the product's
+own ``SiftScorer`` and ``rank_candidates`` run: query SIFT, loading the candidates' features from the store,
+matching, verification, fusion. The whole collection is
 the candidate list (cycled up to ``--candidates``), with made-up descending global scores, so the figures
 are the cost of re-ranking alone; the global ANN search comes on top. The query's own landmark is always
 among the candidates, so the run also tells how often the strongest local evidence (most inliers) is on
@@ -23,14 +24,17 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from PIL import Image as PILImage
 
 from retrieval_core.datasets.collection import CollectionItem, read_collection
 from retrieval_core.datasets.synthetic import make_scene, render_view
 from retrieval_core.features.sift import SiftConfig, extract_sift
 from retrieval_core.features.store import LocalFeatureStore
 from retrieval_core.imaging import load_image
-from retrieval_core.rerank.fusion import Candidate
-from retrieval_core.rerank.reranker import Reranker, RerankerConfig
+from retrieval_core.rerank.fusion import FusionConfig
+from retrieval_core.rerank.scorer import QueryFeatures
+from retrieval_core.rerank.sift_scorer import SiftScorer, VerificationConfig
+from retrieval_core.search.pipeline import ScoredCandidates, rank_candidates
 
 STAGES = ("extract_query", "load", "match", "verify", "fuse")
 
@@ -119,10 +123,11 @@ def main() -> None:
         collection, queries = dataset_images(args.dataset, args.queries, args.long_side)
     if not collection or not queries:
         raise SystemExit("need at least one collection image and one query")
-    reranker = Reranker(RerankerConfig(geometry=args.geometry))
+    fusion = FusionConfig(top_k=args.candidates)
 
     with threads(args.threads), tempfile.TemporaryDirectory() as tmp:
         store = LocalFeatureStore(Path(tmp), index_cfg.key)
+        scorer = SiftScorer(store, query_cfg, VerificationConfig(geometry=args.geometry))
         start = time.perf_counter()
         n_keypoints = []
         for image in collection:
@@ -148,23 +153,30 @@ def main() -> None:
             cand_ids = [pool[i % len(pool)] for i in range(args.candidates)]
             cand_ids = [cand_ids[j] for j in rng.permutation(len(cand_ids))]
             scores = np.sort(rng.uniform(0.3, 0.9, args.candidates))[::-1]
-            candidates = [Candidate(i, float(s)) for i, s in zip(cand_ids, scores, strict=True)]
 
             t0 = time.perf_counter()
-            query_feats = extract_sift(query.pixels, query_cfg)
+            local = scorer.score(
+                QueryFeatures(np.zeros(1, np.float32), image=PILImage.fromarray(query.pixels)), cand_ids
+            )
             t1 = time.perf_counter()
-            loaded = store.load_many(cand_ids)
+            scored = ScoredCandidates(tuple(cand_ids), scores, (None,) * len(cand_ids), local, "sift")
+            hits = rank_candidates(scored, fusion)
             t2 = time.perf_counter()
-            result = reranker.rerank(query_feats, candidates, loaded)
-            t3 = time.perf_counter()
             if q == 0:
                 continue
-            timing = {"extract_query": t1 - t0, "load": t2 - t1, **result.timings, "total": t3 - t0}
+            timing = {
+                "extract_query": local.timings["query_features"],
+                "load": local.timings["load"],
+                "match": local.timings["match"],
+                "verify": local.timings["verify"],
+                "fuse": t2 - t1,
+                "total": t2 - t0,
+            }
             for stage in per_stage:
                 per_stage[stage].append(timing[stage])
             if same:  # is the candidate with the most inliers of the query's landmark?
                 top1_possible += 1
-                best = max(result.hits, key=lambda h: h.local_score or 0.0)
+                best = max(hits, key=lambda h: h.local_score or 0.0)
                 top1_correct += landmark_of[best.image_id] == query.landmark
 
     print(f"{len(queries)} queries x {args.candidates} candidates (query {args.query_keypoints} keypoints)")

@@ -9,9 +9,6 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 TASKS = "workers.tasks"
-# Transitional, issue 10: schedule_local_features still imports its task; it switches to
-# send_batches_on_commit(task_names.EXTRACT_LOCAL_FEATURES, ...). Remove the entry with that change.
-NOT_YET_BY_NAME = {"webapp/reranking/services.py"}
 
 
 def _imported_modules(path: Path) -> Iterator[str]:
@@ -35,7 +32,7 @@ def _task_imports(paths: Iterator[Path]) -> dict[str, list[str]]:
 
 def test_no_webapp_module_imports_a_task_module() -> None:
     offenders = _task_imports(ROOT.glob("webapp/**/*.py"))
-    assert set(offenders) <= NOT_YET_BY_NAME, offenders
+    assert not offenders, offenders
 
 
 def test_dispatch_and_the_task_names_import_no_task_module() -> None:

@@ -107,6 +107,9 @@ UPLOAD_MAX_BYTES = env_int("UPLOAD_MAX_BYTES", 20 * 1024 * 1024)
 UPLOAD_MAX_FILES = env_int("UPLOAD_MAX_FILES", 200)
 # Decoding more pixels than this is treated as a decompression bomb.
 IMAGE_MAX_PIXELS = env_int("IMAGE_MAX_PIXELS", 64_000_000)
+# Query and index photos are decoded alike: a JPEG larger than needed is DCT-decoded down to no less than
+# this long side (2x the network's input size), then each feature resizes the same pixels.
+DECODE_DRAFT_LONG_SIDE = env_int("DECODE_DRAFT_LONG_SIDE", 768)
 DATA_UPLOAD_MAX_MEMORY_SIZE = UPLOAD_MAX_BYTES + 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 4 * 1024 * 1024
 DATA_UPLOAD_MAX_NUMBER_FILES = UPLOAD_MAX_FILES

@@ -170,7 +170,8 @@ def _sample_homography(
     src = np.array([[0, 0], [width - 1, 0], [width - 1, height - 1], [0, height - 1]], np.float64)
     centred = src - [(width - 1) / 2, (height - 1) / 2]
     fit = min(out_w / width, out_h / height)
-    best, best_visible = np.eye(3), -1.0
+    best: np.ndarray = np.eye(3)
+    best_visible = -1.0
     for _ in range(attempts):
         scale = fit * rng.uniform(*scale_range)
         angle = np.deg2rad(rng.uniform(-max_rotation_deg, max_rotation_deg))

@@ -17,9 +17,10 @@ import numpy as np
 
 from retrieval_core.eval.feature_cache import FeatureCache
 from retrieval_core.features.global_ import GlobalDescriptorExtractor
-from retrieval_core.features.sift import LocalFeatures, SiftConfig, extract_sift
-from retrieval_core.imaging import ImageLoadError, load_image
+from retrieval_core.features.sift import LocalFeatures, SiftConfig
+from retrieval_core.imaging import ImageLoadError
 from retrieval_core.rerank.patches import PatchMethod
+from retrieval_core.search.decode import DecodePolicy, index_local_features, local_features_key
 
 __all__ = ["PatchConfig", "ensure_cnn_features", "ensure_sift", "global_key", "patch_key"]
 
@@ -84,12 +85,15 @@ def ensure_cnn_features(
 def ensure_sift(
     cache: FeatureCache,
     cfg: SiftConfig,
+    policy: DecodePolicy,
     paths: Mapping[str, Path],
     ids: Sequence[str],
     progress: Progress | None = None,
 ) -> list[str]:
-    """Make sure ``cache`` holds SIFT features of ``ids`` under ``cfg``; returns messages of failures."""
-    todo = cache.sift_missing(cfg, ids)
+    """Make sure ``cache`` holds SIFT features of ``ids`` under ``cfg``, extracted by the product's own
+    index-time function (``index_local_features``); returns messages of failures."""
+    key = local_features_key(cfg, policy)
+    todo = cache.sift_missing(key, ids)
     failures: list[str] = []
     for start in range(0, len(todo), _CHUNK):
         features: dict[str, LocalFeatures] = {}
@@ -97,13 +101,12 @@ def ensure_sift(
         for image_id in todo[start : start + _CHUNK]:
             t0 = time.perf_counter()
             try:
-                pixels = np.asarray(load_image(paths[image_id], draft_long_side=cfg.long_side))
-                features[image_id] = extract_sift(pixels, cfg)
+                features[image_id] = index_local_features(paths[image_id], cfg, policy)
             except ImageLoadError as error:
                 failures.append(f"{image_id}: {error}")
                 features[image_id] = LocalFeatures.empty((1, 1))
             seconds[image_id] = time.perf_counter() - t0
-        cache.put_sift(cfg, features, seconds)
+        cache.put_sift(key, features, seconds)
         if progress is not None:
             progress(start + len(features), len(todo))
     return failures

@@ -8,7 +8,7 @@ image ids in row order). A write puts generation ``g + 1`` beside the old one, t
 per image. SIFT goes through ``LocalFeatureStore`` under ``root/sift`` (file names are hashes of the ids:
 relpaths may hold characters a store name may not), with seconds in ``root/sift/<key>.seconds.json``;
 VLAD codebooks lie in ``root/codebooks/<name>.npy``. A key names the extractor's settings
-(``EmbeddingConfig.version_key``, ``SiftConfig.key``), so changed settings start a new entry instead of
+(``EmbeddingConfig.version_key``, ``local_features_key``), so changed settings start a new entry instead of
 mixing features.
 
 A key is read whole into memory, which suits evaluation sets up to a few hundred thousand images.
@@ -17,6 +17,7 @@ A key is read whole into memory, which suits evaluation sets up to a few hundred
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
@@ -24,11 +25,12 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
 from retrieval_core.atomic import atomic_write
-from retrieval_core.features.sift import LocalFeatures, SiftConfig
+from retrieval_core.features.sift import LocalFeatures
 from retrieval_core.features.store import LocalFeatureStore
 from retrieval_core.features.vlad import load_codebook, save_codebook
 
@@ -141,38 +143,38 @@ class FeatureCache:
 
     # SIFT --------------------------------------------------------------------------------------------
 
-    def sift_store(self, cfg: SiftConfig) -> LocalFeatureStore:
-        return LocalFeatureStore(self.root / "sift", cfg.key)
+    def sift_store(self, key: str) -> LocalFeatureStore:
+        return LocalFeatureStore(self.root / "sift", key)
 
-    def sift_missing(self, cfg: SiftConfig, ids: Sequence[str]) -> list[str]:
-        store = self.sift_store(cfg)
+    def sift_missing(self, key: str, ids: Sequence[str]) -> list[str]:
+        store = self.sift_store(key)
         return [image_id for image_id in ids if not store.has(_file_id(image_id))]
 
     def put_sift(
-        self, cfg: SiftConfig, features: Mapping[str, LocalFeatures], seconds: Mapping[str, float]
+        self, key: str, features: Mapping[str, LocalFeatures], seconds: Mapping[str, float]
     ) -> None:
-        store = self.sift_store(cfg)
+        store = self.sift_store(key)
         for image_id, feats in features.items():
             store.save(_file_id(image_id), feats)
-        log = self._sift_seconds(cfg)
+        log = self._sift_seconds(key)
         log.update({image_id: float(seconds.get(image_id, np.nan)) for image_id in features})
-        path = self.root / "sift" / f"{cfg.key}.seconds.json"
+        path = self.root / "sift" / f"{key}.seconds.json"
         atomic_write(path, lambda handle: handle.write(json.dumps(log).encode()))
-        self.stats.computed[cfg.key] += len(features)
+        self.stats.computed[key] += len(features)
 
-    def load_sift(self, cfg: SiftConfig, ids: Sequence[str]) -> dict[str, LocalFeatures]:
+    def load_sift(self, key: str, ids: Sequence[str]) -> dict[str, LocalFeatures]:
         """Features by id; ``KeyError`` for an id never stored."""
-        store = self.sift_store(cfg)
+        store = self.sift_store(key)
         out = {image_id: store.load(_file_id(image_id)) for image_id in ids}
-        self.stats.loaded[cfg.key] += len(out)
+        self.stats.loaded[key] += len(out)
         return out
 
-    def sift_seconds(self, cfg: SiftConfig, ids: Sequence[str]) -> np.ndarray:
-        log = self._sift_seconds(cfg)
+    def sift_seconds(self, key: str, ids: Sequence[str]) -> np.ndarray:
+        log = self._sift_seconds(key)
         return np.array([log.get(image_id, np.nan) for image_id in ids], np.float64)
 
-    def sift_nbytes(self, cfg: SiftConfig, ids: Sequence[str]) -> int:
-        store = self.sift_store(cfg)
+    def sift_nbytes(self, key: str, ids: Sequence[str]) -> int:
+        store = self.sift_store(key)
         return sum(store.path_for(_file_id(image_id)).stat().st_size for image_id in ids)
 
     # VLAD codebooks ----------------------------------------------------------------------------------
@@ -215,7 +217,8 @@ class FeatureCache:
                 meta = json.loads(index.read_text())
                 g = int(meta["generation"])
                 arrays = [np.load(directory / f"{n}.{g}.npy", allow_pickle=False) for n in _ARRAYS]
-                self._blocks[key] = _Block(list(meta["ids"]), *arrays, generation=g)
+                rows, offsets, seconds = arrays
+                self._blocks[key] = _Block(list(meta["ids"]), rows, offsets, seconds, generation=g)
             else:
                 self._blocks[key] = _Block([], np.zeros((0,), np.float32), np.zeros(1, np.int64), np.zeros(0))
         return self._blocks[key]
@@ -230,16 +233,20 @@ class FeatureCache:
         directory.mkdir(parents=True, exist_ok=True)
         old, g = self._block(key).generation, self._block(key).generation + 1
         for name, array in zip(_ARRAYS, (block.rows, block.offsets, block.seconds), strict=True):
-            atomic_write(directory / f"{name}.{g}.npy", lambda handle, a=array: np.save(handle, a))
+            atomic_write(directory / f"{name}.{g}.npy", functools.partial(_save_array, array=array))
         meta = json.dumps({"generation": g, "ids": block.ids}).encode()
         atomic_write(directory / "index.json", lambda handle: handle.write(meta))
         for name in _ARRAYS:
             (directory / f"{name}.{old}.npy").unlink(missing_ok=True)
         self._blocks[key] = _Block(block.ids, block.rows, block.offsets, block.seconds, generation=g)
 
-    def _sift_seconds(self, cfg: SiftConfig) -> dict[str, float]:
-        path = self.root / "sift" / f"{cfg.key}.seconds.json"
+    def _sift_seconds(self, key: str) -> dict[str, float]:
+        path = self.root / "sift" / f"{key}.seconds.json"
         return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def _save_array(handle: BinaryIO, array: np.ndarray) -> None:
+    np.save(handle, array)
 
 
 def _file_id(image_id: str) -> str:

@@ -1,17 +1,21 @@
 """The experiment ladder (E1-E7 of the thesis) on one collection, as one parameterised run.
 
-- E1 (first model: pretrained) and E2, E3, ... (further models: trained checkpoints): global search, brute
-  force cosine in numpy over the index (the evaluation needs no vector database).
+Every rung searches through the product's own ``SearchPipeline``: the same candidate selection, local
+scorers, fusion and ranking as ``POST /api/search/``. What differs is only where vectors and features come
+from: an exact in-memory ``ExactIndex`` over cached vectors instead of Milvus (so figures do not depend on
+ANN recall), and a ``FeatureCache`` filled by the product's own extraction functions.
+
+- E1 (first model: pretrained) and E2, E3, ... (further models: trained checkpoints): global search.
 - The best global model is the one with the highest mAP on the VALIDATION queries; its top ``top_k`` hits
-  per query are re-ranked by E5 SIFT (``Reranker``: matching, MAGSAC verification, inlier fusion), E6 VLAD
-  (codebook learnt on index images' RootSIFT, never on a query) and E7 CNN patches (from the same forward
+  per query are re-ranked by E5 SIFT (verified inliers), E6 VLAD (codebook learnt on index images'
+  RootSIFT, never on a query; optionally PCA-whitened as served) and E7 CNN patches (from the same forward
   pass as the global vector). ``best`` repeats the re-ranking with the highest validation mAP.
 - Each local method scores the candidates once; the fusion weight v is then chosen on the validation
   queries with ``tune_fusion_weight`` and applied unchanged to the reported queries.
 
-Latency per query = query embedding (timed one query at a time when extracted) + search + the local stage
-(query local features, loading the candidates' features, matching / scoring). Features come from a
-``FeatureCache``, so a second run (another grid, another top_k) extracts nothing.
+Latency per query = query embedding (timed one query at a time when extracted) + the pipeline's search
+(index search, query local features, loading the candidates' features, matching / scoring, fusion).
+Features come from a ``FeatureCache``, so a second run (another grid, another top_k) extracts nothing.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,13 +41,19 @@ from retrieval_core.eval.metrics import average_precision_at_k, precision_at_k, 
 from retrieval_core.eval.protocol import EvalProtocol, EvalQuery, ProtocolConfig, QuerySet, build_protocol
 from retrieval_core.eval.report import REPEATED_ROW, LadderReport, LadderRow
 from retrieval_core.features.global_ import GlobalDescriptorExtractor
-from retrieval_core.features.sift import SiftConfig
-from retrieval_core.features.vlad import train_codebook, vlad
+from retrieval_core.features.sift import LocalFeatures, SiftConfig
+from retrieval_core.features.vlad import VladEncoder, fit_pca_whitening, train_codebook, vlad
+from retrieval_core.index.exact import ExactIndex
 from retrieval_core.models.embedding import IMAGENET, EmbeddingConfig
-from retrieval_core.rerank.fusion import Candidate, FusionConfig, LocalMethod, fuse
-from retrieval_core.rerank.patches import patch_similarity
-from retrieval_core.rerank.reranker import Reranker, RerankerConfig
-from retrieval_core.rerank.tuning import DEFAULT_GRID, tune_fusion_weight
+from retrieval_core.rerank.fusion import FusionConfig, LocalMethod
+from retrieval_core.rerank.patch_scorer import PatchScorer
+from retrieval_core.rerank.scorer import GlobalOnlyScorer, LocalScorer, QueryFeatures
+from retrieval_core.rerank.sift_scorer import SiftScorer, VerificationConfig
+from retrieval_core.rerank.vlad_scorer import VladScorer
+from retrieval_core.search.config import SearchConfig
+from retrieval_core.search.decode import DecodePolicy, local_features_key
+from retrieval_core.search.pipeline import ScoredCandidates, SearchPipeline, rank_candidates
+from retrieval_core.search.tuning import DEFAULT_GRID, tune_fusion_weight
 
 __all__ = ["LadderProgress", "run_ladder"]
 
@@ -51,35 +61,27 @@ LadderProgress = Callable[[str, int, int], None]
 """``progress(stage, done, total)``."""
 
 _LOCAL_IDS: dict[LocalMethod, str] = {"sift": "E5", "vlad": "E6", "patches": "E7"}
-_PRETRAINED, _SIFT, _RERANKER = EmbeddingConfig(), SiftConfig(), RerankerConfig()
+_PRETRAINED, _SIFT, _VERIFICATION, _FUSION = (
+    EmbeddingConfig(),
+    SiftConfig(),
+    VerificationConfig(),
+    FusionConfig(),
+)
 _PATCHES, _PROTOCOL = PatchConfig(), ProtocolConfig()
 
-
-@dataclass(frozen=True, eq=False)
-class _Hits:
-    """Top-k global hits of one query: index relpaths, raw cosines, and the search's seconds."""
-
-    ids: tuple[str, ...]
-    scores: np.ndarray
-    seconds: float
-
-
-@dataclass(frozen=True, eq=False)
-class _Local:
-    """Raw local scores per query (one per hit, NaN = no data) and seconds of the query's local stage."""
-
-    raw: dict[str, np.ndarray] = field(default_factory=dict)
-    seconds: dict[str, float] = field(default_factory=dict)
+Scored = dict[str, tuple[ScoredCandidates, float]]
+"""Per query relpath: the pipeline's scored candidates and the seconds the pipeline took."""
 
 
 @dataclass(frozen=True, eq=False)
 class _Global:
-    """One global model's hits on both query sets and its query embedding seconds."""
+    """One global model: its extractor, an exact index per query set, and query embedding seconds."""
 
     model_id: str
     config: EmbeddingConfig
     extractor: GlobalDescriptorExtractor
-    hits: dict[str, dict[str, _Hits]]
+    indexes: dict[str, ExactIndex]
+    vectors: dict[str, np.ndarray]
     embed_seconds: dict[str, float]
 
 
@@ -91,6 +93,7 @@ class _Run:
     cache: FeatureCache
     top_k: int
     grid: Sequence[float]
+    fusion: FusionConfig
     notes: list[str]
     progress: LadderProgress | None
     paths: dict[str, Path] = field(init=False)
@@ -115,8 +118,10 @@ def run_ladder(
     model_ids: Sequence[str] | None = None,
     sift: SiftConfig = _SIFT,
     query_sift: SiftConfig | None = None,
-    reranker: RerankerConfig = _RERANKER,
+    verification: VerificationConfig = _VERIFICATION,
+    fusion: FusionConfig = _FUSION,
     vlad_k: int = 64,
+    vlad_whiten: int = 0,
     patches: PatchConfig | None = _PATCHES,
     fusion_grid: Sequence[float] = DEFAULT_GRID,
     top_k: int = 100,
@@ -127,8 +132,9 @@ def run_ladder(
 ) -> LadderReport:
     """Run every rung on the collection at ``root`` and return the report (see the module docstring).
 
-    ``vlad_k=0`` skips E6, ``patches=None`` skips E7; ``query_sift`` (default ``sift``) may use fewer
-    keypoints for queries. Features are cached under ``cache_dir`` (one cache per collection).
+    ``vlad_k=0`` skips E6 (``vlad_whiten`` > 0 PCA-whitens its VLADs to that many dimensions, as
+    ``build_local_features --vlad-whiten`` does), ``patches=None`` skips E7; ``query_sift`` (default
+    ``sift``) may use fewer keypoints for queries. Features are cached under ``cache_dir``.
     """
     if not models:
         raise ValueError("need at least one model (the first is the pretrained E1)")
@@ -146,7 +152,9 @@ def run_ladder(
     if not proto.queries:
         raise ValueError(f"{root}: no reported query has a relevant index image ({proto.summary()})")
     cache = FeatureCache(cache_dir, collection=proto.root)
-    run = _Run(proto, cache, top_k, fusion_grid, list(proto.notes), progress)
+    run = _Run(
+        proto, cache, top_k, fusion_grid, dataclasses.replace(fusion, top_k=top_k), [*proto.notes], progress
+    )
 
     models_run: list[_Global] = []
     rows: list[LadderRow] = []
@@ -156,11 +164,12 @@ def run_ladder(
         rows.append(_global_row(run, models_run[-1]))
 
     best_model = _best_global(run, models_run, rows)
-    local_rows = [_sift_row(run, best_model, sift, query_sift, reranker)]
+    policy = DecodePolicy.for_embedding(best_model.config)
+    local_rows = [_sift_row(run, best_model, sift, query_sift, verification, policy)]
     if vlad_k > 0:
-        local_rows.append(_vlad_row(run, best_model, sift, query_sift, reranker.fusion, vlad_k))
+        local_rows.append(_vlad_row(run, best_model, sift, query_sift, policy, vlad_k, vlad_whiten))
     if patches is not None:
-        local_rows.append(_patch_row(run, best_model, patches, reranker.fusion))
+        local_rows.append(_patch_row(run, best_model, patches))
     rows.extend(local_rows)
     tuned = [row for row in local_rows if row.validation_map is not None]
     if tuned:
@@ -172,8 +181,11 @@ def run_ladder(
         "best_global": best_model.model_id,
         "sift": sift.key,
         "query_sift": query_sift.key,
-        "reranker": dataclasses.asdict(reranker),
+        "decode": dataclasses.asdict(policy),
+        "verification": dataclasses.asdict(verification),
+        "fusion": dataclasses.asdict(run.fusion),
         "vlad_k": vlad_k,
+        "vlad_whiten": vlad_whiten,
         "patches": None if patches is None else dataclasses.asdict(patches),
         "fusion_grid": [float(v) for v in fusion_grid],
         "protocol": dataclasses.asdict(protocol),
@@ -197,7 +209,7 @@ def _run_global(
     patches: PatchConfig | None,
     batch_size: int,
 ) -> _Global:
-    """Extract (or load) the model's vectors (and patches) and search both query sets."""
+    """Extract (or load) the model's vectors (and patches); an exact index per query set."""
     reported = [q.relpath for q in run.proto.queries]
     asked = set(reported)
     rest = [name for name in run.proto.images if name not in asked]
@@ -217,33 +229,42 @@ def _run_global(
     )
     run.notes.extend(failed)
     key = global_key(extractor)
-    hits = {name: _search(cache, key, query_set, run.top_k) for name, query_set in run.sets.items()}
+    indexes = {
+        name: ExactIndex(query_set.index, cache.load_matrix(key, query_set.index))
+        for name, query_set in run.sets.items()
+        if query_set.queries and query_set.index
+    }
+    queries = [q.relpath for query_set in run.sets.values() for q in query_set.queries]
+    vectors = dict(zip(queries, cache.load_matrix(key, queries).astype(np.float32), strict=True))
     embed = dict(zip(reported, cache.seconds(key, reported).tolist(), strict=True))
-    return _Global(model_id, extractor.config, extractor, hits, embed)
+    return _Global(model_id, extractor.config, extractor, indexes, vectors, embed)
 
 
-def _search(cache: FeatureCache, key: str, query_set: QuerySet, top_k: int) -> dict[str, _Hits]:
-    """Exact cosine top ``k`` per query; ties by index order, so rankings are reproducible."""
-    if not query_set.queries or not query_set.index:
-        return {}
-    index = cache.load_matrix(key, query_set.index).astype(np.float32)
-    queries = cache.load_matrix(key, [q.relpath for q in query_set.queries]).astype(np.float32)
-    k = min(top_k, len(query_set.index))
-    out: dict[str, _Hits] = {}
-    for query, vector in zip(query_set.queries, queries, strict=True):
-        t0 = time.perf_counter()
-        scores = index @ vector
-        top = np.argpartition(-scores, k - 1)[:k]
-        top = top[np.lexsort((top, -scores[top]))]
-        seconds = time.perf_counter() - t0
-        out[query.relpath] = _Hits(
-            tuple(query_set.index[i] for i in top), scores[top].astype(np.float64), seconds
-        )
+def _score(
+    run: _Run,
+    model: _Global,
+    scorer: LocalScorer,
+    query_features: Callable[[str], QueryFeatures],
+) -> dict[str, Scored]:
+    """Candidates and raw scores of every query of both sets, through the product's pipeline."""
+    out: dict[str, Scored] = {}
+    config = SearchConfig(k=run.top_k, fusion=run.fusion)
+    for name, query_set in run.sets.items():
+        out[name] = {}
+        index = model.indexes.get(name)
+        if index is None:
+            continue
+        pipeline = SearchPipeline(model.extractor, index, scorer, config)
+        for query in query_set.queries:
+            features = query_features(query.relpath)
+            t0 = time.perf_counter()
+            scored = pipeline.score(features, pipeline.candidates(features, run.top_k))
+            out[name][query.relpath] = (scored, time.perf_counter() - t0)
     return out
 
 
 def _scores(
-    queries: Sequence[EvalQuery], rankings: Mapping[str, Sequence[str]], k: int
+    queries: Sequence[EvalQuery], rankings: Mapping[str, Sequence[Hashable]], k: int
 ) -> tuple[float, float, float, dict[str, float]]:
     """mAP@k, mean P@10, mean recall@k and per-query AP@k (junk removed, GLDv2 normaliser)."""
     per_query: dict[str, float] = {}
@@ -264,18 +285,21 @@ def _scores(
     )
 
 
-def _validation_map(
-    queries: Sequence[EvalQuery], rankings: Mapping[str, Sequence[str]], k: int
-) -> float | None:
-    return _scores(queries, rankings, k)[0] if queries else None
+def _rankings(scored: Scored, fusion: FusionConfig) -> dict[str, tuple[str, ...]]:
+    """Each query's ranking exactly as the product orders it (``rank_candidates``)."""
+    return {q: tuple(str(hit.image_id) for hit in rank_candidates(s, fusion)) for q, (s, _) in scored.items()}
+
+
+def _validation_map(run: _Run, scored: Scored, fusion: FusionConfig) -> float | None:
+    queries = run.proto.validation.queries
+    return _scores(queries, _rankings(scored, fusion), run.top_k)[0] if queries and scored else None
 
 
 def _global_row(run: _Run, model: _Global) -> LadderRow:
-    hits = model.hits["reported"]
-    rankings = {q: h.ids for q, h in hits.items()}
+    scored = _score(run, model, GlobalOnlyScorer(), lambda q: QueryFeatures(vector=model.vectors[q]))
+    rankings = _rankings(scored["reported"], run.fusion)
     mean_ap, p10, recall, per_query = _scores(run.proto.queries, rankings, run.top_k)
-    latency = [model.embed_seconds[q] + h.seconds for q, h in hits.items()]
-    validation = {q: h.ids for q, h in model.hits["validation"].items()}
+    latency = [model.embed_seconds[q] + seconds for q, (_, seconds) in scored["reported"].items()]
     return LadderRow(
         id=model.model_id,
         method=_model_name(model.config),
@@ -285,7 +309,7 @@ def _global_row(run: _Run, model: _Global) -> LadderRow:
         median_latency_ms=1e3 * float(np.nanmedian(latency)),
         index_bytes=_global_bytes(run, model),
         weight_global=None,
-        validation_map=_validation_map(run.proto.validation.queries, validation, run.top_k),
+        validation_map=_validation_map(run, scored["validation"], run.fusion),
         per_query_ap=per_query,
         rankings=rankings,
     )
@@ -300,132 +324,137 @@ def _best_global(run: _Run, models: Sequence[_Global], rows: Sequence[LadderRow]
     return models[max(scored)[1]]
 
 
+class _CachedSift:
+    """The evaluation cache as a ``LocalFeatureSource``."""
+
+    def __init__(self, cache: FeatureCache, key: str) -> None:
+        self.cache, self.key = cache, key
+
+    def load_many(self, image_ids: Sequence[Hashable]) -> dict[Hashable, LocalFeatures]:
+        found: dict[Hashable, LocalFeatures] = {}
+        found.update(self.cache.load_sift(self.key, [str(i) for i in image_ids]))
+        return found
+
+
+class _CachedPatches:
+    """The evaluation cache as a ``PatchSource``."""
+
+    def __init__(self, cache: FeatureCache, key: str) -> None:
+        self.cache, self.key = cache, key
+
+    def load_many(self, image_ids: Sequence[Hashable]) -> dict[Hashable, np.ndarray]:
+        ids = [str(i) for i in image_ids]
+        return dict(zip(ids, self.cache.load(self.key, ids), strict=True))
+
+
+def _all_queries(run: _Run) -> list[str]:
+    return [q.relpath for query_set in run.sets.values() for q in query_set.queries]
+
+
+def _ensure_sift(
+    run: _Run, sift: SiftConfig, query_sift: SiftConfig, policy: DecodePolicy
+) -> tuple[str, str]:
+    """Index and query SIFT in the cache, extracted as the product extracts them; their cache keys."""
+    proto = run.proto
+    index_images = sorted({*proto.index, *proto.validation.index})
+    run.notes.extend(
+        ensure_sift(run.cache, query_sift, policy, run.paths, _all_queries(run), run.stage("SIFT queries"))
+    )
+    run.notes.extend(ensure_sift(run.cache, sift, policy, run.paths, index_images, run.stage("SIFT index")))
+    return local_features_key(sift, policy), local_features_key(query_sift, policy)
+
+
+def _with_query_sift(
+    run: _Run, model: _Global, key: str
+) -> tuple[Callable[[str], QueryFeatures], dict[str, float]]:
+    """Query features with cached SIFT, and each reported query's SIFT extraction seconds."""
+    queries = _all_queries(run)
+    features = run.cache.load_sift(key, queries)
+    seconds = dict(zip(queries, run.cache.sift_seconds(key, queries).tolist(), strict=True))
+    return lambda q: QueryFeatures(vector=model.vectors[q], sift=features[q]), seconds
+
+
 def _sift_row(
-    run: _Run, model: _Global, sift: SiftConfig, query_sift: SiftConfig, reranker: RerankerConfig
+    run: _Run,
+    model: _Global,
+    sift: SiftConfig,
+    query_sift: SiftConfig,
+    verification: VerificationConfig,
+    policy: DecodePolicy,
 ) -> LadderRow:
     """E5: verified SIFT inliers fused with the global score."""
-    _ensure_sift(run, sift, query_sift)
-    fusion = dataclasses.replace(reranker.fusion, top_k=run.top_k, local_method="sift")
-    sift_reranker = Reranker(dataclasses.replace(reranker, fusion=fusion))
-    local = {
-        name: _sift_scores(run.cache, sift, query_sift, sift_reranker, model.hits[name]) for name in run.sets
-    }
-    name = f"{model.model_id} + SIFT re-rank ({reranker.geometry} verification)"
-    return _local_row(run, "sift", name, model, local, fusion, run.cache.sift_nbytes(sift, run.proto.index))
+    index_key, query_key = _ensure_sift(run, sift, query_sift, policy)
+    scorer = SiftScorer(
+        _CachedSift(run.cache, index_key), query_sift, verification, min_inliers=run.fusion.min_inliers
+    )
+    query_features, extract = _with_query_sift(run, model, query_key)
+    scored = _score(run, model, scorer, query_features)
+    name = f"{model.model_id} + SIFT re-rank ({verification.geometry} verification)"
+    local_bytes = run.cache.sift_nbytes(index_key, run.proto.index)
+    return _local_row(run, "sift", name, model, scored, extract, local_bytes)
 
 
 def _vlad_row(
-    run: _Run, model: _Global, sift: SiftConfig, query_sift: SiftConfig, fusion: FusionConfig, k: int
+    run: _Run,
+    model: _Global,
+    sift: SiftConfig,
+    query_sift: SiftConfig,
+    policy: DecodePolicy,
+    k: int,
+    whiten: int,
 ) -> LadderRow:
-    """E6: VLAD of the same SIFT features. The codebook is learnt on images in both indexes only, so
-    never on a reported or validation query."""
-    _ensure_sift(run, sift, query_sift)
+    """E6: VLAD of the same SIFT features. The codebook (and whitening) is learnt on images in both
+    indexes only, so never on a reported or validation query."""
+    index_key, query_key = _ensure_sift(run, sift, query_sift, policy)
     proto = run.proto
-    codebook = _codebook(run.cache, sift, sorted(set(proto.index) & set(proto.validation.index)), k)
+    train_ids = sorted(set(proto.index) & set(proto.validation.index))
+    encoder = _vlad_encoder(run, index_key, train_ids, k, whiten)
     index_images = sorted({*proto.index, *proto.validation.index})
-    index_features = run.cache.load_sift(sift, index_images)
-    index_vlads = {image: vlad(feats.descriptors, codebook) for image, feats in index_features.items()}
-    local = {
-        name: _vlad_scores(run.cache, query_sift, codebook, index_vlads, model.hits[name])
-        for name in run.sets
-    }
-    fusion = dataclasses.replace(fusion, top_k=run.top_k, local_method="vlad")
-    index_bytes = sum(index_vlads[image].nbytes for image in proto.index)
-    return _local_row(
-        run, "vlad", f"{model.model_id} + VLAD re-rank (k={k})", model, local, fusion, index_bytes
-    )
+    index_features = run.cache.load_sift(index_key, index_images)
+    vectors = np.stack([encoder.encode(index_features[image].descriptors) for image in index_images])
+    scorer = VladScorer(encoder, ExactIndex(index_images, vectors), query_sift)
+    query_features, extract = _with_query_sift(run, model, query_key)
+    scored = _score(run, model, scorer, query_features)
+    index_bytes = len(proto.index) * vectors.shape[1] * vectors.dtype.itemsize
+    whitened = f", PCA-whitened to {vectors.shape[1]}" if whiten else ""
+    name = f"{model.model_id} + VLAD re-rank (k={k}{whitened})"
+    return _local_row(run, "vlad", name, model, scored, extract, index_bytes)
 
 
-def _patch_row(run: _Run, model: _Global, patches: PatchConfig, fusion: FusionConfig) -> LadderRow:
+def _vlad_encoder(run: _Run, key: str, train_ids: Sequence[str], k: int, whiten: int) -> VladEncoder:
+    digest = hashlib.sha256("\n".join(train_ids).encode()).hexdigest()[:12]
+    name = f"vlad-{key}-k{k}-{digest}"
+
+    def train() -> np.ndarray:
+        features = run.cache.load_sift(key, list(train_ids))
+        return train_codebook(np.concatenate([f.descriptors for f in features.values()]), k=k, seed=0)
+
+    centroids = run.cache.codebook(name, train, {"extractor_key": key, "images": len(train_ids), "seed": 0})
+    if not whiten:
+        return VladEncoder(centroids)
+    features = run.cache.load_sift(key, list(train_ids))
+    vlads = np.stack([vlad(f.descriptors, centroids) for f in features.values() if len(f)])
+    return VladEncoder(centroids, fit_pca_whitening(vlads, min(whiten, len(vlads) - 1)))
+
+
+def _patch_row(run: _Run, model: _Global, patches: PatchConfig) -> LadderRow:
     """E7: CNN patch sets from the global model's own feature map."""
     key = patch_key(model.extractor, patches)
-    local = {name: _patch_scores(run.cache, key, patches, model.hits[name]) for name in run.sets}
-    fusion = dataclasses.replace(fusion, top_k=run.top_k, local_method="patches")
+    queries = _all_queries(run)
+    query_patches = dict(zip(queries, run.cache.load(key, queries), strict=True))
+    scorer = PatchScorer(_CachedPatches(run.cache, key), patches.method)
+    scored = _score(
+        run,
+        model,
+        scorer,
+        lambda q: QueryFeatures(vector=model.vectors[q], patches=query_patches[q].astype(np.float32)),
+    )
     name = f"{model.model_id} + CNN patch re-rank (top {patches.top_n}, {patches.method})"
-    return _local_row(run, "patches", name, model, local, fusion, run.cache.nbytes(key, run.proto.index))
-
-
-def _ensure_sift(run: _Run, sift: SiftConfig, query_sift: SiftConfig) -> None:
-    proto = run.proto
-    queries = [q.relpath for q in (*proto.queries, *proto.validation.queries)]
-    index_images = sorted({*proto.index, *proto.validation.index})
-    run.notes.extend(ensure_sift(run.cache, query_sift, run.paths, queries, run.stage("SIFT queries")))
-    run.notes.extend(ensure_sift(run.cache, sift, run.paths, index_images, run.stage("SIFT index")))
+    return _local_row(run, "patches", name, model, scored, {}, run.cache.nbytes(key, run.proto.index))
 
 
 def _global_bytes(run: _Run, model: _Global) -> int:
     return run.cache.nbytes(model.config.version_key, run.proto.index)
-
-
-def _sift_scores(
-    cache: FeatureCache,
-    sift: SiftConfig,
-    query_sift: SiftConfig,
-    reranker: Reranker,
-    hits: Mapping[str, _Hits],
-) -> _Local:
-    """Verified inliers per candidate; seconds = query SIFT + loading candidates' features + re-ranking."""
-    out = _Local()
-    query_features = cache.load_sift(query_sift, list(hits))
-    extract = dict(zip(hits, cache.sift_seconds(query_sift, list(hits)).tolist(), strict=True))
-    for q, h in hits.items():
-        t0 = time.perf_counter()
-        features = cache.load_sift(sift, h.ids)
-        candidates = [Candidate(i, float(score)) for i, score in zip(h.ids, h.scores, strict=True)]
-        result = reranker.rerank(query_features[q], candidates, features)
-        out.seconds[q] = extract[q] + time.perf_counter() - t0
-        raw = np.full(len(h.ids), np.nan)
-        for hit in result.hits:
-            if hit.evidence is not None:
-                raw[hit.global_rank] = hit.evidence.inliers
-        out.raw[q] = raw
-    return out
-
-
-def _codebook(cache: FeatureCache, sift: SiftConfig, train_ids: Sequence[str], k: int) -> np.ndarray:
-    digest = hashlib.sha256("\n".join(train_ids).encode()).hexdigest()[:12]
-    name = f"vlad-{sift.key}-k{k}-{digest}"
-
-    def train() -> np.ndarray:
-        features = cache.load_sift(sift, train_ids)
-        return train_codebook(np.concatenate([f.descriptors for f in features.values()]), k=k, seed=0)
-
-    return cache.codebook(name, train, {"extractor_key": sift.key, "images": len(train_ids), "seed": 0})
-
-
-def _vlad_scores(
-    cache: FeatureCache,
-    query_sift: SiftConfig,
-    codebook: np.ndarray,
-    index_vlads: Mapping[str, np.ndarray],
-    hits: Mapping[str, _Hits],
-) -> _Local:
-    """VLAD cosine per candidate, index VLADs precomputed (as a product would store them); seconds =
-    query SIFT + query VLAD + scoring."""
-    out = _Local()
-    query_features = cache.load_sift(query_sift, list(hits))
-    extract = dict(zip(hits, cache.sift_seconds(query_sift, list(hits)).tolist(), strict=True))
-    for q, h in hits.items():
-        t0 = time.perf_counter()
-        raw = np.stack([index_vlads[i] for i in h.ids]) @ vlad(query_features[q].descriptors, codebook)
-        empty = np.array([not index_vlads[i].any() for i in h.ids])
-        out.seconds[q] = extract[q] + time.perf_counter() - t0
-        out.raw[q] = np.where(empty | (len(query_features[q]) == 0), np.nan, raw.astype(np.float64))
-    return out
-
-
-def _patch_scores(cache: FeatureCache, key: str, cfg: PatchConfig, hits: Mapping[str, _Hits]) -> _Local:
-    """Patch-set similarity per candidate; seconds = loading the candidates' patches + scoring."""
-    out = _Local()
-    query_patches = dict(zip(hits, cache.load(key, list(hits)), strict=True))
-    for q, h in hits.items():
-        t0 = time.perf_counter()
-        mine = query_patches[q].astype(np.float32)
-        theirs = cache.load(key, h.ids)
-        raw = [patch_similarity(mine, p.astype(np.float32), cfg.method) if len(p) else np.nan for p in theirs]
-        out.seconds[q] = time.perf_counter() - t0
-        out.raw[q] = np.array(raw, np.float64) if len(mine) else np.full(len(h.ids), np.nan)
-    return out
 
 
 def _local_row(
@@ -433,23 +462,31 @@ def _local_row(
     method: LocalMethod,
     name: str,
     model: _Global,
-    local: Mapping[str, _Local],
-    fusion: FusionConfig,
+    scored: Mapping[str, Scored],
+    extract_seconds: Mapping[str, float],
     local_bytes: int,
 ) -> LadderRow:
-    """Tune v on validation, fuse the reported queries with it, score."""
+    """Tune v on validation, rank the reported queries with it, score."""
     proto, k = run.proto, run.top_k
-    validation = [q for q in proto.validation.queries if q.relpath in model.hits["validation"]]
-    weight, table = fusion.weight_global, []
+    fusion = dataclasses.replace(run.fusion, local_method=method)
+    validation = [q for q in proto.validation.queries if q.relpath in scored["validation"]]
+    weight, table = fusion.weight_global, list[tuple[float, float]]()
     if validation:
-        weight, table = _tune(
-            validation, model.hits["validation"], local["validation"].raw, fusion, run.grid, k
+        weight, table = tune_fusion_weight(
+            [scored["validation"][q.relpath][0] for q in validation],
+            [q.positives for q in validation],
+            [q.junk for q in validation],
+            fusion=fusion,
+            grid=run.grid,
+            k=k,
         )
     chosen = dataclasses.replace(fusion, weight_global=weight)
-    hits = model.hits["reported"]
-    rankings = _fused_rankings(hits, local["reported"].raw, chosen)
+    rankings = _rankings(scored["reported"], chosen)
     mean_ap, p10, recall, per_query = _scores(proto.queries, rankings, k)
-    latency = [model.embed_seconds[q] + hits[q].seconds + local["reported"].seconds[q] for q in hits]
+    latency = [
+        model.embed_seconds[q] + extract_seconds.get(q, 0.0) + seconds
+        for q, (_, seconds) in scored["reported"].items()
+    ]
     return LadderRow(
         id=_LOCAL_IDS[method],
         method=name,
@@ -464,40 +501,6 @@ def _local_row(
         rankings=rankings,
         tuning=tuple(table),
     )
-
-
-def _tune(
-    queries: Sequence[EvalQuery],
-    hits: Mapping[str, _Hits],
-    raw: Mapping[str, np.ndarray],
-    fusion: FusionConfig,
-    grid: Sequence[float],
-    k: int,
-) -> tuple[float, list[tuple[float, float]]]:
-    """``tune_fusion_weight`` on the validation queries, junk candidates removed first."""
-    global_scores, local_scores, relevance, n_relevant = [], [], [], []
-    for q in queries:
-        h = hits[q.relpath]
-        keep = np.array([i not in q.junk for i in h.ids], bool)
-        global_scores.append(h.scores[keep])
-        local_scores.append(raw[q.relpath][keep])
-        relevance.append(np.array([i in q.positives for i in h.ids], bool)[keep])
-        n_relevant.append(len(q.positives))
-    return tune_fusion_weight(
-        global_scores, local_scores, relevance, grid=grid, cfg=fusion, n_relevant_per_query=n_relevant, k=k
-    )
-
-
-def _fused_rankings(
-    hits: Mapping[str, _Hits], raw: Mapping[str, np.ndarray], fusion: FusionConfig
-) -> dict[str, tuple[str, ...]]:
-    """Candidates per query by fused score (ties: better global rank first)."""
-    out = {}
-    for q, h in hits.items():
-        fused = fuse(h.scores, raw[q], fusion)
-        order = np.lexsort((np.arange(len(fused)), -fused))
-        out[q] = tuple(h.ids[i] for i in order)
-    return out
 
 
 def _model_name(config: EmbeddingConfig) -> str:

@@ -15,9 +15,14 @@ from __future__ import annotations
 
 from collections.abc import Hashable, Mapping, Sequence, Set
 from dataclasses import dataclass, field
+from typing import TypeVar
+
+QueryId = TypeVar("QueryId", bound=Hashable)
 
 
-def _relevance(ranked_ids: Sequence[Hashable], positives: Set, junk: Set, k: int | None) -> list[bool]:
+def _relevance(
+    ranked_ids: Sequence[Hashable], positives: Set[Hashable], junk: Set[Hashable], k: int | None
+) -> list[bool]:
     """``rel(i)`` for the first ``k`` non-junk results (all if ``k`` is None)."""
     if k is not None and k < 1:
         raise ValueError(f"k must be at least 1, got {k}")
@@ -37,7 +42,7 @@ def _relevance(ranked_ids: Sequence[Hashable], positives: Set, junk: Set, k: int
 
 
 def average_precision_at_k(
-    ranked_ids: Sequence[Hashable], positives: Set, k: int = 100, junk: Set = frozenset()
+    ranked_ids: Sequence[Hashable], positives: Set[Hashable], k: int = 100, junk: Set[Hashable] = frozenset()
 ) -> float | None:
     """GLDv2 AP@k of one query; None when it has no relevant index image (it cannot be scored)."""
     if not positives:
@@ -50,13 +55,15 @@ def average_precision_at_k(
     return total / min(len(positives), k)
 
 
-def precision_at_k(ranked_ids: Sequence[Hashable], positives: Set, k: int, junk: Set = frozenset()) -> float:
+def precision_at_k(
+    ranked_ids: Sequence[Hashable], positives: Set[Hashable], k: int, junk: Set[Hashable] = frozenset()
+) -> float:
     """Relevant results among the first ``k`` divided by ``k`` (a short list is not rewarded)."""
     return sum(_relevance(ranked_ids, positives, junk, k)) / k
 
 
 def recall_at_k(
-    ranked_ids: Sequence[Hashable], positives: Set, k: int, junk: Set = frozenset()
+    ranked_ids: Sequence[Hashable], positives: Set[Hashable], k: int, junk: Set[Hashable] = frozenset()
 ) -> float | None:
     """Share of the relevant images found in the first ``k``; None without relevant images."""
     if not positives:
@@ -64,7 +71,9 @@ def recall_at_k(
     return sum(_relevance(ranked_ids, positives, junk, k)) / len(positives)
 
 
-def first_hit_rank(ranked_ids: Sequence[Hashable], positives: Set, junk: Set = frozenset()) -> int | None:
+def first_hit_rank(
+    ranked_ids: Sequence[Hashable], positives: Set[Hashable], junk: Set[Hashable] = frozenset()
+) -> int | None:
     """1-based rank of the first relevant result (after removing junk); None if none is retrieved."""
     for rank, relevant in enumerate(_relevance(ranked_ids, positives, junk, None), start=1):
         if relevant:
@@ -96,10 +105,10 @@ class MAPResult:
 
 
 def mean_average_precision_at_k(
-    results: Mapping[Hashable, Sequence[Hashable]],
-    ground_truth: Mapping[Hashable, Set],
+    results: Mapping[QueryId, Sequence[Hashable]],
+    ground_truth: Mapping[QueryId, Set[Hashable]],
     k: int = 100,
-    junk: Mapping[Hashable, Set] | None = None,
+    junk: Mapping[QueryId, Set[Hashable]] | None = None,
     self_is_junk: bool = False,
 ) -> MAPResult:
     """GLDv2 mAP@k of ranked lists ``results[query]`` against relevant sets ``ground_truth[query]``.

@@ -15,7 +15,7 @@ from retrieval_core.eval.protocol import ProtocolConfig
 from retrieval_core.eval.splits import SplitConfig
 from retrieval_core.features.sift import SiftConfig
 from retrieval_core.models.embedding import EmbeddingConfig
-from retrieval_core.rerank.tuning import DEFAULT_GRID
+from retrieval_core.search.tuning import DEFAULT_GRID
 
 __all__ = ["LadderOptions"]
 

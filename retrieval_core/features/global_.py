@@ -13,7 +13,6 @@ from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -28,11 +27,13 @@ __all__ = ["ExtractionResult", "GlobalDescriptorExtractor", "ImageFailure"]
 Source = str | os.PathLike[str] | bytes
 ProgressCallback = Callable[[int, int], None]
 
-# JPEGs are DCT-decoded down to no less than this many times the network's input size.
-_DRAFT_MARGIN = 2
+# JPEGs are DCT-decoded down to no less than this many times the network's input size (query and
+# index images alike: retrieval_core.search.decode).
+DRAFT_MARGIN = 2
 
 
-class ImageFailure(NamedTuple):
+@dataclass(frozen=True)
+class ImageFailure:
     """An input that produced no vector: its position in the input and the user-facing reason."""
 
     index: int
@@ -139,6 +140,7 @@ class GlobalDescriptorExtractor:
         *,
         workers: int | None = None,
         patch_top_n: int = 0,
+        decode: Callable[[Source], Image.Image] | None = None,
     ) -> ExtractionResult:
         """Decode and embed image files (paths or encoded bytes), decoding in threads ahead of the network.
 
@@ -155,6 +157,8 @@ class GlobalDescriptorExtractor:
             progress: called as ``progress(done, N)`` after each batch and each failure.
             workers: decoding threads; defaults to ``min(8, cpu_count)``.
             patch_top_n: also keep this many CNN patch descriptors per image (``result.patches``).
+            decode: how a file becomes an RGB image (default `load`); the product passes its one decode
+                policy so index and query images are decoded alike.
         """
         total = len(sources)
         out = np.empty((total, self.dim), dtype=np.float32)
@@ -183,7 +187,7 @@ class GlobalDescriptorExtractor:
 
             def submit(n: int) -> None:
                 for i, src in todo:
-                    queue.append((i, pool.submit(self._load, src)))
+                    queue.append((i, pool.submit(self._load, src, decode)))
                     n -= 1
                     if n == 0:
                         return
@@ -221,11 +225,11 @@ class GlobalDescriptorExtractor:
         Raises:
             ImageLoadError: see `load_image`.
         """
-        draft = _DRAFT_MARGIN * self.config.image_size
+        draft = DRAFT_MARGIN * self.config.image_size
         return load_image(source, max_pixels=max_pixels, draft_long_side=draft)
 
-    def _load(self, source: Source) -> torch.Tensor:
-        return self.preprocess(self.load(source))
+    def _load(self, source: Source, decode: Callable[[Source], Image.Image] | None = None) -> torch.Tensor:
+        return self.preprocess(decode(source) if decode is not None else self.load(source))
 
 
 class _ShapeBuckets:

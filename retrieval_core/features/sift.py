@@ -140,7 +140,7 @@ def extract_sift(image: np.ndarray, cfg: SiftConfig | None = None) -> LocalFeatu
     sx, sy = width / gray.shape[1], height / gray.shape[0]
     pixel_scale = max(sx, sy)
 
-    sift = cv2.SIFT_create(
+    sift = cv2.SIFT.create(
         nfeatures=0 if cfg.grid else cfg.max_keypoints,
         nOctaveLayers=cfg.n_octave_layers,
         contrastThreshold=cfg.contrast_threshold,

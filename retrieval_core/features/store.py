@@ -63,7 +63,7 @@ class ShardedArrayStore:
 
     def save_arrays(self, image_id: ImageId, **arrays: np.ndarray) -> Path:
         """Write (or overwrite) the arrays of ``image_id`` atomically; returns the file path."""
-        return atomic_write(self.path_for(image_id), lambda handle: np.savez(handle, **arrays))
+        return atomic_write(self.path_for(image_id), lambda handle: np.savez(handle, **arrays))  # type: ignore[arg-type]
 
     def load_arrays(self, image_id: ImageId, names: tuple[str, ...]) -> tuple[np.ndarray, ...]:
         """The named arrays of ``image_id``; ``KeyError`` if absent, ``ValueError`` if unreadable."""

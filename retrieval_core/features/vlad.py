@@ -20,6 +20,7 @@ from retrieval_core.features.sift import descriptors_to_float
 
 __all__ = [
     "PcaWhitening",
+    "VladEncoder",
     "apply_pca_whitening",
     "fit_pca_whitening",
     "load_codebook",
@@ -105,6 +106,26 @@ def apply_pca_whitening(vlads: np.ndarray, pca: PcaWhitening) -> np.ndarray:
     out = (np.asarray(vlads, np.float32) - pca.mean) @ pca.projection
     norms = np.linalg.norm(out, axis=-1, keepdims=True)
     return (out / np.maximum(norms, 1e-12)).astype(np.float32)
+
+
+@dataclass(frozen=True, eq=False)
+class VladEncoder:
+    """A (k, 128) codebook and an optional PCA-whitening: local descriptors -> the vector that is stored at
+    index time and compared at query time (one function for both sides)."""
+
+    centroids: np.ndarray
+    whitening: PcaWhitening | None = None
+
+    @property
+    def dim(self) -> int:
+        return int(self.whitening.projection.shape[1] if self.whitening else self.centroids.size)
+
+    def encode(self, descriptors: np.ndarray) -> np.ndarray:
+        """(N, 128) descriptors -> (dim,) float32 unit vector (zeros when N == 0)."""
+        vector = vlad(descriptors, self.centroids)
+        if self.whitening is None or not vector.any():
+            return vector
+        return apply_pca_whitening(vector, self.whitening)
 
 
 def save_codebook(path: Path, codebook: np.ndarray, settings: Mapping[str, object]) -> None:

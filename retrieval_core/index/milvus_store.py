@@ -8,12 +8,17 @@ class talks to a Milvus Lite server, Milvus standalone or a cluster: only the UR
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
 from pymilvus import DataType, MilvusClient
 from pymilvus.exceptions import MilvusException
+
+from retrieval_core.index.protocol import CollectionMissingError, ImageId, VectorHit
+
+__all__ = ["HnswParams", "MilvusVectorStore", "VectorHit"]
 
 _COLLECTION_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,254}$")
 
@@ -29,15 +34,6 @@ class HnswParams:
     m: int = 16
     ef_construction: int = 200
     ef_search: int = 128
-
-
-@dataclass(frozen=True)
-class VectorHit:
-    """One search result: the image's primary key, its inner-product score and its landmark id."""
-
-    image_id: int
-    score: float
-    landmark_id: int | None
 
 
 class MilvusVectorStore:
@@ -136,25 +132,31 @@ class MilvusVectorStore:
         k: int = 10,
         *,
         landmark_id: int | None = None,
-        exclude_ids: Sequence[int] = (),
+        exclude_ids: Sequence[ImageId] = (),
+        filter_expression: str = "",
     ) -> list[list[VectorHit]]:
-        """Top-k neighbours of each query (Q, dim), best first, optionally within one landmark."""
+        """Top-k neighbours of each query (Q, dim), best first, optionally within one landmark.
+
+        Makes no has/describe/load call: a collection that does not exist raises
+        ``CollectionMissingError`` (collections are created at indexing and activation, not by searches).
+        """
         queries = np.atleast_2d(np.asarray(queries, dtype=np.float32))
         if queries.shape[1] != self.dim:
             raise ValueError(f"expected queries of shape (Q, {self.dim}), got {queries.shape}")
-        clauses = []
+        clauses = [f"({filter_expression})"] if filter_expression else []
         if landmark_id is not None:
             clauses.append(f"landmark_id == {int(landmark_id)}")
         if exclude_ids:
-            clauses.append(f"id not in [{', '.join(str(int(i)) for i in exclude_ids)}]")
-        results = self._client.search(
-            self.collection,
-            data=queries.tolist(),
-            limit=k,
-            filter=" and ".join(clauses),
-            output_fields=["landmark_id"],
-            search_params={"metric_type": "IP", "params": {"ef": max(self.hnsw.ef_search, k)}},
-        )
+            clauses.append(f"id not in [{', '.join(str(int(i)) for i in exclude_ids)}]")  # type: ignore[call-overload]
+        with _missing_collection_raises(self.collection):
+            results = self._client.search(
+                self.collection,
+                data=queries.tolist(),
+                limit=k,
+                filter=" and ".join(clauses),
+                output_fields=["landmark_id"],
+                search_params={"metric_type": "IP", "params": {"ef": max(self.hnsw.ef_search, k)}},
+            )
         return [
             [
                 VectorHit(
@@ -167,13 +169,16 @@ class MilvusVectorStore:
             for per_query in results
         ]
 
-    def get_vectors(self, image_ids: Sequence[int]) -> dict[int, np.ndarray]:
+    def get_vectors(self, image_ids: Sequence[ImageId]) -> dict[ImageId, np.ndarray]:
         """Stored vectors by id (ids not in the collection are absent from the result)."""
         if not image_ids:
             return {}
-        rows = self._client.query(
-            self.collection, ids=[int(i) for i in image_ids], output_fields=["id", "vector"]
-        )
+        with _missing_collection_raises(self.collection):
+            rows = self._client.query(
+                self.collection,
+                ids=[int(i) for i in image_ids],  # type: ignore[call-overload]
+                output_fields=["id", "vector"],
+            )
         return {int(row["id"]): np.asarray(row["vector"], dtype=np.float32) for row in rows}
 
     def count(self) -> int:
@@ -195,8 +200,22 @@ class MilvusVectorStore:
         self._client.close()
 
 
-def _landmark_or_none(value: object) -> int | None:
-    if value is None:
-        return None
-    value = int(value)  # type: ignore[call-overload]
-    return None if value < 0 else value
+@contextmanager
+def _missing_collection_raises(collection: str) -> Iterator[None]:
+    """Turn Milvus's "collection not found" into ``CollectionMissingError`` (other errors pass through)."""
+    try:
+        yield
+    except MilvusException as error:
+        message = str(error).lower()
+        if (
+            getattr(error, "code", None) == 100
+            or "collection not found" in message
+            or "does not exist" in message
+        ):
+            raise CollectionMissingError(f"the Milvus collection {collection!r} does not exist") from error
+        raise
+
+
+def _landmark_or_none(value: int | None) -> int | None:
+    """Milvus stores an unknown landmark as -1."""
+    return None if value is None or int(value) < 0 else int(value)

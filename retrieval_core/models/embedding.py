@@ -12,6 +12,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import timm
 import torch
@@ -20,7 +21,7 @@ from torch import nn
 
 from retrieval_core.models.pooling import GeM
 from retrieval_core.models.weights import WeightsError, imagenet_state_dict, load_checkpoint
-from retrieval_core.models.whitening import load_whitening
+from retrieval_core.models.whitening import LearnedWhitening, load_whitening
 
 __all__ = ["EmbeddingConfig", "EmbeddingNet", "build_embedding_net"]
 
@@ -99,10 +100,13 @@ class EmbeddingNet(nn.Module):
         self, backbone: str = "tf_efficientnet_lite0", *, gem_p: float = 3.0, num_classes: int = 1000
     ) -> None:
         super().__init__()
-        self.backbone = timm.create_model(backbone, pretrained=False, num_classes=num_classes)
+        # timm's models carry more API than nn.Module declares (pretrained_cfg, forward_features, ...).
+        network: Any = timm.create_model(backbone, pretrained=False, num_classes=num_classes)
+        self.backbone: Any = network
         self.pool = GeM(p=gem_p)
-        self.whitening: nn.Module | None = None  # set by build_embedding_net for checkpoints that learnt one
-        cfg = self.backbone.pretrained_cfg
+        # Set by build_embedding_net for checkpoints that learnt one.
+        self.whitening: LearnedWhitening | None = None
+        cfg: dict[str, Any] = network.pretrained_cfg
         self.mean: tuple[float, ...] = tuple(float(v) for v in cfg.get("mean", (0.5, 0.5, 0.5)))
         self.std: tuple[float, ...] = tuple(float(v) for v in cfg.get("std", (0.5, 0.5, 0.5)))
 

@@ -1,4 +1,5 @@
-"""Re-ranking global search hits with local evidence: matching, geometric verification, score fusion."""
+"""Re-ranking global search hits with local evidence: local scorers, matching, geometric verification,
+score fusion."""
 
 from retrieval_core.rerank.fusion import (
     Candidate,
@@ -12,25 +13,43 @@ from retrieval_core.rerank.fusion import (
     rank_fused,
 )
 from retrieval_core.rerank.matching import MatchMethod, match_descriptors
+from retrieval_core.rerank.patch_scorer import PatchScorer, PatchSource
 from retrieval_core.rerank.patches import PatchMethod, patch_similarity, select_patches
-from retrieval_core.rerank.reranker import Reranker, RerankerConfig, RerankResult
-from retrieval_core.rerank.tuning import tune_fusion_weight
+from retrieval_core.rerank.scorer import (
+    RERANK_METHODS,
+    GlobalOnlyScorer,
+    LocalScorer,
+    LocalScores,
+    QueryFeatures,
+    RerankMethod,
+)
+from retrieval_core.rerank.sift_scorer import LocalFeatureSource, SiftScorer, VerificationConfig
 from retrieval_core.rerank.verification import GeometryMethod, GeometryResult, RansacMethod, verify_geometry
+from retrieval_core.rerank.vlad_scorer import VladScorer
 
 __all__ = [
+    "RERANK_METHODS",
     "Candidate",
     "FusionConfig",
     "GeometryMethod",
     "GeometryResult",
+    "GlobalOnlyScorer",
+    "LocalFeatureSource",
     "LocalMethod",
+    "LocalScorer",
+    "LocalScores",
     "MatchEvidence",
     "MatchMethod",
     "PatchMethod",
+    "PatchScorer",
+    "PatchSource",
+    "QueryFeatures",
     "RansacMethod",
-    "RerankResult",
+    "RerankMethod",
     "RerankedHit",
-    "Reranker",
-    "RerankerConfig",
+    "SiftScorer",
+    "VerificationConfig",
+    "VladScorer",
     "fuse",
     "match_descriptors",
     "normalise_global",
@@ -38,6 +57,5 @@ __all__ = [
     "patch_similarity",
     "rank_fused",
     "select_patches",
-    "tune_fusion_weight",
     "verify_geometry",
 ]

@@ -15,7 +15,7 @@ from tests.conftest import write_query_split
 from webapp.catalog.models import Image
 from webapp.catalog.selectors import indexing_progress
 from webapp.embeddings.services import get_active_version, get_store
-from webapp.reranking.services import sift_store
+from webapp.reranking.local_features import sift_store
 
 pytestmark = [pytest.mark.services, pytest.mark.django_db(transaction=True)]
 
@@ -125,8 +125,8 @@ def test_photos_uploaded_in_the_collection_page_get_indexed_in_the_background(
 def test_codebook_tuning_and_every_rerank_method(
     tmp_path: Path, celery_worker_process: object, empty_vector_store: None, client: Client
 ) -> None:
+    from webapp.reranking.local_features import clear_caches, vlad_store
     from webapp.reranking.models import FusionSetting, VladCodebook
-    from webapp.reranking.services import clear_caches, vlad_store
 
     clear_caches()
     queries = write_query_split(tmp_path, n_landmarks=3, views=5, seed=31)
@@ -164,22 +164,3 @@ def test_codebook_tuning_and_every_rerank_method(
     assert sift["rerank"]["weight_global"] == pytest.approx(setting.weight_global)
     with query.open("rb") as photo:
         assert client.post("/api/search/", {"image": photo, "rerank": "magic"}).status_code == 400
-
-
-@pytest.mark.django_db
-def test_kept_queries_expire_after_the_retention_period(scene_photo: bytes, settings) -> None:
-    from datetime import timedelta
-
-    from django.utils import timezone
-
-    from webapp.reranking.models import SearchQuery
-    from webapp.reranking.services import keep_query
-
-    old = keep_query(scene_photo, {"1": [[0, 0, 1, 1]]})
-    SearchQuery.objects.filter(pk=old.pk).update(
-        created_at=timezone.now() - timedelta(hours=settings.QUERY_RETENTION_HOURS + 1)
-    )
-    old_path = Path(old.file.path)
-    fresh = keep_query(scene_photo, {"1": [[0, 0, 1, 1]]})
-    assert list(SearchQuery.objects.values_list("pk", flat=True)) == [fresh.pk]
-    assert not old_path.exists() and Path(fresh.file.path).exists()

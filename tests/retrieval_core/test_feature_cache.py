@@ -58,7 +58,7 @@ def test_put_adds_and_replaces_and_keeps_one_generation(tmp_path: Path) -> None:
 
 def test_sift_features_by_any_relpath(tmp_path: Path) -> None:
     cache = FeatureCache(tmp_path)
-    cfg = SiftConfig(max_keypoints=10)
+    cfg = SiftConfig(max_keypoints=10).key
     rng = np.random.default_rng(0)
     features = LocalFeatures(
         keypoints=rng.uniform(0, 50, (6, 2)).astype(np.float32),
@@ -69,7 +69,7 @@ def test_sift_features_by_any_relpath(tmp_path: Path) -> None:
     cache.put_sift(cfg, {name: features for name in IDS}, {IDS[2]: 0.5})
 
     again = FeatureCache(tmp_path)
-    assert again.sift_missing(cfg, IDS) == [] and again.sift_missing(SiftConfig(), IDS) == IDS
+    assert again.sift_missing(cfg, IDS) == [] and again.sift_missing(SiftConfig().key, IDS) == IDS
     loaded = again.load_sift(cfg, [IDS[2]])[IDS[2]]
     np.testing.assert_array_equal(loaded.descriptors, features.descriptors)
     assert loaded.image_size == (64, 48)

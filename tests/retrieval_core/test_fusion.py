@@ -13,7 +13,9 @@ from retrieval_core.rerank.fusion import (
     normalise_local,
     rank_fused,
 )
-from retrieval_core.rerank.tuning import tune_fusion_weight
+from retrieval_core.rerank.scorer import LocalScores
+from retrieval_core.search.pipeline import ScoredCandidates
+from retrieval_core.search.tuning import tune_fusion_weight
 
 
 def test_inlier_normalisation_matches_the_documented_curve() -> None:
@@ -67,10 +69,12 @@ def test_config_is_validated(kwargs: dict[str, object]) -> None:
         FusionConfig(**kwargs)  # type: ignore[arg-type]
 
 
-def _validation_queries(informative: bool, n_queries: int = 30, n: int = 50, seed: int = 0) -> tuple:
+def _validation_queries(
+    informative: bool, n_queries: int = 30, n: int = 50, seed: int = 0
+) -> tuple[list[ScoredCandidates], list[set[int]]]:
     """Global scores put the relevant images mid-list; local inliers are high for them if informative."""
     rng = np.random.default_rng(seed)
-    g_all, l_all, r_all = [], [], []
+    scored, positives = [], []
     for _ in range(n_queries):
         relevant = np.zeros(n, bool)
         relevant[rng.choice(n, 3, replace=False)] = True
@@ -79,35 +83,36 @@ def _validation_queries(informative: bool, n_queries: int = 30, n: int = 50, see
             local = np.where(relevant, rng.uniform(40, 200, n), rng.uniform(0, 10, n))
         else:
             local = rng.uniform(0, 200, n)
-        g_all.append(g)
-        l_all.append(local)
-        r_all.append(relevant)
-    return g_all, l_all, r_all
+        scored.append(ScoredCandidates(tuple(range(n)), g, (None,) * n, LocalScores(local), "sift"))
+        positives.append(set(np.flatnonzero(relevant).tolist()))
+    return scored, positives
 
 
 def test_tuning_picks_local_when_it_helps_and_global_when_it_does_not() -> None:
-    best, table = tune_fusion_weight(*_validation_queries(informative=True))
+    fusion = FusionConfig(top_k=50)
+    best, table = tune_fusion_weight(*_validation_queries(informative=True), fusion=fusion)
     scores = dict(table)
     assert len(table) == 21 and best < 1.0
     assert scores[best] == pytest.approx(1.0) and scores[best] > scores[1.0] + 0.3
     # Ties go to the largest weight_global reaching the best score.
     assert all(score < scores[best] for v, score in table if v > best)
 
-    best_noise, table_noise = tune_fusion_weight(*_validation_queries(informative=False))
+    best_noise, table_noise = tune_fusion_weight(*_validation_queries(informative=False), fusion=fusion)
     assert best_noise >= 0.8
     assert dict(table_noise)[best_noise] >= dict(table_noise)[0.0]
 
 
-def test_tuning_uses_the_given_normaliser_and_metric() -> None:
-    g, local, rel = _validation_queries(informative=True, n_queries=5)
-    _, full = tune_fusion_weight(g, local, rel, grid=[0.0])
-    _, halved = tune_fusion_weight(g, local, rel, grid=[0.0], n_relevant_per_query=[6] * 5)
+def test_tuning_counts_relevant_images_the_search_missed_and_ignores_junk() -> None:
+    scored, positives = _validation_queries(informative=True, n_queries=5)
+    fusion = FusionConfig(top_k=50)
+    _, full = tune_fusion_weight(scored, positives, fusion=fusion, grid=[0.0])
+    missed = [p | {f"not retrieved {i}" for i in range(3)} for p in positives]
+    _, halved = tune_fusion_weight(scored, missed, fusion=fusion, grid=[0.0])
     assert full[0][1] == pytest.approx(1.0) and halved[0][1] == pytest.approx(0.5)
-
-    def first_is_relevant(ranked: list, positives: set, k: int) -> float:
-        return float(ranked[0] in positives)
-
-    best, table = tune_fusion_weight(g, local, rel, grid=[0.0, 1.0], metric=first_is_relevant)
-    assert best == 0.0 and table[0][1] == 1.0
+    # Junk ranked above the positives does not count against them: global order, all others junk.
+    _, global_only = tune_fusion_weight(scored, positives, fusion=fusion, grid=[1.0])
+    junk = [set(s.ids) - p for s, p in zip(scored, positives, strict=True)]
+    _, with_junk = tune_fusion_weight(scored, positives, junk, fusion=fusion, grid=[1.0])
+    assert global_only[0][1] < 0.9 and with_junk[0][1] == pytest.approx(1.0)
     with pytest.raises(ValueError):
-        tune_fusion_weight(g, local, rel[:2])
+        tune_fusion_weight(scored, positives[:2], fusion=fusion)

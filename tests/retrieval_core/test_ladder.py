@@ -13,6 +13,7 @@ from retrieval_core.eval.report import LadderReport
 from retrieval_core.eval.splits import SplitConfig
 from retrieval_core.features.sift import SiftConfig
 from retrieval_core.models.embedding import EmbeddingConfig, build_embedding_net
+from retrieval_core.search.decode import DecodePolicy, local_features_key
 
 PRETRAINED = EmbeddingConfig(image_size=160)
 SIFT = SiftConfig(max_keypoints=300)
@@ -80,7 +81,7 @@ def test_every_rung_is_reported_with_sane_numbers(world: World) -> None:
     assert report.row("E1").map_at_k != report.row("E2").map_at_k or e1.rankings != report.row("E2").rankings
     assert report.extracted[PRETRAINED.version_key] == 16
     assert report.extracted[world.checkpoint.version_key] == 16
-    assert report.extracted[SIFT.key] == 16
+    assert report.extracted[local_features_key(SIFT, DecodePolicy.for_embedding(PRETRAINED))] == 16
 
 
 def test_second_run_with_another_grid_extracts_nothing(world: World) -> None:

@@ -24,7 +24,7 @@ from retrieval_core.imaging import ImageLoadError, load_image
 from webapp.catalog.exif import read_exif
 from webapp.catalog.models import Image, ImageExif, Landmark
 from webapp.catalog.uploads import check_upload_size
-from webapp.reranking.services import schedule_local_features
+from webapp.reranking.local_features import schedule_local_features
 from workers import task_names
 from workers.dispatch import send_batches_on_commit, send_on_commit
 

@@ -6,6 +6,7 @@ import logging
 import threading
 from collections.abc import Callable, Sequence
 from functools import lru_cache
+from pathlib import Path
 
 import torch
 from django.conf import settings
@@ -13,8 +14,10 @@ from django.db import transaction
 from django.utils import timezone
 
 from retrieval_core.features.global_ import GlobalDescriptorExtractor
+from retrieval_core.features.store import PatchStore
 from retrieval_core.index.milvus_store import MilvusVectorStore
 from retrieval_core.models.embedding import EmbeddingConfig
+from retrieval_core.search.decode import DecodePolicy, decode
 from webapp.catalog.models import Image
 from webapp.embeddings.models import EmbeddingModelVersion
 from workers import task_names
@@ -30,6 +33,18 @@ def configured_embedding() -> EmbeddingConfig:
         weights=settings.EMBEDDING_WEIGHTS,
         image_size=settings.EMBEDDING_IMAGE_SIZE,
         gem_p=settings.EMBEDDING_GEM_P,
+    )
+
+
+def decode_policy() -> DecodePolicy:
+    """How every photo is decoded, for indexing (global and local features) and for queries."""
+    return DecodePolicy(settings.DECODE_DRAFT_LONG_SIDE, settings.IMAGE_MAX_PIXELS)
+
+
+def patch_store(version: EmbeddingModelVersion) -> PatchStore:
+    """CNN patches of the version's images, written by `index_images` from the embedding forward pass."""
+    return PatchStore(
+        Path(settings.FEATURES_ROOT) / "patches", f"{version.collection_name}-top{settings.PATCHES_TOP_N}"
     )
 
 
@@ -103,11 +118,13 @@ def index_images(
         return {"indexed": 0, "failed": 0}
     extractor = get_extractor(version.config)
     paths = [image.file.path for image in images]
+    policy = decode_policy()
     result = extractor.extract_paths(
         paths,
         batch_size=settings.EMBEDDING_BATCH_SIZE,
         progress=progress,
         patch_top_n=settings.PATCHES_TOP_N,
+        decode=lambda source: decode(source, policy),
     )
     failed = {failure.index: failure.message for failure in result.failures}
     ok = [int(i) for i in result.indices]
@@ -127,8 +144,6 @@ def index_images(
             store.upsert([ids[k] for k in stale], result.vectors[stale], [current.get(ids[k]) for k in stale])
         store.flush()
     if result.patches is not None:
-        from webapp.reranking.services import patch_store
-
         patches = patch_store(version)
         for position, patch_set in zip(ok, result.patches, strict=True):
             patches.save(images[position].pk, patch_set)

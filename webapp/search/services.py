@@ -1,18 +1,28 @@
-"""Search by photo: decode, embed, nearest neighbours in Milvus, re-rank with local evidence, join the
-catalogue."""
+"""Search by photo: the served pipeline (`webapp.search.pipeline`), then the catalogue joined to its hits."""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import cast
 
+import numpy as np
 from django.conf import settings
+from django.core.files.base import ContentFile
 
+from retrieval_core.rerank.fusion import RerankedHit
+from retrieval_core.rerank.scorer import RerankMethod
+from retrieval_core.search.decode import decode
+from retrieval_core.search.pipeline import elapsed_ms
 from webapp.catalog.models import Image
 from webapp.catalog.selectors import images_by_ids
 from webapp.catalog.uploads import check_upload_size
-from webapp.embeddings.services import get_active_version, get_extractor, get_store
-from webapp.reranking import services as reranking
+from webapp.embeddings.services import decode_policy, get_active_version
+from webapp.reranking.models import SearchQuery
+from webapp.search.pipeline import served_pipeline
+
+__all__ = ["SearchHit", "SearchResponse", "keep_query_photo", "match_points", "search_by_photo"]
 
 
 @dataclass(frozen=True)
@@ -68,47 +78,42 @@ class SearchResponse:
 
 
 def search_by_photo(
-    content: bytes, *, k: int | None = None, method: str | None = None, keep_query: bool = True
+    content: bytes,
+    *,
+    k: int | None = None,
+    method: RerankMethod | None = None,
+    keep_query: bool = True,
+    exclude_ids: Sequence[int] = (),
 ) -> SearchResponse:
-    """Rank collection images by similarity to the photo; raises ImageLoadError for bad input.
+    """Rank collection images by similarity to the photo.
 
-    The global top-``RERANK_TOP_K`` from Milvus is re-ranked with ``method`` (default ``RERANK_METHOD``)
-    and the best ``k`` are returned with their fused, global and local scores. With SIFT evidence and
-    ``keep_query``, the query is kept so result pages can draw the matches.
+    Raises ``ImageLoadError`` for bad input, ``RerankUnavailable`` when ``method`` has no data to run on,
+    ``CollectionMissingError`` when the active model's collection does not exist. The global
+    top-``RERANK_TOP_K`` is re-ranked with ``method`` (default ``RERANK_METHOD``); the best ``k`` are
+    returned with their fused, global and local scores. With SIFT evidence and ``keep_query``, the query is
+    kept so result pages can draw the matches.
     """
     k = k or settings.SEARCH_TOP_K
-    method = method or settings.RERANK_METHOD
     check_upload_size(len(content), "the photo")
-    timings: dict[str, float] = {}
     started = time.perf_counter()
+    image = decode(content, decode_policy())  # bad input is refused before any service is contacted
+    decoded_ms = elapsed_ms(started)
     version = get_active_version()
-    extractor = get_extractor(version.config)
-    image = extractor.load(content, max_pixels=settings.IMAGE_MAX_PIXELS)  # decoded as at indexing
-    timings["decode"] = reranking.elapsed_ms(started)
+    pipeline = served_pipeline(method or settings.RERANK_METHOD, version=version)
+    result = pipeline.search(image, k=k, exclude_ids=exclude_ids)
+    result.timings_ms["decode"] = decoded_ms
     mark = time.perf_counter()
-    patch_top_n = settings.PATCHES_TOP_N if method == "patches" else 0
-    vectors, patches = extractor.extract_with_patches([image], patch_top_n)
-    timings["embed"] = reranking.elapsed_ms(mark)
-    mark = time.perf_counter()
-    depth = k if method == "none" else max(k, settings.RERANK_TOP_K)
-    candidates = get_store(version).search(vectors, k=depth)[0]
-    timings["ann"] = reranking.elapsed_ms(mark)
-    mark = time.perf_counter()
-    outcome = reranking.rerank(method, image, patches[0] if patches else None, candidates, version)
-    timings["rerank"] = reranking.elapsed_ms(mark)
-    timings.update({f"rerank_{stage}": ms for stage, ms in outcome.timings_ms.items()})
-    mark = time.perf_counter()
-    catalogue = images_by_ids([hit.image_id for hit in outcome.hits[: k + 20]])
+    catalogue = images_by_ids([_pk(hit) for hit in result.hits[: k + 20]])
     # An image deleted from the catalogue but not yet from Milvus is skipped, not shown broken.
     present = [
         hit
-        for hit in outcome.hits
-        if hit.image_id in catalogue and catalogue[hit.image_id].status != Image.Status.EXCLUDED
+        for hit in result.hits
+        if _pk(hit) in catalogue and catalogue[_pk(hit)].status != Image.Status.EXCLUDED
     ][:k]
     hits = [
         SearchHit(
             rank=rank,
-            image=catalogue[hit.image_id],
+            image=catalogue[_pk(hit)],
             score=hit.fused_score,
             global_score=hit.global_score,
             local_score=hit.local_score,
@@ -117,18 +122,37 @@ def search_by_photo(
         )
         for rank, hit in enumerate(present, start=1)
     ]
-    timings["catalogue"] = reranking.elapsed_ms(mark)
+    timings = dict(result.timings_ms)
+    timings["catalogue"] = elapsed_ms(mark)
     query_id = None
-    evidence = {str(hit.image_id): reranking.match_points(hit) for hit in present if hit.evidence}
+    evidence = {str(hit.image_id): match_points(hit) for hit in present if hit.evidence}
     if keep_query and any(evidence.values()):
-        query_id = str(reranking.keep_query(content, evidence).id)
-    timings["total"] = reranking.elapsed_ms(started)
+        query_id = str(keep_query_photo(content, evidence).id)
+    timings["total"] = elapsed_ms(started)
     return SearchResponse(
         hits=hits,
         model_version=version.name,
         query_size=image.size,
-        rerank_method=outcome.method,
-        weight_global=outcome.weight_global,
+        rerank_method=result.method,
+        weight_global=result.weight_global,
         query_id=query_id,
         timings_ms=timings,
     )
+
+
+def match_points(hit: RerankedHit) -> list[list[float]]:
+    """Inlier pairs ``[xq, yq, xr, yr]`` in original pixels, for drawing (empty without SIFT evidence)."""
+    if hit.evidence is None:
+        return []
+    return np.round(hit.evidence.points, 1).tolist()
+
+
+def keep_query_photo(content: bytes, evidence: dict[str, list[list[float]]]) -> SearchQuery:
+    """Keep a query photo and its match evidence for the result pages (a periodic task forgets them)."""
+    query = SearchQuery(evidence=evidence)
+    query.file.save(f"{query.id}.jpg", ContentFile(content), save=True)
+    return query
+
+
+def _pk(hit: RerankedHit) -> int:
+    return cast(int, hit.image_id)

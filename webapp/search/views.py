@@ -14,11 +14,13 @@ from PIL import Image as PILImage
 from pymilvus.exceptions import MilvusException
 
 from retrieval_core.imaging import ImageLoadError, load_image
+from retrieval_core.index.protocol import CollectionMissingError
+from retrieval_core.rerank.scorer import RERANK_METHODS
 from retrieval_core.rerank.visualize import draw_matches
 from webapp.catalog.models import Image
 from webapp.catalog.uploads import UploadTooLarge, read_upload
+from webapp.reranking.scoring import RerankUnavailable
 from webapp.reranking.selectors import query_evidence
-from webapp.reranking.services import METHODS
 from webapp.search.services import search_by_photo
 
 logger = logging.getLogger(__name__)
@@ -35,14 +37,20 @@ def _run_search(request: HttpRequest) -> tuple[dict[str, object], int]:
     if k is not None and not 1 <= k <= 100:
         return {"error": "k must be between 1 and 100"}, 400
     method = request.POST.get("rerank") or None
-    if method is not None and method not in METHODS:
-        return {"error": f"rerank must be one of {', '.join(METHODS)}"}, 400
+    if method is not None and method not in RERANK_METHODS:
+        return {"error": f"rerank must be one of {', '.join(RERANK_METHODS)}"}, 400
     try:
         response = search_by_photo(read_upload(upload), k=k, method=method)
     except UploadTooLarge as error:
         return {"error": str(error)}, 413
     except ImageLoadError as error:
         return {"error": str(error)}, 400
+    except RerankUnavailable as error:
+        return {"error": str(error)}, 409
+    except CollectionMissingError as error:
+        logger.error("search index missing: %s", error)
+        message = "The search index of the active model does not exist yet: import or upload photos first."
+        return {"error": message}, 503
     except (MilvusException, ConnectionError) as error:
         logger.error("search index unreachable: %s", error)
         return {"error": "The search index is not reachable right now; please try again in a moment."}, 503

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from celery import Task, shared_task
 
-from webapp.reranking import services as reranking
+from webapp.reranking import local_features
 from webapp.search import retention
 from workers import task_names
 from workers.tasks.progress import reporter
@@ -19,7 +19,9 @@ def ping() -> str:
 @shared_task(name=task_names.EXTRACT_LOCAL_FEATURES, bind=True, acks_late=True)
 def extract_local_features(self: Task, image_ids: list[int], force: bool = False) -> dict[str, int]:
     """SIFT (and VLAD, once a codebook exists) for a batch of images; idempotent."""
-    return reranking.extract_local_features(image_ids, force=force, progress=reporter(self, "local features"))
+    return local_features.extract_local_features(
+        image_ids, force=force, progress=reporter(self, "local features")
+    )
 
 
 @shared_task(name=task_names.PURGE_EXPIRED_QUERIES)

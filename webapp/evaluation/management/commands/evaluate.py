@@ -6,11 +6,16 @@ import json
 import shutil
 from pathlib import Path
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from tqdm import tqdm
 
 from retrieval_core.eval.options import LadderOptions
+from retrieval_core.index.protocol import CollectionMissingError
+from retrieval_core.rerank.scorer import RERANK_METHODS
 from webapp.evaluation import services
+from webapp.evaluation.served import evaluate_served
+from webapp.reranking.scoring import RerankUnavailable
 
 
 class Command(BaseCommand):
@@ -26,12 +31,34 @@ class Command(BaseCommand):
         parser.add_argument("--out", type=Path, help="also copy the report and plots to this folder")
         parser.add_argument("--format", choices=["markdown", "json"], default="markdown")
         parser.add_argument("--queue", action="store_true", help="run on the gpu workers instead of here")
+        parser.add_argument(
+            "--served",
+            action="store_true",
+            help="evaluate the live, already-imported collection through the served search (as POST "
+            "/api/search/ runs it) instead of the ladder",
+        )
+        parser.add_argument(
+            "--rerank",
+            default="",
+            help="with --served: comma-separated methods, one row each (default: RERANK_METHOD)",
+        )
         LadderOptions.add_arguments(parser)
 
     def handle(
-        self, *args: object, root: Path, out: Path | None, format: str, queue: bool, **options: object
+        self,
+        *args: object,
+        root: Path,
+        out: Path | None,
+        format: str,
+        queue: bool,
+        served: bool,
+        rerank: str,
+        **options: object,
     ) -> None:
         ladder = LadderOptions.from_arguments(options)
+        if served:
+            self._served(root, out, format, rerank, ladder, verbose=options["verbosity"] != 0)
+            return
         try:
             run = (services.start_evaluation if queue else services.create_run)(root, ladder)
         except ValueError as error:
@@ -54,3 +81,39 @@ class Command(BaseCommand):
         if out is not None:
             shutil.copytree(services.output_dir(run), out, dirs_exist_ok=True)
         self.stdout.write(json.dumps(run.report, indent=2) if format == "json" else run.markdown)
+
+    def _served(
+        self, root: Path, out: Path | None, format: str, rerank: str, ladder: LadderOptions, *, verbose: bool
+    ) -> None:
+        methods = [m.strip() for m in rerank.split(",") if m.strip()] or [settings.RERANK_METHOD]
+        unknown = set(methods) - set(RERANK_METHODS)
+        if unknown:
+            raise CommandError(
+                f"unknown --rerank {', '.join(sorted(unknown))}; use {', '.join(RERANK_METHODS)}"
+            )
+        protocol = ladder.ladder_kwargs()["protocol"]
+        with tqdm(unit="query", disable=not verbose) as bar:
+
+            def progress(stage: str, done: int, total: int) -> None:
+                bar.set_description(stage)
+                bar.total, bar.n = total, done
+                bar.refresh()
+
+            try:
+                report = evaluate_served(root, methods, protocol=protocol, progress=progress)  # type: ignore[arg-type]
+            except (ValueError, RerankUnavailable, CollectionMissingError) as error:
+                raise CommandError(str(error)) from error
+        if out is not None:
+            out.mkdir(parents=True, exist_ok=True)
+            (out / "served.json").write_text(json.dumps(report, indent=2))
+        if format == "json":
+            self.stdout.write(json.dumps(report, indent=2))
+            return
+        self.stdout.write(
+            f"{report['protocol']}\n\n| method | mAP@100 | queries | p50 ms | p95 ms |\n|---|---|---|---|---|"
+        )
+        for row in report["rows"]:  # type: ignore[attr-defined]
+            self.stdout.write(
+                f"| served {row['method']} | {100 * row['map@100']:.2f} | {row['queries']} | "
+                f"{row['p50_ms']:.0f} | {row['p95_ms']:.0f} |"
+            )

@@ -7,7 +7,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from tqdm import tqdm
 
 from webapp.catalog.models import Image
-from webapp.reranking import services
+from webapp.reranking import local_features as services
 
 
 class Command(BaseCommand):

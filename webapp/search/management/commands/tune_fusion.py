@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from tqdm import tqdm
 
-from webapp.reranking import services
+from webapp.search import tuning
 
 
 class Command(BaseCommand):
@@ -27,9 +27,7 @@ class Command(BaseCommand):
                 bar.update(done - bar.n)
 
             try:
-                setting = services.tune_fusion(
-                    method, seed=seed, per_landmark=per_landmark, progress=progress
-                )
+                setting = tuning.tune_fusion(method, seed=seed, per_landmark=per_landmark, progress=progress)
             except ValueError as error:
                 raise CommandError(str(error)) from error
         self.stdout.write("| v (global weight) | validation mAP@100 |\n|---|---|")

@@ -1,0 +1,62 @@
+"""The vector index protocol the search pipeline talks to: Milvus in the product, exact in evaluation.
+
+Both return the same ``VectorHit`` rows, best first, so a pipeline built on one gives the same ranking on
+the other up to ANN recall.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+__all__ = ["CollectionMissingError", "ImageId", "VectorHit", "VectorIndex", "VectorLookup"]
+
+ImageId = Hashable
+"""An image's key: the catalogue's integer primary key, or a relpath in evaluation."""
+
+
+class CollectionMissingError(LookupError):
+    """The index the search was pointed at does not exist (never created, or dropped)."""
+
+
+@dataclass(frozen=True)
+class VectorHit:
+    """One search result: the image's key, its inner-product score and its landmark id (None: unknown)."""
+
+    image_id: ImageId
+    score: float
+    landmark_id: int | None = None
+
+
+@runtime_checkable
+class VectorLookup(Protocol):
+    """Stored vectors by key (VLAD re-ranking reads candidates' vectors this way)."""
+
+    def get_vectors(self, image_ids: Sequence[ImageId]) -> Mapping[ImageId, np.ndarray]:
+        """``{id: (D,) float32}`` for the ids that are stored; absent ids are left out."""
+        ...
+
+
+@runtime_checkable
+class VectorIndex(VectorLookup, Protocol):
+    """Top-k inner-product search over L2-normalised ``(D,)`` vectors."""
+
+    dim: int
+
+    def search(
+        self,
+        queries: np.ndarray,
+        k: int = 10,
+        *,
+        exclude_ids: Sequence[ImageId] = (),
+        filter_expression: str = "",
+    ) -> list[list[VectorHit]]:
+        """``(Q, D)`` float32 queries -> per query at most ``k`` hits, best first.
+
+        ``exclude_ids`` are never returned (a query that is itself in the index); ``filter_expression`` is
+        a Milvus boolean expression over scalar fields, applied before the top-k is taken.
+        """
+        ...

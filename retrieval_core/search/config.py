@@ -1,0 +1,28 @@
+"""Settings of one search, passed in as a frozen dataclass (nothing is read from the environment here)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from retrieval_core.rerank.fusion import FusionConfig
+from retrieval_core.search.decode import DecodePolicy
+
+__all__ = ["SearchConfig"]
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    """k: results returned; fusion: weight, re-rank depth (``fusion.top_k``) and local-score mapping;
+    patch_top_n: CNN patches kept from the query's forward pass (patch re-ranking only);
+    decode: how the photo is decoded."""
+
+    k: int = 10
+    fusion: FusionConfig = field(default_factory=FusionConfig)
+    patch_top_n: int = 32
+    decode: DecodePolicy = field(default_factory=DecodePolicy)
+
+    def __post_init__(self) -> None:
+        if self.k <= 0:
+            raise ValueError(f"k must be positive, got {self.k}")
+        if self.patch_top_n <= 0:
+            raise ValueError(f"patch_top_n must be positive, got {self.patch_top_n}")

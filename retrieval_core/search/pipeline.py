@@ -1,0 +1,210 @@
+"""The search pipeline: decode -> embed -> candidates from a ``VectorIndex`` -> ``LocalScorer`` -> fusion ->
+ranked hits with their evidence.
+
+Serving (the web API), fusion tuning, the evaluation ladder and the benchmarks all run this one class;
+they differ only in the index (Milvus or exact), the scorer, and where the query's features come from
+(a photo, or an evaluation cache filled by the same extraction functions).
+
+Ranking: the first ``fusion.top_k`` candidates (in global order) are re-ranked by fused score; candidates
+beyond them follow in global order with ``global_rank`` continuing after the head.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Hashable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+from PIL import Image
+
+from retrieval_core.imaging import ImageSource
+from retrieval_core.index.protocol import VectorHit, VectorIndex
+from retrieval_core.rerank.fusion import Candidate, FusionConfig, RerankedHit, normalise_global, rank_fused
+from retrieval_core.rerank.scorer import LocalScorer, LocalScores, QueryFeatures, RerankMethod
+from retrieval_core.search.config import SearchConfig
+from retrieval_core.search.decode import decode
+
+__all__ = ["Embedder", "ScoredCandidates", "SearchPipeline", "SearchResult", "rank_candidates"]
+
+
+class Embedder(Protocol):
+    """What the pipeline needs of a ``GlobalDescriptorExtractor``."""
+
+    dim: int
+
+    def extract_with_patches(
+        self, images: Sequence[Image.Image], patch_top_n: int, batch_size: int = 16
+    ) -> tuple[np.ndarray, list[np.ndarray]]: ...
+
+
+@dataclass(frozen=True, eq=False)
+class ScoredCandidates:
+    """One query's candidates in global order with raw scores, before fusion.
+
+    ids: N candidate ids; global_scores: (N,) cosines; landmark_ids: N (None = unknown);
+    local: raw local scores of the first H = min(depth, N) candidates; timings: seconds per stage.
+    """
+
+    ids: tuple[Hashable, ...]
+    global_scores: np.ndarray
+    landmark_ids: tuple[int | None, ...]
+    local: LocalScores
+    method: RerankMethod
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, eq=False)
+class SearchResult:
+    """Ranked hits (best first), the method that really ran, the weight used, per-stage milliseconds."""
+
+    hits: list[RerankedHit]
+    method: RerankMethod
+    weight_global: float
+    timings_ms: dict[str, float]
+    missing: int
+    query: QueryFeatures
+    landmark_ids: dict[Hashable, int | None] = field(default_factory=dict)
+
+
+def rank_candidates(scored: ScoredCandidates, fusion: FusionConfig) -> list[RerankedHit]:
+    """Fuse the head (``len(scored.local.raw)`` candidates) and append the rest in global order."""
+    head = len(scored.local.raw)
+    candidates = [Candidate(i, float(s)) for i, s in zip(scored.ids, scored.global_scores, strict=True)]
+    if scored.method == "none":
+        fusion = dataclasses.replace(fusion, weight_global=1.0)
+    else:
+        fusion = dataclasses.replace(fusion, local_method=scored.method)
+    raw = [None if np.isnan(v) else float(v) for v in scored.local.raw]
+    hits = rank_fused(candidates[:head], raw, fusion, scored.local.evidence)
+    rest = normalise_global(np.asarray(scored.global_scores[head:], np.float64))
+    hits += [
+        RerankedHit(c.image_id, c.global_score, None, float(g), head + i)
+        for i, (c, g) in enumerate(zip(candidates[head:], rest, strict=True))
+    ]
+    return hits
+
+
+class SearchPipeline:
+    """``SearchPipeline(embedder, index, scorer, config).search(photo)``; see the module docstring."""
+
+    def __init__(
+        self, embedder: Embedder, index: VectorIndex, scorer: LocalScorer, config: SearchConfig
+    ) -> None:
+        if embedder.dim != index.dim:
+            raise ValueError(f"the embedder makes {embedder.dim}-d vectors, the index holds {index.dim}-d")
+        self.embedder = embedder
+        self.index = index
+        self.scorer = scorer
+        self.config = config
+
+    @property
+    def method(self) -> RerankMethod:
+        return self.scorer.method
+
+    @property
+    def fusion(self) -> FusionConfig:
+        return self.config.fusion
+
+    def decode(self, source: ImageSource) -> Image.Image:
+        """The photo as indexing decodes it; raises ``ImageLoadError`` for bad input."""
+        return decode(source, self.config.decode)
+
+    def embed(self, image: Image.Image) -> QueryFeatures:
+        """Global vector (and CNN patches when the scorer needs them) from one forward pass."""
+        top_n = self.config.patch_top_n if self.scorer.needs_patches else 0
+        vectors, patches = self.embedder.extract_with_patches([image], top_n)
+        return QueryFeatures(vector=vectors[0], image=image, patches=patches[0] if patches else None)
+
+    def depth(self, k: int) -> int:
+        """How many candidates the index returns: enough to re-rank, never fewer than asked for."""
+        return k if self.method == "none" else max(k, self.fusion.top_k)
+
+    def candidates(
+        self,
+        query: QueryFeatures,
+        k: int,
+        *,
+        exclude_ids: Sequence[Hashable] = (),
+        filter_expression: str = "",
+    ) -> list[VectorHit]:
+        return self.index.search(
+            query.vector[None], k=self.depth(k), exclude_ids=exclude_ids, filter_expression=filter_expression
+        )[0]
+
+    def score(self, query: QueryFeatures, hits: Sequence[VectorHit]) -> ScoredCandidates:
+        """Raw local scores of the first ``fusion.top_k`` hits (none for ``rerank=none``)."""
+        ids = tuple(hit.image_id for hit in hits)
+        head = 0 if self.method == "none" else min(self.fusion.top_k, len(ids))
+        started = time.perf_counter()
+        local = self.scorer.score(query, ids[:head])
+        timings = {**local.timings, "local": time.perf_counter() - started}
+        return ScoredCandidates(
+            ids=ids,
+            global_scores=np.array([hit.score for hit in hits], np.float64),
+            landmark_ids=tuple(hit.landmark_id for hit in hits),
+            local=local,
+            method=self.method,
+            timings=timings,
+        )
+
+    def rank(self, scored: ScoredCandidates, fusion: FusionConfig | None = None) -> list[RerankedHit]:
+        return rank_candidates(scored, fusion or self.fusion)
+
+    def search(
+        self,
+        photo: ImageSource | Image.Image,
+        *,
+        k: int | None = None,
+        exclude_ids: Sequence[Hashable] = (),
+        filter_expression: str = "",
+    ) -> SearchResult:
+        """Decode (unless given decoded), embed and search; see `search_query`."""
+        started = time.perf_counter()
+        image = photo if isinstance(photo, Image.Image) else self.decode(photo)
+        decoded = time.perf_counter()
+        query = self.embed(image)
+        embedded = time.perf_counter()
+        result = self.search_query(query, k=k, exclude_ids=exclude_ids, filter_expression=filter_expression)
+        result.timings_ms.update({"decode": _ms(decoded - started), "embed": _ms(embedded - decoded)})
+        result.timings_ms["total"] = _ms(time.perf_counter() - started)
+        return result
+
+    def search_query(
+        self,
+        query: QueryFeatures,
+        *,
+        k: int | None = None,
+        exclude_ids: Sequence[Hashable] = (),
+        filter_expression: str = "",
+    ) -> SearchResult:
+        """Candidates, local scores and fusion for an embedded query; all hits, best first."""
+        k = k or self.config.k
+        t = time.perf_counter()
+        hits = self.candidates(query, k, exclude_ids=exclude_ids, filter_expression=filter_expression)
+        ann = time.perf_counter() - t
+        scored = self.score(query, hits)
+        t = time.perf_counter()
+        ranked = self.rank(scored)
+        timings = {"ann": ann, **{f"rerank_{s}": v for s, v in scored.timings.items()}}
+        timings["fuse"] = time.perf_counter() - t
+        return SearchResult(
+            hits=ranked,
+            method=self.method,
+            weight_global=1.0 if self.method == "none" else self.fusion.weight_global,
+            timings_ms={stage: _ms(seconds) for stage, seconds in timings.items()},
+            missing=len(scored.local.missing),
+            query=query,
+            landmark_ids=dict(zip(scored.ids, scored.landmark_ids, strict=True)),
+        )
+
+
+def elapsed_ms(since: float) -> float:
+    """Milliseconds since a ``time.perf_counter()`` mark, for per-stage timings in responses."""
+    return _ms(time.perf_counter() - since)
+
+
+def _ms(seconds: float) -> float:
+    return round(1000 * seconds, 2)

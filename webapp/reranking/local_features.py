@@ -1,0 +1,179 @@
+"""Local features per image, extracted at index time, and the stores they live in.
+
+SIFT (RootSIFT, capped keypoints) goes to a versioned on-disk store, VLAD vectors (once a codebook exists)
+to their own Milvus collection, CNN patches (from the embedding forward pass, see
+`webapp.embeddings.services.index_images`) to a patch store. Images are decoded by the same function as
+queries (`retrieval_core.search.decode`), so query and index features see the same pixels.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable, Sequence
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from retrieval_core.atomic import atomic_write
+from retrieval_core.features.sift import SiftConfig
+from retrieval_core.features.store import LocalFeatureStore
+from retrieval_core.features.vlad import (
+    PcaWhitening,
+    VladEncoder,
+    fit_pca_whitening,
+    load_codebook,
+    save_codebook,
+    train_codebook,
+    vlad,
+)
+from retrieval_core.imaging import ImageLoadError
+from retrieval_core.index.milvus_store import MilvusVectorStore
+from retrieval_core.search.decode import index_local_features, local_features_key
+from webapp.catalog.models import Image
+from webapp.embeddings.services import collection_store, decode_policy
+from webapp.reranking.models import VladCodebook
+from workers import task_names
+from workers.dispatch import send_batches_on_commit
+
+logger = logging.getLogger(__name__)
+
+
+def sift_config(*, query: bool = False) -> SiftConfig:
+    """Index images keep more keypoints than queries: matching cost is their product."""
+    keypoints = settings.SIFT_QUERY_MAX_KEYPOINTS if query else settings.SIFT_MAX_KEYPOINTS
+    return SiftConfig(max_keypoints=keypoints, long_side=settings.SIFT_LONG_SIDE)
+
+
+def sift_store() -> LocalFeatureStore:
+    """A folder per SIFT settings and decode policy: a new setting starts a new folder, never mixes."""
+    return LocalFeatureStore(
+        Path(settings.FEATURES_ROOT) / "sift", local_features_key(sift_config(), decode_policy())
+    )
+
+
+def active_codebook() -> VladCodebook | None:
+    return VladCodebook.objects.filter(is_active=True).first()
+
+
+@lru_cache(maxsize=4)
+def _encoder(path: str, whitening_path: str | None) -> VladEncoder:
+    centroids = load_codebook(Path(path))[0]
+    if whitening_path is None:
+        return VladEncoder(centroids)
+    with np.load(whitening_path, allow_pickle=False) as saved:
+        return VladEncoder(centroids, PcaWhitening(mean=saved["mean"], projection=saved["projection"]))
+
+
+def vlad_encoder(codebook: VladCodebook) -> VladEncoder:
+    """The codebook's encoder (PCA-whitened if the codebook has a whitening), cached per process."""
+    return _encoder(codebook.path, codebook.whitening_path if codebook.whitening_dim else None)
+
+
+def vlad_store(codebook: VladCodebook, *, create: bool = True) -> MilvusVectorStore:
+    return collection_store(codebook.collection_name, codebook.vector_dim, create=create)
+
+
+def extract_local_features(
+    image_ids: Sequence[int],
+    *,
+    force: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict[str, int]:
+    """SIFT for each image (skipped if stored, unless ``force``), then its VLAD if a codebook is active.
+
+    Idempotent: files are overwritten atomically and VLAD vectors upserted by image id.
+    """
+    store, cfg, policy = sift_store(), sift_config(), decode_policy()
+    codebook = active_codebook()
+    images = list(Image.objects.filter(pk__in=image_ids).order_by("pk"))
+    counts = {"extracted": 0, "kept": 0, "failed": 0, "vlad": 0}
+    stored: list[int] = []
+    vlad_rows: list[tuple[int, np.ndarray, int | None]] = []
+    for done, image in enumerate(images, start=1):
+        try:
+            if force or not store.has(image.pk):
+                features = index_local_features(image.file.path, cfg, policy)
+                store.save(image.pk, features)
+                counts["extracted"] += 1
+            else:
+                features = store.load(image.pk)
+                counts["kept"] += 1
+        except (ImageLoadError, OSError, ValueError) as error:
+            logger.warning("no local features for image %s: %s", image.pk, error)
+            counts["failed"] += 1
+        else:
+            stored.append(image.pk)
+            if codebook is not None and len(features):
+                encoded = vlad_encoder(codebook).encode(features.descriptors)
+                vlad_rows.append((image.pk, encoded, image.landmark_id))
+        if progress is not None:
+            progress(done, len(images))
+    if codebook is not None and vlad_rows:
+        vectors = vlad_store(codebook)
+        ids, encoded_vectors, landmarks = zip(*vlad_rows, strict=True)
+        vectors.upsert(list(ids), np.stack(encoded_vectors), list(landmarks))
+        vectors.flush()
+        counts["vlad"] = len(vlad_rows)
+    Image.objects.filter(pk__in=stored).update(local_features_at=timezone.now())
+    return counts
+
+
+def schedule_local_features(image_ids: Sequence[int]) -> None:
+    """Queue SIFT/VLAD extraction (cpu queue) once the current transaction commits."""
+    send_batches_on_commit(
+        task_names.EXTRACT_LOCAL_FEATURES, [int(i) for i in image_ids], settings.INDEX_TASK_BATCH
+    )
+
+
+def build_codebook(
+    clusters: int, *, whitening_dim: int | None = None, max_descriptors: int = 200_000, seed: int = 0
+) -> VladCodebook:
+    """Learn a VLAD codebook from stored RootSIFT of the collection (never from query-split images) and
+    make it active; VLAD vectors are then (re)computed by `extract_local_features`. With ``whitening_dim``,
+    a PCA-whitening of the collection's VLADs to that many dimensions is learnt too."""
+    store = sift_store()
+    ids = list(Image.objects.exclude(split=Image.Split.QUERY).order_by("pk").values_list("pk", flat=True))
+    loaded = store.load_many(ids)
+    descriptors = [f.descriptors for f in loaded.values() if len(f)]
+    if not descriptors:
+        raise ValueError("no stored SIFT features yet: run build_local_features first")
+    stacked = np.concatenate(descriptors)
+    codebook = train_codebook(stacked, k=clusters, seed=seed, max_samples=max_descriptors)
+    key = f"vlad-k{clusters}-{store.extractor_key}-n{len(stacked)}-s{seed}-w{whitening_dim or 0}"
+    path = Path(settings.FEATURES_ROOT) / "codebooks" / f"{key}.npy"
+    save_codebook(path, codebook, {"clusters": clusters, "sift": store.extractor_key, "seed": seed})
+    if whitening_dim:
+        vlads = np.stack([vlad(d, codebook) for d in descriptors])
+        whitening_dim = min(whitening_dim, len(vlads) - 1)
+        pca = fit_pca_whitening(vlads, whitening_dim)
+        whitening_file = Path(str(path).removesuffix(".npy") + ".pca.npz")
+        atomic_write(
+            whitening_file, lambda handle: np.savez(handle, mean=pca.mean, projection=pca.projection)
+        )
+    digest = hashlib.sha256(key.encode()).hexdigest()[:10]
+    collection = f"{settings.MILVUS_COLLECTION_PREFIX}_vlad_k{clusters}_{digest}"
+    with transaction.atomic():
+        VladCodebook.objects.update(is_active=False)
+        record, _ = VladCodebook.objects.update_or_create(
+            key=key,
+            defaults={
+                "clusters": clusters,
+                "path": str(path),
+                "collection_name": collection,
+                "descriptor_count": len(stacked),
+                "whitening_dim": whitening_dim or None,
+                "is_active": True,
+            },
+        )
+    vlad_store(record)  # the collection exists before the first search asks for it
+    _encoder.cache_clear()
+    return record
+
+
+def clear_caches() -> None:
+    _encoder.cache_clear()

@@ -1,0 +1,56 @@
+"""The local scorer a search runs with, built from the active stores; a method that cannot run is refused.
+
+``rerank=vlad`` without a codebook, or ``patches`` without stored patches, raises ``RerankUnavailable``
+(the API answers 409 with what to do): a caller always learns which method really ran.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+
+from retrieval_core.rerank.patch_scorer import PatchScorer
+from retrieval_core.rerank.scorer import GlobalOnlyScorer, LocalScorer, RerankMethod
+from retrieval_core.rerank.sift_scorer import SiftScorer, VerificationConfig
+from retrieval_core.rerank.vlad_scorer import VladScorer
+from webapp.embeddings.models import EmbeddingModelVersion
+from webapp.embeddings.services import patch_store
+from webapp.reranking.local_features import (
+    active_codebook,
+    sift_config,
+    sift_store,
+    vlad_encoder,
+    vlad_store,
+)
+
+__all__ = ["RerankUnavailable", "build_scorer"]
+
+
+class RerankUnavailable(Exception):
+    """The asked re-ranking method has no data to run on; the message says what to do."""
+
+
+def build_scorer(method: RerankMethod, version: EmbeddingModelVersion, *, min_inliers: int) -> LocalScorer:
+    """The scorer for ``method`` over the product's stores (makes no Milvus call)."""
+    if method == "none":
+        return GlobalOnlyScorer()
+    if method == "sift":
+        return SiftScorer(
+            sift_store(), sift_config(query=True), VerificationConfig(), min_inliers=min_inliers
+        )
+    if method == "vlad":
+        codebook = active_codebook()
+        if codebook is None:
+            raise RerankUnavailable(
+                "VLAD re-ranking needs a codebook and none exists yet: run "
+                "`python manage.py build_local_features --vlad`, or search with rerank=sift."
+            )
+        return VladScorer(vlad_encoder(codebook), vlad_store(codebook, create=False), sift_config(query=True))
+    if method == "patches":
+        store = patch_store(version)
+        if settings.PATCHES_TOP_N <= 0 or not store.directory.is_dir():
+            raise RerankUnavailable(
+                f"patch re-ranking needs CNN patches of model {version.name}, and none are stored: set "
+                "PATCHES_TOP_N > 0 and re-index (activate the version again), or search with rerank=sift."
+            )
+        return PatchScorer(store)
+    raise ValueError(f"unknown re-ranking method {method!r}")

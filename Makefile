@@ -12,7 +12,7 @@ export REDIS_URL ?= redis://127.0.0.1:$(REDIS_PORT)/0
 export MILVUS_URI ?= http://127.0.0.1:$(MILVUS_PORT)
 export WEB_HOST WEB_PORT REDIS_PORT MILVUS_PORT
 
-.PHONY: install run test lint bench clean
+.PHONY: install run test lint typecheck bench clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -32,7 +32,10 @@ run: install
 lint: install
 	$(VENV)/bin/ruff check .
 
-test: install lint
+typecheck: install
+	$(VENV)/bin/mypy
+
+test: install lint typecheck
 	$(VENV)/bin/pytest
 	DATABASE_URL=$(TEST_POSTGRES_URL) $(VENV)/bin/pytest tests/webapp tests/workers tests/e2e -m "not browser"
 

@@ -13,7 +13,7 @@ import math
 import os
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -242,7 +242,7 @@ class _Run:
             embeddings = self.whitening(embeddings)
         loss = self._loss(pooled, embeddings, labels)
         self.optimizer.zero_grad(set_to_none=True)
-        self.scaler.scale(loss).backward()
+        self.scaler.scale(loss).backward()  # type: ignore[no-untyped-call]
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.scheduler.step()
@@ -311,7 +311,8 @@ class _Run:
     def _param_groups(self) -> list[dict[str, Any]]:
         """Decay matrices and kernels only; fresh heads at ``head_lr_scale`` times the learning rate."""
         config = self.config
-        decay, no_decay = [], []
+        decay: list[nn.Parameter] = []
+        no_decay: list[nn.Parameter] = []
         for parameter in self.net.parameters():
             if parameter.requires_grad:
                 (decay if parameter.ndim > 1 else no_decay).append(parameter)
@@ -329,9 +330,9 @@ class _Run:
         if self.config.freeze_batchnorm:
             for module in _batchnorms(self.net):
                 module.eval()
-        for module in (self.head, self.whitening):
-            if module is not None:
-                module.train()
+        for extra in (self.head, self.whitening):
+            if extra is not None:
+                extra.train()
 
     def _init_whitening(self) -> None:
         assert self.whitening is not None
@@ -362,7 +363,7 @@ def _prefetch(
     pool: ThreadPoolExecutor,
     depth: int = 2,
     pin: bool = False,
-) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+) -> Generator[tuple[torch.Tensor, torch.Tensor], None, None]:
     """Batches ``(B, 3, S, S) uint8, (B,) int64``, decoded ``depth`` batches ahead in ``pool``."""
     pending: deque[list[Future[tuple[torch.Tensor, int]]]] = deque()
     todo = iter(key_batches)

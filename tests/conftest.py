@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image as PILImage
+from redis import Redis
 
 from retrieval_core.datasets.synthetic import make_scene, render_view
 from tests import environment
@@ -91,19 +92,35 @@ def celery_worker_process(
         localstack.stop(worker, timeout=20)
 
 
-@pytest.fixture
-def broker_down(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Dispatch sends through a Celery app configured like the real one, but with its broker and result
-    backend on a closed port: a real broker outage, without stopping the Redis other tests share."""
+def _dispatch_through(monkeypatch: pytest.MonkeyPatch, redis_url: str) -> None:
+    """Dispatch sends through a Celery app configured like the real one but with this broker (and backend)."""
     from celery import Celery
 
     from workers import dispatch
 
-    url = f"redis://127.0.0.1:{localstack.free_port()}/0"
-    app = Celery("broker-down")
+    app = Celery("dispatch-under-test", set_as_current=False)  # shared tasks keep using the real app
     app.config_from_object("django.conf:settings", namespace="CELERY")
-    app.conf.update(broker_url=url, result_backend=url)
+    app.conf.update(broker_url=redis_url, result_backend=redis_url)
     monkeypatch.setattr(dispatch, "app", app)
+
+
+@pytest.fixture
+def broker_down(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A real broker outage (Redis on a closed port), without stopping the Redis other tests share."""
+    _dispatch_through(monkeypatch, f"redis://127.0.0.1:{localstack.free_port()}/0")
+
+
+@pytest.fixture
+def isolated_broker(live_services: LiveServices, monkeypatch: pytest.MonkeyPatch) -> Iterator[Redis]:
+    """The test Redis, but a database no worker reads: what dispatch queues there stays to be inspected
+    and never runs. Yields a client of that database."""
+    url = live_services.redis_url.rsplit("/", 1)[0] + "/1"
+    _dispatch_through(monkeypatch, url)
+    client = Redis.from_url(url)
+    client.flushdb()
+    yield client
+    client.flushdb()
+    client.close()
 
 
 def encode_jpeg(array: np.ndarray, quality: int = 90, exif: bytes | None = None) -> bytes:

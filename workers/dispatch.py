@@ -90,7 +90,7 @@ def recording() -> Iterator[Sends]:
 
 def send_on_commit(task_name: str, *args: object, **kwargs: object) -> SendTask:
     """Send the task ``task_name`` (a `workers.task_names` constant) once the transaction commits."""
-    send = SendTask(_name_of(task_name), args, kwargs)
+    send = SendTask(task_name, args, kwargs)
     sends = _recording.get()
     if sends is not None:
         sends.tasks.append(send)
@@ -104,8 +104,3 @@ def send_batches_on_commit(task_name: str, items: Sequence[object], batch_size: 
         send_on_commit(task_name, list(items[start : start + batch_size]))
         for start in range(0, len(items), batch_size)
     ]
-
-
-def _name_of(task: object) -> str:
-    """The task's name. Transitional: webapp/reranking still passes a task object (issue 10 switches it)."""
-    return task if isinstance(task, str) else str(task.name)  # type: ignore[attr-defined]

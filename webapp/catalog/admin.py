@@ -18,7 +18,9 @@ from webapp.curation import actions as curation_actions
 from webapp.curation import analysis as curation_analysis
 from webapp.curation import selectors as curation_selectors
 from webapp.curation.admin import ImageAnalysisInline, ImageCurationInline, ImageHistoryInline
+from webapp.curation.follow_up import analysis_message, reindexing_note
 from webapp.curation.models import CurationAction
+from workers.dispatch import recording
 
 
 @admin.register(Landmark)
@@ -43,8 +45,10 @@ class LandmarkAdmin(admin.ModelAdmin):
 
     @admin.action(description="Re-run the dataset analysis of the selected landmarks", permissions=["curate"])
     def rerun_analysis(self, request: HttpRequest, queryset: QuerySet[Landmark]) -> None:
-        queued = curation_analysis.queue_collection_analysis(list(queryset.values_list("pk", flat=True)))
-        self.message_user(request, f"Analysis queued for {queued['images']} images.", messages.SUCCESS)
+        with recording() as sends:
+            queued = curation_analysis.queue_collection_analysis(list(queryset.values_list("pk", flat=True)))
+        level, message = analysis_message("the selected landmarks", queued["images"], sends)
+        self.message_user(request, message, level)
 
 
 class ImageExifInline(admin.StackedInline):
@@ -168,13 +172,14 @@ class ImageAdmin(admin.ModelAdmin):
                 self.message_user(request, message, messages.ERROR)
                 return
         try:
-            action = curation_actions.curate(
-                kind,
-                list(queryset.values_list("pk", flat=True)),
-                user=request.user,
-                landmark=landmark,
-                note=request.POST.get("note", ""),
-            )
+            with recording() as sends:
+                action = curation_actions.curate(
+                    kind,
+                    list(queryset.values_list("pk", flat=True)),
+                    user=request.user,
+                    landmark=landmark,
+                    note=request.POST.get("note", ""),
+                )
         except curation_actions.CurationError as error:
             self.message_user(request, str(error), messages.ERROR)
         except (MilvusException, ConnectionError) as error:
@@ -186,8 +191,9 @@ class ImageAdmin(admin.ModelAdmin):
                 self.message_user(request, "Nothing to change.", messages.INFO)
             else:
                 link = reverse("admin:curation_curationaction_change", args=[action.pk])
+                level, note = reindexing_note(sends)
                 self.message_user(
                     request,
-                    format_html('<a href="{}">#{}</a>: {}.', link, action.pk, action.summary),
-                    messages.SUCCESS,
+                    format_html('<a href="{}">#{}</a>: {}. {}', link, action.pk, action.summary, note),
+                    level,
                 )

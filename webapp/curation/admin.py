@@ -9,7 +9,9 @@ from django.utils.html import format_html
 from pymilvus.exceptions import MilvusException
 
 from webapp.curation import actions, selectors
+from webapp.curation.follow_up import reindexing_note
 from webapp.curation.models import CurationAction, CurationChange, ImageAnalysis, ImageCuration
+from workers.dispatch import recording
 
 
 class _ReadOnly:
@@ -93,11 +95,13 @@ class CurationActionAdmin(admin.ModelAdmin):
     def undo_selected(self, request: HttpRequest, queryset: QuerySet[CurationAction]) -> None:
         for action in queryset.order_by("-created_at", "-id"):
             try:
-                undo = actions.undo(action.pk, user=request.user)
+                with recording() as sends:
+                    undo = actions.undo(action.pk, user=request.user)
             except actions.CurationError as error:
                 self.message_user(request, str(error), messages.WARNING)
             except (MilvusException, ConnectionError) as error:
                 self.message_user(request, f"vector store unavailable: {error}", messages.ERROR)
                 return
             else:
-                self.message_user(request, format_html("#{}: {}", undo.pk, undo.summary), messages.SUCCESS)
+                level, note = reindexing_note(sends)
+                self.message_user(request, format_html("#{}: {}. {}", undo.pk, undo.summary, note), level)

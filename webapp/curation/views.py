@@ -14,14 +14,15 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
-from kombu.exceptions import OperationalError
 from pymilvus.exceptions import MilvusException
 
 from webapp.catalog.models import Landmark
 from webapp.curation import actions, analysis, selectors
 from webapp.curation.actions import CurationError
 from webapp.curation.charts import overview_charts
+from webapp.curation.follow_up import analysis_message, reindexing_note
 from webapp.curation.models import CurationAction
+from workers.dispatch import Sends, recording
 
 View = Callable[..., HttpResponse]
 _STORE_DOWN = (MilvusException, ConnectionError, TimeoutError)
@@ -77,23 +78,22 @@ def curate_images(request: HttpRequest) -> HttpResponse:
     try:
         kind = request.POST.get("action", "")
         landmark = _target_landmark(request.POST) if kind == CurationAction.Kind.RELABEL else None
-        action = actions.curate(
-            kind,
-            _image_ids(request.POST),
-            user=request.user,
-            landmark=landmark,
-            note=request.POST.get("note", ""),
-        )
+        with recording() as sends:
+            action = actions.curate(
+                kind,
+                _image_ids(request.POST),
+                user=request.user,
+                landmark=landmark,
+                note=request.POST.get("note", ""),
+            )
     except CurationError as error:
         return _problem(request, str(error), error.status)
     except _STORE_DOWN as error:
         return _problem(request, f"The vector store is unavailable ({error}); nothing was changed.", 503)
-    except OperationalError as error:
-        return _problem(request, f"Saved, but the task queue is unavailable ({error}): re-index later.", 503)
     if action is None:
         messages.info(request, "Nothing to change: the selected images were already in that state.")
     else:
-        messages.success(request, f"Action #{action.pk}: {action.summary}.")
+        _report(request, action, sends)
     return redirect(_next_url(request))
 
 
@@ -101,14 +101,13 @@ def curate_images(request: HttpRequest) -> HttpResponse:
 @curator_required
 def undo_action(request: HttpRequest, pk: int) -> HttpResponse:
     try:
-        action = actions.undo(pk, user=request.user)
+        with recording() as sends:
+            action = actions.undo(pk, user=request.user)
     except CurationError as error:
         return _problem(request, str(error), error.status)
     except _STORE_DOWN as error:
         return _problem(request, f"The vector store is unavailable ({error}); nothing was changed.", 503)
-    except OperationalError as error:
-        return _problem(request, f"Saved, but the task queue is unavailable ({error}): re-index later.", 503)
-    messages.success(request, f"Action #{action.pk}: {action.summary}.")
+    _report(request, action, sends)
     return redirect(_next_url(request))
 
 
@@ -119,13 +118,16 @@ def rerun_analysis(request: HttpRequest) -> HttpResponse:
     if raw and not raw.isdigit():
         return _problem(request, "landmark must be a landmark id", 400)
     landmark = get_object_or_404(Landmark, pk=int(raw)) if raw else None
-    try:
+    with recording() as sends:
         queued = analysis.queue_collection_analysis(None if landmark is None else [landmark.pk])
-    except OperationalError as error:
-        return _problem(request, f"The task queue is unavailable ({error}); try again later.", 503)
     scope = landmark.name if landmark else "the whole collection"
-    messages.success(request, f"Analysis of {scope} queued ({queued['images']} images).")
+    messages.add_message(request, *analysis_message(scope, queued["images"], sends))
     return redirect(_next_url(request))
+
+
+def _report(request: HttpRequest, action: CurationAction, sends: Sends) -> None:
+    level, note = reindexing_note(sends)
+    messages.add_message(request, level, f"Action #{action.pk}: {action.summary}. {note}".rstrip())
 
 
 def _image_ids(data: QueryDict) -> list[int]:

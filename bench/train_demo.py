@@ -25,8 +25,14 @@ import torch
 from retrieval_core.datasets.collection import read_collection
 from retrieval_core.eval.splits import split_within_landmarks
 from retrieval_core.models.embedding import EmbeddingConfig, build_embedding_net
-from retrieval_core.training import TrainConfig, TrainEvent, ValidationSet, train
-from retrieval_core.training.trainer import checkpoint_embedding_config, score_validation
+from retrieval_core.training import (
+    TrainConfig,
+    TrainEvent,
+    ValidationSet,
+    checkpoint_embedding_config,
+    score_validation,
+    train,
+)
 
 
 def main() -> None:

@@ -32,7 +32,7 @@ ProgressCallback = Callable[[int, int], None]
 DRAFT_MARGIN = 2
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, order=True)
 class ImageFailure:
     """An input that produced no vector: its position in the input and the user-facing reason."""
 

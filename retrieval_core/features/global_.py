@@ -13,6 +13,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -32,11 +33,10 @@ ProgressCallback = Callable[[int, int], None]
 DRAFT_MARGIN = 2
 
 
-@dataclass(frozen=True, order=True)
-class ImageFailure:
+class ImageFailure(NamedTuple):
     """An input that produced no vector: its position in the input and the user-facing reason."""
 
-    index: int
+    index: int  # type: ignore[assignment]  # shadows tuple.index; callers read the field
     message: str
 
 

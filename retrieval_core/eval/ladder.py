@@ -258,7 +258,9 @@ def _score(
         for query in query_set.queries:
             features = query_features(query.relpath)
             t0 = time.perf_counter()
-            scored = pipeline.score(features, pipeline.candidates(features, run.top_k))
+            itself = (query.relpath,) if query_set.leave_one_out else ()
+            hits = pipeline.candidates(features, run.top_k, exclude_ids=itself)
+            scored = pipeline.score(features, hits)
             out[name][query.relpath] = (scored, time.perf_counter() - t0)
     return out
 
@@ -404,7 +406,8 @@ def _vlad_row(
     whiten: int,
 ) -> LadderRow:
     """E6: VLAD of the same SIFT features. The codebook (and whitening) is learnt on images in both
-    indexes only, so never on a reported or validation query."""
+    indexes only, so never on a reported or validation query (leave-one-out: on the whole collection,
+    without labels, as the product learns it)."""
     index_key, query_key = _ensure_sift(run, sift, query_sift, policy)
     proto = run.proto
     train_ids = sorted(set(proto.index) & set(proto.validation.index))

@@ -40,6 +40,7 @@ class LadderOptions:
     validation_fraction: float = 0.1
     queries_per_landmark: int = 1
     validation_per_landmark: int = 2
+    leave_one_out: bool = False
 
     def ladder_kwargs(self) -> dict[str, Any]:
         models = [EmbeddingConfig(backbone=self.backbone, image_size=self.image_size)]
@@ -67,6 +68,8 @@ class LadderOptions:
                 ),
                 seed=self.seed,
                 validation_per_landmark=self.validation_per_landmark,
+                validation_fraction=self.validation_fraction if self.leave_one_out else 0.2,
+                leave_one_out=self.leave_one_out,
             ),
         }
 
@@ -116,6 +119,12 @@ class LadderOptions:
         parser.add_argument("--validation-fraction", type=float, default=defaults.validation_fraction)
         parser.add_argument("--queries-per-landmark", type=int, default=defaults.queries_per_landmark)
         parser.add_argument("--validation-per-landmark", type=int, default=defaults.validation_per_landmark)
+        parser.add_argument(
+            "--leave-one-out",
+            action="store_true",
+            help="every labelled image is a query against all the others (itself removed); "
+            "--validation-fraction of them are held out for tuning",
+        )
 
     @classmethod
     def from_arguments(cls, values: dict[str, Any]) -> LadderOptions:

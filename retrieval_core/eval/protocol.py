@@ -6,7 +6,9 @@ thesis tuned on its test queries). The protocol comes from the first source the 
 1. ``ground_truth.json`` at the root:
    ``{"queries": [{"image": ..., "positives": [...], "junk": [...]}], "validation": [...]}``.
    The index is every other image of the collection. Without a ``validation`` list, a seeded
-   ``validation_fraction`` of the queries is held out for tuning and not reported.
+   ``validation_fraction`` of the queries is held out for tuning and not reported. When positives are
+   queries too (or ``"protocol": "leave_one_out"``), it is evaluated leave-one-out: the index is every
+   image, and each query is searched against all the others with itself removed.
 2. GLDv2 retrieval files (``index.csv``, ``test.csv``, ``retrieval_solution_v2.1.csv``): reported =
    ``Private`` queries, validation = ``Public`` queries (by default), one shared index.
 3. ``labels.csv`` with ``split=query`` rows: those are the queries, every other image the index, positives
@@ -14,6 +16,10 @@ thesis tuned on its test queries). The protocol comes from the first source the 
    otherwise up to ``validation_per_landmark`` index images per landmark (seeded) are, searched against
    the index without them.
 4. Otherwise ``split_by_landmark`` (seeded, by landmark; its training landmarks are left out entirely).
+
+With ``ProtocolConfig.leave_one_out`` a labelled collection is evaluated leave-one-out instead: every
+labelled image with another image of its landmark is a query against all the others (unlabelled images
+stay as distractors), and a seeded ``validation_fraction`` of those queries is held out for tuning.
 """
 
 from __future__ import annotations
@@ -50,7 +56,7 @@ __all__ = [
 ]
 
 GROUND_TRUTH_FILENAME = "ground_truth.json"
-ProtocolSource = Literal["ground_truth_json", "gldv2", "labels_csv", "seeded_split"]
+ProtocolSource = Literal["ground_truth_json", "gldv2", "labels_csv", "seeded_split", "leave_one_out"]
 
 
 @dataclass(frozen=True)
@@ -64,10 +70,15 @@ class EvalQuery:
 
 @dataclass(frozen=True)
 class QuerySet:
-    """Queries and the index relpaths they are searched against."""
+    """Queries and the index relpaths they are searched against.
+
+    ``leave_one_out``: the queries are images of the index too, and each is searched against all the
+    others with itself removed (the natural protocol for GPS-only and Holidays-like sets).
+    """
 
     queries: tuple[EvalQuery, ...]
     index: tuple[str, ...]
+    leave_one_out: bool = False
 
     def __post_init__(self) -> None:
         index = set(self.index)
@@ -77,8 +88,10 @@ class QuerySet:
         if len(set(names)) != len(names):
             raise ValueError("a query is listed twice")
         for query in self.queries:
-            if query.relpath in index:
+            if query.relpath in index and not self.leave_one_out:
                 raise ValueError(f"query {query.relpath} is also in its index")
+            if self.leave_one_out and query.relpath in query.positives:
+                raise ValueError(f"query {query.relpath} lists itself as a positive")
             if not query.positives <= index:
                 raise ValueError(f"query {query.relpath} has positives outside its index")
             if query.positives & query.junk:
@@ -95,6 +108,7 @@ class ProtocolConfig:
     validation_fraction: float = 0.2
     gldv2_reported: Usage = "Private"
     gldv2_validation: Usage = "Public"
+    leave_one_out: bool = False
 
     def __post_init__(self) -> None:
         if self.validation_per_landmark < 0:
@@ -115,6 +129,7 @@ class EvalProtocol:
     index: tuple[str, ...]
     validation: QuerySet
     notes: tuple[str, ...] = field(default=())
+    leave_one_out: bool = False
 
     def __post_init__(self) -> None:
         reported = self.reported  # validates queries against the index
@@ -124,7 +139,7 @@ class EvalProtocol:
 
     @functools.cached_property
     def reported(self) -> QuerySet:
-        return QuerySet(self.queries, self.index)
+        return QuerySet(self.queries, self.index, self.leave_one_out)
 
     @functools.cached_property
     def images(self) -> tuple[str, ...]:
@@ -137,8 +152,9 @@ class EvalProtocol:
         return self.root / relpath
 
     def summary(self) -> str:
+        mode = "leave-one-out, " if self.leave_one_out else ""
         return (
-            f"{self.source}: {len(self.queries)} reported queries, {len(self.index)} index images; "
+            f"{self.source}: {mode}{len(self.queries)} reported queries, {len(self.index)} index images; "
             f"{len(self.validation.queries)} validation queries on {len(self.validation.index)}"
         )
 
@@ -152,6 +168,8 @@ def build_protocol(root: Path, config: ProtocolConfig = ProtocolConfig()) -> Eva
         return _from_gldv2(root, config)
     report = read_collection_report(root)
     notes = tuple(report.skipped)
+    if config.leave_one_out:
+        return _leave_one_out(root, report.items, config, notes)
     if report.layout == "labels_csv" and any(item.split == "query" for item in report.items):
         return _from_labels(root, report.items, config, notes)
     split = split_by_landmark(report.items, config.split)
@@ -218,6 +236,11 @@ def _from_ground_truth(root: Path, config: ProtocolConfig) -> EvalProtocol:
         raise CollectionFormatError(f"{GROUND_TRUTH_FILENAME} is not valid JSON: {error}") from None
     queries, validation = parse_ground_truth(raw, images)
     notes = list(report.skipped)
+    asked_all = {q.relpath for q in (*queries, *(validation or ()))}
+    positives_asked = any(q.positives & asked_all for q in (*queries, *(validation or ())))
+    leave_one_out = config.leave_one_out or raw.get("protocol") == "leave_one_out" or positives_asked
+    if leave_one_out and not config.leave_one_out and raw.get("protocol") != "leave_one_out":
+        notes.append("positives are queries too: evaluated leave-one-out (each query against all others)")
     if validation is None:
         held = _hash_order(config.seed, [q.relpath for q in queries])
         n_held = math.floor(len(queries) * config.validation_fraction)
@@ -228,6 +251,17 @@ def _from_ground_truth(root: Path, config: ProtocolConfig) -> EvalProtocol:
         queries = tuple(q for q in queries if q.relpath not in chosen)
         notes.append(
             f"{len(validation)} of the ground-truth queries held out for validation (seed {config.seed})"
+        )
+    if leave_one_out:
+        every = tuple(images)
+        return EvalProtocol(
+            root,
+            "ground_truth_json",
+            queries,
+            every,
+            QuerySet(validation, every, leave_one_out=True),
+            tuple(notes),
+            leave_one_out=True,
         )
     asked = {q.relpath for q in (*queries, *validation)}
     index = tuple(name for name in images if name not in asked)
@@ -278,6 +312,41 @@ def _from_labels(
         tuple(item.relpath for item in index),
         QuerySet(validation, tuple(item.relpath for item in validation_index)),
         (*notes, how, *extra),
+    )
+
+
+def _leave_one_out(
+    root: Path, items: Sequence[CollectionItem], config: ProtocolConfig, notes: tuple[str, ...]
+) -> EvalProtocol:
+    """Every labelled image with another image of its landmark is a query against all the others; a seeded
+    ``validation_fraction`` of them are validation queries (tuned on, never reported)."""
+    by_landmark: defaultdict[str, set[str]] = defaultdict(set)
+    for item in items:
+        if item.landmark != UNLABELLED:
+            by_landmark[item.landmark].add(item.relpath)
+    queries = [
+        EvalQuery(item.relpath, frozenset(by_landmark[item.landmark] - {item.relpath}))
+        for item in sorted(items, key=lambda item: item.relpath)
+        if item.landmark != UNLABELLED and len(by_landmark[item.landmark]) > 1
+    ]
+    held = _hash_order(config.seed, [q.relpath for q in queries])
+    n_held = math.floor(len(queries) * config.validation_fraction)
+    if config.validation_fraction > 0 and len(queries) >= 2:
+        n_held = min(max(1, n_held), len(queries) - 1)
+    chosen = set(held[:n_held])
+    index = tuple(sorted(item.relpath for item in items))
+    return EvalProtocol(
+        root,
+        "leave_one_out",
+        tuple(q for q in queries if q.relpath not in chosen),
+        index,
+        QuerySet(tuple(q for q in queries if q.relpath in chosen), index, leave_one_out=True),
+        (
+            *notes,
+            f"leave-one-out: {len(chosen)} of {len(queries)} queries held out for validation "
+            f"(seed {config.seed})",
+        ),
+        leave_one_out=True,
     )
 
 

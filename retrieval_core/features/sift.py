@@ -38,6 +38,8 @@ class SiftConfig:
     ``grid`` x ``grid`` partition (then topped up by response), so one repetitive, high-contrast region
     (windows, tiles, foliage) cannot take the whole budget with descriptors that never match uniquely.
     0 = plain strongest-first.
+    ``upright``: one keypoint per location with orientation 0 (no rotation invariance; better for upright
+    photos such as street scenes, where orientation estimates only add noise).
     Queries may use fewer keypoints than the index (``dataclasses.replace(cfg, max_keypoints=500)``):
     descriptors stay compatible and matching cost halves.
     """
@@ -50,6 +52,7 @@ class SiftConfig:
     n_octave_layers: int = 3
     sigma: float = 1.6
     grid: int = 8
+    upright: bool = False
 
     def __post_init__(self) -> None:
         if self.max_keypoints <= 0:
@@ -66,6 +69,7 @@ class SiftConfig:
         return (
             f"{kind}-n{self.max_keypoints}-l{self.long_side}-c{self.contrast_threshold:g}"
             f"-e{self.edge_threshold:g}-o{self.n_octave_layers}-s{self.sigma:g}-g{self.grid}"
+            + ("-u" if self.upright else "")
         )
 
 
@@ -141,16 +145,23 @@ def extract_sift(image: np.ndarray, cfg: SiftConfig | None = None) -> LocalFeatu
     pixel_scale = max(sx, sy)
 
     sift = cv2.SIFT.create(
-        nfeatures=0 if cfg.grid else cfg.max_keypoints,
+        nfeatures=0 if cfg.grid or cfg.upright else cfg.max_keypoints,
         nOctaveLayers=cfg.n_octave_layers,
         contrastThreshold=cfg.contrast_threshold,
         edgeThreshold=cfg.edge_threshold,
         sigma=cfg.sigma,
     )
-    if cfg.grid:
+    if cfg.grid or cfg.upright:
         # Detect all, pick a spatially spread subset, describe only those (~+15 % time).
         detected = sift.detect(gray, None)
-        chosen = _spread(detected, gray.shape, cfg.grid, cfg.max_keypoints)
+        if cfg.upright:
+            detected = _upright(detected)
+        if cfg.grid:
+            chosen = _spread(detected, gray.shape, cfg.grid, cfg.max_keypoints)
+        else:
+            chosen = np.argsort([-kp.response for kp in detected], kind="stable")[
+                : cfg.max_keypoints
+            ].tolist()
         keypoints, descriptors = sift.compute(gray, [detected[i] for i in chosen]) if chosen else ((), None)
     else:
         keypoints, descriptors = sift.detectAndCompute(gray, None)
@@ -172,6 +183,20 @@ def extract_sift(image: np.ndarray, cfg: SiftConfig | None = None) -> LocalFeatu
         scales=scales,
         angles=angles,
     )
+
+
+def _upright(keypoints: Sequence[cv2.KeyPoint]) -> list[cv2.KeyPoint]:
+    """One keypoint per location and scale (SIFT repeats a point once per dominant orientation), with its
+    orientation fixed at 0: upright descriptors match better when photos are not rotated (street scenes)."""
+    seen: dict[tuple[float, float, float], cv2.KeyPoint] = {}
+    for kp in keypoints:
+        key = (round(kp.pt[0], 2), round(kp.pt[1], 2), round(kp.size, 2))
+        if key not in seen or kp.response > seen[key].response:
+            seen[key] = kp
+    return [
+        cv2.KeyPoint(kp.pt[0], kp.pt[1], kp.size, 0.0, kp.response, kp.octave, kp.class_id)
+        for kp in seen.values()
+    ]
 
 
 def _spread(keypoints: Sequence[cv2.KeyPoint], shape: tuple[int, ...], grid: int, budget: int) -> list[int]:

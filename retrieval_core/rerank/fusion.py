@@ -9,6 +9,10 @@ Both parts are mapped to [0, 1] before the weighted sum, so the weight means wha
 - local ``vlad`` / ``patches``: cosine similarity, clipped to [0, 1].
 A candidate without local evidence (NaN: features missing or empty) keeps its normalised global score as
 fused score, i.e. it is neither rewarded nor punished for the missing data.
+
+Verified first (``verified_first`` = T > 0, SIFT only; DELG-style): a candidate with at least T verified
+inliers ranks above every candidate with fewer. Scores stay in [0, 1] and keep their order:
+verified -> 0.5 + fused / 2, the others -> fused / 2.
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ class FusionConfig:
     local_method: LocalMethod = "sift"
     inlier_saturation: float = 20.0
     min_inliers: int = 8
+    verified_first: int = 0
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.weight_global <= 1.0:
@@ -53,6 +58,8 @@ class FusionConfig:
             raise ValueError(f"local_method must be sift, vlad or patches, got {self.local_method!r}")
         if self.inlier_saturation <= 0 or self.min_inliers < 0:
             raise ValueError("inlier_saturation must be positive and min_inliers non-negative")
+        if self.verified_first < 0:
+            raise ValueError(f"verified_first must be >= 0 (0 = off), got {self.verified_first}")
 
 
 @dataclass(frozen=True)
@@ -106,7 +113,11 @@ def fuse(global_scores: np.ndarray, local_scores: np.ndarray, cfg: FusionConfig)
     if g.shape != local.shape:
         raise ValueError(f"global {g.shape} and local {local.shape} scores must have the same shape")
     w = cfg.weight_global
-    return np.where(np.isnan(local), g, w * g + (1.0 - w) * np.nan_to_num(local))
+    fused = np.where(np.isnan(local), g, w * g + (1.0 - w) * np.nan_to_num(local))
+    if cfg.verified_first and cfg.local_method == "sift":
+        verified = np.nan_to_num(np.asarray(local_scores, np.float64), nan=0.0) >= cfg.verified_first
+        fused = np.where(verified, 0.5 + fused / 2, fused / 2)
+    return fused
 
 
 def rank_fused(

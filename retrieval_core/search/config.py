@@ -14,15 +14,21 @@ __all__ = ["SearchConfig"]
 class SearchConfig:
     """k: results returned; fusion: weight, re-rank depth (``fusion.top_k``) and local-score mapping;
     patch_top_n: CNN patches kept from the query's forward pass (patch re-ranking only);
-    decode: how the photo is decoded."""
+    decode: how the photo is decoded;
+    expansion_neighbours / expansion_alpha: alpha query expansion (0 = off): the query vector plus its n
+    nearest neighbours' stored vectors weighted by ``max(cos, 0) ** alpha``, searched again."""
 
     k: int = 10
     fusion: FusionConfig = field(default_factory=FusionConfig)
     patch_top_n: int = 32
     decode: DecodePolicy = field(default_factory=DecodePolicy)
+    expansion_neighbours: int = 0
+    expansion_alpha: float = 3.0
 
     def __post_init__(self) -> None:
         if self.k <= 0:
             raise ValueError(f"k must be positive, got {self.k}")
+        if self.expansion_neighbours < 0 or self.expansion_alpha < 0:
+            raise ValueError("expansion_neighbours and expansion_alpha must be >= 0")
         if self.patch_top_n <= 0:
             raise ValueError(f"patch_top_n must be positive, got {self.patch_top_n}")

@@ -21,13 +21,20 @@ import numpy as np
 from PIL import Image
 
 from retrieval_core.imaging import ImageSource
-from retrieval_core.index.protocol import VectorHit, VectorIndex
+from retrieval_core.index.protocol import VectorHit, VectorIndex, VectorLookup
 from retrieval_core.rerank.fusion import Candidate, FusionConfig, RerankedHit, normalise_global, rank_fused
 from retrieval_core.rerank.scorer import LocalScorer, LocalScores, QueryFeatures, RerankMethod
 from retrieval_core.search.config import SearchConfig
 from retrieval_core.search.decode import decode
 
-__all__ = ["Embedder", "ScoredCandidates", "SearchPipeline", "SearchResult", "rank_candidates"]
+__all__ = [
+    "Embedder",
+    "ScoredCandidates",
+    "SearchPipeline",
+    "SearchResult",
+    "expand_query",
+    "rank_candidates",
+]
 
 
 class Embedder(Protocol):
@@ -130,9 +137,16 @@ class SearchPipeline:
         exclude_ids: Sequence[Hashable] = (),
         filter_expression: str = "",
     ) -> list[VectorHit]:
-        return self.index.search(
-            query.vector[None], k=self.depth(k), exclude_ids=exclude_ids, filter_expression=filter_expression
-        )[0]
+        def search(vector: np.ndarray) -> list[VectorHit]:
+            return self.index.search(
+                vector[None], k=self.depth(k), exclude_ids=exclude_ids, filter_expression=filter_expression
+            )[0]
+
+        hits = search(query.vector)
+        n = self.config.expansion_neighbours
+        if n and hits:
+            return search(expand_query(query.vector, hits[:n], self.index, self.config.expansion_alpha))
+        return hits
 
     def score(self, query: QueryFeatures, hits: Sequence[VectorHit]) -> ScoredCandidates:
         """Raw local scores of the first ``fusion.top_k`` hits (none for ``rerank=none``)."""
@@ -199,6 +213,19 @@ class SearchPipeline:
             query=query,
             landmark_ids=dict(zip(scored.ids, scored.landmark_ids, strict=True)),
         )
+
+
+def expand_query(
+    vector: np.ndarray, neighbours: Sequence[VectorHit], index: VectorLookup, alpha: float
+) -> np.ndarray:
+    """alpha-QE: ``(D,)`` query + its neighbours' stored vectors weighted by ``max(cos, 0) ** alpha``,
+    L2-normalised (Radenovic et al.); neighbours whose vectors are not stored are skipped."""
+    stored = index.get_vectors([hit.image_id for hit in neighbours])
+    expanded = np.asarray(vector, np.float64).copy()
+    for hit in neighbours:
+        if hit.image_id in stored:
+            expanded += max(hit.score, 0.0) ** alpha * np.asarray(stored[hit.image_id], np.float64)
+    return (expanded / max(float(np.linalg.norm(expanded)), 1e-12)).astype(np.float32)
 
 
 def elapsed_ms(since: float) -> float:

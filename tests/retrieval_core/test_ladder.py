@@ -100,3 +100,23 @@ def test_model_ids_and_top_k_are_checked(world: World) -> None:
         run_ladder(world.root, cache_dir=world.cache, models=[PRETRAINED], top_k=5)
     with pytest.raises(ValueError, match="at least one model"):
         run_ladder(world.root, cache_dir=world.cache, models=[])
+
+
+def test_leave_one_out_searches_every_query_against_all_others(world: World) -> None:
+    report = run_ladder(
+        world.root,
+        cache_dir=world.cache,
+        models=[PRETRAINED],
+        sift=SIFT,
+        vlad_k=0,
+        patches=None,
+        fusion_grid=FIRST_GRID,
+        protocol=ProtocolConfig(leave_one_out=True, validation_fraction=0.25),
+        device="cpu",
+    )
+    reported = {q.relpath for q in report.queries}
+    assert len(reported) == 12  # 16 images, 4 held out for validation
+    for row in report.rows:
+        for query, ranking in row.rankings.items():
+            assert query not in ranking and len(ranking) == 15  # all the others
+    assert report.row("E5").map_at_k >= report.row("E1").map_at_k

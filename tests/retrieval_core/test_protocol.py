@@ -191,3 +191,34 @@ def test_gldv2_bad_usage_is_an_error(tmp_path: Path) -> None:
     (tmp_path / SOLUTION_FILENAME).write_text("id,images,Usage\ntst001,idx001,Secret\n")
     with pytest.raises(CollectionFormatError, match="Usage 'Secret'"):
         read_gldv2_retrieval(tmp_path)
+
+
+def test_leave_one_out_every_labelled_image_is_a_query_against_all_others(tmp_path: Path) -> None:
+    write_collection(tmp_path, 3, 4, seed=0, image_size=SMALL)
+    protocol = build_protocol(tmp_path, ProtocolConfig(leave_one_out=True, validation_fraction=0.25))
+    assert protocol.source == "leave_one_out" and protocol.leave_one_out
+    reported = {q.relpath for q in protocol.queries}
+    validation = {q.relpath for q in protocol.validation.queries}
+    assert len(reported) == 9 and len(validation) == 3 and not reported & validation
+    assert set(protocol.index) == reported | validation  # every image is in the index
+    for query in (*protocol.queries, *protocol.validation.queries):
+        landmark = query.relpath.split("/")[0]
+        assert query.relpath not in query.positives and len(query.positives) == 3
+        assert all(p.startswith(landmark) for p in query.positives)
+    assert "leave-one-out" in protocol.summary()
+
+
+def test_ground_truth_whose_positives_are_queries_is_evaluated_leave_one_out(tmp_path: Path) -> None:
+    write_collection(tmp_path, 2, 3, seed=0, image_size=SMALL)
+    views = [*_views(0, 0, 1, 2), *_views(1, 0, 1, 2)]
+    entries = [
+        {"image": image, "positives": [v for v in views if v != image and v[:12] == image[:12]]}
+        for image in views
+    ]
+    (tmp_path / "ground_truth.json").write_text(json.dumps({"queries": entries}))
+    protocol = build_protocol(tmp_path, ProtocolConfig(validation_fraction=0.34))
+    assert protocol.leave_one_out and set(protocol.index) == set(views)
+    assert len(protocol.queries) + len(protocol.validation.queries) == 6
+    assert any("leave-one-out" in note for note in protocol.notes)
+    with pytest.raises(ValueError, match="also in its index"):
+        QuerySet(protocol.queries, protocol.index)  # without the flag, as before

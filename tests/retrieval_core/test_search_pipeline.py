@@ -33,10 +33,9 @@ GLOBAL = [0.90, 0.88, 0.86, 0.84, 0.80, 0.78]  # the true match is 5th by global
 class VectorsOf:
     """A stand-in for the network: each decoded image's vector is looked up by its size."""
 
-    dim = 2
-
-    def __init__(self, vectors: dict[tuple[int, int], np.ndarray]) -> None:
+    def __init__(self, vectors: dict[tuple[int, int], np.ndarray], dim: int = 2) -> None:
         self.vectors = vectors
+        self.dim = dim
 
     def extract_with_patches(
         self, images: Sequence[Image.Image], patch_top_n: int, batch_size: int = 16
@@ -244,3 +243,25 @@ def test_exact_index_excludes_ids_and_breaks_ties_by_insertion_order() -> None:
         SearchPipeline(
             VectorsOf({}), ExactIndex(["a"], np.ones((1, 3), np.float32)), GlobalOnlyScorer(), SearchConfig()
         )
+
+
+def test_query_expansion_pulls_in_what_the_neighbours_resemble() -> None:
+    """The true match is far from the query but close to its nearest neighbour: alpha-QE finds it."""
+    q = np.array([1.0, 0.0, 0.0], np.float32)
+    near = np.array([0.9, 0.436, 0.0], np.float32)
+    match = np.array([0.55, 0.835, 0.0], np.float32)
+    decoy = np.array([0.6, 0.0, 0.8], np.float32)
+    ids, vectors = ["near", "match", "decoy"], np.stack([near, match, decoy])
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+
+    def ranked(neighbours: int) -> list[str]:
+        pipeline = SearchPipeline(
+            VectorsOf({}, dim=3),
+            ExactIndex(ids, vectors),
+            GlobalOnlyScorer(),
+            SearchConfig(k=3, expansion_neighbours=neighbours, expansion_alpha=1.0),
+        )
+        return [str(h.image_id) for h in pipeline.search_query(QueryFeatures(q)).hits]
+
+    assert ranked(0) == ["near", "decoy", "match"]
+    assert ranked(1) == ["near", "match", "decoy"]

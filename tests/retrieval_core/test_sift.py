@@ -118,3 +118,17 @@ def test_config_key_names_every_setting() -> None:
     ]
     keys = {v.key for v in variants}
     assert len(keys) == len(variants) and base.key not in keys
+
+
+def test_upright_sift_keeps_one_keypoint_per_location_with_orientation_zero() -> None:
+    view, _ = render_view(make_scene(3, (300, 400)), np.random.default_rng(0), (300, 400))
+    rotated = extract_sift(view, SiftConfig(max_keypoints=400))
+    upright = extract_sift(view, SiftConfig(max_keypoints=400, upright=True))
+    assert len(upright) == 400 and upright.angles is not None and not upright.angles.any()
+    assert rotated.angles is not None and rotated.angles.any()
+    locations = {
+        (round(float(x), 1), round(float(y), 1), round(float(s), 1))
+        for (x, y), s in zip(upright.keypoints, upright.scales, strict=True)
+    }
+    assert len(locations) == len(upright)
+    assert SiftConfig(upright=True).key.endswith("-u") and not SiftConfig().key.endswith("-u")

@@ -11,14 +11,18 @@ the served `EmbeddingNet` (``with_whitening=True``), so search embeds exactly as
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
+from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from retrieval_core.atomic import atomic_write
 from retrieval_core.models.weights import WeightsError
 
-__all__ = ["LearnedWhitening", "load_whitening"]
+__all__ = ["LearnedWhitening", "fit_whitening", "load_whitening", "save_whitened_model"]
 
 
 class LearnedWhitening(nn.Module):
@@ -74,3 +78,32 @@ def load_whitening(path: str | os.PathLike[str]) -> LearnedWhitening | None:
     except (KeyError, RuntimeError, ValueError) as e:
         raise WeightsError(f"{path}: unreadable whitening state ({e})") from None
     return whitening.eval()
+
+
+def fit_whitening(vectors: np.ndarray, out_dim: int, shrinkage: float = 0.1) -> LearnedWhitening:
+    """PCA-whitening to ``out_dim`` learnt from ``(N, D)`` unit descriptors of a collection, without labels
+    (Radenovic et al.'s "learned whitening" without the pairs: the collection's own statistics)."""
+    x = torch.from_numpy(np.asarray(vectors, np.float32))
+    if x.ndim != 2 or len(x) < 2:
+        raise ValueError(f"need (N >= 2, D) vectors to learn a whitening, got {tuple(x.shape)}")
+    whitening = LearnedWhitening(x.shape[1], min(out_dim, x.shape[1]))
+    whitening.init_from_pca(x, shrinkage=shrinkage)
+    return whitening.eval()
+
+
+def save_whitened_model(
+    path: str | os.PathLike[str],
+    state_dict: Mapping[str, torch.Tensor],
+    whitening: LearnedWhitening,
+    embedding: Mapping[str, object],
+) -> None:
+    """A checkpoint ``build_embedding_net`` serves: the network's weights with the whitening after GeM
+    (same layout as a training checkpoint: ``state_dict``, ``whitening``, ``embedding``)."""
+    checkpoint = {
+        "state_dict": {k: v.detach().cpu() for k, v in state_dict.items()},
+        "whitening": {k: v.detach().cpu() for k, v in whitening.state_dict().items()},
+        "embedding": dict(embedding),
+    }
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(target, lambda handle: torch.save(checkpoint, handle))

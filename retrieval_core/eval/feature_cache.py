@@ -150,9 +150,7 @@ class FeatureCache:
         store = self.sift_store(key)
         return [image_id for image_id in ids if not store.has(_file_id(image_id))]
 
-    def put_sift(
-        self, key: str, features: Mapping[str, LocalFeatures], seconds: Mapping[str, float]
-    ) -> None:
+    def put_sift(self, key: str, features: Mapping[str, LocalFeatures], seconds: Mapping[str, float]) -> None:
         store = self.sift_store(key)
         for image_id, feats in features.items():
             store.save(_file_id(image_id), feats)

@@ -28,6 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import torch
+from PIL import Image
 
 from retrieval_core.eval.extraction import (
     PatchConfig,
@@ -45,6 +47,7 @@ from retrieval_core.features.sift import LocalFeatures, SiftConfig
 from retrieval_core.features.vlad import VladEncoder, fit_pca_whitening, train_codebook, vlad
 from retrieval_core.index.exact import ExactIndex
 from retrieval_core.models.embedding import IMAGENET, EmbeddingConfig
+from retrieval_core.models.whitening import LearnedWhitening, fit_whitening
 from retrieval_core.rerank.fusion import FusionConfig, LocalMethod
 from retrieval_core.rerank.patch_scorer import PatchScorer
 from retrieval_core.rerank.scorer import GlobalOnlyScorer, LocalScorer, QueryFeatures
@@ -52,7 +55,7 @@ from retrieval_core.rerank.sift_scorer import SiftScorer, VerificationConfig
 from retrieval_core.rerank.vlad_scorer import VladScorer
 from retrieval_core.search.config import SearchConfig
 from retrieval_core.search.decode import DecodePolicy, local_features_key
-from retrieval_core.search.pipeline import ScoredCandidates, SearchPipeline, rank_candidates
+from retrieval_core.search.pipeline import Embedder, ScoredCandidates, SearchPipeline, rank_candidates
 from retrieval_core.search.tuning import DEFAULT_GRID, tune_fusion_weight
 
 __all__ = ["LadderProgress", "run_ladder"]
@@ -80,6 +83,7 @@ class _Global:
     model_id: str
     config: EmbeddingConfig
     extractor: GlobalDescriptorExtractor
+    embedder: Embedder
     indexes: dict[str, ExactIndex]
     vectors: dict[str, np.ndarray]
     embed_seconds: dict[str, float]
@@ -96,6 +100,9 @@ class _Run:
     fusion: FusionConfig
     notes: list[str]
     progress: LadderProgress | None
+    whiten: int = 0
+    expansion_neighbours: int = 0
+    expansion_alpha: float = 3.0
     paths: dict[str, Path] = field(init=False)
     sets: dict[str, QuerySet] = field(init=False)
 
@@ -122,6 +129,9 @@ def run_ladder(
     fusion: FusionConfig = _FUSION,
     vlad_k: int = 64,
     vlad_whiten: int = 0,
+    whiten: int = 0,
+    expansion_neighbours: int = 0,
+    expansion_alpha: float = 3.0,
     patches: PatchConfig | None = _PATCHES,
     fusion_grid: Sequence[float] = DEFAULT_GRID,
     top_k: int = 100,
@@ -133,7 +143,9 @@ def run_ladder(
     """Run every rung on the collection at ``root`` and return the report (see the module docstring).
 
     ``vlad_k=0`` skips E6 (``vlad_whiten`` > 0 PCA-whitens its VLADs to that many dimensions, as
-    ``build_local_features --vlad-whiten`` does), ``patches=None`` skips E7; ``query_sift`` (default
+    ``build_local_features --vlad-whiten`` does), ``patches=None`` skips E7; ``whiten`` > 0 PCA-whitens the
+    global vectors to that many dimensions, learnt on the index without labels (as ``learn_whitening``
+    serves it); ``expansion_neighbours`` > 0 turns on alpha query expansion; ``query_sift`` (default
     ``sift``) may use fewer keypoints for queries. Features are cached under ``cache_dir``.
     """
     if not models:
@@ -153,7 +165,16 @@ def run_ladder(
         raise ValueError(f"{root}: no reported query has a relevant index image ({proto.summary()})")
     cache = FeatureCache(cache_dir, collection=proto.root)
     run = _Run(
-        proto, cache, top_k, fusion_grid, dataclasses.replace(fusion, top_k=top_k), [*proto.notes], progress
+        proto,
+        cache,
+        top_k,
+        fusion_grid,
+        dataclasses.replace(fusion, top_k=top_k),
+        [*proto.notes],
+        progress,
+        whiten,
+        expansion_neighbours,
+        expansion_alpha,
     )
 
     models_run: list[_Global] = []
@@ -186,6 +207,8 @@ def run_ladder(
         "fusion": dataclasses.asdict(run.fusion),
         "vlad_k": vlad_k,
         "vlad_whiten": vlad_whiten,
+        "whiten": whiten,
+        "expansion": {"neighbours": expansion_neighbours, "alpha": expansion_alpha},
         "patches": None if patches is None else dataclasses.asdict(patches),
         "fusion_grid": [float(v) for v in fusion_grid],
         "protocol": dataclasses.asdict(protocol),
@@ -229,15 +252,42 @@ def _run_global(
     )
     run.notes.extend(failed)
     key = global_key(extractor)
+    embedder: Embedder = extractor
+    transform: Callable[[np.ndarray], np.ndarray] = lambda matrix: matrix.astype(np.float32)  # noqa: E731
+    if run.whiten:
+        # Learnt on the index images only (in leave-one-out: the whole collection), never on labels.
+        fitted = sorted({*run.proto.index, *run.proto.validation.index})
+        whitening = fit_whitening(cache.load_matrix(key, fitted), run.whiten)
+        whitened = _Whitened(extractor, whitening)
+        embedder, transform = whitened, whitened.whiten
     indexes = {
-        name: ExactIndex(query_set.index, cache.load_matrix(key, query_set.index))
+        name: ExactIndex(query_set.index, transform(cache.load_matrix(key, query_set.index)))
         for name, query_set in run.sets.items()
         if query_set.queries and query_set.index
     }
     queries = [q.relpath for query_set in run.sets.values() for q in query_set.queries]
-    vectors = dict(zip(queries, cache.load_matrix(key, queries).astype(np.float32), strict=True))
+    vectors = dict(zip(queries, transform(cache.load_matrix(key, queries)), strict=True))
     embed = dict(zip(reported, cache.seconds(key, reported).tolist(), strict=True))
-    return _Global(model_id, extractor.config, extractor, indexes, vectors, embed)
+    return _Global(model_id, extractor.config, extractor, embedder, indexes, vectors, embed)
+
+
+class _Whitened:
+    """The extractor followed by a PCA-whitening, as ``learn_whitening`` serves it (cached vectors too)."""
+
+    def __init__(self, extractor: GlobalDescriptorExtractor, whitening: LearnedWhitening) -> None:
+        self.extractor, self.whitening = extractor, whitening
+        self.dim = int(whitening.linear.out_features)
+
+    def whiten(self, matrix: np.ndarray) -> np.ndarray:
+        """(N, D) unit vectors -> (N, dim) whitened unit vectors."""
+        with torch.no_grad():
+            return self.whitening(torch.from_numpy(np.asarray(matrix, np.float32))).numpy()
+
+    def extract_with_patches(
+        self, images: Sequence[Image.Image], patch_top_n: int, batch_size: int = 16
+    ) -> tuple[np.ndarray, list[np.ndarray]]:
+        vectors, patches = self.extractor.extract_with_patches(images, patch_top_n, batch_size)
+        return self.whiten(vectors), patches
 
 
 def _score(
@@ -248,13 +298,18 @@ def _score(
 ) -> dict[str, Scored]:
     """Candidates and raw scores of every query of both sets, through the product's pipeline."""
     out: dict[str, Scored] = {}
-    config = SearchConfig(k=run.top_k, fusion=run.fusion)
+    config = SearchConfig(
+        k=run.top_k,
+        fusion=run.fusion,
+        expansion_neighbours=run.expansion_neighbours,
+        expansion_alpha=run.expansion_alpha,
+    )
     for name, query_set in run.sets.items():
         out[name] = {}
         index = model.indexes.get(name)
         if index is None:
             continue
-        pipeline = SearchPipeline(model.extractor, index, scorer, config)
+        pipeline = SearchPipeline(model.embedder, index, scorer, config)
         for query in query_set.queries:
             features = query_features(query.relpath)
             t0 = time.perf_counter()
@@ -304,7 +359,7 @@ def _global_row(run: _Run, model: _Global) -> LadderRow:
     latency = [model.embed_seconds[q] + seconds for q, (_, seconds) in scored["reported"].items()]
     return LadderRow(
         id=model.model_id,
-        method=_model_name(model.config),
+        method=_model_name(model.config) + _global_levers(run),
         map_at_k=mean_ap,
         precision_at_10=p10,
         recall_at_k=recall,
@@ -504,6 +559,13 @@ def _local_row(
         rankings=rankings,
         tuning=tuple(table),
     )
+
+
+def _global_levers(run: _Run) -> str:
+    levers = [f"PCA-whitened to {run.whiten}"] * bool(run.whiten)
+    if run.expansion_neighbours:
+        levers.append(f"aQE n={run.expansion_neighbours} a={run.expansion_alpha:g}")
+    return "".join(f", {lever}" for lever in levers)
 
 
 def _model_name(config: EmbeddingConfig) -> str:

@@ -15,6 +15,8 @@ from retrieval_core.eval.protocol import ProtocolConfig
 from retrieval_core.eval.splits import SplitConfig
 from retrieval_core.features.sift import SiftConfig
 from retrieval_core.models.embedding import EmbeddingConfig
+from retrieval_core.rerank.fusion import FusionConfig
+from retrieval_core.rerank.sift_scorer import VerificationConfig
 from retrieval_core.search.tuning import DEFAULT_GRID
 
 __all__ = ["LadderOptions"]
@@ -41,6 +43,13 @@ class LadderOptions:
     queries_per_landmark: int = 1
     validation_per_landmark: int = 2
     leave_one_out: bool = False
+    whiten: int = 0  # PCA-whitening of the global vectors to this many dims, learnt without labels
+    query_expansion: int = 0  # alpha-QE neighbours (0 = off)
+    expansion_alpha: float = 3.0
+    verified_first: int = 0  # SIFT: candidates with this many inliers rank above all others (0 = off)
+    geometry: str = "homography"  # or "fundamental"
+    min_inliers: int = 8
+    upright: bool = False
 
     def ladder_kwargs(self) -> dict[str, Any]:
         models = [EmbeddingConfig(backbone=self.backbone, image_size=self.image_size)]
@@ -51,10 +60,19 @@ class LadderOptions:
         return {
             "models": models,
             "model_ids": list(self.model_ids) or None,
-            "sift": SiftConfig(max_keypoints=self.sift_keypoints, long_side=self.sift_long_side),
-            "query_sift": SiftConfig(max_keypoints=self.query_keypoints, long_side=self.sift_long_side)
+            "sift": SiftConfig(
+                max_keypoints=self.sift_keypoints, long_side=self.sift_long_side, upright=self.upright
+            ),
+            "query_sift": SiftConfig(
+                max_keypoints=self.query_keypoints, long_side=self.sift_long_side, upright=self.upright
+            )
             if self.query_keypoints
             else None,
+            "verification": VerificationConfig(geometry=self.geometry),  # type: ignore[arg-type]
+            "fusion": FusionConfig(min_inliers=self.min_inliers, verified_first=self.verified_first),
+            "whiten": self.whiten,
+            "expansion_neighbours": self.query_expansion,
+            "expansion_alpha": self.expansion_alpha,
             "vlad_k": self.vlad_k,
             "patches": PatchConfig(top_n=self.patches) if self.patches else None,
             "fusion_grid": self.grid,
@@ -119,6 +137,15 @@ class LadderOptions:
         parser.add_argument("--validation-fraction", type=float, default=defaults.validation_fraction)
         parser.add_argument("--queries-per-landmark", type=int, default=defaults.queries_per_landmark)
         parser.add_argument("--validation-per-landmark", type=int, default=defaults.validation_per_landmark)
+        parser.add_argument("--whiten", type=int, default=0, help="PCA-whitening dims (0: off)")
+        parser.add_argument("--query-expansion", type=int, default=0, help="alpha-QE neighbours (0: off)")
+        parser.add_argument("--expansion-alpha", type=float, default=defaults.expansion_alpha)
+        parser.add_argument(
+            "--verified-first", type=int, default=0, help="SIFT inliers that rank a candidate first (0: off)"
+        )
+        parser.add_argument("--geometry", choices=["homography", "fundamental"], default=defaults.geometry)
+        parser.add_argument("--min-inliers", type=int, default=defaults.min_inliers)
+        parser.add_argument("--upright", action="store_true", help="upright SIFT (orientation 0)")
         parser.add_argument(
             "--leave-one-out",
             action="store_true",

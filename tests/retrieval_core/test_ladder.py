@@ -120,3 +120,23 @@ def test_leave_one_out_searches_every_query_against_all_others(world: World) -> 
         for query, ranking in row.rankings.items():
             assert query not in ranking and len(ranking) == 15  # all the others
     assert report.row("E5").map_at_k >= report.row("E1").map_at_k
+
+
+def test_whitening_and_query_expansion_run_through_the_same_pipeline(world: World) -> None:
+    report = run_ladder(
+        world.root,
+        cache_dir=world.cache,
+        models=[PRETRAINED],
+        sift=SIFT,
+        vlad_k=0,
+        patches=None,
+        whiten=6,
+        expansion_neighbours=1,
+        fusion_grid=FIRST_GRID,
+        protocol=PROTOCOL,
+        device="cpu",
+    )
+    e1 = report.row("E1")
+    assert "PCA-whitened to 6" in e1.method and "aQE n=1" in e1.method
+    assert 0.0 <= e1.map_at_k <= 1.0 and sum(report.extracted.values()) == 0  # cached features reused
+    assert report.settings["whiten"] == 6

@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
 
 from webapp.env import env_bool, env_float, env_int, env_list, env_path, env_str
 
@@ -135,6 +136,17 @@ FUSION_WEIGHT_GLOBAL = env_float("FUSION_WEIGHT_GLOBAL", 0.5)
 SIFT_MAX_KEYPOINTS = env_int("SIFT_MAX_KEYPOINTS", 1000)
 SIFT_QUERY_MAX_KEYPOINTS = env_int("SIFT_QUERY_MAX_KEYPOINTS", 500)
 SIFT_LONG_SIDE = env_int("SIFT_LONG_SIDE", 640)
+SIFT_UPRIGHT = env_bool("SIFT_UPRIGHT", False)  # orientation 0: for upright photos (street scenes)
+# Verification: homography | fundamental; inliers below RERANK_MIN_INLIERS carry no evidence; a candidate
+# with RERANK_VERIFIED_FIRST inliers or more ranks above every unverified one (0 = off).
+RERANK_GEOMETRY = env_str("RERANK_GEOMETRY", "homography")
+if RERANK_GEOMETRY not in ("homography", "fundamental"):
+    raise ImproperlyConfigured(f"RERANK_GEOMETRY must be homography or fundamental, not {RERANK_GEOMETRY!r}")
+RERANK_MIN_INLIERS = env_int("RERANK_MIN_INLIERS", 8)
+RERANK_VERIFIED_FIRST = env_int("RERANK_VERIFIED_FIRST", 0)
+# Alpha query expansion through Milvus: neighbours added to the query vector (0 = off) and their weight power.
+SEARCH_QUERY_EXPANSION = env_int("SEARCH_QUERY_EXPANSION", 0)
+SEARCH_QUERY_EXPANSION_ALPHA = env_float("SEARCH_QUERY_EXPANSION_ALPHA", 3.0)
 VLAD_CLUSTERS = env_int("VLAD_CLUSTERS", 64)
 PATCHES_TOP_N = env_int("PATCHES_TOP_N", 16)
 QUERY_RETENTION_HOURS = env_int("QUERY_RETENTION_HOURS", 24)  # query photos kept to draw their matches

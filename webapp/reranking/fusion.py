@@ -18,4 +18,10 @@ def fusion_config(method: RerankMethod) -> FusionConfig:
     tuned = FusionSetting.objects.filter(method=method).first()
     weight = tuned.weight_global if tuned else settings.FUSION_WEIGHT_GLOBAL
     top_k = tuned.top_k if tuned else settings.RERANK_TOP_K
-    return FusionConfig(weight_global=weight, top_k=top_k, local_method=method)
+    return FusionConfig(
+        weight_global=weight,
+        top_k=top_k,
+        local_method=method,
+        min_inliers=settings.RERANK_MIN_INLIERS,
+        verified_first=settings.RERANK_VERIFIED_FIRST,
+    )

@@ -46,7 +46,9 @@ logger = logging.getLogger(__name__)
 def sift_config(*, query: bool = False) -> SiftConfig:
     """Index images keep more keypoints than queries: matching cost is their product."""
     keypoints = settings.SIFT_QUERY_MAX_KEYPOINTS if query else settings.SIFT_MAX_KEYPOINTS
-    return SiftConfig(max_keypoints=keypoints, long_side=settings.SIFT_LONG_SIDE)
+    return SiftConfig(
+        max_keypoints=keypoints, long_side=settings.SIFT_LONG_SIDE, upright=settings.SIFT_UPRIGHT
+    )
 
 
 def sift_store() -> LocalFeatureStore:

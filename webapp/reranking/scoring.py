@@ -34,9 +34,8 @@ def build_scorer(method: RerankMethod, version: EmbeddingModelVersion, *, min_in
     if method == "none":
         return GlobalOnlyScorer()
     if method == "sift":
-        return SiftScorer(
-            sift_store(), sift_config(query=True), VerificationConfig(), min_inliers=min_inliers
-        )
+        verification = VerificationConfig(geometry=settings.RERANK_GEOMETRY)
+        return SiftScorer(sift_store(), sift_config(query=True), verification, min_inliers=min_inliers)
     if method == "vlad":
         codebook = active_codebook()
         if codebook is None:

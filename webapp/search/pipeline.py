@@ -41,6 +41,8 @@ def served_pipeline(
         fusion=fusion,
         patch_top_n=max(settings.PATCHES_TOP_N, 1),
         decode=decode_policy(),
+        expansion_neighbours=settings.SEARCH_QUERY_EXPANSION,
+        expansion_alpha=settings.SEARCH_QUERY_EXPANSION_ALPHA,
     )
     return SearchPipeline(
         get_extractor(version.config),

@@ -1,0 +1,21 @@
+"""The retrieval levers reach the served pipeline from the settings (nothing read inside retrieval_core)."""
+
+from __future__ import annotations
+
+import pytest
+
+from webapp.reranking.fusion import fusion_config
+from webapp.reranking.local_features import sift_config, sift_store
+
+
+@pytest.mark.django_db
+def test_lever_settings_configure_the_served_fusion_and_features(settings) -> None:
+    settings.RERANK_VERIFIED_FIRST = 20
+    settings.RERANK_MIN_INLIERS = 12
+    cfg = fusion_config("sift")
+    assert (cfg.verified_first, cfg.min_inliers, cfg.local_method) == (20, 12, "sift")
+    assert fusion_config("none").weight_global == 1.0
+    plain_key = sift_store().extractor_key
+    settings.SIFT_UPRIGHT = True
+    assert sift_config().upright and sift_config(query=True).upright
+    assert sift_store().extractor_key != plain_key  # upright features never mix with rotated ones

@@ -123,6 +123,8 @@ EMBEDDING_BACKBONE = env_str("EMBEDDING_BACKBONE", "tf_efficientnet_lite0")
 EMBEDDING_WEIGHTS = env_str("EMBEDDING_WEIGHTS", "imagenet")
 EMBEDDING_IMAGE_SIZE = env_int("EMBEDDING_IMAGE_SIZE", 384)
 EMBEDDING_GEM_P = env_float("EMBEDDING_GEM_P", 3.0)
+# Extra input scales of a multi-scale descriptor, relative to EMBEDDING_IMAGE_SIZE (e.g. "0.707,0.5").
+EMBEDDING_SCALES = tuple(float(s) for s in env_list("EMBEDDING_SCALES", ""))
 EMBEDDING_BATCH_SIZE = env_int("EMBEDDING_BATCH_SIZE", 16)
 INDEX_TASK_BATCH = env_int("INDEX_TASK_BATCH", 32)
 SEARCH_TOP_K = env_int("SEARCH_TOP_K", 10)

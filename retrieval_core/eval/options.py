@@ -50,11 +50,13 @@ class LadderOptions:
     geometry: str = "homography"  # or "fundamental"
     min_inliers: int = 8
     upright: bool = False
+    scales: tuple[float, ...] = ()  # extra multi-scale factors after 1.0
 
     def ladder_kwargs(self) -> dict[str, Any]:
-        models = [EmbeddingConfig(backbone=self.backbone, image_size=self.image_size)]
+        scales = (1.0, *self.scales)
+        models = [EmbeddingConfig(backbone=self.backbone, image_size=self.image_size, scales=scales)]
         models += [
-            EmbeddingConfig(backbone=self.backbone, weights=path, image_size=self.image_size)
+            EmbeddingConfig(backbone=self.backbone, weights=path, image_size=self.image_size, scales=scales)
             for path in self.checkpoints
         ]
         return {
@@ -101,7 +103,7 @@ class LadderOptions:
         if unknown:
             raise ValueError(f"unknown evaluation options: {', '.join(sorted(unknown))}")
         values = dict(raw)
-        for name in ("checkpoints", "model_ids", "grid"):
+        for name in ("checkpoints", "model_ids", "grid", "scales"):
             if name in values:
                 values[name] = tuple(values[name])
         return cls(**values)
@@ -146,6 +148,7 @@ class LadderOptions:
         parser.add_argument("--geometry", choices=["homography", "fundamental"], default=defaults.geometry)
         parser.add_argument("--min-inliers", type=int, default=defaults.min_inliers)
         parser.add_argument("--upright", action="store_true", help="upright SIFT (orientation 0)")
+        parser.add_argument("--scales", default="", help="extra multi-scale factors, e.g. 0.707,0.5")
         parser.add_argument(
             "--leave-one-out",
             action="store_true",
@@ -161,4 +164,5 @@ class LadderOptions:
         picked["model_ids"] = tuple(v for v in (values.get("model_ids") or "").split(",") if v)
         grid = values.get("grid") or ""
         picked["grid"] = tuple(float(v) for v in grid.split(",")) if grid else DEFAULT_GRID
+        picked["scales"] = tuple(float(v) for v in (values.get("scales") or "").split(",") if v)
         return cls(**picked)

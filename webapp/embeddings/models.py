@@ -16,6 +16,9 @@ class EmbeddingModelVersion(models.Model):
     )
     image_size = models.PositiveIntegerField(help_text="Long side in pixels; the aspect ratio is kept.")
     gem_p = models.FloatField(default=3.0)
+    scales = models.JSONField(
+        default=list, blank=True, help_text="Multi-scale factors after 1.0 (empty: single scale)."
+    )
     dim = models.PositiveIntegerField()
     collection_name = models.CharField(max_length=255, unique=True)
 
@@ -45,5 +48,9 @@ class EmbeddingModelVersion(models.Model):
     @property
     def config(self) -> EmbeddingConfig:
         return EmbeddingConfig(
-            backbone=self.backbone, weights=self.weights, image_size=self.image_size, gem_p=self.gem_p
+            backbone=self.backbone,
+            weights=self.weights,
+            image_size=self.image_size,
+            gem_p=self.gem_p,
+            scales=(1.0, *(float(s) for s in self.scales)),
         )

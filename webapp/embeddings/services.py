@@ -33,6 +33,7 @@ def configured_embedding() -> EmbeddingConfig:
         weights=settings.EMBEDDING_WEIGHTS,
         image_size=settings.EMBEDDING_IMAGE_SIZE,
         gem_p=settings.EMBEDDING_GEM_P,
+        scales=(1.0, *settings.EMBEDDING_SCALES),
     )
 
 
@@ -64,6 +65,7 @@ def get_active_version() -> EmbeddingModelVersion:
                 "weights": config.weights,
                 "image_size": config.image_size,
                 "gem_p": config.gem_p,
+                "scales": list(config.scales[1:]),
                 "dim": get_extractor(config).dim,
             },
         )
@@ -178,6 +180,7 @@ def register_version(config: EmbeddingConfig, *, name: str | None = None) -> Emb
             "weights": config.weights,
             "image_size": config.image_size,
             "gem_p": config.gem_p,
+            "scales": list(config.scales[1:]),
             "dim": get_extractor(config).dim,
             "state": EmbeddingModelVersion.State.NEW,
         },

@@ -8,6 +8,7 @@ version. Query-split images are left out of the fit, so reported queries never s
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -63,7 +64,8 @@ def learn_whitening(dim: int, *, activate: bool = False) -> EmbeddingModelVersio
         {"backbone": config.backbone, "image_size": config.image_size, "gem_p": config.gem_p},
     )
     version = register_version(
-        checkpoint_embedding_config(path), name=f"{base.name} + PCA-whitening {dim} ({len(vectors)} images)"
+        dataclasses.replace(checkpoint_embedding_config(path), scales=config.scales),
+        name=f"{base.name} + PCA-whitening {dim} ({len(vectors)} images)",
     )
     if activate:
         activate_version(version)

@@ -38,6 +38,14 @@ LEVERS: dict[str, dict[str, object]] = {
     "upright SIFT": {"upright": True},
     "fundamental matrix, min 12 inliers": {"geometry": "fundamental", "min_inliers": 12},
     "2000 index keypoints": {"sift_keypoints": 2000, "query_keypoints": 1000},
+    "SIFT at 1024 px, 2000 keypoints": {
+        "sift_long_side": 1024,
+        "sift_keypoints": 2000,
+        "query_keypoints": 1000,
+    },
+    "768 px multi-scale (1, 0.707, 0.5)": {"image_size": 768, "scales": (0.707, 0.5)},
+    "re-rank depth 50": {"top_k": 50},
+    "re-rank depth 200": {"top_k": 200},
     "512 px + PCA-whitening 128 + aQE n=2 + verified first 15": {
         "image_size": 512,
         "whiten": 128,

@@ -11,6 +11,10 @@ Layouts (``detect_layout`` checks them in this order):
   labels, ``landmark=UNLABELLED`` unless it carries a ``landmark_id`` column.
 - ``folders``: one folder per landmark, ``root/<landmark>/**/*.jpg|jpeg|png|webp``; hidden files and folders
   are ignored.
+- ``flat``: photos directly under ``root`` and no landmark folders: every image is unlabelled.
+
+In ``labels.csv`` an empty ``landmark`` means unlabelled (``UNLABELLED``): such images are indexed and
+searchable, and curation proposes a landmark for them.
 
 Rows whose image file is missing are skipped and reported, not fatal: a large download is rarely complete.
 Anything that makes the collection ambiguous or unsafe (missing columns, paths leaving ``root``, conflicting
@@ -26,8 +30,8 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Literal
 
-Layout = Literal["gldv2", "labels_csv", "folders"]
-LAYOUTS: tuple[Layout, ...] = ("gldv2", "labels_csv", "folders")
+Layout = Literal["gldv2", "labels_csv", "folders", "flat"]
+LAYOUTS: tuple[Layout, ...] = ("gldv2", "labels_csv", "folders", "flat")
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp"})
 UNLABELLED = ""
@@ -78,8 +82,10 @@ def detect_layout(root: Path) -> Layout:
         return "gldv2"
     if any(child.is_dir() and not child.name.startswith(".") for child in root.iterdir()):
         return "folders"
+    if any(_is_image_file(child) for child in root.iterdir()):
+        return "flat"
     raise CollectionFormatError(
-        f"{root} has no labels.csv, no GLDv2 train.csv/index.csv and no landmark folders"
+        f"{root} has no labels.csv, no GLDv2 train.csv/index.csv, no landmark folders and no photos"
     )
 
 
@@ -102,6 +108,8 @@ def read_collection_report(root: Path, layout: Layout | None = None) -> Collecti
         rows = _read_labels_csv(root, skipped)
     elif layout == "gldv2":
         rows = _read_gldv2(root, skipped)
+    elif layout == "flat":
+        rows = _read_flat(root, skipped)
     else:
         rows = _read_folders(root, skipped)
     items = _deduplicate(root, rows, skipped)
@@ -162,8 +170,6 @@ def _read_labels_csv(root: Path, skipped: list[str]) -> Iterator[tuple[str, str,
     for line, row in _csv_rows(root / "labels.csv", ("image", "landmark")):
         where = f"labels.csv line {line}"
         relpath = _safe_relpath(row["image"], where)
-        if not row["landmark"]:
-            raise CollectionFormatError(f"{where}: empty landmark for {relpath}")
         if not (root / relpath).is_file():
             skipped.append(f"{relpath}: file missing ({where})")
             continue
@@ -219,3 +225,17 @@ def _read_folders(root: Path, skipped: list[str]) -> Iterator[tuple[str, str, st
                 skipped.append(f"{relative.as_posix()}: not a {'/'.join(sorted(IMAGE_EXTENSIONS))} file")
                 continue
             yield relative.as_posix(), folder.name, None
+
+
+def _is_image_file(path: Path) -> bool:
+    return path.is_file() and not path.name.startswith(".") and path.suffix.lower() in IMAGE_EXTENSIONS
+
+
+def _read_flat(root: Path, skipped: list[str]) -> Iterator[tuple[str, str, str | None]]:
+    for path in sorted(root.iterdir()):
+        if path.name.startswith(".") or not path.is_file():
+            continue
+        if path.suffix.lower() not in IMAGE_EXTENSIONS:
+            skipped.append(f"{path.name}: not a {'/'.join(sorted(IMAGE_EXTENSIONS))} file")
+            continue
+        yield path.name, UNLABELLED, None

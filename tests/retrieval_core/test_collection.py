@@ -101,7 +101,6 @@ def test_labels_csv_wins_over_folders(tmp_path: Path) -> None:
         ("image,split\na/1.jpg,\n", "landmark"),
         ("picture,label\na/1.jpg,x\n", "image"),
         ("", "image"),
-        ("image,landmark\na/1.jpg,\n", "empty landmark"),
         ("image,landmark\n,x\n", "empty image"),
         ("image,landmark\n../outside.jpg,x\n", "leaves"),
         ("image,landmark\na/../../outside.jpg,x\n", "leaves"),
@@ -207,3 +206,21 @@ def test_output_is_deterministic_across_calls(tmp_path: Path) -> None:
     first, second = read_collection(tmp_path), read_collection(tmp_path)
     assert first == second
     assert [item.relpath for item in first] == sorted(item.relpath for item in first)
+
+
+def test_labels_csv_empty_landmark_is_unlabelled(tmp_path: Path) -> None:
+    _touch(tmp_path, "sf/0000.jpg")
+    _touch(tmp_path, "sf/0001.jpg")
+    _write(tmp_path, "labels.csv", "image,landmark\nsf/0000.jpg,\nsf/0001.jpg,Tower\n")
+    items = read_collection(tmp_path)
+    assert [(item.relpath, item.landmark) for item in items] == [("sf/0000.jpg", UNLABELLED), ("sf/0001.jpg", "Tower")]
+
+
+def test_flat_folder_is_unlabelled(tmp_path: Path) -> None:
+    _touch(tmp_path, "a.jpg")
+    _touch(tmp_path, "b.png")
+    _write(tmp_path, "notes.txt", "hello")
+    assert detect_layout(tmp_path) == "flat"
+    report = read_collection_report(tmp_path)
+    assert [(item.relpath, item.landmark) for item in report.items] == [("a.jpg", UNLABELLED), ("b.png", UNLABELLED)]
+    assert any("notes.txt" in reason for reason in report.skipped)

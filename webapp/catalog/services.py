@@ -19,7 +19,7 @@ from django.core.files.storage import default_storage
 from django.db import IntegrityError, transaction
 from PIL import Image as PILImage
 
-from retrieval_core.datasets.collection import read_collection_report
+from retrieval_core.datasets.collection import UNLABELLED, read_collection_report
 from retrieval_core.imaging import ImageLoadError, load_image
 from webapp.catalog.exif import read_exif
 from webapp.catalog.models import Image, ImageExif, Landmark
@@ -136,15 +136,16 @@ def schedule_analysis(image_ids: Sequence[int]) -> None:
 def import_collection(
     root: Path, *, progress: Callable[[int, int], None] | None = None
 ) -> ImportReport:
-    """Register every image of a collection (folder per landmark, labels.csv or GLDv2) and queue indexing."""
+    """Register every image of a collection (folder per landmark, labels.csv, GLDv2 or a flat folder of
+    unlabelled photos) and queue indexing; an empty landmark registers the image without one."""
     collection = read_collection_report(root)
     report = ImportReport(skipped=list(collection.skipped))
-    landmarks: dict[str, Landmark] = {}
+    landmarks: dict[str, Landmark | None] = {UNLABELLED: None}  # unlabelled images are indexed too
     total = len(collection.items)
     for done, item in enumerate(collection.items, start=1):
-        landmark = landmarks.get(item.landmark)
-        if landmark is None:
-            landmark = landmarks[item.landmark] = get_or_create_landmark(item.landmark)
+        if item.landmark not in landmarks:
+            landmarks[item.landmark] = get_or_create_landmark(item.landmark)
+        landmark = landmarks[item.landmark]
         try:
             registered = register_image(
                 item.path.read_bytes(),

@@ -18,7 +18,8 @@ LOCAL_FEATURES_GRACE_S = 120.0
 class Command(BaseCommand):
     help = (
         "Import a landmark collection (a folder per landmark, labels.csv with image,landmark[,split], or "
-        "the GLDv2 layout), then wait while the Celery workers index it."
+        "the GLDv2 layout, or a flat folder of unlabelled photos; an empty landmark means unlabelled), then "
+        "wait while the Celery workers index it."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:

@@ -44,8 +44,8 @@ LEVERS: dict[str, dict[str, object]] = {
         "query_keypoints": 1000,
     },
     "768 px multi-scale (1, 0.707, 0.5)": {"image_size": 768, "scales": (0.707, 0.5)},
-    "re-rank depth 50": {"top_k": 50},
-    "re-rank depth 200": {"top_k": 200},
+    "re-rank depth 50": {"rerank_depth": 50},
+    "re-rank depth 200": {"rerank_depth": 200},
     "512 px + PCA-whitening 128 + aQE n=2 + verified first 15": {
         "image_size": 512,
         "whiten": 128,

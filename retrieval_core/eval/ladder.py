@@ -135,6 +135,7 @@ def run_ladder(
     patches: PatchConfig | None = _PATCHES,
     fusion_grid: Sequence[float] = DEFAULT_GRID,
     top_k: int = 100,
+    rerank_depth: int = 0,
     protocol: ProtocolConfig = _PROTOCOL,
     device: str | None = None,
     batch_size: int = 16,
@@ -145,8 +146,9 @@ def run_ladder(
     ``vlad_k=0`` skips E6 (``vlad_whiten`` > 0 PCA-whitens its VLADs to that many dimensions, as
     ``build_local_features --vlad-whiten`` does), ``patches=None`` skips E7; ``whiten`` > 0 PCA-whitens the
     global vectors to that many dimensions, learnt on the index without labels (as ``learn_whitening``
-    serves it); ``expansion_neighbours`` > 0 turns on alpha query expansion; ``query_sift`` (default
-    ``sift``) may use fewer keypoints for queries. Features are cached under ``cache_dir``.
+    serves it); ``expansion_neighbours`` > 0 turns on alpha query expansion; ``rerank_depth`` (default
+    ``top_k``) is how many global candidates are re-ranked, as ``RERANK_TOP_K`` in serving;
+    ``query_sift`` (default ``sift``) may use fewer keypoints for queries. Features are cached under ``cache_dir``.
     """
     if not models:
         raise ValueError("need at least one model (the first is the pretrained E1)")
@@ -169,7 +171,7 @@ def run_ladder(
         cache,
         top_k,
         fusion_grid,
-        dataclasses.replace(fusion, top_k=top_k),
+        dataclasses.replace(fusion, top_k=rerank_depth or top_k),
         [*proto.notes],
         progress,
         whiten,

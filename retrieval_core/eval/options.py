@@ -51,6 +51,7 @@ class LadderOptions:
     min_inliers: int = 8
     upright: bool = False
     scales: tuple[float, ...] = ()  # extra multi-scale factors after 1.0
+    rerank_depth: int = 0  # candidates re-ranked (0: top_k)
 
     def ladder_kwargs(self) -> dict[str, Any]:
         scales = (1.0, *self.scales)
@@ -75,6 +76,7 @@ class LadderOptions:
             "whiten": self.whiten,
             "expansion_neighbours": self.query_expansion,
             "expansion_alpha": self.expansion_alpha,
+            "rerank_depth": self.rerank_depth,
             "vlad_k": self.vlad_k,
             "patches": PatchConfig(top_n=self.patches) if self.patches else None,
             "fusion_grid": self.grid,
@@ -148,6 +150,7 @@ class LadderOptions:
         parser.add_argument("--geometry", choices=["homography", "fundamental"], default=defaults.geometry)
         parser.add_argument("--min-inliers", type=int, default=defaults.min_inliers)
         parser.add_argument("--upright", action="store_true", help="upright SIFT (orientation 0)")
+        parser.add_argument("--rerank-depth", type=int, default=0, help="candidates re-ranked (0: --top-k)")
         parser.add_argument("--scales", default="", help="extra multi-scale factors, e.g. 0.707,0.5")
         parser.add_argument(
             "--leave-one-out",

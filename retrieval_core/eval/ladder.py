@@ -148,7 +148,8 @@ def run_ladder(
     global vectors to that many dimensions, learnt on the index without labels (as ``learn_whitening``
     serves it); ``expansion_neighbours`` > 0 turns on alpha query expansion; ``rerank_depth`` (default
     ``top_k``) is how many global candidates are re-ranked, as ``RERANK_TOP_K`` in serving;
-    ``query_sift`` (default ``sift``) may use fewer keypoints for queries. Features are cached under ``cache_dir``.
+    ``query_sift`` (default ``sift``) may use fewer keypoints for queries. Features are cached under
+    ``cache_dir``.
     """
     if not models:
         raise ValueError("need at least one model (the first is the pretrained E1)")

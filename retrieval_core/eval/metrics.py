@@ -140,3 +140,31 @@ def mean_average_precision_at_k(
         per_query[query] = ap
     mean_ap = sum(per_query.values()) / len(per_query) if per_query else None
     return MAPResult(k, mean_ap, per_query, tuple(no_positives), tuple(missing))
+
+
+def global_average_precision(
+    predictions: Sequence[tuple[Hashable | None, float]], truths: Sequence[Hashable | None]
+) -> float:
+    """GAP, the GLDv2 recognition metric (micro-AP over all queries' single predictions).
+
+    ``predictions``: per query ``(landmark, confidence)``, landmark None for "no prediction";
+    ``truths``: per query its landmark, None for a query of no collection landmark (a distractor).
+    Predictions are sorted by confidence (descending; ties keep query order);
+    ``GAP = (1 / M) * sum_i P(i) * rel(i)`` with ``M`` the number of queries that have a true landmark,
+    ``P(i)`` the precision of the first ``i`` predictions and ``rel(i)`` whether prediction ``i`` is right.
+    A distractor's prediction is always wrong; a missing prediction is neither counted nor ranked.
+    Returns NaN when no query has a true landmark.
+    """
+    if len(predictions) != len(truths):
+        raise ValueError(f"{len(predictions)} predictions for {len(truths)} queries")
+    m = sum(truth is not None for truth in truths)
+    if m == 0:
+        return float("nan")
+    made = [(confidence, i) for i, (label, confidence) in enumerate(predictions) if label is not None]
+    made.sort(key=lambda pair: (-pair[0], pair[1]))
+    correct, total = 0, 0.0
+    for position, (_, i) in enumerate(made, start=1):
+        if truths[i] is not None and predictions[i][0] == truths[i]:
+            correct += 1
+            total += correct / position
+    return total / m

@@ -1,0 +1,151 @@
+"""Landmark recognition from a ranked search: which landmark is this, and how sure.
+
+As in the GLDv2 recognition challenge's retrieval-based entries, the re-ranked top results vote for their
+landmark. A result's vote is its verified inlier count when the re-ranker verified geometry (SIFT), else its
+fused score (VLAD, CNN patches, global only). Unlabelled results vote too, for nobody, so a query whose best
+matches are unlabelled is not confidently given the landmark of a weaker one.
+
+``confidence = share * strength`` in [0, 1]:
+
+- ``share``: the winner's votes over all votes cast;
+- ``strength``: the winner's best voter's evidence, its normalised local score when it has one (SIFT:
+  ``1 - exp(-max(inliers - 8, 0) / 20)``), else its fused score.
+
+Below ``RecognitionConfig.threshold`` the answer is "not in the collection" (``recognised`` False); the
+threshold is chosen on validation queries (``choose_threshold``) by GAP.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Hashable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from retrieval_core.eval.metrics import global_average_precision
+from retrieval_core.rerank.fusion import RerankedHit
+
+__all__ = ["Recognition", "RecognitionConfig", "apply_threshold", "choose_threshold", "recognise"]
+
+
+THRESHOLD_GRID: tuple[float, ...] = tuple(round(0.05 * i, 2) for i in range(20))
+"""Thresholds ``choose_threshold`` tries: 0, 0.05, ..., 0.95."""
+
+
+@dataclass(frozen=True)
+class RecognitionConfig:
+    """``top_n``: how many of the ranked results vote; ``threshold``: minimum confidence for an answer."""
+
+    top_n: int = 10
+    threshold: float = 0.25
+
+    def __post_init__(self) -> None:
+        if self.top_n < 1:
+            raise ValueError(f"top_n must be at least 1, got {self.top_n}")
+        if not 0.0 <= self.threshold <= 1.0:
+            raise ValueError(f"threshold must be in [0, 1], got {self.threshold}")
+
+
+@dataclass(frozen=True)
+class Recognition:
+    """The predicted landmark (None: no labelled voter), its confidence, and the votes behind it.
+
+    ``votes``: landmark -> summed vote weight (labelled voters only); ``voters``: image ids of the winner's
+    voters, best first; ``inliers``: the winner's best verified inlier count (None: no geometry);
+    ``weighted_by``: ``"inliers"`` or ``"score"``.
+    """
+
+    landmark: Hashable | None
+    confidence: float
+    recognised: bool
+    votes: Mapping[Hashable, float] = field(default_factory=dict)
+    voters: tuple[Hashable, ...] = ()
+    inliers: int | None = None
+    weighted_by: str = "score"
+
+
+def recognise(
+    hits: Sequence[RerankedHit],
+    landmarks: Mapping[Hashable, Hashable | None],
+    config: RecognitionConfig | None = None,
+) -> Recognition:
+    """Vote over the first ``config.top_n`` hits (ranked best first); ``landmarks``: image id -> landmark
+    (None or absent: unlabelled)."""
+    config = config or RecognitionConfig()
+    voters = list(hits[: config.top_n])
+    if not voters:
+        return Recognition(None, 0.0, False)
+    verified = any(hit.evidence is not None and hit.evidence.inliers > 0 for hit in voters)
+    weights = [_vote(hit, verified) for hit in voters]
+    total = float(sum(weights))
+    votes: dict[Hashable, float] = {}
+    for hit, weight in zip(voters, weights, strict=True):
+        label = landmarks.get(hit.image_id)
+        if label is not None:
+            votes[label] = votes.get(label, 0.0) + weight
+    if not votes or total <= 0.0:
+        return Recognition(None, 0.0, False, votes, weighted_by="inliers" if verified else "score")
+    winner = max(votes, key=lambda label: (votes[label], -_first_rank(voters, landmarks, label)))
+    mine = [hit for hit in voters if landmarks.get(hit.image_id) == winner]
+    strength = max(_strength(hit) for hit in mine)
+    confidence = float(np.clip(votes[winner] / total * strength, 0.0, 1.0))
+    inliers = [hit.evidence.inliers for hit in mine if hit.evidence is not None]
+    return Recognition(
+        landmark=winner,
+        confidence=confidence,
+        recognised=confidence >= config.threshold,
+        votes=votes,
+        voters=tuple(hit.image_id for hit in mine),
+        inliers=max(inliers) if inliers else None,
+        weighted_by="inliers" if verified else "score",
+    )
+
+
+def choose_threshold(
+    predictions: Sequence[tuple[Hashable | None, float]],
+    truths: Sequence[Hashable | None],
+    grid: Sequence[float] = THRESHOLD_GRID,
+) -> tuple[float, float]:
+    """The "not in the collection" threshold chosen on validation queries, and the GAP it gives there.
+
+    ``predictions``: per query (landmark, confidence); ``truths``: per query its landmark (None: not in the
+    collection). GAP alone never favours a threshold (dropping the least confident predictions cannot
+    raise it), so the threshold maximises right minus wrong answers among those given (an abstention
+    scores 0; ties: the lowest threshold); the GAP is that of the answers kept. No queries: 0 and NaN.
+    """
+    if not predictions:
+        return 0.0, float("nan")
+    best, best_net = 0.0, -math.inf
+    for threshold in grid:
+        answered = [
+            (p, t) for (p, c), t in zip(predictions, truths, strict=True) if p is not None and c >= threshold
+        ]
+        right = sum(p == t for p, t in answered)
+        net = right - (len(answered) - right)
+        if net > best_net:
+            best, best_net = float(threshold), net
+    return best, global_average_precision(apply_threshold(predictions, best), truths)
+
+
+def apply_threshold(
+    predictions: Sequence[tuple[Hashable | None, float]], threshold: float
+) -> list[tuple[Hashable | None, float]]:
+    """Predictions below ``threshold`` become "no prediction" ``(None, 0.0)``."""
+    return [(p, c) if p is not None and c >= threshold else (None, 0.0) for p, c in predictions]
+
+
+def _vote(hit: RerankedHit, verified: bool) -> float:
+    if verified:
+        return float(hit.evidence.inliers) if hit.evidence is not None else 0.0
+    return max(float(hit.fused_score), 0.0)
+
+
+def _strength(hit: RerankedHit) -> float:
+    return float(hit.local_score) if hit.local_score is not None else max(float(hit.fused_score), 0.0)
+
+
+def _first_rank(
+    voters: Sequence[RerankedHit], landmarks: Mapping[Hashable, Hashable | None], label: Hashable
+) -> int:
+    return next(i for i, hit in enumerate(voters) if landmarks.get(hit.image_id) == label)

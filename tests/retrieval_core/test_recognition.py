@@ -1,0 +1,71 @@
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from retrieval_core.eval.metrics import global_average_precision
+from retrieval_core.rerank.fusion import MatchEvidence, RerankedHit
+from retrieval_core.search.recognition import RecognitionConfig, choose_threshold, recognise
+
+
+def _hit(image_id: int, fused: float, inliers: int | None = None) -> RerankedHit:
+    evidence = None if inliers is None else MatchEvidence(inliers, inliers, np.zeros((0, 4), np.float32))
+    local = None if inliers is None else 1 - math.exp(-max(inliers - 8, 0) / 20)
+    return RerankedHit(image_id, fused, local, fused, image_id, evidence)
+
+
+def test_verified_inliers_outvote_a_higher_ranked_unverified_landmark() -> None:
+    hits = [_hit(1, 0.9, 0), _hit(2, 0.8, 120), _hit(3, 0.7, 90), _hit(4, 0.6, 0)]
+    landmarks = {1: "a", 2: "b", 3: "b", 4: "a"}
+    result = recognise(hits, landmarks)
+    assert result.landmark == "b"
+    assert result.weighted_by == "inliers"
+    assert result.voters == (2, 3)
+    assert result.inliers == 120
+    assert result.votes == {"b": 210.0, "a": 0.0}
+    assert result.confidence == pytest.approx(1 - math.exp(-112 / 20))
+    assert result.recognised
+
+
+def test_unlabelled_neighbours_lower_confidence_and_threshold_says_not_in_collection() -> None:
+    hits = [_hit(1, 0.5, 30), _hit(2, 0.5, 30), _hit(3, 0.5, 30)]
+    result = recognise(hits, {1: "a"}, RecognitionConfig(threshold=0.3))
+    assert result.landmark == "a"
+    strength = 1 - math.exp(-22 / 20)
+    assert result.confidence == pytest.approx(strength / 3)
+    assert not result.recognised
+
+
+def test_without_geometry_votes_are_fused_scores_and_no_hits_no_answer() -> None:
+    result = recognise([_hit(1, 0.6), _hit(2, 0.5), _hit(3, 0.4)], {1: 7, 2: 8, 3: 8})
+    assert (result.landmark, result.weighted_by, result.inliers) == (8, "score", None)
+    assert result.confidence == pytest.approx(0.9 / 1.5 * 0.5)
+    empty = recognise([], {})
+    assert (empty.landmark, empty.confidence, empty.recognised) == (None, 0.0, False)
+    assert recognise([_hit(1, 0.6)], {}).landmark is None
+    with pytest.raises(ValueError):
+        RecognitionConfig(top_n=0)
+
+
+def test_gap_is_micro_ap_over_predictions_sorted_by_confidence() -> None:
+    # sorted: q0 right (P=1), q2 wrong, q1 right (P=2/3); q3 has a truth but no prediction -> M = 4
+    predictions = [("a", 0.9), ("b", 0.5), ("x", 0.7), (None, 0.0)]
+    truths = ["a", "b", "c", "d"]
+    assert global_average_precision(predictions, truths) == pytest.approx((1 + 2 / 3) / 4)
+    # a distractor's prediction is wrong and does not add to M
+    assert global_average_precision([("a", 0.9), ("a", 0.95)], ["a", None]) == pytest.approx(0.5)
+    assert math.isnan(global_average_precision([("a", 1.0)], [None]))
+    with pytest.raises(ValueError):
+        global_average_precision([], ["a"])
+
+
+def test_threshold_chosen_on_validation_abstains_where_answers_are_more_often_wrong() -> None:
+    # right - wrong among the answered: t=0: 2 - 2 = 0; t=0.25: a right, x wrong -> 0; t=0.5: 1 - 0 = 1
+    predictions = [("a", 0.9), ("x", 0.3), ("b", 0.2), ("y", 0.1)]
+    truths = ["a", None, "b", None]
+    threshold, gap = choose_threshold(predictions, truths, grid=(0.0, 0.25, 0.5, 0.95))
+    assert threshold == 0.5
+    assert gap == pytest.approx(1 / 2)
+    assert choose_threshold([], [])[0] == 0.0

@@ -31,6 +31,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from retrieval_core.datasets.collection import UNLABELLED, CollectionFormatError, read_collection
 from retrieval_core.eval.extraction import (
     PatchConfig,
     ensure_cnn_features,
@@ -39,7 +40,12 @@ from retrieval_core.eval.extraction import (
     patch_key,
 )
 from retrieval_core.eval.feature_cache import FeatureCache
-from retrieval_core.eval.metrics import average_precision_at_k, precision_at_k, recall_at_k
+from retrieval_core.eval.metrics import (
+    average_precision_at_k,
+    global_average_precision,
+    precision_at_k,
+    recall_at_k,
+)
 from retrieval_core.eval.protocol import EvalProtocol, EvalQuery, ProtocolConfig, QuerySet, build_protocol
 from retrieval_core.eval.report import REPEATED_ROW, LadderReport, LadderRow
 from retrieval_core.features.global_ import GlobalDescriptorExtractor
@@ -56,6 +62,7 @@ from retrieval_core.rerank.vlad_scorer import VladScorer
 from retrieval_core.search.config import SearchConfig
 from retrieval_core.search.decode import DecodePolicy, local_features_key
 from retrieval_core.search.pipeline import Embedder, ScoredCandidates, SearchPipeline, rank_candidates
+from retrieval_core.search.recognition import apply_threshold, choose_threshold, recognise
 from retrieval_core.search.tuning import DEFAULT_GRID, tune_fusion_weight
 
 __all__ = ["LadderProgress", "run_ladder"]
@@ -103,6 +110,8 @@ class _Run:
     whiten: int = 0
     expansion_neighbours: int = 0
     expansion_alpha: float = 3.0
+    labels: Mapping[str, str] = field(default_factory=dict)
+    """relpath -> landmark, for recognition GAP (empty: the collection has no labels)."""
     paths: dict[str, Path] = field(init=False)
     sets: dict[str, QuerySet] = field(init=False)
 
@@ -178,6 +187,7 @@ def run_ladder(
         whiten,
         expansion_neighbours,
         expansion_alpha,
+        _landmark_labels(proto.root),
     )
 
     models_run: list[_Global] = []
@@ -358,6 +368,7 @@ def _validation_map(run: _Run, scored: Scored, fusion: FusionConfig) -> float | 
 def _global_row(run: _Run, model: _Global) -> LadderRow:
     scored = _score(run, model, GlobalOnlyScorer(), lambda q: QueryFeatures(vector=model.vectors[q]))
     rankings = _rankings(scored["reported"], run.fusion)
+    gap, threshold = _recognition(run, scored, run.fusion)
     mean_ap, p10, recall, per_query = _scores(run.proto.queries, rankings, run.top_k)
     latency = [model.embed_seconds[q] + seconds for q, (_, seconds) in scored["reported"].items()]
     return LadderRow(
@@ -372,6 +383,8 @@ def _global_row(run: _Run, model: _Global) -> LadderRow:
         validation_map=_validation_map(run, scored["validation"], run.fusion),
         per_query_ap=per_query,
         rankings=rankings,
+        gap=gap,
+        recognition_threshold=threshold,
     )
 
 
@@ -544,6 +557,7 @@ def _local_row(
     chosen = dataclasses.replace(fusion, weight_global=weight)
     rankings = _rankings(scored["reported"], chosen)
     mean_ap, p10, recall, per_query = _scores(proto.queries, rankings, k)
+    recognition = _recognition(run, scored, chosen)
     latency = [
         model.embed_seconds[q] + extract_seconds.get(q, 0.0) + seconds
         for q, (_, seconds) in scored["reported"].items()
@@ -561,7 +575,45 @@ def _local_row(
         per_query_ap=per_query,
         rankings=rankings,
         tuning=tuple(table),
+        gap=recognition[0],
+        recognition_threshold=recognition[1],
     )
+
+
+def _landmark_labels(root: Path) -> dict[str, str]:
+    """relpath -> landmark of the labelled images of the collection (none for ground_truth.json-only sets)."""
+    try:
+        items = read_collection(root)
+    except CollectionFormatError:
+        return {}
+    return {item.relpath: item.landmark for item in items if item.landmark != UNLABELLED}
+
+
+def _recognition(
+    run: _Run, scored: Mapping[str, Scored], fusion: FusionConfig
+) -> tuple[float | None, float | None]:
+    """GAP on the reported queries with the threshold chosen on the validation ones (``recognise`` over
+    the same ranking the product shows); None, None without labels."""
+    if not run.labels:
+        return None, None
+
+    def predictions(
+        queries: Sequence[EvalQuery], name: str
+    ) -> tuple[list[tuple[str | None, float]], list[str | None]]:
+        out: list[tuple[str | None, float]] = []
+        for q in queries:
+            if q.relpath not in scored[name]:
+                out.append((None, 0.0))
+                continue
+            answer = recognise(rank_candidates(scored[name][q.relpath][0], fusion), run.labels)
+            out.append((None if answer.landmark is None else str(answer.landmark), answer.confidence))
+        return out, [run.labels.get(q.relpath) for q in queries]
+
+    threshold = 0.0
+    if run.proto.validation.queries:
+        threshold, _ = choose_threshold(*predictions(run.proto.validation.queries, "validation"))
+    reported, truths = predictions(run.proto.queries, "reported")
+    return global_average_precision(apply_threshold(reported, threshold), truths), threshold
 
 
 def _global_levers(run: _Run) -> str:

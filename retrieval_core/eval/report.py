@@ -59,6 +59,11 @@ class LadderRow:
     rankings: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     tuning: tuple[tuple[float, float], ...] = ()
     """``(v, validation mAP)`` for every grid value tried."""
+    gap: float | None = None
+    """Recognition GAP (GLDv2) on the reported queries, answers below ``recognition_threshold`` withheld;
+    None when the collection has no landmark labels."""
+    recognition_threshold: float | None = None
+    """The "not in the collection" confidence threshold, chosen on the validation queries."""
 
 
 @dataclass(frozen=True)
@@ -87,14 +92,15 @@ class LadderReport:
         lines = [
             f"Collection `{self.root.name}` — {self.protocol}",
             "",
-            f"| id | method | mAP@{k} | P@10 | R@{k} | val mAP@{k} | v | median latency | index size |",
-            "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+            f"| id | method | mAP@{k} | P@10 | R@{k} | val mAP@{k} | v | GAP (threshold) | median latency "
+            "| index size |",
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for r in self.rows:
             v = "-" if r.weight_global is None else f"{r.weight_global:.2f}"
             lines.append(
                 f"| {r.id} | {r.method} | {_pct(r.map_at_k)} | {_pct(r.precision_at_10)} | "
-                f"{_pct(r.recall_at_k)} | {_pct(r.validation_map)} | {v} | "
+                f"{_pct(r.recall_at_k)} | {_pct(r.validation_map)} | {v} | {_gap(r)} | "
                 f"{r.median_latency_ms:.0f} ms | {_size(r.index_bytes)} |"
             )
         return "\n".join(lines) + "\n"
@@ -141,6 +147,13 @@ class LadderReport:
         row = self.row(worst_of) if worst_of else self.rows[-1]
         paths.append(plot_worst_queries(self, row, out / f"worst_queries_{row.id}.png", n_worst))
         return paths
+
+
+def _gap(row: LadderRow) -> str:
+    if row.gap is None:
+        return "-"
+    threshold = "" if row.recognition_threshold is None else f" ({row.recognition_threshold:.2f})"
+    return f"{_pct(row.gap)}{threshold}"
 
 
 def interpolated_precision(

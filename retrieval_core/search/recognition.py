@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -67,7 +68,7 @@ class Recognition:
 
 def recognise(
     hits: Sequence[RerankedHit],
-    landmarks: Mapping[Hashable, Hashable | None],
+    landmarks: Mapping[Any, Hashable | None],
     config: RecognitionConfig | None = None,
 ) -> Recognition:
     """Vote over the first ``config.top_n`` hits (ranked best first); ``landmarks``: image id -> landmark
@@ -146,6 +147,6 @@ def _strength(hit: RerankedHit) -> float:
 
 
 def _first_rank(
-    voters: Sequence[RerankedHit], landmarks: Mapping[Hashable, Hashable | None], label: Hashable
+    voters: Sequence[RerankedHit], landmarks: Mapping[Any, Hashable | None], label: Hashable
 ) -> int:
     return next(i for i, hit in enumerate(voters) if landmarks.get(hit.image_id) == label)

@@ -75,6 +75,11 @@ def test_every_rung_is_reported_with_sane_numbers(world: World) -> None:
         assert row.weight_global in FIRST_GRID and [v for v, _ in row.tuning] == list(FIRST_GRID)
         assert row.validation_map == dict(row.tuning)[row.weight_global]
     e1, e5 = report.row("E1"), report.row("E5")
+    for row in report.rows:  # recognition GAP next to mAP, its threshold chosen on the validation queries
+        assert row.gap is not None and 0.0 <= row.gap <= 1.0
+        assert row.recognition_threshold is not None and 0.0 <= row.recognition_threshold < 1.0
+    assert e5.gap is not None and e5.gap >= 2 / 3  # the verified re-rank names at least 2 of the 3 queries
+    assert "GAP (threshold)" in report.to_markdown()
     assert e1.weight_global is None and e1.validation_map is not None
     assert e5.map_at_k >= e1.map_at_k
     assert e5.index_bytes > e1.index_bytes  # global vectors plus SIFT

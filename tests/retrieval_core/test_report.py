@@ -62,9 +62,9 @@ def _report(root: Path) -> LadderReport:
 def test_markdown_table(tmp_path: Path) -> None:
     text = _report(tmp_path).to_markdown()
     lines = text.splitlines()
-    assert lines[2].startswith("| id | method | mAP@100 | P@10 | R@100 | val mAP@100 | v |")
-    assert lines[4] == "| E1 | pretrained | 75.00 | 15.00 | 100.00 | 50.00 | - | 12 ms | 20.0 kB |"
-    assert lines[5] == "| E5 | E1 + SIFT | 100.00 | 15.00 | 100.00 | 80.00 | 0.35 | 250 ms | 3.0 MB |"
+    assert lines[2].startswith("| id | method | mAP@100 | P@10 | R@100 | val mAP@100 | v | GAP (threshold) |")
+    assert lines[4] == "| E1 | pretrained | 75.00 | 15.00 | 100.00 | 50.00 | - | - | 12 ms | 20.0 kB |"
+    assert lines[5] == "| E5 | E1 + SIFT | 100.00 | 15.00 | 100.00 | 80.00 | 0.35 | - | 250 ms | 3.0 MB |"
 
 
 def test_json_keeps_per_query_ap_and_optionally_rankings(tmp_path: Path) -> None:

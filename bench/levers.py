@@ -32,6 +32,8 @@ LEVERS: dict[str, dict[str, object]] = {
     "PCA-whitening 64": {"whiten": 64},
     "PCA-whitening 128": {"whiten": 128},
     "aQE n=2": {"query_expansion": 2},
+    "DBA k=2": {"dba": 2},
+    "aQE n=2 + DBA k=2": {"query_expansion": 2, "dba": 2},
     "PCA-whitening 128 + aQE n=2": {"whiten": 128, "query_expansion": 2},
     "verified first (15 inliers)": {"verified_first": 15},
     "verified first (25 inliers)": {"verified_first": 25},

@@ -60,6 +60,7 @@ from retrieval_core.rerank.scorer import GlobalOnlyScorer, LocalScorer, QueryFea
 from retrieval_core.rerank.sift_scorer import SiftScorer, VerificationConfig
 from retrieval_core.rerank.vlad_scorer import VladScorer
 from retrieval_core.search.config import SearchConfig
+from retrieval_core.search.dba import augment_database
 from retrieval_core.search.decode import DecodePolicy, local_features_key
 from retrieval_core.search.pipeline import Embedder, ScoredCandidates, SearchPipeline, rank_candidates
 from retrieval_core.search.recognition import apply_threshold, choose_threshold, recognise
@@ -112,6 +113,8 @@ class _Run:
     expansion_alpha: float = 3.0
     labels: Mapping[str, str] = field(default_factory=dict)
     """relpath -> landmark, for recognition GAP (empty: the collection has no labels)."""
+    dba_neighbours: int = 0
+    dba_alpha: float = 3.0
     paths: dict[str, Path] = field(init=False)
     sets: dict[str, QuerySet] = field(init=False)
 
@@ -141,6 +144,7 @@ def run_ladder(
     whiten: int = 0,
     expansion_neighbours: int = 0,
     expansion_alpha: float = 3.0,
+    dba_neighbours: int = 0,
     patches: PatchConfig | None = _PATCHES,
     fusion_grid: Sequence[float] = DEFAULT_GRID,
     top_k: int = 100,
@@ -155,7 +159,8 @@ def run_ladder(
     ``vlad_k=0`` skips E6 (``vlad_whiten`` > 0 PCA-whitens its VLADs to that many dimensions, as
     ``build_local_features --vlad-whiten`` does), ``patches=None`` skips E7; ``whiten`` > 0 PCA-whitens the
     global vectors to that many dimensions, learnt on the index without labels (as ``learn_whitening``
-    serves it); ``expansion_neighbours`` > 0 turns on alpha query expansion; ``rerank_depth`` (default
+    serves it); ``expansion_neighbours`` > 0 turns on alpha query expansion, ``dba_neighbours`` > 0 on
+    database-side augmentation of the index vectors (same alpha); ``rerank_depth`` (default
     ``top_k``) is how many global candidates are re-ranked, as ``RERANK_TOP_K`` in serving;
     ``query_sift`` (default ``sift``) may use fewer keypoints for queries. Features are cached under
     ``cache_dir``.
@@ -188,6 +193,8 @@ def run_ladder(
         expansion_neighbours,
         expansion_alpha,
         _landmark_labels(proto.root),
+        dba_neighbours=dba_neighbours,
+        dba_alpha=expansion_alpha,
     )
 
     models_run: list[_Global] = []
@@ -222,6 +229,7 @@ def run_ladder(
         "vlad_whiten": vlad_whiten,
         "whiten": whiten,
         "expansion": {"neighbours": expansion_neighbours, "alpha": expansion_alpha},
+        "dba_neighbours": dba_neighbours,
         "patches": None if patches is None else dataclasses.asdict(patches),
         "fusion_grid": [float(v) for v in fusion_grid],
         "protocol": dataclasses.asdict(protocol),
@@ -273,8 +281,12 @@ def _run_global(
         whitening = fit_whitening(cache.load_matrix(key, fitted), run.whiten)
         whitened = _Whitened(extractor, whitening)
         embedder, transform = whitened, whitened.whiten
+
+    def database(names: Sequence[str]) -> np.ndarray:
+        return augment_database(transform(cache.load_matrix(key, names)), run.dba_neighbours, run.dba_alpha)
+
     indexes = {
-        name: ExactIndex(query_set.index, transform(cache.load_matrix(key, query_set.index)))
+        name: ExactIndex(query_set.index, database(query_set.index))
         for name, query_set in run.sets.items()
         if query_set.queries and query_set.index
     }
@@ -620,6 +632,8 @@ def _global_levers(run: _Run) -> str:
     levers = [f"PCA-whitened to {run.whiten}"] * bool(run.whiten)
     if run.expansion_neighbours:
         levers.append(f"aQE n={run.expansion_neighbours} a={run.expansion_alpha:g}")
+    if run.dba_neighbours:
+        levers.append(f"DBA k={run.dba_neighbours}")
     return "".join(f", {lever}" for lever in levers)
 
 

@@ -52,6 +52,7 @@ class LadderOptions:
     upright: bool = False
     scales: tuple[float, ...] = ()  # extra multi-scale factors after 1.0
     rerank_depth: int = 0  # candidates re-ranked (0: top_k)
+    dba: int = 0  # database-side augmentation neighbours (0 = off)
 
     def ladder_kwargs(self) -> dict[str, Any]:
         scales = (1.0, *self.scales)
@@ -77,6 +78,7 @@ class LadderOptions:
             "expansion_neighbours": self.query_expansion,
             "expansion_alpha": self.expansion_alpha,
             "rerank_depth": self.rerank_depth,
+            "dba_neighbours": self.dba,
             "vlad_k": self.vlad_k,
             "patches": PatchConfig(top_n=self.patches) if self.patches else None,
             "fusion_grid": self.grid,
@@ -150,6 +152,9 @@ class LadderOptions:
         parser.add_argument("--geometry", choices=["homography", "fundamental"], default=defaults.geometry)
         parser.add_argument("--min-inliers", type=int, default=defaults.min_inliers)
         parser.add_argument("--upright", action="store_true", help="upright SIFT (orientation 0)")
+        parser.add_argument(
+            "--dba", type=int, default=0, help="database-side augmentation neighbours (0: off)"
+        )
         parser.add_argument("--rerank-depth", type=int, default=0, help="candidates re-ranked (0: --top-k)")
         parser.add_argument("--scales", default="", help="extra multi-scale factors, e.g. 0.707,0.5")
         parser.add_argument(

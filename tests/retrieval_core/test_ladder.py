@@ -137,11 +137,12 @@ def test_whitening_and_query_expansion_run_through_the_same_pipeline(world: Worl
         patches=None,
         whiten=6,
         expansion_neighbours=1,
+        dba_neighbours=1,
         fusion_grid=FIRST_GRID,
         protocol=PROTOCOL,
         device="cpu",
     )
     e1 = report.row("E1")
-    assert "PCA-whitened to 6" in e1.method and "aQE n=1" in e1.method
+    assert "PCA-whitened to 6" in e1.method and "aQE n=1" in e1.method and "DBA k=1" in e1.method
     assert 0.0 <= e1.map_at_k <= 1.0 and sum(report.extracted.values()) == 0  # cached features reused
     assert report.settings["whiten"] == 6

@@ -265,3 +265,23 @@ def test_query_expansion_pulls_in_what_the_neighbours_resemble() -> None:
 
     assert ranked(0) == ["near", "decoy", "match"]
     assert ranked(1) == ["near", "match", "decoy"]
+
+
+def test_database_augmentation_pulls_each_vector_towards_its_neighbours() -> None:
+    from retrieval_core.search.dba import augment_database
+
+    rng = np.random.default_rng(3)
+    centres = rng.normal(size=(2, 16))
+    vectors = np.concatenate([c + 0.6 * rng.normal(size=(5, 16)) for c in centres]).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    augmented = augment_database(vectors, neighbours=3, alpha=1.0)
+    np.testing.assert_allclose(np.linalg.norm(augmented, axis=1), 1.0, atol=1e-5)
+
+    def within(v: np.ndarray) -> float:  # mean cosine between images of the same place
+        sims = v @ v.T
+        return float(
+            np.mean([sims[i, j] for i in range(10) for j in range(10) if i != j and i // 5 == j // 5])
+        )
+
+    assert within(augmented) > within(vectors)
+    np.testing.assert_allclose(augment_database(vectors, neighbours=0), vectors)

@@ -4,7 +4,9 @@ import logging
 import os
 
 workers = int(os.environ.get("WEB_WORKERS", "1"))
-threads = int(os.environ.get("WEB_THREADS", "4"))
+# gthread: more threads than SEARCH_MAX_IN_FLIGHT, so a saturated process still answers its refusals
+# (503 + Retry-After, see webapp/throttling.py) and every other page at once.
+threads = int(os.environ.get("WEB_THREADS", "8"))
 timeout = 120
 accesslog = "-"
 

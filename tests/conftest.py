@@ -123,6 +123,19 @@ def isolated_broker(live_services: LiveServices, monkeypatch: pytest.MonkeyPatch
     client.close()
 
 
+@pytest.fixture
+def uploader_client(db: None) -> object:
+    """A test client logged in as a user who may add photos and landmarks (uploads need both)."""
+    from django.contrib.auth.models import Permission, User
+    from django.test import Client
+
+    user = User.objects.create_user("uploader", password="pw")
+    user.user_permissions.add(*Permission.objects.filter(codename__in=["add_image", "add_landmark"]))
+    client = Client()
+    client.force_login(user)
+    return client
+
+
 def encode_jpeg(array: np.ndarray, quality: int = 90, exif: bytes | None = None) -> bytes:
     buffer = io.BytesIO()
     PILImage.fromarray(array).save(buffer, format="JPEG", quality=quality, **({"exif": exif} if exif else {}))

@@ -36,6 +36,7 @@ os.environ.update(
         "UPLOAD_MAX_BYTES": str(2 * 1024 * 1024),
         "IMAGE_MAX_PIXELS": str(40_000_000),
         "INDEX_TASK_BATCH": "8",
+        "SEARCH_RATE_LIMIT": "0",  # one client searches a lot here; tests/webapp/test_throttling.py sets it
     }
 )
 os.environ.setdefault("DATABASE_URL", f"sqlite:///{RUN_DIR / 'landmarks.sqlite3'}")

@@ -31,6 +31,8 @@ def redis_server_binary() -> str:
 
 
 def redis_command(port: int, data_dir: Path) -> list[str]:
+    """Redis keeping its data in ``data_dir`` as an append-only file (fsync'ed every second), so queued
+    and unacknowledged tasks survive a restart of the stack; no RDB snapshots besides."""
     data_dir.mkdir(parents=True, exist_ok=True)
     return [
         redis_server_binary(),
@@ -38,7 +40,8 @@ def redis_command(port: int, data_dir: Path) -> list[str]:
         "--port", str(port),
         "--dir", str(data_dir),
         "--save", "",
-        "--appendonly", "no",
+        "--appendonly", "yes",
+        "--appendfsync", "everysec",
     ]
 
 

@@ -21,6 +21,19 @@ DEBUG = env_bool("DEBUG", False)
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", "")
 
+# HTTPS behind a TLS-terminating proxy (`manage.py check --deploy` passes with HTTPS=1, DEBUG=0 and a long
+# SECRET_KEY): secure cookies, HSTS and the redirect to https follow HTTPS unless set one by one.
+HTTPS = env_bool("HTTPS", False)
+if env_bool("SECURE_PROXY_SSL_HEADER", HTTPS):  # the proxy says which scheme the client used
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", HTTPS)
+SECURE_REDIRECT_EXEMPT = [r"^healthz/$"]  # container health checks speak plain HTTP to the process
+SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", HTTPS)
+CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", HTTPS)
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31_536_000 if HTTPS else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", HTTPS)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", HTTPS)
+
 INSTALLED_APPS = [
     "django.contrib.admin",
     "django.contrib.auth",
@@ -35,6 +48,8 @@ INSTALLED_APPS = [
     "webapp.curation",
     "webapp.evaluation",
     "webapp.training",
+    "webapp.accounts",
+    "webapp.operations",
 ]
 
 MIDDLEWARE = [
@@ -44,6 +59,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "webapp.throttling.SearchThrottleMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
@@ -128,6 +144,11 @@ EMBEDDING_SCALES = tuple(float(s) for s in env_list("EMBEDDING_SCALES", ""))
 EMBEDDING_BATCH_SIZE = env_int("EMBEDDING_BATCH_SIZE", 16)
 INDEX_TASK_BATCH = env_int("INDEX_TASK_BATCH", 32)
 SEARCH_TOP_K = env_int("SEARCH_TOP_K", 10)
+# Landmark recognition (retrieval_core.search.recognition): the top N re-ranked results vote; below the
+# confidence threshold the answer is "not in the collection". SEARCH_BATCH_MAX: images per batch request.
+RECOGNITION_TOP_N = env_int("RECOGNITION_TOP_N", 10)
+RECOGNITION_THRESHOLD = env_float("RECOGNITION_THRESHOLD", 0.25)
+SEARCH_BATCH_MAX = env_int("SEARCH_BATCH_MAX", 8)
 TORCH_THREADS = env_int("TORCH_THREADS", 0)
 
 # Re-ranking with local features (see webapp/reranking). RERANK_METHOD: sift | vlad | patches | none.
@@ -154,6 +175,23 @@ PATCHES_TOP_N = env_int("PATCHES_TOP_N", 16)
 QUERY_RETENTION_HOURS = env_int("QUERY_RETENTION_HOURS", 24)  # query photos kept to draw their matches
 QUERY_PURGE_INTERVAL_MINUTES = env_int("QUERY_PURGE_INTERVAL_MINUTES", 60)  # how often expired ones go
 
+# Self-healing (webapp/operations): every RECONCILE_INTERVAL_SECONDS, work older than RECONCILE_STALE_SECONDS
+# that never finished (pending images, missing local features, analysis, vectors missing from Milvus) is
+# sent again and orphan vectors are deleted. One run at a time (a Redis lock), whatever the worker count.
+RECONCILE_INTERVAL_SECONDS = env_int("RECONCILE_INTERVAL_SECONDS", 300)
+RECONCILE_STALE_SECONDS = env_int("RECONCILE_STALE_SECONDS", 600)
+
+# Search is public: per-client rate limit (requests per SEARCH_RATE_WINDOW_SECONDS, 0 = off; counted in
+# Redis, so shared by every web process) and admission control (searches running at once per process; one
+# more waits at most SEARCH_ADMISSION_WAIT_MS, then gets 503 with Retry-After instead of queueing).
+SEARCH_RATE_LIMIT = env_int("SEARCH_RATE_LIMIT", 120)
+SEARCH_RATE_WINDOW_SECONDS = env_int("SEARCH_RATE_WINDOW_SECONDS", 60)
+SEARCH_MAX_IN_FLIGHT = env_int("SEARCH_MAX_IN_FLIGHT", 2)
+SEARCH_ADMISSION_WAIT_MS = env_int("SEARCH_ADMISSION_WAIT_MS", 20)
+# The client of a request, for rate limiting: REMOTE_ADDR, or behind a proxy the META key of the header it
+# sets (e.g. HTTP_X_REAL_IP; the proxy must overwrite it, never pass on the client's).
+CLIENT_IP_HEADER = env_str("CLIENT_IP_HEADER", "REMOTE_ADDR")
+
 # Celery, configured from here with the CELERY_ namespace (see workers/celery.py).
 REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6390/0")
 CELERY_BROKER_URL = REDIS_URL
@@ -166,6 +204,7 @@ CELERY_TASK_ROUTES = {
     "workers.tasks.gpu.*": {"queue": "gpu"},
     "workers.tasks.cpu.*": {"queue": "cpu"},
     "workers.tasks.analysis.*": {"queue": "cpu"},
+    "workers.tasks.operations.*": {"queue": "cpu"},
 }
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
@@ -173,8 +212,12 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_TRACK_STARTED = True
 CELERY_RESULT_EXTENDED = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
-# Longer than the longest task, so a slow batch is not redelivered while it still runs.
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 6 * 3600)}
+# Seconds before Redis redelivers a task whose worker died without acknowledging it. Redis has one timeout
+# for every queue, so it fits the longest task that must not run twice at once: an indexing, local-feature
+# or analysis batch (seconds to a minute). The long gpu tasks are safe to redeliver: training resumes from
+# last.pt, re-indexing and evaluation start again idempotently. Lost batches are also re-sent by the
+# reconciler (below) once they are RECONCILE_STALE_SECONDS old, whatever this timeout.
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 600)}
 CELERY_TASK_ALWAYS_EAGER = False
 # Periodic upkeep, sent by the `celery beat` process (Procfile, docker-compose.yml) so no request does it.
 # Task names are workers.task_names constants, spelled out so the settings import nothing of the project.
@@ -183,6 +226,11 @@ CELERY_BEAT_SCHEDULE = {
         "task": "workers.tasks.cpu.purge_expired_queries",
         "schedule": QUERY_PURGE_INTERVAL_MINUTES * 60.0,
         "options": {"expires": QUERY_PURGE_INTERVAL_MINUTES * 60.0},  # a missed purge is not worth queueing
+    },
+    "reconcile": {
+        "task": "workers.tasks.operations.reconcile",
+        "schedule": float(RECONCILE_INTERVAL_SECONDS),
+        "options": {"expires": float(RECONCILE_INTERVAL_SECONDS)},
     },
 }
 
@@ -195,4 +243,6 @@ LOGGING = {
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
 
-LOGIN_URL = "admin:login"
+LOGIN_URL = "accounts:login"
+LOGIN_REDIRECT_URL = "catalog:collection"
+LOGOUT_REDIRECT_URL = "search:search"

@@ -11,6 +11,8 @@ urlpatterns = [
     path("", include("webapp.training.urls")),
     path("", include("webapp.embeddings.urls")),
     path("", include("webapp.curation.urls")),
+    path("", include("webapp.accounts.urls")),
+    path("", include("webapp.operations.urls")),
 ]
 if settings.SERVE_MEDIA:
     # The one-machine stack serves uploads itself; behind a proxy set SERVE_MEDIA=0 and let it serve them.

@@ -20,3 +20,4 @@ PURGE_EXPIRED_QUERIES: Final = "workers.tasks.cpu.purge_expired_queries"  # run 
 ANALYSE_COLLECTION: Final = "workers.tasks.analysis.analyse_collection"
 ANALYSE_IMAGES: Final = "workers.tasks.analysis.analyse_images"
 ANALYSE_LANDMARKS: Final = "workers.tasks.analysis.analyse_landmarks"
+RECONCILE: Final = "workers.tasks.operations.reconcile"  # run by Celery beat

@@ -93,8 +93,9 @@ def test_missing_local_features_degrade_to_the_global_score(
 
 
 def test_photos_uploaded_in_the_collection_page_get_indexed_in_the_background(
-    client: Client, scene_photo: bytes, celery_worker_process: object, empty_vector_store: None
+    uploader_client: Client, scene_photo: bytes, celery_worker_process: object, empty_vector_store: None
 ) -> None:
+    client = uploader_client
     photo = io.BytesIO(scene_photo)
     photo.name = "new.jpg"
     response = client.post("/collection/", {"photos": [photo], "landmark": "Uploaded place"})

@@ -73,9 +73,11 @@ def test_search_page_shows_the_error_instead_of_crashing(client: Client) -> None
 
 
 def test_collection_upload_keeps_good_photos_and_names_the_bad_ones(
-    client: Client, scene_photo: bytes, django_capture_on_commit_callbacks
+    uploader_client: Client, scene_photo: bytes, django_capture_on_commit_callbacks
 ) -> None:
     from webapp.catalog.models import Image
+
+    client = uploader_client
 
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
         response = client.post(
@@ -113,11 +115,11 @@ def test_collection_upload_keeps_good_photos_and_names_the_bad_ones(
     assert client.get("/api/collection/progress/", {"ids": "x"}).status_code == 400
 
 
-def test_uploading_the_same_photo_twice_keeps_one_image(client: Client, scene_photo: bytes) -> None:
+def test_uploading_the_same_photo_twice_keeps_one_image(uploader_client: Client, scene_photo: bytes) -> None:
     from webapp.catalog.models import Image
 
     for _ in range(2):
-        client.post("/collection/", {"photos": [_named(scene_photo, "same.jpg")]})
+        uploader_client.post("/collection/", {"photos": [_named(scene_photo, "same.jpg")]})
     assert Image.objects.count() == 1
 
 

@@ -9,9 +9,12 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods
 
 from retrieval_core.imaging import ImageLoadError
+from webapp.accounts.permissions import write_denied
+from webapp.accounts.selectors import can_upload, landmark_refusal
 from webapp.catalog import selectors, services
 from webapp.catalog.models import Image
 from webapp.catalog.uploads import read_upload
+from webapp.operations.selectors import latest_drift
 from webapp.reranking.selectors import query_evidence
 
 
@@ -30,11 +33,20 @@ def collection(request: HttpRequest) -> HttpResponse:
             "images": selectors.recent_images(),
             "landmarks": selectors.landmarks_with_counts(),
             "max_mb": settings.UPLOAD_MAX_BYTES // (1024 * 1024),
+            "can_upload": can_upload(request.user),
+            "drift": latest_drift(),
         },
     )
 
 
 def _upload(request: HttpRequest) -> HttpResponse:
+    denied = write_denied(request, "catalog.add_image")
+    if denied is not None:
+        return denied
+    refusal = landmark_refusal(request.user, request.POST.get("landmark", ""))
+    if refusal is not None:
+        messages.error(request, refusal)
+        return redirect("catalog:collection")
     files = request.FILES.getlist("photos")
     if not files:
         messages.error(request, "Choose at least one photo to upload.")

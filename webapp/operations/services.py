@@ -21,10 +21,12 @@ time holds a Redis lock, so any number of workers and beats may call it. Each ru
 from __future__ import annotations
 
 import logging
+import zipfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+import numpy as np
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Q, QuerySet
@@ -136,13 +138,18 @@ def _resend_stale_pending(cutoff: datetime, now: datetime) -> int:
 
 
 def _unreadable(store_ids: Iterable[int]) -> list[int]:
-    """The ids whose stored file cannot be parsed (or vanished since it was listed)."""
+    """The ids whose stored file is not a readable feature file (truncated, corrupt, vanished).
+
+    Cheap enough for every run: opening the archive reads its directory (at the end, so a truncated file
+    fails) and the small ``meta`` array, not the descriptors."""
     store = sift_store()
     bad = []
     for pk in store_ids:
         try:
-            store.load_arrays(pk, ("meta", "descriptors"))
-        except (KeyError, ValueError):
+            with np.load(store.path_for(pk), allow_pickle=False) as data:
+                if set(data.files) != {"meta", "geometry", "descriptors"} or data["meta"].shape != (4,):
+                    bad.append(pk)
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError):
             bad.append(pk)
     return bad
 
@@ -152,9 +159,8 @@ def _resend_local_features(cutoff: datetime, now: datetime) -> tuple[int, int]:
     store = sift_store()
     stored = {int(name) for name in store.ids() if name.isdigit()}
     searchable = Image.objects.filter(status__in=SEARCHABLE)
-    old_ids = set(
-        searchable.filter(Q(created_at__lt=cutoff) | Q(local_features_at__lt=cutoff)).values_list("pk", flat=True)
-    )
+    old = searchable.filter(Q(created_at__lt=cutoff) | Q(local_features_at__lt=cutoff))
+    old_ids = set(old.values_list("pk", flat=True))
     missing = _not_resent_since(
         Image.objects.filter(pk__in=old_ids - stored), Resend.Kind.LOCAL_FEATURES, cutoff
     )

@@ -7,19 +7,56 @@ class talks to a Milvus Lite server, Milvus standalone or a cluster: only the UR
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 
 import numpy as np
 from pymilvus import DataType, MilvusClient
 from pymilvus.exceptions import MilvusException
 
+from retrieval_core.index.filters import UNKNOWN_TIME, epoch_seconds, unit_sphere
 from retrieval_core.index.protocol import CollectionMissingError, ImageId, VectorHit
 
-__all__ = ["HnswParams", "MilvusVectorStore", "VectorHit"]
+__all__ = [
+    "FILTER_FIELDS",
+    "HnswParams",
+    "MilvusVectorStore",
+    "OutdatedCollectionError",
+    "PhotoScalars",
+    "VectorHit",
+]
 
+FILTER_FIELDS = ("taken_at", "gx", "gy", "gz")
+"""Scalar fields the search filters read (``retrieval_core.index.filters``), next to ``landmark_id``."""
+
+
+class OutdatedCollectionError(RuntimeError):
+    """The collection predates the filter fields: date and place filters need it rebuilt."""
+
+
+@dataclass(frozen=True)
+class PhotoScalars:
+    """What filters need of a photo besides its landmark: EXIF capture time and position (None: unknown)."""
+
+    taken_at: datetime | None = None
+    latitude: float | None = None
+    longitude: float | None = None
+
+    def fields(self) -> dict[str, float | int]:
+        x, y, z = (
+            (0.0, 0.0, 0.0)
+            if self.latitude is None or self.longitude is None
+            else unit_sphere(self.latitude, self.longitude)
+        )
+        taken = UNKNOWN_TIME if self.taken_at is None else epoch_seconds(self.taken_at)
+        return {"taken_at": taken, "gx": x, "gy": y, "gz": z}
+
+
+logger = logging.getLogger(__name__)
 _COLLECTION_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,254}$")
 
 
@@ -39,8 +76,11 @@ class HnswParams:
 class MilvusVectorStore:
     """A Milvus collection of L2-normalised vectors searched by inner product (= cosine).
 
-    Fields: ``id`` (INT64 primary key = image id), ``landmark_id`` (INT64, -1 when unknown, used in
-    filters) and ``vector`` (FLOAT_VECTOR of ``dim``).
+    Fields: ``id`` (INT64 primary key = image id), ``landmark_id`` (INT64, -1 when unknown), the filter
+    fields ``taken_at`` (INT64) and ``gx, gy, gz`` (DOUBLE) described in ``retrieval_core.index.filters``,
+    and ``vector`` (FLOAT_VECTOR of ``dim``). A collection created before the filter fields existed still
+    serves unfiltered searches; ``ensure_collection`` notices it (``outdated``), upserts then write only
+    the fields it has, and a filtered search raises ``OutdatedCollectionError`` (rebuild it to filter).
     """
 
     def __init__(
@@ -59,6 +99,7 @@ class MilvusVectorStore:
         self.collection = collection
         self.dim = dim
         self.hnsw = hnsw or HnswParams()
+        self.outdated = False
         self._client = MilvusClient(uri=uri, token=token, timeout=timeout)
 
     def ensure_collection(self) -> None:
@@ -70,6 +111,9 @@ class MilvusVectorStore:
         schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
         schema.add_field("id", DataType.INT64, is_primary=True)
         schema.add_field("landmark_id", DataType.INT64)
+        schema.add_field("taken_at", DataType.INT64)
+        for axis in ("gx", "gy", "gz"):
+            schema.add_field(axis, DataType.DOUBLE)
         schema.add_field("vector", DataType.FLOAT_VECTOR, dim=self.dim)
         index_params = self._client.prepare_index_params()
         index_params.add_index(
@@ -85,9 +129,19 @@ class MilvusVectorStore:
                 raise
             self._check_dim()
         self._client.load_collection(self.collection)
+        self.outdated = False
 
     def _check_dim(self) -> None:
         fields = self._client.describe_collection(self.collection)["fields"]
+        missing = set(FILTER_FIELDS) - {f["name"] for f in fields}
+        self.outdated = bool(missing)
+        if missing:
+            logger.warning(
+                "Milvus collection %r predates the filter fields (%s): unfiltered search works, date and "
+                "place filters need it rebuilt (python manage.py rebuild_index)",
+                self.collection,
+                ", ".join(sorted(missing)),
+            )
         vector = next(f for f in fields if f["name"] == "vector")
         existing = int(vector["params"]["dim"])
         if existing != self.dim:
@@ -96,19 +150,31 @@ class MilvusVectorStore:
             )
 
     def upsert(
-        self, image_ids: Sequence[int], vectors: np.ndarray, landmark_ids: Sequence[int | None]
+        self,
+        image_ids: Sequence[int],
+        vectors: np.ndarray,
+        landmark_ids: Sequence[int | None],
+        scalars: Sequence[PhotoScalars] | None = None,
     ) -> int:
-        """Insert or overwrite vectors (N, dim) by image id; returns the number written."""
+        """Insert or overwrite vectors (N, dim) by image id with their filter fields (``scalars``: one per
+        image, default unknown); a row is replaced whole, so pass the current scalars on a relabel.
+        Returns the number written."""
         vectors = np.asarray(vectors, dtype=np.float32)
         if vectors.ndim != 2 or vectors.shape[1] != self.dim:
             raise ValueError(f"expected vectors of shape (N, {self.dim}), got {vectors.shape}")
-        if not (len(image_ids) == len(landmark_ids) == len(vectors)):
-            raise ValueError("image_ids, vectors and landmark_ids must have the same length")
+        scalars = [PhotoScalars()] * len(image_ids) if scalars is None else scalars
+        if not (len(image_ids) == len(landmark_ids) == len(vectors) == len(scalars)):
+            raise ValueError("image_ids, vectors, landmark_ids and scalars must have the same length")
         if len(image_ids) == 0:
             return 0
         rows = [
-            {"id": int(i), "landmark_id": -1 if lm is None else int(lm), "vector": v.tolist()}
-            for i, lm, v in zip(image_ids, landmark_ids, vectors, strict=True)
+            {
+                "id": int(i),
+                "landmark_id": -1 if lm is None else int(lm),
+                **({} if self.outdated else extra.fields()),
+                "vector": v.tolist(),
+            }
+            for i, lm, v, extra in zip(image_ids, landmark_ids, vectors, scalars, strict=True)
         ]
         result = self._client.upsert(self.collection, rows)
         return int(result.get("upsert_count", len(rows)))
@@ -148,7 +214,10 @@ class MilvusVectorStore:
             clauses.append(f"landmark_id == {int(landmark_id)}")
         if exclude_ids:
             clauses.append(f"id not in [{', '.join(str(int(i)) for i in exclude_ids)}]")  # type: ignore[call-overload]
-        with _missing_collection_raises(self.collection):
+        with (
+            _missing_collection_raises(self.collection),
+            _outdated_raises(self.collection, filter_expression),
+        ):
             results = self._client.search(
                 self.collection,
                 data=queries.tolist(),
@@ -213,6 +282,21 @@ def _missing_collection_raises(collection: str) -> Iterator[None]:
             or "does not exist" in message
         ):
             raise CollectionMissingError(f"the Milvus collection {collection!r} does not exist") from error
+        raise
+
+
+@contextmanager
+def _outdated_raises(collection: str, expression: str) -> Iterator[None]:
+    """A filter on a field the collection lacks (made before the filter fields): the operator rebuilds it."""
+    try:
+        yield
+    except MilvusException as error:
+        message = str(error)
+        if expression and any(name in message for name in FILTER_FIELDS):
+            raise OutdatedCollectionError(
+                f"the Milvus collection {collection!r} was created before date and place filters existed: "
+                "rebuild it with `python manage.py rebuild_index` to filter (unfiltered search still works)"
+            ) from error
         raise
 
 

@@ -70,3 +70,80 @@ def test_bad_shapes_and_names_are_refused(store: MilvusVectorStore, live_service
     other_dim = MilvusVectorStore(live_services.milvus_uri, store.collection, dim=32)
     with pytest.raises(ValueError, match="16-d"):
         other_dim.ensure_collection()
+
+
+def test_filters_on_landmark_date_and_radius_are_applied_before_the_top_k(store: MilvusVectorStore) -> None:
+    """Milvus filters on the stored scalar fields: the k best *matching* images come back, even when
+    every one of them ranks far below images that do not match."""
+    from datetime import datetime
+
+    from retrieval_core.index.filters import GeoRadius, SearchFilters, epoch_seconds
+    from retrieval_core.index.milvus_store import PhotoScalars
+
+    rng = np.random.default_rng(3)
+    query = _unit(rng.normal(size=(1, 16)))
+    near_query = _unit(query + 0.05 * rng.normal(size=(30, 16)))  # the 30 most similar: no GPS, no date
+    far = _unit(rng.normal(size=(6, 16)))  # dissimilar but matching the filters
+    paris, rome = (48.8584, 2.2945), (41.8902, 12.4922)
+    scalars = [PhotoScalars()] * 30 + [
+        PhotoScalars(datetime(2020, 5, 1, 12), *paris),  # 130: Eiffel tower
+        PhotoScalars(datetime(2020, 5, 2, 12), paris[0] + 0.004, paris[1]),  # 131: ~445 m north
+        PhotoScalars(datetime(2021, 1, 1), paris[0] + 0.02, paris[1]),  # 132: ~2.2 km north
+        PhotoScalars(datetime(2019, 7, 1), *rome),  # 133
+        PhotoScalars(datetime(2020, 5, 3)),  # 134: date, no GPS
+        PhotoScalars(None, *paris),  # 135: GPS, no date
+    ]
+    ids = list(range(100, 136))
+    store.upsert(ids, np.vstack([near_query, far]), [1] * 30 + [2, 2, 2, 3, 2, None], scalars)
+    store.flush()
+
+    def found(filters: SearchFilters, k: int = 5) -> set[int]:
+        return {int(h.image_id) for h in store.search(query, k=k, filter_expression=filters.expression())[0]}
+
+    assert found(SearchFilters(near=GeoRadius(*paris, 500.0))) == {130, 131, 135}
+    assert found(SearchFilters(near=GeoRadius(*paris, 3000.0))) == {130, 131, 132, 135}
+    assert found(SearchFilters(near=GeoRadius(*rome, 1000.0))) == {133}
+    may = SearchFilters(
+        taken_from=epoch_seconds(datetime(2020, 5, 1)), taken_to=epoch_seconds(datetime(2020, 5, 31))
+    )
+    assert found(may) == {130, 131, 134}
+    assert found(SearchFilters(taken_to=epoch_seconds(datetime(2019, 12, 31)))) == {
+        133
+    }  # unknown dates excluded
+    assert found(SearchFilters(landmark_id=2, near=GeoRadius(*paris, 3000.0))) == {130, 131, 132}
+    assert found(SearchFilters(landmark_id=3)) == {133}
+    assert not SearchFilters() and SearchFilters().expression() == ""
+
+
+def test_a_collection_without_filter_fields_still_serves_and_says_to_rebuild(live_services) -> None:
+    from pymilvus import DataType, MilvusClient
+
+    from retrieval_core.index.filters import SearchFilters
+    from retrieval_core.index.milvus_store import OutdatedCollectionError
+
+    name = "unit_outdated_schema"
+    client = MilvusClient(uri=live_services.milvus_uri)
+    if client.has_collection(name):
+        client.drop_collection(name)
+    schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
+    schema.add_field("id", DataType.INT64, is_primary=True)
+    schema.add_field("landmark_id", DataType.INT64)
+    schema.add_field("vector", DataType.FLOAT_VECTOR, dim=16)
+    index = client.prepare_index_params()
+    index.add_index(field_name="vector", index_type="HNSW", metric_type="IP", params={"M": 16})
+    client.create_collection(name, schema=schema, index_params=index)
+    store = MilvusVectorStore(live_services.milvus_uri, name, dim=16)
+    try:
+        store.ensure_collection()
+        assert store.outdated
+        vectors = _unit(np.random.default_rng(1).normal(size=(3, 16)))
+        store.upsert([1, 2, 3], vectors, [7, 7, None])
+        store.flush()
+        assert [h.image_id for h in store.search(vectors[0], k=1)[0]] == [1]
+        assert {h.image_id for h in store.search(vectors[0], k=3, landmark_id=7)[0]} == {1, 2}
+        with pytest.raises(OutdatedCollectionError, match="rebuild_index"):
+            store.search(vectors[0], k=3, filter_expression=SearchFilters(taken_from=0).expression())
+    finally:
+        store.drop()
+        store.close()
+        client.close()

@@ -1,0 +1,109 @@
+"""Search filters as Milvus boolean expressions over the scalar fields stored next to each vector.
+
+The fields (``MilvusVectorStore``'s schema): ``landmark_id`` (INT64, -1 unknown), ``taken_at`` (INT64 unix
+seconds of the EXIF capture time, ``UNKNOWN_TIME`` when unknown) and ``gx, gy, gz`` (DOUBLE: the capture
+position on the unit sphere, ``(0, 0, 0)`` when unknown). Milvus applies the expression before it takes the
+top-k, so a filtered search returns the best k among the matching images, not a filtered short list.
+
+"Within R metres of (lat, lon)" is a chord-distance bound on the unit sphere,
+``(gx - x)^2 + (gy - y)^2 + (gz - z)^2 <= (2 sin(R / 2 E))^2`` with E the Earth's mean radius: exact for
+the great-circle distance, and an image without GPS (at the sphere's centre, chord 1) never matches since
+R is at most ``MAX_RADIUS_M`` (chord < 1).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+__all__ = [
+    "EARTH_RADIUS_M",
+    "MAX_RADIUS_M",
+    "UNKNOWN_TIME",
+    "GeoRadius",
+    "SearchFilters",
+    "epoch_seconds",
+    "unit_sphere",
+]
+
+EARTH_RADIUS_M = 6_371_008.8
+MAX_RADIUS_M = 5_000_000.0
+"""Largest radius accepted: its chord (about 0.74) stays below 1, the chord of a position-less image."""
+UNKNOWN_TIME = -(2**62)
+"""``taken_at`` of an image without a capture time (below every real date)."""
+
+
+def unit_sphere(latitude: float, longitude: float) -> tuple[float, float, float]:
+    """(lat, lon) in degrees -> (x, y, z) on the unit sphere."""
+    lat, lon = math.radians(latitude), math.radians(longitude)
+    return (math.cos(lat) * math.cos(lon), math.cos(lat) * math.sin(lon), math.sin(lat))
+
+
+def epoch_seconds(moment: datetime) -> int:
+    """Unix seconds of a datetime (naive ones are taken as UTC)."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return int(moment.timestamp())
+
+
+@dataclass(frozen=True)
+class GeoRadius:
+    """Within ``radius_m`` metres (great circle) of ``(latitude, longitude)`` in degrees."""
+
+    latitude: float
+    longitude: float
+    radius_m: float
+
+    def __post_init__(self) -> None:
+        if not -90.0 <= self.latitude <= 90.0:
+            raise ValueError(f"latitude must be between -90 and 90, got {self.latitude}")
+        if not -180.0 <= self.longitude <= 180.0:
+            raise ValueError(f"longitude must be between -180 and 180, got {self.longitude}")
+        if not 0.0 < self.radius_m <= MAX_RADIUS_M:
+            raise ValueError(
+                f"radius must be more than 0 and at most {MAX_RADIUS_M:.0f} m, got {self.radius_m}"
+            )
+
+    @property
+    def chord_squared(self) -> float:
+        return (2.0 * math.sin(self.radius_m / (2.0 * EARTH_RADIUS_M))) ** 2
+
+    def expression(self) -> str:
+        x, y, z = unit_sphere(self.latitude, self.longitude)
+        return (
+            f"((gx - {x!r}) * (gx - {x!r}) + (gy - {y!r}) * (gy - {y!r}) + (gz - {z!r}) * (gz - {z!r}))"
+            f" <= {self.chord_squared!r}"
+        )
+
+
+@dataclass(frozen=True)
+class SearchFilters:
+    """Landmark, capture-time range (inclusive unix seconds, either end open) and a radius; all optional."""
+
+    landmark_id: int | None = None
+    taken_from: int | None = None
+    taken_to: int | None = None
+    near: GeoRadius | None = None
+
+    def __post_init__(self) -> None:
+        if self.taken_from is not None and self.taken_to is not None and self.taken_from > self.taken_to:
+            raise ValueError("the start of the date range is after its end")
+
+    def __bool__(self) -> bool:
+        return any(v is not None for v in (self.landmark_id, self.taken_from, self.taken_to, self.near))
+
+    def expression(self) -> str:
+        """The Milvus boolean expression ("" when nothing is filtered)."""
+        clauses = []
+        if self.landmark_id is not None:
+            clauses.append(f"landmark_id == {int(self.landmark_id)}")
+        if self.taken_from is not None or self.taken_to is not None:
+            clauses.append(f"taken_at > {UNKNOWN_TIME}")
+        if self.taken_from is not None:
+            clauses.append(f"taken_at >= {int(self.taken_from)}")
+        if self.taken_to is not None:
+            clauses.append(f"taken_at <= {int(self.taken_to)}")
+        if self.near is not None:
+            clauses.append(self.near.expression())
+        return " and ".join(f"({clause})" for clause in clauses)

@@ -213,7 +213,10 @@ def test_labels_csv_empty_landmark_is_unlabelled(tmp_path: Path) -> None:
     _touch(tmp_path, "sf/0001.jpg")
     _write(tmp_path, "labels.csv", "image,landmark\nsf/0000.jpg,\nsf/0001.jpg,Tower\n")
     items = read_collection(tmp_path)
-    assert [(item.relpath, item.landmark) for item in items] == [("sf/0000.jpg", UNLABELLED), ("sf/0001.jpg", "Tower")]
+    assert [(item.relpath, item.landmark) for item in items] == [
+        ("sf/0000.jpg", UNLABELLED),
+        ("sf/0001.jpg", "Tower"),
+    ]
 
 
 def test_flat_folder_is_unlabelled(tmp_path: Path) -> None:
@@ -222,5 +225,8 @@ def test_flat_folder_is_unlabelled(tmp_path: Path) -> None:
     _write(tmp_path, "notes.txt", "hello")
     assert detect_layout(tmp_path) == "flat"
     report = read_collection_report(tmp_path)
-    assert [(item.relpath, item.landmark) for item in report.items] == [("a.jpg", UNLABELLED), ("b.png", UNLABELLED)]
+    assert [(item.relpath, item.landmark) for item in report.items] == [
+        ("a.jpg", UNLABELLED),
+        ("b.png", UNLABELLED),
+    ]
     assert any("notes.txt" in reason for reason in report.skipped)

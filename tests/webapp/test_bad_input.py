@@ -137,3 +137,44 @@ def test_an_unreachable_vector_store_is_a_503_not_a_crash(
         services.clear_caches()
     assert response.status_code == 503
     assert "not reachable" in response.json()["error"]
+
+
+@pytest.mark.parametrize(
+    ("fields", "phrase"),
+    [
+        ({"landmark": "eiffel"}, "landmark must be"),
+        ({"landmark": "999999"}, "no landmark with id"),
+        ({"taken_after": "2020-13-01"}, "yyyy-mm-dd"),
+        ({"taken_before": "yesterday"}, "yyyy-mm-dd"),
+        ({"taken_after": "2021-01-01", "taken_before": "2020-01-01"}, "not be later"),
+        ({"lat": "48.8", "lon": "2.3"}, "together"),
+        ({"lat": "north", "lon": "2.3", "radius_m": "10"}, "lat must be a number"),
+        ({"lat": "91", "lon": "2.3", "radius_m": "10"}, "latitude"),
+        ({"lat": "48.8", "lon": "200", "radius_m": "10"}, "longitude"),
+        ({"lat": "48.8", "lon": "2.3", "radius_m": "0"}, "radius_m"),
+        ({"lat": "48.8", "lon": "2.3", "radius_m": "1e9"}, "radius_m"),
+        ({"lat": "nan", "lon": "2.3", "radius_m": "10"}, "finite"),
+    ],
+)
+def test_bad_filters_are_a_clear_400_on_every_search_endpoint(
+    client: Client, scene_photo: bytes, fields: dict[str, str], phrase: str
+) -> None:
+    single = client.post("/api/search/", {"image": _named(scene_photo, "q.jpg"), **fields})
+    batch = client.post("/api/search/batch/", {"images": [_named(scene_photo, "q.jpg")], **fields})
+    similar = client.get("/api/images/1/similar/", fields)
+    for response in (single, batch, similar):
+        assert response.status_code == 400, response.content
+        assert phrase in response.json()["error"].lower()
+
+
+def test_batch_and_similar_refuse_what_they_cannot_search(client: Client, scene_photo: bytes) -> None:
+    assert "images" in client.post("/api/search/batch/", {}).json()["error"]
+    too_many = [_named(scene_photo, f"{i}.jpg") for i in range(9)]
+    response = client.post("/api/search/batch/", {"images": too_many})
+    assert response.status_code == 400 and "at most 8" in response.json()["error"]
+    assert client.get("/api/search/batch/").status_code == 405
+    missing = client.get("/api/images/999999/similar/")
+    assert missing.status_code == 404 and "no image" in missing.json()["error"]
+    assert client.get("/api/images/1/similar/", {"k": "0"}).status_code == 400
+    page = client.get("/", {"similar": "abc"})
+    assert page.status_code == 400 and b"similar must be an image id" in page.content

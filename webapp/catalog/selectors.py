@@ -55,7 +55,7 @@ def recent_images(limit: int = 60) -> QuerySet[Image]:
 
 
 def images_by_ids(image_ids: list[int]) -> dict[int, Image]:
-    return Image.objects.select_related("landmark").in_bulk(image_ids)
+    return Image.objects.select_related("landmark", "exif").in_bulk(image_ids)
 
 
 def landmarks_with_counts() -> QuerySet[Landmark]:

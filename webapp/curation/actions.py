@@ -22,7 +22,7 @@ from webapp.curation.models import CurationAction, CurationChange, ImageCuration
 from webapp.curation.selectors import ImageState, can_curate, curation_states
 from webapp.curation.vectors import stored_vectors
 from webapp.embeddings.models import EmbeddingModelVersion
-from webapp.embeddings.services import get_store
+from webapp.embeddings.services import get_store, photo_scalars
 
 User = AbstractBaseUser | AnonymousUser
 
@@ -243,6 +243,12 @@ def _sync_vector_store(remove: Sequence[int], relabel: dict[int, int | None]) ->
     vectors = stored_vectors(store, list(relabel))
     present = [pk for pk in relabel if pk in vectors]
     if present:
-        store.upsert(present, np.stack([vectors[pk] for pk in present]), [relabel[pk] for pk in present])
+        scalars = photo_scalars(present)  # a row is replaced whole: keep its date and place fields
+        store.upsert(
+            present,
+            np.stack([vectors[pk] for pk in present]),
+            [relabel[pk] for pk in present],
+            [scalars[pk] for pk in present],
+        )
     store.flush()
     return [pk for pk in relabel if pk not in vectors]

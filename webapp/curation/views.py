@@ -16,17 +16,20 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 from pymilvus.exceptions import MilvusException
 
+from retrieval_core.index.protocol import CollectionMissingError
 from webapp.catalog.models import Landmark
-from webapp.curation import actions, analysis, selectors
+from webapp.curation import actions, analysis, proposals, selectors
 from webapp.curation.actions import CurationError
 from webapp.curation.charts import overview_charts
 from webapp.curation.follow_up import analysis_message, reindexing_note
 from webapp.curation.models import CurationAction
+from webapp.reranking.scoring import RerankUnavailable
 from workers.dispatch import Sends, recording
 
 View = Callable[..., HttpResponse]
 _STORE_DOWN = (MilvusException, ConnectionError, TimeoutError)
 REVIEW_PAGE_SIZE = 60
+UNLABELLED_PAGE_SIZE = 12
 
 
 def curator_required(view: View) -> View:
@@ -70,6 +73,20 @@ def landmark_review(request: HttpRequest, pk: int) -> HttpResponse:
         "curation/review.html",
         {"landmark": landmark, "page": page, "landmark_names": selectors.landmark_names()},
     )
+
+
+@require_GET
+@curator_required
+def unlabelled(request: HttpRequest) -> HttpResponse:
+    """Unlabelled indexed images with the landmark their verified neighbours propose (one search each, so
+    a page holds ``UNLABELLED_PAGE_SIZE``)."""
+    page = Paginator(proposals.unlabelled_images(), UNLABELLED_PAGE_SIZE).get_page(request.GET.get("page"))
+    try:
+        found = [proposals.propose_landmark(image) for image in page]
+        problem = ""
+    except (*_STORE_DOWN, CollectionMissingError, RerankUnavailable) as error:
+        found, problem = [], f"Proposals need the search index, which is unavailable ({error})."
+    return render(request, "curation/unlabelled.html", {"page": page, "proposals": found, "problem": problem})
 
 
 @require_POST

@@ -15,13 +15,13 @@ from django.utils import timezone
 
 from retrieval_core.features.global_ import GlobalDescriptorExtractor
 from retrieval_core.features.store import PatchStore
-from retrieval_core.index.milvus_store import MilvusVectorStore
+from retrieval_core.index.milvus_store import MilvusVectorStore, PhotoScalars
 from retrieval_core.models.embedding import EmbeddingConfig
 from retrieval_core.search.decode import DecodePolicy, decode
-from webapp.catalog.models import Image
+from webapp.catalog.models import Image, ImageExif
 from webapp.embeddings.models import EmbeddingModelVersion
 from workers import task_names
-from workers.dispatch import send_on_commit
+from workers.dispatch import send_batches_on_commit, send_on_commit
 
 logger = logging.getLogger(__name__)
 _lock = threading.Lock()
@@ -134,7 +134,8 @@ def index_images(
     if ok:
         ids = [images[i].pk for i in ok]
         landmarks = [images[i].landmark_id for i in ok]
-        store.upsert(ids, result.vectors, landmarks)
+        scalars = photo_scalars(ids)
+        store.upsert(ids, result.vectors, landmarks, [scalars[pk] for pk in ids])
         # A curator may have relabelled an image while the batch was embedded: store its current label.
         current = dict(Image.objects.filter(pk__in=ids).values_list("pk", "landmark_id"))
         stale = [
@@ -143,7 +144,12 @@ def index_images(
             if current.get(pk) != landmark
         ]
         if stale:
-            store.upsert([ids[k] for k in stale], result.vectors[stale], [current.get(ids[k]) for k in stale])
+            store.upsert(
+                [ids[k] for k in stale],
+                result.vectors[stale],
+                [current.get(ids[k]) for k in stale],
+                [scalars[ids[k]] for k in stale],
+            )
         store.flush()
     if result.patches is not None:
         patches = patch_store(version)
@@ -155,6 +161,42 @@ def index_images(
         )
         mark_failed([images[index].pk for index in failed], list(failed.values()))
     return {"indexed": len(ok), "failed": len(failed)}
+
+
+def photo_scalars(image_ids: Sequence[int]) -> dict[int, PhotoScalars]:
+    """The filter fields stored next to each vector (EXIF capture time and GPS), by image id; every upsert
+    (indexing, relabelling) writes them, since Milvus replaces a row whole."""
+    exif = {
+        row["image_id"]: row
+        for row in ImageExif.objects.filter(image_id__in=image_ids).values(
+            "image_id", "taken_at", "latitude", "longitude"
+        )
+    }
+    out = {}
+    for pk in image_ids:
+        row = exif.get(pk)
+        out[pk] = (
+            PhotoScalars()
+            if row is None
+            else PhotoScalars(row["taken_at"], row["latitude"], row["longitude"])
+        )
+    return out
+
+
+def rebuild_collection(version: EmbeddingModelVersion | None = None) -> int:
+    """Drop and re-create the version's collection with the current schema (filter fields), then queue
+    every searchable image for indexing; returns how many were queued. Search answers 503 until the
+    first batch is in."""
+    version = version or get_active_version()
+    store = collection_store(version.collection_name, version.dim, create=False)
+    store.drop()
+    clear_caches()
+    get_store(version)
+    searchable = Image.objects.exclude(status__in=[Image.Status.EXCLUDED, Image.Status.FAILED])
+    ids = list(searchable.order_by("pk").values_list("pk", flat=True))
+    searchable.update(status=Image.Status.PENDING)
+    send_batches_on_commit(task_names.INDEX_IMAGES, ids, settings.INDEX_TASK_BATCH)
+    return len(ids)
 
 
 def mark_failed(image_ids: Sequence[int], messages: Sequence[str]) -> None:

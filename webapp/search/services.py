@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
+import io
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import cast
 
 import numpy as np
 from django.conf import settings
 from django.core.files.base import ContentFile
+from PIL import Image as PILImage
 
+from retrieval_core.index.filters import SearchFilters
 from retrieval_core.rerank.fusion import RerankedHit
 from retrieval_core.rerank.scorer import RerankMethod
 from retrieval_core.search.decode import decode
 from retrieval_core.search.pipeline import elapsed_ms
+from retrieval_core.search.recognition import Recognition, RecognitionConfig, recognise
+from webapp.catalog.exif import read_exif
 from webapp.catalog.models import Image
 from webapp.catalog.selectors import images_by_ids
 from webapp.catalog.uploads import check_upload_size
@@ -22,7 +28,15 @@ from webapp.embeddings.services import decode_policy, get_active_version
 from webapp.reranking.models import SearchQuery
 from webapp.search.pipeline import served_pipeline
 
-__all__ = ["SearchHit", "SearchResponse", "keep_query_photo", "match_points", "search_by_photo"]
+__all__ = [
+    "SearchHit",
+    "SearchResponse",
+    "keep_query_photo",
+    "match_points",
+    "recognition_config",
+    "search_by_photo",
+    "search_similar",
+]
 
 
 @dataclass(frozen=True)
@@ -45,15 +59,54 @@ class SearchResponse:
     weight_global: float
     query_id: str | None = None
     timings_ms: dict[str, float] = field(default_factory=dict)
+    prediction: Recognition | None = None
+    landmark_names: dict[int, str] = field(default_factory=dict)
+    query_position: tuple[float, float] | None = None
+    query_image_id: int | None = None
+    filters: dict[str, object] = field(default_factory=dict)
 
     def page_url(self, hit: SearchHit) -> str:
         url = hit.image.get_absolute_url()
         return f"{url}?query={self.query_id}" if self.query_id and hit.inliers else url
 
+    def _landmark(self, landmark_id: object) -> dict[str, object] | None:
+        if landmark_id is None:
+            return None
+        pk = cast(int, landmark_id)
+        return {"id": pk, "name": self.landmark_names.get(pk, "")}
+
+    def prediction_dict(self) -> dict[str, object]:
+        """``{landmark, confidence, recognised, evidence}``; landmark None below the threshold."""
+        p = self.prediction or Recognition(None, 0.0, False)
+        return {
+            "landmark": self._landmark(p.landmark) if p.recognised else None,
+            "confidence": round(p.confidence, 4),
+            "recognised": p.recognised,
+            "evidence": {
+                "best_guess": self._landmark(p.landmark),
+                "weighted_by": p.weighted_by,
+                "voters": list(p.voters),
+                "inliers": p.inliers,
+                "votes": [
+                    {"landmark": self._landmark(label), "weight": round(weight, 4)}
+                    for label, weight in sorted(p.votes.items(), key=lambda item: -item[1])
+                ],
+                "threshold": recognition_config().threshold,
+            },
+        }
+
     def as_dict(self) -> dict[str, object]:
         return {
             "model_version": self.model_version,
-            "query": {"width": self.query_size[0], "height": self.query_size[1], "id": self.query_id},
+            "query": {
+                "width": self.query_size[0],
+                "height": self.query_size[1],
+                "id": self.query_id,
+                "image_id": self.query_image_id,
+                "position": _position(self.query_position),
+            },
+            "filters": self.filters,
+            "prediction": self.prediction_dict(),
             "rerank": {"method": self.rerank_method, "weight_global": self.weight_global},
             "timings_ms": self.timings_ms,
             "results": [
@@ -71,6 +124,7 @@ class SearchResponse:
                     "image_url": hit.image.file.url,
                     "thumbnail_url": hit.image.thumbnail_url,
                     "page_url": self.page_url(hit),
+                    "position": _position(_image_position(hit.image)),
                 }
                 for hit in self.hits
             ],
@@ -84,6 +138,8 @@ def search_by_photo(
     method: RerankMethod | None = None,
     keep_query: bool = True,
     exclude_ids: Sequence[int] = (),
+    filters: SearchFilters | None = None,
+    query_image: Image | None = None,
 ) -> SearchResponse:
     """Rank collection images by similarity to the photo.
 
@@ -91,7 +147,10 @@ def search_by_photo(
     ``CollectionMissingError`` when the active model's collection does not exist. The global
     top-``RERANK_TOP_K`` is re-ranked with ``method`` (default ``RERANK_METHOD``); the best ``k`` are
     returned with their fused, global and local scores. With SIFT evidence and ``keep_query``, the query is
-    kept so result pages can draw the matches.
+    kept so result pages can draw the matches. ``filters`` (landmark, capture date, radius) are applied
+    by Milvus before the top-k; the response also names the predicted landmark (``recognise`` over the
+    re-ranked hits, current catalogue labels). ``query_image``: the collection image searched from
+    ("more like this"), excluded from its own results.
     """
     k = k or settings.SEARCH_TOP_K
     check_upload_size(len(content), "the photo")
@@ -100,16 +159,23 @@ def search_by_photo(
     decoded_ms = elapsed_ms(started)
     version = get_active_version()
     pipeline = served_pipeline(method or settings.RERANK_METHOD, version=version)
-    result = pipeline.search(image, k=k, exclude_ids=exclude_ids)
+    exclude = [*exclude_ids, *([query_image.pk] if query_image is not None else [])]
+    expression = filters.expression() if filters else ""
+    result = pipeline.search(image, k=k, exclude_ids=exclude, filter_expression=expression)
     result.timings_ms["decode"] = decoded_ms
     mark = time.perf_counter()
-    catalogue = images_by_ids([_pk(hit) for hit in result.hits[: k + 20]])
+    config = recognition_config()
+    catalogue = images_by_ids([_pk(hit) for hit in result.hits[: max(k, config.top_n) + 20]])
     # An image deleted from the catalogue but not yet from Milvus is skipped, not shown broken.
-    present = [
+    ranked = [
         hit
         for hit in result.hits
         if _pk(hit) in catalogue and catalogue[_pk(hit)].status != Image.Status.EXCLUDED
-    ][:k]
+    ]
+    present = ranked[:k]
+    # Votes use the catalogue's current labels (a relabel counts at once).
+    prediction = recognise(ranked, {pk: image.landmark_id for pk, image in catalogue.items()}, config)
+    names = {img.landmark.pk: img.landmark.name for img in catalogue.values() if img.landmark is not None}
     hits = [
         SearchHit(
             rank=rank,
@@ -137,7 +203,69 @@ def search_by_photo(
         weight_global=result.weight_global,
         query_id=query_id,
         timings_ms=timings,
+        prediction=prediction,
+        landmark_names=names,
+        query_position=_image_position(query_image) if query_image is not None else _photo_position(content),
+        query_image_id=None if query_image is None else query_image.pk,
+        filters=_filters_dict(filters),
     )
+
+
+def search_similar(
+    image: Image,
+    *,
+    k: int | None = None,
+    method: RerankMethod | None = None,
+    filters: SearchFilters | None = None,
+) -> SearchResponse:
+    """ "More like this": search from a collection image's own file through the same pipeline (so SIFT
+    re-ranking and the match drawings work as for an upload), the image itself excluded."""
+    with image.file.open("rb") as handle:
+        content = handle.read()
+    return search_by_photo(content, k=k, method=method, filters=filters, query_image=image)
+
+
+def recognition_config() -> RecognitionConfig:
+    return RecognitionConfig(top_n=settings.RECOGNITION_TOP_N, threshold=settings.RECOGNITION_THRESHOLD)
+
+
+def _filters_dict(filters: SearchFilters | None) -> dict[str, object]:
+    if not filters:
+        return {}
+    out: dict[str, object] = {}
+    if filters.landmark_id is not None:
+        out["landmark"] = filters.landmark_id
+    if filters.taken_from is not None:
+        out["taken_after"] = datetime.fromtimestamp(filters.taken_from, UTC).date().isoformat()
+    if filters.taken_to is not None:
+        out["taken_before"] = datetime.fromtimestamp(filters.taken_to, UTC).date().isoformat()
+    if filters.near is not None:
+        near = filters.near
+        out.update({"lat": near.latitude, "lon": near.longitude, "radius_m": near.radius_m})
+    return out
+
+
+def _position(position: tuple[float, float] | None) -> dict[str, float] | None:
+    return None if position is None else {"latitude": position[0], "longitude": position[1]}
+
+
+def _image_position(image: Image) -> tuple[float, float] | None:
+    exif = getattr(image, "exif", None)
+    if exif is None or exif.latitude is None or exif.longitude is None:
+        return None
+    return (exif.latitude, exif.longitude)
+
+
+def _photo_position(content: bytes) -> tuple[float, float] | None:
+    """The query photo's EXIF GPS (it was decoded already, so opening it again cannot fail badly)."""
+    try:
+        with PILImage.open(io.BytesIO(content)) as photo:
+            exif = read_exif(photo)
+    except Exception:
+        return None
+    if exif.latitude is None or exif.longitude is None:
+        return None
+    return (exif.latitude, exif.longitude)
 
 
 def match_points(hit: RerankedHit) -> list[list[float]]:

@@ -1,10 +1,13 @@
 from django.urls import path
 
-from webapp.search import views
+from webapp.search import api, views
 
 app_name = "search"
 urlpatterns = [
     path("", views.search_page, name="search"),
     path("api/search/", views.search_api, name="api-search"),
+    path("api/search/batch/", api.search_batch_api, name="api-search-batch"),
+    path("api/images/<int:image_id>/similar/", api.similar_api, name="api-similar"),
+    path("api/schema/", api.openapi_schema, name="api-schema"),
     path("queries/<uuid:query_id>/matches/<int:image_id>.png", views.matches_image, name="matches"),
 ]

@@ -11,50 +11,20 @@ from django.shortcuts import render
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from PIL import Image as PILImage
-from pymilvus.exceptions import MilvusException
 
-from retrieval_core.imaging import ImageLoadError, load_image
-from retrieval_core.index.protocol import CollectionMissingError
-from retrieval_core.rerank.scorer import RERANK_METHODS
+from retrieval_core.imaging import load_image
 from retrieval_core.rerank.visualize import draw_matches
-from webapp.catalog.models import Image
-from webapp.catalog.uploads import UploadTooLarge, read_upload
-from webapp.reranking.scoring import RerankUnavailable
+from webapp.catalog.models import Image, Landmark
 from webapp.reranking.selectors import query_evidence
-from webapp.search.services import search_by_photo
+from webapp.search.api import search_from_image, search_upload
+from webapp.search.params import FILTER_FIELDS
 
 logger = logging.getLogger(__name__)
 
 
 def _run_search(request: HttpRequest) -> tuple[dict[str, object], int]:
-    upload = request.FILES.get("image")
-    if upload is None:
-        return {"error": "send the photo as a multipart file field named 'image'"}, 400
-    try:
-        k = int(request.POST.get("k", 0)) or None
-    except ValueError:
-        return {"error": "k must be an integer"}, 400
-    if k is not None and not 1 <= k <= 100:
-        return {"error": "k must be between 1 and 100"}, 400
-    method = request.POST.get("rerank") or None
-    if method is not None and method not in RERANK_METHODS:
-        return {"error": f"rerank must be one of {', '.join(RERANK_METHODS)}"}, 400
-    try:
-        response = search_by_photo(read_upload(upload), k=k, method=method)
-    except UploadTooLarge as error:
-        return {"error": str(error)}, 413
-    except ImageLoadError as error:
-        return {"error": str(error)}, 400
-    except RerankUnavailable as error:
-        return {"error": str(error)}, 409
-    except CollectionMissingError as error:
-        logger.error("search index missing: %s", error)
-        message = "The search index of the active model does not exist yet: import or upload photos first."
-        return {"error": message}, 503
-    except (MilvusException, ConnectionError) as error:
-        logger.error("search index unreachable: %s", error)
-        return {"error": "The search index is not reachable right now; please try again in a moment."}, 503
-    return response.as_dict(), 200
+    """The uploaded photo searched with the request's parameters (``webapp.search.api``)."""
+    return search_upload(request)
 
 
 @require_GET
@@ -88,4 +58,14 @@ def search_page(request: HttpRequest) -> HttpResponse:
     if request.method == "POST":
         payload, status = _run_search(request)
         context["error" if status != 200 else "response"] = payload.get("error", payload)
+    elif request.GET.get("similar"):  # "More like this" from an image page
+        try:
+            image_id = int(request.GET["similar"])
+        except ValueError:
+            payload, status = {"error": "similar must be an image id"}, 400
+        else:
+            payload, status = search_from_image(image_id, request.GET)
+        context["error" if status != 200 else "response"] = payload.get("error", payload)
+    context["landmarks"] = Landmark.objects.order_by("name").values("pk", "name")
+    context["form"] = {name: request.POST.get(name) or request.GET.get(name) or "" for name in FILTER_FIELDS}
     return render(request, "search/search.html", context, status=status)

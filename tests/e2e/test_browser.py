@@ -50,7 +50,15 @@ def test_upload_a_photo_and_see_ranked_results(
             expect(results).to_have_count(9, timeout=30_000)  # 3 landmarks x 3 indexed views
             expect(results.first.locator(".landmark")).to_have_text(landmark)
             expect(page.locator("#search-status")).to_contain_text("Top 9")
+            expect(page.locator("#prediction")).to_contain_text(f"This is {landmark}")
             assert results.first.locator("img").evaluate("img => img.complete && img.naturalWidth > 0")
+            # A filter (done in Milvus) searches the same photo again: only that landmark's images remain.
+            other = next(name for name in queries if name != landmark)
+            page.select_option("#filter-landmark", label=other)
+            expect(results).to_have_count(3, timeout=30_000)
+            expect(results.locator(".landmark")).to_have_text([other] * 3)
+            page.select_option("#filter-landmark", value="")
+            expect(results).to_have_count(9, timeout=30_000)
             page.screenshot(path=str(environment.RUN_DIR / "search.png"), full_page=True)
             results.first.click()
             expect(page.locator("h1")).to_have_text(landmark)

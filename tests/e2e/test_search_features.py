@@ -14,12 +14,12 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.test import Client
-from jsonschema import Draft202012Validator
 from PIL import ExifTags
 from PIL import Image as PILImage
 
 from retrieval_core.datasets.synthetic import make_scene, render_view
 from tests.conftest import encode_jpeg, write_query_split
+from tests.contract import Contract
 from webapp.catalog.models import Image, Landmark
 
 pytestmark = [pytest.mark.services, pytest.mark.django_db(transaction=True)]
@@ -50,30 +50,6 @@ def _exif(lat: float, lon: float, taken: datetime) -> bytes:
 def _with_exif(path: Path, lat: float, lon: float, taken: datetime) -> None:
     pixels = np.asarray(PILImage.open(path).convert("RGB"))
     path.write_bytes(encode_jpeg(pixels, exif=_exif(lat, lon, taken)))
-
-
-class Contract:
-    """Validates responses against the OpenAPI document the server itself serves."""
-
-    def __init__(self, client: Client) -> None:
-        response = client.get("/api/schema/")
-        assert response.status_code == 200 and response["Content-Type"].startswith("application/json")
-        self.document: dict[str, Any] = response.json()
-        assert self.document["openapi"].startswith("3.1")
-        self.checked: set[tuple[str, str, int]] = set()
-
-    def check(self, template: str, method: str, response: Any) -> dict[str, Any]:
-        operation = self.document["paths"][template][method]
-        declared = operation["responses"]
-        status = str(response.status_code)
-        assert status in declared, f"{method.upper()} {template} answered undeclared {status}"
-        schema = declared[status]["content"]["application/json"]["schema"]
-        payload = response.json()
-        validator = Draft202012Validator({**schema, "components": self.document["components"]})
-        errors = sorted(validator.iter_errors(payload), key=str)
-        assert not errors, f"{method.upper()} {template} {status}: {errors[0]}"
-        self.checked.add((template, method, response.status_code))
-        return payload
 
 
 def test_unlabelled_import_recognition_filters_batch_similar_and_contract(

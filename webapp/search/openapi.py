@@ -148,6 +148,109 @@ OPENAPI: dict[str, Any] = {
                 },
             }
         },
+        "/api/images/": {
+            "post": {
+                "summary": "Add photos to the collection (API token with catalog.add_image)",
+                "security": [{"token": []}],
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "multipart/form-data": {
+                            "schema": {
+                                "type": "object",
+                                "required": ["images"],
+                                "properties": {
+                                    "images": {
+                                        "type": "array",
+                                        "items": {"type": "string", "format": "binary"},
+                                    },
+                                    "landmark": {"type": "string"},
+                                },
+                            }
+                        }
+                    },
+                },
+                "responses": {
+                    "201": _json({"$ref": "#/components/schemas/Upload"}, "registered (and queued) images"),
+                    "400": _json(
+                        {"oneOf": [{"$ref": "#/components/schemas/Upload"}, _ERROR]}, "nothing readable"
+                    ),
+                    "401": _json(_ERROR, "no or an invalid API token"),
+                    "403": _json(_ERROR, "the token's user may not do this"),
+                    "413": _json(
+                        {"$ref": "#/components/schemas/Upload"}, "the file is over UPLOAD_MAX_BYTES"
+                    ),
+                },
+            }
+        },
+        "/api/evaluations/{run_id}/progress/": {
+            "get": {
+                "summary": "An evaluation run's progress (staff)",
+                "parameters": [
+                    {"name": "run_id", "in": "path", "required": True, "schema": {"type": "integer"}}
+                ],
+                "responses": {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "required": ["status", "stage", "done", "total", "error"],
+                            "additionalProperties": False,
+                            "properties": {
+                                "status": {"type": "string"},
+                                "stage": {"type": "string"},
+                                "done": {"type": "integer"},
+                                "total": {"type": "integer"},
+                                "error": {"type": "string"},
+                            },
+                        },
+                        "progress",
+                    )
+                },
+            }
+        },
+        "/api/training/{run_id}/": {
+            "get": {
+                "summary": "A training run's live state (staff)",
+                "parameters": [
+                    {"name": "run_id", "in": "path", "required": True, "schema": {"type": "integer"}}
+                ],
+                "responses": {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "additionalProperties": False,
+                            "required": [
+                                "status",
+                                "epoch",
+                                "step",
+                                "total_steps",
+                                "images_per_s",
+                                "losses",
+                                "epochs",
+                                "initial_map",
+                                "best_map",
+                                "error",
+                                "cancel_requested",
+                            ],
+                            "properties": {
+                                "status": {"type": "string"},
+                                "epoch": {"type": "integer"},
+                                "step": {"type": "integer"},
+                                "total_steps": {"type": "integer"},
+                                "images_per_s": _NUMBER_OR_NULL,
+                                "losses": {"type": "array"},
+                                "epochs": {"type": "array"},
+                                "initial_map": _NUMBER_OR_NULL,
+                                "best_map": _NUMBER_OR_NULL,
+                                "error": {"type": "string"},
+                                "cancel_requested": {"type": "boolean"},
+                            },
+                        },
+                        "state",
+                    )
+                },
+            }
+        },
         "/api/schema/": {
             "get": {
                 "summary": "This document",
@@ -156,6 +259,7 @@ OPENAPI: dict[str, Any] = {
         },
     },
     "components": {
+        "securitySchemes": {"token": {"type": "apiKey", "in": "header", "name": "Authorization"}},
         "schemas": {
             "Error": {
                 "type": "object",
@@ -301,6 +405,33 @@ OPENAPI: dict[str, Any] = {
                     },
                 },
             },
+            "Upload": {
+                "type": "object",
+                "required": ["images", "errors"],
+                "additionalProperties": False,
+                "properties": {
+                    "images": {
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "required": ["id", "status", "page_url"],
+                            "properties": {
+                                "id": {"type": "integer"},
+                                "status": {"type": "string"},
+                                "page_url": {"type": "string"},
+                            },
+                        },
+                    },
+                    "errors": {
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "required": ["name", "error"],
+                            "properties": {"name": {"type": "string"}, "error": {"type": "string"}},
+                        },
+                    },
+                },
+            },
             "Progress": {
                 "type": "object",
                 "required": ["total", "indexed", "pending", "failed", "local_features", "percent"],
@@ -309,6 +440,6 @@ OPENAPI: dict[str, Any] = {
                     for name in ("total", "indexed", "pending", "failed", "local_features", "percent")
                 },
             },
-        }
+        },
     },
 }

@@ -4,7 +4,7 @@ search shares, batch search, "more like this", and the OpenAPI document of the J
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from functools import lru_cache
 
 from django.conf import settings
@@ -61,10 +61,10 @@ def search_upload(request: HttpRequest) -> Payload:
     return run_search(lambda: _search(read_upload(upload), params))
 
 
-def search_from_image(image_id: int, data: dict[str, str] | object) -> Payload:
-    """ "More like this" from collection image ``image_id`` with the parameters in ``data``."""
+def search_from_image(image_id: int, data: Mapping[str, str]) -> Payload:
+    """More like this: search from collection image ``image_id`` with the parameters in ``data``."""
     try:
-        params = parse_search_params(data)  # type: ignore[arg-type]
+        params = parse_search_params(data)
     except BadParameter as error:
         return {"error": str(error)}, 400
     image = Image.objects.select_related("landmark", "exif").filter(pk=image_id).first()

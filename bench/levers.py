@@ -48,11 +48,11 @@ LEVERS: dict[str, dict[str, object]] = {
     "768 px multi-scale (1, 0.707, 0.5)": {"image_size": 768, "scales": (0.707, 0.5)},
     "re-rank depth 50": {"rerank_depth": 50},
     "re-rank depth 200": {"rerank_depth": 200},
-    "512 px + PCA-whitening 128 + aQE n=2 + verified first 15": {
-        "image_size": 512,
-        "whiten": 128,
+    "fundamental (12) + upright SIFT + aQE n=2": {
+        "geometry": "fundamental",
+        "min_inliers": 12,
+        "upright": True,
         "query_expansion": 2,
-        "verified_first": 15,
     },
 }
 
@@ -63,7 +63,7 @@ def main() -> None:
     )
     parser.add_argument("roots", type=Path, nargs="+", help="collection folders")
     parser.add_argument("--cache", type=Path, default=Path("var/levers-cache"))
-    parser.add_argument("--only", default="", help="comma-separated lever names (substring match)")
+    parser.add_argument("--only", default="", help="lever names separated by '|' (exact)")
     parser.add_argument(
         "--standard", action="store_true", help="the collections' own protocol, not leave-one-out"
     )
@@ -73,8 +73,11 @@ def main() -> None:
     cv2.setNumThreads(1)
     threadpool_limits(1)
     base = dataclasses.replace(BASE, leave_one_out=False, validation_fraction=0.1) if args.standard else BASE
-    wanted = [name.strip() for name in args.only.split(",") if name.strip()]
-    levers = {name: change for name, change in LEVERS.items() if not wanted or any(w in name for w in wanted)}
+    wanted = [name.strip() for name in args.only.split("|") if name.strip()]
+    unknown = set(wanted) - set(LEVERS)
+    if unknown:
+        raise SystemExit(f"unknown levers: {', '.join(sorted(unknown))}; choose from: {' | '.join(LEVERS)}")
+    levers = {name: change for name, change in LEVERS.items() if not wanted or name in wanted}
 
     results: dict[str, dict[str, tuple[float, float, float, float]]] = {}
     for root in args.roots:

@@ -25,6 +25,7 @@ import zipfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import lru_cache
 
 import numpy as np
 from django.conf import settings
@@ -177,28 +178,30 @@ def _resend_local_features(cutoff: datetime, now: datetime) -> tuple[int, int]:
     return len(missing), len(unreadable)
 
 
+@lru_cache(maxsize=4)
+def _milvus_client(uri: str, token: str) -> MilvusClient:
+    return MilvusClient(uri=uri, token=token, timeout=30)
+
+
 def milvus_ids(collection: str) -> set[int]:
     """Every primary key of a Milvus collection (paged, so any size)."""
-    client = MilvusClient(uri=settings.MILVUS_URI, token=settings.MILVUS_TOKEN, timeout=30)
+    client = _milvus_client(settings.MILVUS_URI, settings.MILVUS_TOKEN)
+    if not client.has_collection(collection):
+        return set()
+    iterator = client.query_iterator(
+        collection,
+        batch_size=_MILVUS_PAGE,
+        filter="id >= 0 or id < 0",
+        output_fields=["id"],
+        consistency_level="Strong",
+    )
+    ids: set[int] = set()
     try:
-        if not client.has_collection(collection):
-            return set()
-        iterator = client.query_iterator(
-            collection,
-            batch_size=_MILVUS_PAGE,
-            filter="id >= 0 or id < 0",
-            output_fields=["id"],
-            consistency_level="Strong",
-        )
-        ids: set[int] = set()
-        try:
-            while rows := iterator.next():
-                ids.update(int(row["id"]) for row in rows)
-        finally:
-            iterator.close()
-        return ids
+        while rows := iterator.next():
+            ids.update(int(row["id"]) for row in rows)
     finally:
-        client.close()
+        iterator.close()
+    return ids
 
 
 def _reconcile_vectors(run: ReconcileRun, cutoff: datetime, now: datetime) -> None:

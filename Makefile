@@ -27,7 +27,10 @@ run: install
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py collectstatic --noinput -v 0
 	@echo "Landmark search is starting on http://$(WEB_HOST):$(WEB_PORT)/ (Ctrl-C stops everything)"
-	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(VENV)/bin/honcho -f Procfile start
+	@# honcho stops every process as soon as one exits: a dead worker, Redis or Milvus never leaves a
+	@# half-stack that looks alive (tests/test_supervision.py).
+	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(VENV)/bin/honcho -f Procfile start || { \
+	  echo "make run: the stack stopped: Ctrl-C, or the process shown 'stopped (rc=...)' above exited and honcho stopped all the others. Fix it and run make run again (no queued work is lost: Redis keeps an AOF under $(VAR_DIR)/redis and the reconciler re-sends what was interrupted)."; exit 1; }
 
 lint: install
 	$(VENV)/bin/ruff check .

@@ -6,6 +6,7 @@ localhost, files under ``var/``.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import dj_database_url
@@ -186,7 +187,8 @@ RECONCILE_STALE_SECONDS = env_int("RECONCILE_STALE_SECONDS", 600)
 # more waits at most SEARCH_ADMISSION_WAIT_MS, then gets 503 with Retry-After instead of queueing).
 SEARCH_RATE_LIMIT = env_int("SEARCH_RATE_LIMIT", 120)
 SEARCH_RATE_WINDOW_SECONDS = env_int("SEARCH_RATE_WINDOW_SECONDS", 60)
-SEARCH_MAX_IN_FLIGHT = env_int("SEARCH_MAX_IN_FLIGHT", 2)
+# Searches are CPU bound: by default one at a time per two cores (0 or less: no admission control).
+SEARCH_MAX_IN_FLIGHT = env_int("SEARCH_MAX_IN_FLIGHT", max(1, (os.cpu_count() or 2) // 2))
 SEARCH_ADMISSION_WAIT_MS = env_int("SEARCH_ADMISSION_WAIT_MS", 20)
 # The client of a request, for rate limiting: REMOTE_ADDR, or behind a proxy the META key of the header it
 # sets (e.g. HTTP_X_REAL_IP; the proxy must overwrite it, never pass on the client's).

@@ -89,7 +89,22 @@ class AdmissionGate:
             self._semaphore.release()
 
 
-def _refused(refusal: Refusal) -> HttpResponse:
+def _drain(request: HttpRequest, chunk: int = 256 * 1024) -> None:
+    """Read and drop the unread upload, so the client sees the refusal instead of a reset connection
+    (it is still sending its photo). Bounded by the upload limit; far cheaper than decoding it."""
+    try:
+        remaining = min(int(request.META.get("CONTENT_LENGTH") or 0), settings.DATA_UPLOAD_MAX_MEMORY_SIZE)
+    except ValueError:
+        return
+    while remaining > 0:
+        data = request.read(min(chunk, remaining))
+        if not data:
+            return
+        remaining -= len(data)
+
+
+def _refused(request: HttpRequest, refusal: Refusal) -> HttpResponse:
+    _drain(request)
     response = JsonResponse({"error": refusal.message}, status=refusal.status)
     response["Retry-After"] = str(refusal.retry_after)
     return response
@@ -107,9 +122,10 @@ class SearchThrottleMiddleware:
             return self.get_response(request)
         refusal = check_rate(client_key(request))
         if refusal is not None:
-            return _refused(refusal)
+            return _refused(request, refusal)
         if not self.gate.try_enter(settings.SEARCH_ADMISSION_WAIT_MS / 1000):
-            return _refused(Refusal(503, 1, "The server is busy with other searches; retry in a second."))
+            busy = Refusal(503, 1, "The server is busy with other searches; retry in a second.")
+            return _refused(request, busy)
         try:
             return self.get_response(request)
         finally:

@@ -24,7 +24,9 @@ from threadpoolctl import threadpool_limits
 from retrieval_core.eval.ladder import run_ladder
 from retrieval_core.eval.options import LadderOptions
 
-BASE = LadderOptions(vlad_k=0, patches=0, leave_one_out=True, validation_fraction=0.2)
+BASE = LadderOptions(
+    vlad_k=0, patches=0, leave_one_out=True, validation_fraction=0.2, geometry="homography", min_inliers=8
+)
 LEVERS: dict[str, dict[str, object]] = {
     "baseline (384 px GeM, RootSIFT homography)": {},
     "input 512 px": {"image_size": 512},

@@ -27,7 +27,7 @@ from retrieval_core.features.store import LocalFeatureStore
 from retrieval_core.index.milvus_store import MilvusVectorStore
 from retrieval_core.models.embedding import EmbeddingConfig
 from retrieval_core.rerank.fusion import FusionConfig
-from retrieval_core.rerank.sift_scorer import SiftScorer
+from retrieval_core.rerank.sift_scorer import SiftScorer, VerificationConfig
 from retrieval_core.runtime import limit_native_threads
 from retrieval_core.search.config import SearchConfig
 from retrieval_core.search.decode import DecodePolicy, decode, index_local_features
@@ -48,6 +48,8 @@ def main() -> None:
     parser.add_argument("--index-keypoints", type=int, default=1000)
     parser.add_argument("--query-keypoints", type=int, default=500)
     parser.add_argument("--weight-global", type=float, default=0.5)
+    parser.add_argument("--geometry", choices=["fundamental", "homography"], default="fundamental")
+    parser.add_argument("--min-inliers", type=int, default=12, help="as RERANK_MIN_INLIERS (served: 12)")
     parser.add_argument("--threads", type=int, default=2, help="torch threads; BLAS and OpenCV run on 1")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -65,7 +67,7 @@ def main() -> None:
     policy = DecodePolicy.for_embedding(embedding)
     index_sift = SiftConfig(max_keypoints=args.index_keypoints)
     query_sift = SiftConfig(max_keypoints=args.query_keypoints)
-    fusion = FusionConfig(weight_global=args.weight_global, top_k=args.top_k)
+    fusion = FusionConfig(weight_global=args.weight_global, top_k=args.top_k, min_inliers=args.min_inliers)
 
     with tempfile.TemporaryDirectory() as tmp:
         port = localstack.free_port()
@@ -89,7 +91,12 @@ def main() -> None:
             pipeline = SearchPipeline(
                 extractor,
                 store,
-                SiftScorer(sift_store, query_sift, min_inliers=fusion.min_inliers),
+                SiftScorer(
+                    sift_store,
+                    query_sift,
+                    VerificationConfig(geometry=args.geometry),  # type: ignore[arg-type]
+                    min_inliers=fusion.min_inliers,
+                ),
                 SearchConfig(k=10, fusion=fusion, decode=policy),
             )
 

@@ -163,10 +163,10 @@ SIFT_LONG_SIDE = env_int("SIFT_LONG_SIDE", 640)
 SIFT_UPRIGHT = env_bool("SIFT_UPRIGHT", False)  # orientation 0: for upright photos (street scenes)
 # Verification: homography | fundamental; inliers below RERANK_MIN_INLIERS carry no evidence; a candidate
 # with RERANK_VERIFIED_FIRST inliers or more ranks above every unverified one (0 = off).
-RERANK_GEOMETRY = env_str("RERANK_GEOMETRY", "homography")
+RERANK_GEOMETRY = env_str("RERANK_GEOMETRY", "fundamental")
 if RERANK_GEOMETRY not in ("homography", "fundamental"):
     raise ImproperlyConfigured(f"RERANK_GEOMETRY must be homography or fundamental, not {RERANK_GEOMETRY!r}")
-RERANK_MIN_INLIERS = env_int("RERANK_MIN_INLIERS", 8)
+RERANK_MIN_INLIERS = env_int("RERANK_MIN_INLIERS", 12)
 RERANK_VERIFIED_FIRST = env_int("RERANK_VERIFIED_FIRST", 0)
 # Alpha query expansion through Milvus: neighbours added to the query vector (0 = off) and their weight power.
 SEARCH_QUERY_EXPANSION = env_int("SEARCH_QUERY_EXPANSION", 0)

@@ -47,8 +47,8 @@ class LadderOptions:
     query_expansion: int = 0  # alpha-QE neighbours (0 = off)
     expansion_alpha: float = 3.0
     verified_first: int = 0  # SIFT: candidates with this many inliers rank above all others (0 = off)
-    geometry: str = "homography"  # or "fundamental"
-    min_inliers: int = 8
+    geometry: str = "fundamental"  # or "homography" (the served default is RERANK_GEOMETRY)
+    min_inliers: int = 12
     upright: bool = False
     scales: tuple[float, ...] = ()  # extra multi-scale factors after 1.0
     rerank_depth: int = 0  # candidates re-ranked (0: top_k)

@@ -144,5 +144,5 @@ def wait_until(predicate: Callable[[], bool], timeout: float, what: str, stack: 
     while time.monotonic() < deadline:
         if predicate():
             return
-        time.sleep(1.0)
+        time.sleep(2.0)
     raise AssertionError(f"{what} not within {timeout:.0f} s\n{stack.logs()}")

@@ -15,7 +15,12 @@ from workers import task_names
 from workers.celery import app
 from workers.dispatch import Outcome, SendTask, recording, send_batches_on_commit, send_on_commit
 
-QUEUES = {"workers.tasks.gpu.": "gpu", "workers.tasks.cpu.": "cpu", "workers.tasks.analysis.": "cpu"}
+QUEUES = {
+    "workers.tasks.gpu.": "gpu",
+    "workers.tasks.cpu.": "cpu",
+    "workers.tasks.analysis.": "cpu",
+    "workers.tasks.operations.": "cpu",
+}
 NAMES = {value for key, value in vars(task_names).items() if key.isupper()}
 
 

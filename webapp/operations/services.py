@@ -25,7 +25,6 @@ import zipfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from functools import lru_cache
 
 import numpy as np
 from django.conf import settings
@@ -178,30 +177,29 @@ def _resend_local_features(cutoff: datetime, now: datetime) -> tuple[int, int]:
     return len(missing), len(unreadable)
 
 
-@lru_cache(maxsize=4)
-def _milvus_client(uri: str, token: str) -> MilvusClient:
-    return MilvusClient(uri=uri, token=token, timeout=30)
-
-
 def milvus_ids(collection: str) -> set[int]:
-    """Every primary key of a Milvus collection (paged, so any size)."""
-    client = _milvus_client(settings.MILVUS_URI, settings.MILVUS_TOKEN)
-    if not client.has_collection(collection):
-        return set()
-    iterator = client.query_iterator(
-        collection,
-        batch_size=_MILVUS_PAGE,
-        filter="id >= 0 or id < 0",
-        output_fields=["id"],
-        consistency_level="Strong",
-    )
-    ids: set[int] = set()
+    """Every primary key of a Milvus collection (paged, so any size). A client per call, closed after: an
+    idle cached one keeps pinging the server, which then drops the process's shared channel."""
+    client = MilvusClient(uri=settings.MILVUS_URI, token=settings.MILVUS_TOKEN, timeout=30)
     try:
-        while rows := iterator.next():
-            ids.update(int(row["id"]) for row in rows)
+        if not client.has_collection(collection):
+            return set()
+        iterator = client.query_iterator(
+            collection,
+            batch_size=_MILVUS_PAGE,
+            filter="id >= 0 or id < 0",
+            output_fields=["id"],
+            consistency_level="Strong",
+        )
+        ids: set[int] = set()
+        try:
+            while rows := iterator.next():
+                ids.update(int(row["id"]) for row in rows)
+        finally:
+            iterator.close()
+        return ids
     finally:
-        iterator.close()
-    return ids
+        client.close()
 
 
 def _reconcile_vectors(run: ReconcileRun, cutoff: datetime, now: datetime) -> None:

@@ -34,7 +34,10 @@ def _photo(seed: int) -> bytes:
 
 
 @pytest.fixture
-def version(live_services: LiveServices, empty_vector_store: None) -> EmbeddingModelVersion:
+def version(
+    live_services: LiveServices, empty_vector_store: None, settings, tmp_path
+) -> EmbeddingModelVersion:
+    settings.FEATURES_ROOT = tmp_path / "features"  # the SIFT files these tests write (and break) stay here
     return EmbeddingModelVersion.objects.create(
         name="reconcile-test", backbone="b", weights="w", image_size=64, dim=DIM,
         collection_name="test_reconcile", is_active=True,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import time
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -156,7 +157,18 @@ def empty_vector_store(live_services: LiveServices) -> Iterator[None]:
 
     from webapp.embeddings import services
 
-    client = MilvusClient(uri=live_services.milvus_uri)
+    from pymilvus.exceptions import MilvusException
+
+    # Milvus Lite answers a burst of gRPC keep-alive pings with GOAWAY ("too many pings"): a fresh
+    # connection a moment later is accepted, so connecting is retried a few times.
+    for attempt in range(5):
+        try:
+            client = MilvusClient(uri=live_services.milvus_uri)
+            break
+        except MilvusException:
+            if attempt == 4:
+                raise
+            time.sleep(1.0)
     for name in client.list_collections():
         client.drop_collection(name)
     services.clear_caches()

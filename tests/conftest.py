@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import io
 import os
-import time
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -154,10 +154,9 @@ def scene_photo() -> bytes:
 def empty_vector_store(live_services: LiveServices) -> Iterator[None]:
     """Drop every collection of the test Milvus server, so each test sees only its own vectors."""
     from pymilvus import MilvusClient
+    from pymilvus.exceptions import MilvusException
 
     from webapp.embeddings import services
-
-    from pymilvus.exceptions import MilvusException
 
     # Milvus Lite answers a burst of gRPC keep-alive pings with GOAWAY ("too many pings"): a fresh
     # connection a moment later is accepted, so connecting is retried a few times.

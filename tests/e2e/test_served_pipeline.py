@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -79,6 +80,16 @@ def test_a_method_that_cannot_run_is_refused_and_a_missing_index_is_unavailable(
     assert patches.status_code == 409 and "PATCHES_TOP_N" in patches.json()["error"]
     settings.PATCHES_TOP_N = 16
 
+    # Background work of the import (analysis) may still use the collection: wait until the worker idles.
+    from workers.celery import app
+
+    inspect = app.control.inspect(timeout=2.0)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        busy = [inspect.active() or {}, inspect.reserved() or {}, inspect.scheduled() or {}]
+        if not any(tasks for state in busy for tasks in state.values()):
+            break
+        time.sleep(0.5)
     version = get_active_version()
     store = collection_store(version.collection_name, version.dim, create=False)
     store.drop()

@@ -18,7 +18,9 @@ from webapp.embeddings.models import EmbeddingModelVersion
 from webapp.reranking.local_features import sift_store
 
 pytestmark = [pytest.mark.services, pytest.mark.django_db(transaction=True)]
-IMAGES = 96  # 12 indexing batches of INDEX_TASK_BATCH=8 (tests/environment.py): a quiet machine must not finish them before the kill
+# 12 indexing batches of INDEX_TASK_BATCH=8 (tests/environment.py): a quiet machine cannot finish them all
+# before the kill.
+IMAGES = 96
 RECOVERY_S = 240  # bound on the whole recovery (2 shared cores; typically well under a minute)
 
 

@@ -7,24 +7,29 @@ id, so no directory holds more than ~1/256 of a large collection. Changing extra
 A file holds three uncompressed arrays (``np.savez``): ``meta`` (format, width, height, pixel_scale),
 ``geometry`` (N, 4) float32 ``x, y, scale, angle`` and ``descriptors`` (N, 128) uint8 — uint8 descriptors
 barely compress, and few members keep loading 100 candidates per query near 0.1-0.2 ms each.
-Writes go to a temp file in the same directory and are published with ``os.replace``, so a reader never
-sees half a file.
+Bytes go through a ``BlobStore`` (retrieval_core.storage): a local folder by default (writes go to a temp
+file in the same directory and are published with ``os.replace``, so a reader never sees half a file), or an
+S3-compatible bucket with the same keys (``<extractor_key>/<shard>/<id>.npz`` under the store's prefix), so
+that every machine of a deployment reads what any worker wrote. ``load_many`` fetches its ids in one
+``get_many`` (concurrent GETs on S3) before parsing them.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import logging
 import re
+import threading
 import zipfile
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
 
-from retrieval_core.atomic import atomic_write
 from retrieval_core.features.sift import LocalFeatures
+from retrieval_core.storage import BlobStore, LocalBlobStore
 
 __all__ = ["FORMAT_VERSION", "LoadedFeatures", "LocalFeatureStore", "PatchStore", "ShardedArrayStore"]
 
@@ -45,61 +50,111 @@ class LoadedFeatures(dict[ImageId, LocalFeatures]):
 
 
 class ShardedArrayStore:
-    """Named numpy arrays per image id under ``root / key / <shard> / <id>.npz``, written atomically."""
+    """Named numpy arrays per image id at ``<key>/<shard>/<id>.npz`` of a ``BlobStore``, written atomically.
 
-    def __init__(self, root: Path, key: str) -> None:
+    ``root`` is a folder (a ``LocalBlobStore`` on it, the layout of ``root / key / <shard> / <id>.npz``) or
+    any ``BlobStore`` (e.g. ``S3BlobStore``)."""
+
+    def __init__(self, root: Path | BlobStore, key: str) -> None:
         if not _SAFE_NAME.match(key):
             raise ValueError(f"extractor_key must be a plain file name, got {key!r}")
-        self.root = Path(root)
+        self.blobs: BlobStore = root if isinstance(root, BlobStore) else LocalBlobStore(Path(root))
         self.extractor_key = key
-        self.directory = self.root / key
+        # load_many's fetched bytes, per thread: load() (and the decoding of subclasses) reads them through
+        # load_arrays instead of fetching again, so a bulk load is one get_many whatever the encoding.
+        self._prefetched = threading.local()
 
-    def path_for(self, image_id: ImageId) -> Path:
+    @property
+    def root(self) -> Path:
+        """The folder of a local store (``ValueError`` for an object store: it has no path)."""
+        return self._local().root
+
+    @property
+    def directory(self) -> Path:
+        """The folder of this key in a local store (``ValueError`` for an object store)."""
+        return self.root / self.extractor_key
+
+    def _local(self) -> LocalBlobStore:
+        if not isinstance(self.blobs, LocalBlobStore):
+            raise ValueError(f"{self.blobs!r} is not a local folder: it has no file paths")
+        return self.blobs
+
+    def key_for(self, image_id: ImageId) -> str:
+        """The blob key of ``image_id``: ``<extractor_key>/<shard>/<id>.npz``."""
         name = str(image_id)
         if not _SAFE_NAME.match(name):
             raise ValueError(f"image id {image_id!r} must be letters, digits and _ . = + - only")
         shard = hashlib.blake2b(name.encode(), digest_size=1).hexdigest()
-        return self.directory / shard / f"{name}.npz"
+        return f"{self.extractor_key}/{shard}/{name}.npz"
 
-    def save_arrays(self, image_id: ImageId, **arrays: np.ndarray) -> Path:
-        """Write (or overwrite) the arrays of ``image_id`` atomically; returns the file path."""
-        return atomic_write(self.path_for(image_id), lambda handle: np.savez(handle, **arrays))  # type: ignore[arg-type]
+    def path_for(self, image_id: ImageId) -> Path:
+        """The file of ``image_id`` in a local store (``ValueError`` for an object store)."""
+        return self._local().path(self.key_for(image_id))
+
+    def describe(self, image_id: ImageId) -> str:
+        """Where the features of ``image_id`` live (a path or ``s3://...``), for messages."""
+        return self.blobs.describe(self.key_for(image_id))
+
+    def save_arrays(self, image_id: ImageId, **arrays: np.ndarray) -> str:
+        """Write (or overwrite) the arrays of ``image_id`` atomically; returns where they went."""
+        buffer = io.BytesIO()
+        np.savez(buffer, **arrays)  # type: ignore[arg-type]
+        key = self.key_for(image_id)
+        self.blobs.put(key, buffer.getvalue())
+        return self.blobs.describe(key)
 
     def load_arrays(self, image_id: ImageId, names: tuple[str, ...]) -> tuple[np.ndarray, ...]:
         """The named arrays of ``image_id``; ``KeyError`` if absent, ``ValueError`` if unreadable."""
-        path = self.path_for(image_id)
+        key = self.key_for(image_id)
+        prefetched: dict[str, bytes] | None = getattr(self._prefetched, "blobs", None)
         try:
-            raw = path.read_bytes()  # one read; parsing from memory is faster than from the file
+            # one read; parsing from memory is faster than from the file
+            raw = prefetched[key] if prefetched is not None else self.blobs.get(key)
+        except KeyError:
+            raise KeyError(image_id) from None
+        try:
             with np.load(io.BytesIO(raw), allow_pickle=False) as data:
                 return tuple(data[name] for name in names)
-        except FileNotFoundError:
-            raise KeyError(image_id) from None
         except (OSError, KeyError, ValueError, zipfile.BadZipFile, EOFError) as error:
-            raise ValueError(f"{path}: unreadable stored features ({error})") from error
+            raise ValueError(f"{self.blobs.describe(key)}: unreadable stored features ({error})") from error
 
     def has(self, image_id: ImageId) -> bool:
-        return self.path_for(image_id).is_file()
+        return self.blobs.exists(self.key_for(image_id))
 
     def delete(self, image_id: ImageId) -> bool:
         """Remove the features of ``image_id``; returns whether a file was there."""
-        try:
-            self.path_for(image_id).unlink()
-        except FileNotFoundError:
-            return False
-        return True
+        return self.blobs.delete(self.key_for(image_id))
 
     def ids(self) -> Iterator[str]:
         """Ids stored under this key (as strings), in no particular order."""
-        if self.directory.is_dir():
-            for path in self.directory.glob("*/*.npz"):
-                yield path.stem
+        for key in self.blobs.list(f"{self.extractor_key}/"):
+            shard_and_name = key.split("/")[1:]
+            if len(shard_and_name) == 2 and shard_and_name[1].endswith(".npz"):
+                yield shard_and_name[1].removesuffix(".npz")
+
+    def is_empty(self) -> bool:
+        """Whether nothing is stored under this key (e.g. patches were never extracted)."""
+        return next(iter(self.blobs.list(f"{self.extractor_key}/")), None) is None
+
+    def _load_many(self, image_ids: Iterable[ImageId], load: Callable[[ImageId], object]) -> LoadedFeatures:
+        """``load`` for each id, with every id's bytes fetched beforehand in one ``get_many``."""
+        ids = list(image_ids)
+        keys = []
+        for image_id in ids:
+            with contextlib.suppress(ValueError):  # a bad id is reported by _load_many below
+                keys.append(self.key_for(image_id))
+        self._prefetched.blobs = self.blobs.get_many(keys)
+        try:
+            return _load_many(ids, load)
+        finally:
+            self._prefetched.blobs = None
 
 
 class LocalFeatureStore(ShardedArrayStore):
     """Save and load ``LocalFeatures`` per image id under ``root / extractor_key``."""
 
-    def save(self, image_id: ImageId, features: LocalFeatures) -> Path:
-        """Write (or overwrite) the features of ``image_id`` atomically; returns the file path."""
+    def save(self, image_id: ImageId, features: LocalFeatures) -> str:
+        """Write (or overwrite) the features of ``image_id`` atomically; returns where they went."""
         n = len(features)
         nan = np.full(n, np.nan, np.float32)
         geometry = np.column_stack(
@@ -117,7 +172,7 @@ class LocalFeatureStore(ShardedArrayStore):
         """Features of ``image_id``; raises ``KeyError`` if absent, ``ValueError`` if unreadable."""
         meta, geometry, descriptors = self.load_arrays(image_id, ("meta", "geometry", "descriptors"))
         if int(meta[0]) != FORMAT_VERSION:
-            raise ValueError(f"{self.path_for(image_id)}: format {int(meta[0])}, expected {FORMAT_VERSION}")
+            raise ValueError(f"{self.describe(image_id)}: format {int(meta[0])}, expected {FORMAT_VERSION}")
         scales, angles = geometry[:, 2], geometry[:, 3]
         return LocalFeatures(
             keypoints=np.ascontiguousarray(geometry[:, :2]),
@@ -130,20 +185,20 @@ class LocalFeatureStore(ShardedArrayStore):
 
     def load_many(self, image_ids: Iterable[ImageId]) -> LoadedFeatures:
         """Load ids in one go; absent or corrupt files are listed in ``.missing`` and logged, not raised."""
-        return _load_many(image_ids, self.load)
+        return self._load_many(image_ids, self.load)
 
 
 class PatchStore(ShardedArrayStore):
     """CNN patch descriptors ``(n, D)`` per image, stored as float16 (cosines change by < 1e-3)."""
 
-    def save(self, image_id: ImageId, patches: np.ndarray) -> Path:
+    def save(self, image_id: ImageId, patches: np.ndarray) -> str:
         return self.save_arrays(image_id, patches=np.asarray(patches, np.float16))
 
     def load(self, image_id: ImageId) -> np.ndarray:
         return self.load_arrays(image_id, ("patches",))[0].astype(np.float32)
 
     def load_many(self, image_ids: Iterable[ImageId]) -> LoadedFeatures:
-        return _load_many(image_ids, self.load)
+        return self._load_many(image_ids, self.load)
 
 
 def _load_many(image_ids: Iterable[ImageId], load: Callable[[ImageId], object]) -> LoadedFeatures:

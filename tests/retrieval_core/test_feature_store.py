@@ -34,7 +34,7 @@ def test_round_trip_is_exact(tmp_path: Path, feats: LocalFeatures) -> None:
 
 def test_versioned_sharded_layout(tmp_path: Path, feats: LocalFeatures) -> None:
     store = LocalFeatureStore(tmp_path, "rootsift-v1")
-    path = store.save(42, feats)
+    path = Path(store.save(42, feats))  # a local store says where the file went
     assert path.parent.parent == tmp_path / "rootsift-v1"
     assert len(path.parent.name) == 2 and int(path.parent.name, 16) >= 0
     assert path.name == "42.npz"

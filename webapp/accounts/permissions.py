@@ -1,4 +1,13 @@
-"""Guards for writes: a logged-in user with the matching permission (pages) or a valid API token (API)."""
+"""Guards for writes: a logged-in user with the matching permission (pages) or a valid API token (API).
+
+Every URL that accepts a POST is one of three kinds, and ``tests/webapp/accounts/test_write_guards.py``
+walks the URL resolver to check that no fourth kind creeps in:
+
+- a write guarded by `write_permission` (pages) or `token_required` (API): the view carries the permission
+  it checks as ``view.write_permission``;
+- an entry of `OPEN_POSTS`: a POST that writes nothing shared (a search) or acts on the user's own account;
+- a view that refuses POST (405).
+"""
 
 from __future__ import annotations
 
@@ -11,6 +20,18 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from webapp.accounts.services import user_for_token
 
 View = Callable[..., HttpResponse]
+UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+# POSTs anyone (or any logged-in user, for their own account) may send, with the reason.
+OPEN_POSTS: dict[str, str] = {
+    "search:search": "a search stores nothing shared (rate-limited, webapp/throttling.py)",
+    "search:api-search": "a search stores nothing shared (rate-limited)",
+    "search:api-search-batch": "a batch of searches stores nothing shared (rate-limited)",
+    "accounts:login": "logging in",
+    "accounts:logout": "logging out of one's own session",
+    "accounts:tokens": "a logged-in user issues a token of their own (it carries only their permissions)",
+    "accounts:revoke": "a logged-in user revokes a token of their own",
+}
 
 
 def write_denied(request: HttpRequest, permission: str) -> HttpResponse | None:
@@ -18,8 +39,33 @@ def write_denied(request: HttpRequest, permission: str) -> HttpResponse | None:
     if not request.user.is_authenticated:
         return redirect_to_login(request.get_full_path())
     if not request.user.has_perm(permission):
-        return HttpResponse(f"You need the permission {permission} to do this.", status=403)
+        return HttpResponse(
+            f"Forbidden: you ({request.user.get_username()}) need the permission {permission} to do this; "
+            "an administrator can grant it in Admin → Users.",
+            status=403,
+            content_type="text/plain; charset=utf-8",
+        )
     return None
+
+
+def write_permission(permission: str) -> Callable[[View], View]:
+    """Page views: a POST (or any unsafe method) needs a logged-in user with ``permission``
+    (``app_label.codename``); safe methods (GET, HEAD) pass untouched, so a page that lists and creates
+    stays readable by whoever may read it."""
+
+    def decorate(view: View) -> View:
+        @wraps(view)
+        def guarded(request: HttpRequest, *args: object, **kwargs: object) -> HttpResponse:
+            if request.method in UNSAFE_METHODS:
+                denied = write_denied(request, permission)
+                if denied is not None:
+                    return denied
+            return view(request, *args, **kwargs)
+
+        guarded.write_permission = permission  # type: ignore[attr-defined]
+        return guarded
+
+    return decorate
 
 
 def bearer_token(request: HttpRequest) -> str:
@@ -49,6 +95,7 @@ def token_required(permission: str) -> Callable[[View], View]:
             request.user = user
             return view(request, *args, **kwargs)
 
+        guarded.write_permission = permission  # type: ignore[attr-defined]
         return guarded
 
     return decorate

@@ -9,7 +9,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods
 
 from retrieval_core.imaging import ImageLoadError
-from webapp.accounts.permissions import write_denied
+from webapp.accounts.permissions import write_permission
 from webapp.accounts.selectors import can_upload, landmark_refusal
 from webapp.catalog import selectors, services
 from webapp.catalog.models import Image
@@ -18,6 +18,7 @@ from webapp.operations.selectors import latest_drift
 from webapp.reranking.selectors import query_evidence
 
 
+@write_permission("catalog.add_image")
 @require_http_methods(["GET", "POST"])
 def collection(request: HttpRequest) -> HttpResponse:
     if request.method == "POST":
@@ -40,9 +41,6 @@ def collection(request: HttpRequest) -> HttpResponse:
 
 
 def _upload(request: HttpRequest) -> HttpResponse:
-    denied = write_denied(request, "catalog.add_image")
-    if denied is not None:
-        return denied
     refusal = landmark_refusal(request.user, request.POST.get("landmark", ""))
     if refusal is not None:
         messages.error(request, refusal)

@@ -7,7 +7,6 @@ from functools import wraps
 
 from django.contrib import messages
 from django.contrib.auth.views import redirect_to_login
-from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse, QueryDict
 from django.shortcuts import get_object_or_404, redirect, render
@@ -17,6 +16,7 @@ from django.views.decorators.http import require_GET, require_POST
 from pymilvus.exceptions import MilvusException
 
 from retrieval_core.index.protocol import CollectionMissingError
+from webapp.accounts.permissions import write_permission
 from webapp.catalog.models import Landmark
 from webapp.curation import actions, analysis, proposals, selectors
 from webapp.curation.actions import CurationError
@@ -40,7 +40,11 @@ def curator_required(view: View) -> View:
         if not request.user.is_authenticated:
             return redirect_to_login(request.get_full_path(), reverse("admin:login"))
         if not selectors.can_curate(request.user):
-            raise PermissionDenied("Only staff with permission to change images can curate.")
+            return HttpResponse(
+                "Forbidden: curating needs a staff account with the permission catalog.change_image.",
+                status=403,
+                content_type="text/plain; charset=utf-8",
+            )
         return view(request, *args, **kwargs)
 
     return guarded
@@ -91,6 +95,7 @@ def unlabelled(request: HttpRequest) -> HttpResponse:
 
 @require_POST
 @curator_required
+@write_permission("catalog.change_image")
 def curate_images(request: HttpRequest) -> HttpResponse:
     try:
         kind = request.POST.get("action", "")
@@ -116,6 +121,7 @@ def curate_images(request: HttpRequest) -> HttpResponse:
 
 @require_POST
 @curator_required
+@write_permission("catalog.change_image")
 def undo_action(request: HttpRequest, pk: int) -> HttpResponse:
     try:
         with recording() as sends:
@@ -130,6 +136,7 @@ def undo_action(request: HttpRequest, pk: int) -> HttpResponse:
 
 @require_POST
 @curator_required
+@write_permission("catalog.change_image")
 def rerun_analysis(request: HttpRequest) -> HttpResponse:
     raw = request.POST.get("landmark", "").strip()
     if raw and not raw.isdigit():

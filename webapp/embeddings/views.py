@@ -8,6 +8,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
+from webapp.accounts.permissions import write_permission
 from webapp.embeddings import services
 from webapp.embeddings.models import EmbeddingModelVersion
 
@@ -20,6 +21,7 @@ def version_list(request: HttpRequest) -> HttpResponse:
 
 
 @staff_member_required
+@write_permission("embeddings.change_embeddingmodelversion")
 @require_POST
 def activate(request: HttpRequest, pk: int) -> HttpResponse:
     version = get_object_or_404(EmbeddingModelVersion, pk=pk)
@@ -33,6 +35,7 @@ def activate(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 @staff_member_required
+@write_permission("embeddings.change_embeddingmodelversion")
 @require_POST
 def drop(request: HttpRequest, pk: int) -> HttpResponse:
     version = get_object_or_404(EmbeddingModelVersion, pk=pk)

@@ -11,11 +11,13 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods
 
 from retrieval_core.eval.options import LadderOptions
+from webapp.accounts.permissions import write_permission
 from webapp.evaluation import selectors, services
 from webapp.evaluation.models import EvaluationRun
 
 
 @staff_member_required
+@write_permission("evaluation.add_evaluationrun")
 @require_http_methods(["GET", "POST"])
 def run_list(request: HttpRequest) -> HttpResponse:
     if request.method == "POST":

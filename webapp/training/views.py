@@ -9,11 +9,13 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from retrieval_core.training import TrainConfig
+from webapp.accounts.permissions import write_permission
 from webapp.training import services
 from webapp.training.models import TrainingRun
 
 
 @staff_member_required
+@write_permission("training.add_trainingrun")
 @require_http_methods(["GET", "POST"])
 def run_list(request: HttpRequest) -> HttpResponse:
     if request.method == "POST":
@@ -68,6 +70,7 @@ def run_state(request: HttpRequest, pk: int) -> JsonResponse:
 
 
 @staff_member_required
+@write_permission("training.change_trainingrun")
 @require_POST
 def cancel(request: HttpRequest, pk: int) -> HttpResponse:
     run = get_object_or_404(TrainingRun, pk=pk)

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
-from django.contrib.auth.models import User
+from django.contrib.auth.models import Permission, User
 from django.core.management import CommandError, call_command
 from django.test import Client
 
@@ -68,6 +68,7 @@ def test_staff_start_a_run_on_the_worker_and_read_it(collection: Path, celery_wo
     anonymous = Client()
     assert anonymous.get("/evaluations/").status_code == 302  # to the login page
     staff = User.objects.create_user("curator", password="x", is_staff=True)
+    staff.user_permissions.add(Permission.objects.get(codename="add_evaluationrun"))
     client = Client()
     client.force_login(staff)
     bad = client.post("/evaluations/", {"root": "/no/such/folder"}, follow=True)

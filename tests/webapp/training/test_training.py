@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
-from django.contrib.auth.models import User
+from django.contrib.auth.models import Permission, User
 from django.core.management import call_command
 from django.test import Client
 from pymilvus import MilvusClient
@@ -75,7 +75,10 @@ def test_web_training_cancel_then_train_activate_and_drop_without_a_failed_searc
     old = get_active_version()
     assert Client().get("/training/").status_code == 302
     client = Client()
-    client.force_login(User.objects.create_user("ml", password="x", is_staff=True))
+    ml = User.objects.create_user("ml", password="x", is_staff=True)
+    writes = ["add_trainingrun", "change_trainingrun", "change_embeddingmodelversion"]
+    ml.user_permissions.add(*Permission.objects.filter(codename__in=writes))
+    client.force_login(ml)
 
     # A long run is cancelled at its next step and leaves a resumable checkpoint.
     client.post("/training/", {**TINY, "epochs": "50", "steps_per_epoch": "50", "recipe": "e3"})

@@ -25,6 +25,7 @@ from retrieval_core.index.protocol import VectorHit, VectorIndex, VectorLookup
 from retrieval_core.rerank.fusion import Candidate, FusionConfig, RerankedHit, normalise_global, rank_fused
 from retrieval_core.rerank.scorer import LocalScorer, LocalScores, QueryFeatures, RerankMethod
 from retrieval_core.search.config import SearchConfig
+from retrieval_core.search.dba import augment_one
 from retrieval_core.search.decode import decode
 
 __all__ = [
@@ -219,13 +220,9 @@ def expand_query(
     vector: np.ndarray, neighbours: Sequence[VectorHit], index: VectorLookup, alpha: float
 ) -> np.ndarray:
     """alpha-QE: ``(D,)`` query + its neighbours' stored vectors weighted by ``max(cos, 0) ** alpha``,
-    L2-normalised (Radenovic et al.); neighbours whose vectors are not stored are skipped."""
-    stored = index.get_vectors([hit.image_id for hit in neighbours])
-    expanded = np.asarray(vector, np.float64).copy()
-    for hit in neighbours:
-        if hit.image_id in stored:
-            expanded += max(hit.score, 0.0) ** alpha * np.asarray(stored[hit.image_id], np.float64)
-    return (expanded / max(float(np.linalg.norm(expanded)), 1e-12)).astype(np.float32)
+    L2-normalised (Radenovic et al.); neighbours whose vectors are not stored are skipped. The same sum as
+    DBA's, applied to the query."""
+    return augment_one(vector, neighbours, index.get_vectors([hit.image_id for hit in neighbours]), alpha)
 
 
 def elapsed_ms(since: float) -> float:

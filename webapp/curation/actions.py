@@ -22,7 +22,7 @@ from webapp.curation.models import CurationAction, CurationChange, ImageCuration
 from webapp.curation.selectors import ImageState, can_curate, curation_states
 from webapp.curation.vectors import stored_vectors
 from webapp.embeddings.models import EmbeddingModelVersion
-from webapp.embeddings.services import get_store, photo_scalars
+from webapp.embeddings.services import delete_vectors, get_store, photo_scalars
 
 User = AbstractBaseUser | AnonymousUser
 
@@ -238,8 +238,8 @@ def _sync_vector_store(remove: Sequence[int], relabel: dict[int, int | None]) ->
     version = EmbeddingModelVersion.objects.filter(is_active=True).first()
     if version is None:
         return list(relabel)
+    delete_vectors(version, remove)
     store = get_store(version)
-    store.delete(list(remove))
     vectors = stored_vectors(store, list(relabel))
     present = [pk for pk in relabel if pk in vectors]
     if present:

@@ -6,8 +6,8 @@ import logging
 import threading
 from collections.abc import Callable, Sequence
 from functools import lru_cache
-from pathlib import Path
 
+import numpy as np
 import torch
 from django.conf import settings
 from django.db import transaction
@@ -15,11 +15,13 @@ from django.utils import timezone
 
 from retrieval_core.features.global_ import GlobalDescriptorExtractor
 from retrieval_core.features.store import PatchStore
-from retrieval_core.index.milvus_store import MilvusVectorStore, PhotoScalars
+from retrieval_core.index.milvus_store import AnnIndexParams, MilvusVectorStore, PhotoScalars
 from retrieval_core.models.embedding import EmbeddingConfig
+from retrieval_core.search.dba import refresh_augmented
 from retrieval_core.search.decode import DecodePolicy, decode
 from webapp.catalog.models import Image, ImageExif
 from webapp.embeddings.models import EmbeddingModelVersion
+from webapp.storage import feature_blobs
 from workers import task_names
 from workers.dispatch import send_batches_on_commit, send_on_commit
 
@@ -44,9 +46,7 @@ def decode_policy() -> DecodePolicy:
 
 def patch_store(version: EmbeddingModelVersion) -> PatchStore:
     """CNN patches of the version's images, written by `index_images` from the embedding forward pass."""
-    return PatchStore(
-        Path(settings.FEATURES_ROOT) / "patches", f"{version.collection_name}-top{settings.PATCHES_TOP_N}"
-    )
+    return PatchStore(feature_blobs("patches"), f"{version.collection_name}-top{settings.PATCHES_TOP_N}")
 
 
 def get_active_version() -> EmbeddingModelVersion:
@@ -84,13 +84,26 @@ def get_extractor(config: EmbeddingConfig) -> GlobalDescriptorExtractor:
 
 
 @lru_cache(maxsize=16)
-def _store(uri: str, collection: str, dim: int) -> MilvusVectorStore:
-    return MilvusVectorStore(uri, collection, dim, token=settings.MILVUS_TOKEN)
+def _store(uri: str, collection: str, dim: int, index: AnnIndexParams) -> MilvusVectorStore:
+    return MilvusVectorStore(uri, collection, dim, index=index, token=settings.MILVUS_TOKEN)
+
+
+def index_params() -> AnnIndexParams:
+    """The ANN index new collections get and the search beam/probes (settings MILVUS_INDEX_*)."""
+    return AnnIndexParams(
+        index_type=settings.MILVUS_INDEX_TYPE,
+        m=settings.MILVUS_INDEX_M,
+        ef_construction=settings.MILVUS_INDEX_EF_CONSTRUCTION,
+        ef_search=settings.MILVUS_INDEX_EF,
+        nlist=settings.MILVUS_INDEX_NLIST,
+        nprobe=settings.MILVUS_INDEX_NPROBE,
+        pq_m=settings.MILVUS_INDEX_PQ_M,
+    )
 
 
 def collection_store(collection: str, dim: int, *, create: bool = True) -> MilvusVectorStore:
     """A client for one Milvus collection (cached per process); ``create`` makes it (again) if missing."""
-    store = _store(settings.MILVUS_URI, collection, dim)
+    store = _store(settings.MILVUS_URI, collection, dim, index_params())
     if create:
         store.ensure_collection()
     return store
@@ -130,27 +143,8 @@ def index_images(
     )
     failed = {failure.index: failure.message for failure in result.failures}
     ok = [int(i) for i in result.indices]
-    store = get_store(version)
     if ok:
-        ids = [images[i].pk for i in ok]
-        landmarks = [images[i].landmark_id for i in ok]
-        scalars = photo_scalars(ids)
-        store.upsert(ids, result.vectors, landmarks, [scalars[pk] for pk in ids])
-        # A curator may have relabelled an image while the batch was embedded: store its current label.
-        current = dict(Image.objects.filter(pk__in=ids).values_list("pk", "landmark_id"))
-        stale = [
-            k
-            for k, (pk, landmark) in enumerate(zip(ids, landmarks, strict=True))
-            if current.get(pk) != landmark
-        ]
-        if stale:
-            store.upsert(
-                [ids[k] for k in stale],
-                result.vectors[stale],
-                [current.get(ids[k]) for k in stale],
-                [scalars[ids[k]] for k in stale],
-            )
-        store.flush()
+        publish_vectors(version, [images[i].pk for i in ok], result.vectors)
     if result.patches is not None:
         patches = patch_store(version)
         for position, patch_set in zip(ok, result.patches, strict=True):
@@ -161,6 +155,64 @@ def index_images(
         )
         mark_failed([images[index].pk for index in failed], list(failed.values()))
     return {"indexed": len(ok), "failed": len(failed)}
+
+
+def raw_store(version: EmbeddingModelVersion) -> MilvusVectorStore | None:
+    """With DBA on (``INDEX_DBA_NEIGHBOURS`` > 0), the version's un-augmented vectors, which neighbours are
+    found in; the searched collection then holds the augmented ones. None when DBA is off."""
+    if settings.INDEX_DBA_NEIGHBOURS <= 0:
+        return None
+    return collection_store(f"{version.collection_name}_raw", version.dim)
+
+
+def publish_vectors(version: EmbeddingModelVersion, image_ids: Sequence[int], vectors: np.ndarray) -> None:
+    """Make ``(N, D)`` vectors of ``image_ids`` searchable, with each image's current label and filter fields.
+
+    With DBA on, the raw vectors go to the raw collection, and the augmented vectors of the new images and
+    of their neighbours (whose neighbour lists they may have entered) are written: DBA stays fresh as images
+    arrive; ``rebuild_index`` recomputes it whole.
+    """
+    store = get_store(version)
+    raw = raw_store(version)
+    ids = list(image_ids)
+    if raw is not None:
+        raw.upsert(ids, vectors, [None] * len(ids))
+        raw.flush()
+        refreshed = refresh_augmented(raw, ids, settings.INDEX_DBA_NEIGHBOURS, settings.INDEX_DBA_ALPHA)
+        # An excluded image may linger in the raw collection: never put it back in the searched one.
+        searchable = set(
+            Image.objects.filter(pk__in=list(refreshed))
+            .exclude(status__in=[Image.Status.EXCLUDED, Image.Status.FAILED])
+            .values_list("pk", flat=True)
+        ) | set(ids)
+        ids = [int(pk) for pk in refreshed if pk in searchable]  # Milvus keys are the images' int pks
+        vectors = np.stack([refreshed[pk] for pk in ids]) if ids else vectors[:0]
+    if not ids:
+        return
+    scalars = photo_scalars(ids)
+    written: dict[int, int | None] = {}
+    # A curator may relabel an image while it is written: re-read the labels until they stand still.
+    for _ in range(3):
+        current = dict(Image.objects.filter(pk__in=ids).values_list("pk", "landmark_id"))
+        todo = [k for k, pk in enumerate(ids) if pk not in written or written[pk] != current.get(pk)]
+        if not todo:
+            break
+        store.upsert(
+            [ids[k] for k in todo],
+            vectors[todo],
+            [current.get(ids[k]) for k in todo],
+            [scalars[ids[k]] for k in todo],
+        )
+        written.update({ids[k]: current.get(ids[k]) for k in todo})
+    store.flush()
+
+
+def delete_vectors(version: EmbeddingModelVersion, image_ids: Sequence[int]) -> None:
+    """Remove images from the searched collection (and from the raw one when DBA is on)."""
+    for store in (get_store(version), raw_store(version)):
+        if store is not None and image_ids:
+            store.delete(list(image_ids))
+            store.flush()
 
 
 def photo_scalars(image_ids: Sequence[int]) -> dict[int, PhotoScalars]:
@@ -188,8 +240,8 @@ def rebuild_collection(version: EmbeddingModelVersion | None = None) -> int:
     every searchable image for indexing; returns how many were queued. Search answers 503 until the
     first batch is in."""
     version = version or get_active_version()
-    store = collection_store(version.collection_name, version.dim, create=False)
-    store.drop()
+    for name in (version.collection_name, f"{version.collection_name}_raw"):
+        collection_store(name, version.dim, create=False).drop()
     clear_caches()
     get_store(version)
     searchable = Image.objects.exclude(status__in=[Image.Status.EXCLUDED, Image.Status.FAILED])
@@ -275,6 +327,7 @@ def drop_version(version: EmbeddingModelVersion) -> None:
     """Delete a retired version's Milvus collection (never the active one)."""
     if version.is_active:
         raise ValueError("the active version's collection cannot be dropped; activate another first")
-    collection_store(version.collection_name, version.dim, create=False).drop()
+    for name in (version.collection_name, f"{version.collection_name}_raw"):
+        collection_store(name, version.dim, create=False).drop()
     clear_caches()
     EmbeddingModelVersion.objects.filter(pk=version.pk).update(state=EmbeddingModelVersion.State.DROPPED)

@@ -207,6 +207,10 @@ CELERY_TASK_ROUTES = {
     "workers.tasks.cpu.*": {"queue": "cpu"},
     "workers.tasks.analysis.*": {"queue": "cpu"},
     "workers.tasks.operations.*": {"queue": "cpu"},
+# Database-side augmentation: each indexed vector summed with its nearest neighbours' (0 = off), kept fresh
+# as images arrive; raw vectors live in a second collection. Changing it needs `manage.py rebuild_index`.
+INDEX_DBA_NEIGHBOURS = env_int("INDEX_DBA_NEIGHBOURS", 0)
+INDEX_DBA_ALPHA = env_float("INDEX_DBA_ALPHA", 3.0)
 }
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True

@@ -115,6 +115,24 @@ STATIC_ROOT = env_path("STATIC_ROOT", VAR_DIR / "static")
 MEDIA_URL = "media/"
 MEDIA_ROOT = env_path("MEDIA_ROOT", VAR_DIR / "media")
 SERVE_MEDIA = env_bool("SERVE_MEDIA", True)
+# Shared storage (README "Storage and growing beyond one machine"). Every process of a deployment reads
+# what the others wrote, so MEDIA_ROOT, FEATURES_ROOT and VAR_DIR (training runs) must be folders shared by
+# all of them (a docker volume, a ReadWriteMany PersistentVolumeClaim; tests/deploy checks compose and k8s).
+# STORAGE_BACKEND=s3 moves the bulk, the per-image local features and CNN patches (~128 KB an image), to an
+# S3-compatible bucket (MinIO, AWS S3, Ceph RGW) under STORAGE_PREFIX/sift and STORAGE_PREFIX/patches.
+STORAGE_BACKEND = env_str("STORAGE_BACKEND", "local")
+if STORAGE_BACKEND not in ("local", "s3"):
+    raise ImproperlyConfigured(f"STORAGE_BACKEND must be local or s3, not {STORAGE_BACKEND!r}")
+AWS_STORAGE_BUCKET_NAME = env_str("AWS_STORAGE_BUCKET_NAME", "")
+AWS_S3_ENDPOINT_URL = env_str("AWS_S3_ENDPOINT_URL", "")  # empty: AWS itself; http://minio:9000 in compose
+AWS_S3_REGION_NAME = env_str("AWS_S3_REGION_NAME", "us-east-1")
+AWS_ACCESS_KEY_ID = env_str("AWS_ACCESS_KEY_ID", "")  # empty: boto3's own chain (instance role, ...)
+AWS_SECRET_ACCESS_KEY = env_str("AWS_SECRET_ACCESS_KEY", "")
+STORAGE_PREFIX = env_str("STORAGE_PREFIX", "landmarks")
+STORAGE_PARALLEL_GETS = env_int("STORAGE_PARALLEL_GETS", 16)  # concurrent GETs loading re-rank candidates
+STORAGE_CREATE_BUCKET = env_bool("STORAGE_CREATE_BUCKET", False)  # create it on first use (MinIO, tests)
+if STORAGE_BACKEND == "s3" and not AWS_STORAGE_BUCKET_NAME:
+    raise ImproperlyConfigured("STORAGE_BACKEND=s3 needs AWS_STORAGE_BUCKET_NAME (and off AWS an endpoint)")
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
@@ -194,6 +212,11 @@ SEARCH_ADMISSION_WAIT_MS = env_int("SEARCH_ADMISSION_WAIT_MS", 20)
 # sets (e.g. HTTP_X_REAL_IP; the proxy must overwrite it, never pass on the client's).
 CLIENT_IP_HEADER = env_str("CLIENT_IP_HEADER", "REMOTE_ADDR")
 
+# Database-side augmentation: each indexed vector summed with its nearest neighbours' (0 = off), kept fresh
+# as images arrive; raw vectors live in a second collection. Changing it needs `manage.py rebuild_index`.
+INDEX_DBA_NEIGHBOURS = env_int("INDEX_DBA_NEIGHBOURS", 0)
+INDEX_DBA_ALPHA = env_float("INDEX_DBA_ALPHA", 3.0)
+
 # Celery, configured from here with the CELERY_ namespace (see workers/celery.py).
 REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6390/0")
 CELERY_BROKER_URL = REDIS_URL
@@ -207,10 +230,6 @@ CELERY_TASK_ROUTES = {
     "workers.tasks.cpu.*": {"queue": "cpu"},
     "workers.tasks.analysis.*": {"queue": "cpu"},
     "workers.tasks.operations.*": {"queue": "cpu"},
-# Database-side augmentation: each indexed vector summed with its nearest neighbours' (0 = off), kept fresh
-# as images arrive; raw vectors live in a second collection. Changing it needs `manage.py rebuild_index`.
-INDEX_DBA_NEIGHBOURS = env_int("INDEX_DBA_NEIGHBOURS", 0)
-INDEX_DBA_ALPHA = env_float("INDEX_DBA_ALPHA", 3.0)
 }
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True

@@ -7,6 +7,7 @@ together they cost a few round trips instead of 100 (see bench/feature_fetch.py)
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -47,29 +48,34 @@ class S3BlobStore:
         self.config = config
         self._prefix = check_prefix(config.prefix.strip("/") + "/") if config.prefix.strip("/") else ""
         self._client: Any = None
+        self._client_lock = threading.Lock()
 
     @property
     def client(self) -> Any:
-        if self._client is None:
-            import boto3  # imported here: local-only deployments never load botocore
-            from botocore.config import Config
-
-            client = boto3.client(
-                "s3",
-                endpoint_url=self.config.endpoint_url or None,
-                region_name=self.config.region or None,
-                aws_access_key_id=self.config.access_key_id or None,
-                aws_secret_access_key=self.config.secret_access_key or None,
-                config=Config(
-                    max_pool_connections=max(10, self.config.parallel_gets),
-                    retries={"max_attempts": 3, "mode": "standard"},
-                    s3={"addressing_style": "path"},  # MinIO and other self-hosted servers
-                ),
-            )
-            if self.config.create_bucket:
-                self._ensure_bucket(client)
-            self._client = client
+        with self._client_lock:  # one client per store, even when the first calls come from many threads
+            if self._client is None:
+                self._client = self._make_client()
         return self._client
+
+    def _make_client(self) -> Any:
+        import boto3  # imported here: local-only deployments never load botocore
+        from botocore.config import Config
+
+        client = boto3.client(
+            "s3",
+            endpoint_url=self.config.endpoint_url or None,
+            region_name=self.config.region or None,
+            aws_access_key_id=self.config.access_key_id or None,
+            aws_secret_access_key=self.config.secret_access_key or None,
+            config=Config(
+                max_pool_connections=max(10, self.config.parallel_gets),
+                retries={"max_attempts": 3, "mode": "standard"},
+                s3={"addressing_style": "path"},  # MinIO and other self-hosted servers
+            ),
+        )
+        if self.config.create_bucket:
+            self._ensure_bucket(client)
+        return client
 
     def _ensure_bucket(self, client: Any) -> None:
         from botocore.exceptions import ClientError
@@ -110,7 +116,6 @@ class S3BlobStore:
             except KeyError:
                 return None
 
-        self.client  # noqa: B018 - made once here, not raced by the pool's threads
         with ThreadPoolExecutor(max_workers=min(self.config.parallel_gets, len(wanted))) as pool:
             fetched = list(pool.map(fetch, wanted))
         return {key: data for key, data in zip(wanted, fetched, strict=True) if data is not None}

@@ -36,6 +36,7 @@ from pymilvus.exceptions import MilvusException
 from redis import Redis
 from redis.exceptions import RedisError
 
+from retrieval_core.storage import LocalBlobStore
 from webapp.catalog.models import Image
 from webapp.catalog.services import schedule_analysis, schedule_indexing
 from webapp.embeddings.models import EmbeddingModelVersion
@@ -143,6 +144,8 @@ def _unreadable(store_ids: Iterable[int]) -> list[int]:
     Cheap enough for every run: opening the archive reads its directory (at the end, so a truncated file
     fails) and the small ``meta`` array, not the descriptors."""
     store = sift_store()
+    if not isinstance(store.blobs, LocalBlobStore):
+        return []  # an object store publishes whole objects (PutObject): there are no truncated files to find
     bad = []
     for pk in store_ids:
         try:

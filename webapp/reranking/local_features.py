@@ -37,6 +37,7 @@ from retrieval_core.search.decode import index_local_features, local_features_ke
 from webapp.catalog.models import Image
 from webapp.embeddings.services import collection_store, decode_policy
 from webapp.reranking.models import VladCodebook
+from webapp.storage import feature_blobs
 from workers import task_names
 from workers.dispatch import send_batches_on_commit
 
@@ -53,9 +54,7 @@ def sift_config(*, query: bool = False) -> SiftConfig:
 
 def sift_store() -> LocalFeatureStore:
     """A folder per SIFT settings and decode policy: a new setting starts a new folder, never mixes."""
-    return LocalFeatureStore(
-        Path(settings.FEATURES_ROOT) / "sift", local_features_key(sift_config(), decode_policy())
-    )
+    return LocalFeatureStore(feature_blobs("sift"), local_features_key(sift_config(), decode_policy()))
 
 
 def active_codebook() -> VladCodebook | None:

@@ -46,7 +46,7 @@ def build_scorer(method: RerankMethod, version: EmbeddingModelVersion, *, min_in
         return VladScorer(vlad_encoder(codebook), vlad_store(codebook, create=False), sift_config(query=True))
     if method == "patches":
         store = patch_store(version)
-        if settings.PATCHES_TOP_N <= 0 or not store.directory.is_dir():
+        if settings.PATCHES_TOP_N <= 0 or store.is_empty():
             raise RerankUnavailable(
                 f"patch re-ranking needs CNN patches of model {version.name}, and none are stored: set "
                 "PATCHES_TOP_N > 0 and re-index (activate the version again), or search with rerank=sift."

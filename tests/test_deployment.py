@@ -64,12 +64,18 @@ def test_workers_consume_their_queues_and_the_gpu_worker_asks_for_a_gpu() -> Non
     assert devices[0]["capabilities"] == ["gpu"]
 
 
-def test_local_procfile_runs_one_worker_on_both_queues_and_a_real_web_server() -> None:
+def test_local_procfile_consumes_every_routed_queue_and_runs_a_real_web_server() -> None:
     procfile = dict(
         line.split(":", 1) for line in (ROOT / "Procfile").read_text().splitlines() if line.strip()
     )
-    assert set(procfile) == {"redis", "milvus", "worker", "beat", "web"}
-    assert "-Q gpu,cpu" in procfile["worker"]
+    assert {"redis", "milvus", "beat", "web"} <= set(procfile)
+    consumed = set()
+    for command in procfile.values():
+        words = command.split()
+        if "worker" in words and "-Q" in words:
+            consumed |= set(words[words.index("-Q") + 1].split(","))
+    routed = {route["queue"] for route in webapp.settings.CELERY_TASK_ROUTES.values()}
+    assert routed <= consumed, f"no worker consumes {routed - consumed}"
     assert procfile["web"].strip().startswith("gunicorn")
     assert "--schedule $VAR_DIR/" in procfile["beat"]
 

@@ -9,7 +9,15 @@
   slot, then gets 503 with ``Retry-After: 1`` at once instead of queueing behind the others, so accepted
   searches keep their latency and refused ones learn it in milliseconds.
 
-Only POSTs to the search page and the search API are guarded; everything else passes untouched.
+Every search is guarded, whichever way it comes: a photo posted to the search page or ``/api/search/``, a
+batch (``/api/search/batch/``: it counts as its N photos against the rate, though it holds one slot), and
+"more like this" (``/api/images/<id>/similar/``, or the search page's ``?similar=``). Everything else passes
+untouched.
+
+Refusals are cheap on purpose: the middleware sits first in ``MIDDLEWARE`` and decides from the path, the
+method and a counter, before the session, the user or the body is looked at; the only work left is reading
+and dropping the unread upload (see `_drain`). Each refusal says in ``Server-Timing`` how long the server
+spent on it, so ``bench/load.py`` can tell time in Django from time spent waiting for a thread.
 """
 
 from __future__ import annotations
@@ -29,7 +37,13 @@ from redis.exceptions import RedisError
 
 logger = logging.getLogger(__name__)
 
-GUARDED_VIEWS = frozenset({"search:api-search", "search:search"})
+# The searches: URL name -> the methods that search (the search page's GET searches only with ?similar=).
+SEARCH_VIEWS: dict[str, frozenset[str]] = {
+    "search:search": frozenset({"POST", "GET"}),
+    "search:api-search": frozenset({"POST"}),
+    "search:api-search-batch": frozenset({"POST"}),
+    "search:api-similar": frozenset({"GET"}),
+}
 
 
 @dataclass(frozen=True)
@@ -50,8 +64,8 @@ def client_key(request: HttpRequest) -> str:
     return raw.split(",")[0].strip()[:64]
 
 
-def check_rate(client: str, *, now: float | None = None) -> Refusal | None:
-    """Count one search of ``client`` in the current window; a refusal once it is over the limit."""
+def check_rate(client: str, *, cost: int = 1, now: float | None = None) -> Refusal | None:
+    """Count ``cost`` searches of ``client`` in the current window; a refusal once it is over the limit."""
     limit, window = settings.SEARCH_RATE_LIMIT, max(1, settings.SEARCH_RATE_WINDOW_SECONDS)
     if limit <= 0:
         return None
@@ -60,7 +74,7 @@ def check_rate(client: str, *, now: float | None = None) -> Refusal | None:
     key = f"ratelimit:search:{client}:{slot}"
     try:
         pipe = _redis(settings.REDIS_URL).pipeline()
-        pipe.incr(key)
+        pipe.incrby(key, max(0, cost))
         pipe.expire(key, window + 1)
         count = int(pipe.execute()[0])
     except RedisError as error:
@@ -103,11 +117,21 @@ def _drain(request: HttpRequest, chunk: int = 256 * 1024) -> None:
         remaining -= len(data)
 
 
-def _refused(request: HttpRequest, refusal: Refusal) -> HttpResponse:
+def refused(request: HttpRequest, refusal: Refusal, started: float | None = None) -> JsonResponse:
+    """The refusal's response (429 or 503 with ``Retry-After``), after dropping the unread upload."""
     _drain(request)
     response = JsonResponse({"error": refusal.message}, status=refusal.status)
     response["Retry-After"] = str(refusal.retry_after)
+    if started is not None:
+        response["Server-Timing"] = f"refusal;dur={1000 * (time.perf_counter() - started):.1f}"
     return response
+
+
+def charge_batch(request: HttpRequest, searches: int) -> JsonResponse | None:
+    """A batch of ``searches`` photos counts as that many searches: the middleware charged one before the
+    body was read, this charges the rest once the view knows N. The refusal response, or None."""
+    refusal = check_rate(client_key(request), cost=searches - 1) if searches > 1 else None
+    return None if refusal is None else refused(request, refusal)
 
 
 class SearchThrottleMiddleware:
@@ -118,22 +142,29 @@ class SearchThrottleMiddleware:
         self.gate = AdmissionGate(settings.SEARCH_MAX_IN_FLIGHT)
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        if request.method != "POST" or not self._guarded(request.path_info):
+        if not is_search(request):
             return self.get_response(request)
+        started = time.perf_counter()
         refusal = check_rate(client_key(request))
         if refusal is not None:
-            return _refused(request, refusal)
+            return refused(request, refusal, started)
         if not self.gate.try_enter(settings.SEARCH_ADMISSION_WAIT_MS / 1000):
             busy = Refusal(503, 1, "The server is busy with other searches; retry in a second.")
-            return _refused(request, busy)
+            return refused(request, busy, started)
         try:
             return self.get_response(request)
         finally:
             self.gate.leave()
 
-    @staticmethod
-    def _guarded(path: str) -> bool:
-        try:
-            return resolve(path).view_name in GUARDED_VIEWS
-        except Resolver404:
-            return False
+
+def is_search(request: HttpRequest) -> bool:
+    """Whether the request runs a search (see `SEARCH_VIEWS`), from its method, path and query only."""
+    if request.method not in {"GET", "POST"}:
+        return False
+    try:
+        name = resolve(request.path_info).view_name
+    except Resolver404:
+        return False
+    if request.method not in SEARCH_VIEWS.get(name, ()):
+        return False
+    return not (name == "search:search" and request.method == "GET" and "similar" not in request.GET)

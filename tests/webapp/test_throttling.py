@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import threading
 
 import pytest
@@ -77,3 +78,52 @@ def test_a_saturated_process_refuses_at_once_instead_of_queueing(settings) -> No
         thread.join(10)
     assert results == [200, 200]
     assert middleware(factory.post("/api/search/")).status_code == 200  # slots are given back
+
+
+def _photos(content: bytes, n: int) -> list[io.BytesIO]:
+    handles = []
+    for i in range(n):
+        handle = io.BytesIO(content)
+        handle.name = f"{i}.jpg"
+        handles.append(handle)
+    return handles
+
+
+@pytest.mark.django_db
+def test_a_batch_counts_as_its_photos(fresh_limits: None, scene_photo: bytes) -> None:
+    """Rate 3: a batch of 3 uses the whole window (k=0 makes the view answer 400 once it has counted, so no
+    search runs); a batch of 4 is refused at once, and so is the next single search."""
+    client = Client(REMOTE_ADDR="10.0.1.1")
+    batch = client.post("/api/search/batch/", {"images": _photos(scene_photo, 3), "k": "0"})
+    assert batch.status_code == 400 and "k" in batch.json()["error"]  # counted, then reached the parameters
+    refused = client.post("/api/search/", {})
+    assert refused.status_code == 429 and int(refused["Retry-After"]) >= 1
+
+    other = Client(REMOTE_ADDR="10.0.1.2")
+    too_big = other.post("/api/search/batch/", {"images": _photos(scene_photo, 4), "k": "0"})
+    assert too_big.status_code == 429 and "Too many searches" in too_big.json()["error"]
+    assert too_big["Retry-After"]
+
+
+@pytest.mark.django_db
+def test_more_like_this_is_rate_limited_too(fresh_limits: None) -> None:
+    client = Client(REMOTE_ADDR="10.0.2.1")
+    assert client.get("/api/images/999999/similar/").status_code == 404  # counted, reached the view
+    assert client.get("/", {"similar": "999999"}).status_code == 404  # the page's "more like this"
+    assert client.get("/").status_code == 200  # the page itself is no search: not counted
+    assert client.get("/api/images/999999/similar/").status_code == 404
+    refused = client.get("/api/images/999999/similar/")
+    assert refused.status_code == 429 and refused["Retry-After"]
+    assert client.get("/", {"similar": "999999"}).status_code == 429
+
+
+def test_a_refusal_says_how_long_the_server_spent_on_it(settings) -> None:
+    settings.SEARCH_RATE_LIMIT = 0
+    settings.SEARCH_MAX_IN_FLIGHT = 1
+    settings.SEARCH_ADMISSION_WAIT_MS = 0
+    middleware = throttling.SearchThrottleMiddleware(lambda request: HttpResponse("done"))
+    assert middleware.gate.try_enter(0)  # the one slot is taken
+    refused = middleware(RequestFactory().get("/api/images/1/similar/"))
+    assert refused.status_code == 503
+    name, _, duration = refused["Server-Timing"].partition(";dur=")
+    assert name == "refusal" and float(duration) >= 0

@@ -16,6 +16,7 @@ from pymilvus.exceptions import MilvusException
 from retrieval_core.imaging import ImageLoadError
 from retrieval_core.index.milvus_store import OutdatedCollectionError
 from retrieval_core.index.protocol import CollectionMissingError
+from webapp import throttling
 from webapp.catalog.models import Image
 from webapp.catalog.uploads import UploadTooLarge, read_upload
 from webapp.reranking.scoring import RerankUnavailable
@@ -86,6 +87,9 @@ def search_batch_api(request: HttpRequest) -> JsonResponse:
         return JsonResponse({"error": "send the photos as multipart file fields named 'images'"}, status=400)
     if len(uploads) > limit:
         return JsonResponse({"error": f"at most {limit} images per batch, got {len(uploads)}"}, status=400)
+    over_rate = throttling.charge_batch(request, len(uploads))
+    if over_rate is not None:
+        return over_rate
     try:
         params = parse_search_params(request.POST)
     except BadParameter as error:

@@ -14,6 +14,7 @@ ReadWriteOnce claim are private.
 
 from __future__ import annotations
 
+import base64
 import importlib
 import os
 import re
@@ -191,6 +192,12 @@ def _pod_spec(workload: Mapping[str, object]) -> dict:
     return spec["template"]["spec"]
 
 
+def secret_values(secret: Mapping) -> dict[str, str]:
+    """A rendered Secret's values (``data`` is base64, ``stringData`` plain)."""
+    values = {key: base64.b64decode(value).decode() for key, value in secret.get("data", {}).items()}
+    return {**values, **secret.get("stringData", {})}
+
+
 def k8s_processes(objects: Iterable[Mapping[str, object]], app_image: str) -> list[AppProcess]:
     """One process per app container (image ``app_image``) of the rendered manifests."""
     objects = list(objects)
@@ -212,9 +219,7 @@ def k8s_processes(objects: Iterable[Mapping[str, object]], app_image: str) -> li
                 if "configMapRef" in source:
                     environment.update(by_kind[("ConfigMap", source["configMapRef"]["name"])]["data"])
                 if "secretRef" in source:
-                    secret = by_kind[("Secret", source["secretRef"]["name"])]
-                    environment.update(secret.get("stringData", {}))
-                    environment.update({key: "(secret)" for key in secret.get("data", {})})
+                    environment.update(secret_values(by_kind[("Secret", source["secretRef"]["name"])]))
             for variable in container.get("env", []):
                 environment[variable["name"]] = str(variable.get("value", "(from a reference)"))
             mounts = []

@@ -168,11 +168,15 @@ def empty_vector_store(live_services: LiveServices) -> Iterator[None]:
             if attempt == 4:
                 raise
             time.sleep(1.0)
+    from webapp.reranking.scoring import clear_feature_caches
+
     for name in client.list_collections():
         client.drop_collection(name)
     services.clear_caches()
+    clear_feature_caches()
     yield
     services.clear_caches()
+    clear_feature_caches()
     client.close()
 
 

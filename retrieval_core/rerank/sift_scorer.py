@@ -16,7 +16,7 @@ from typing import Protocol
 
 import numpy as np
 
-from retrieval_core.features.sift import LocalFeatures, SiftConfig, descriptors_to_float, extract_sift
+from retrieval_core.features.sift import LocalFeatures, SiftConfig, extract_sift
 from retrieval_core.rerank.fusion import FusionConfig, MatchEvidence
 from retrieval_core.rerank.matching import MatchMethod, match_descriptors
 from retrieval_core.rerank.scorer import LocalScores, QueryFeatures, RerankMethod
@@ -100,7 +100,7 @@ class SiftScorer:
             if candidate_ids:
                 logger.warning("query has no keypoints: global ranking kept for %d candidates", len(raw))
             return LocalScores(raw, evidence, timings, tuple(candidate_ids))
-        q_desc = descriptors_to_float(mine.descriptors)
+        q_desc = mine.descriptors  # uint8 codes take the exact int8 product (matching.cosine_similarity)
         q_kps = mine.keypoints / np.float32(mine.pixel_scale)
         for position, image_id in enumerate(candidate_ids):
             theirs = stored.get(image_id)

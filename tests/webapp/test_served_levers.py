@@ -19,3 +19,21 @@ def test_lever_settings_configure_the_served_fusion_and_features(settings) -> No
     settings.SIFT_UPRIGHT = True
     assert sift_config().upright and sift_config(query=True).upright
     assert sift_store().extractor_key != plain_key  # upright features never mix with rotated ones
+
+
+@pytest.mark.django_db
+def test_served_sift_reads_candidates_through_one_bounded_cache_per_store(settings, tmp_path) -> None:
+    from retrieval_core.rerank.feature_cache import CachedFeatureSource
+    from webapp.embeddings.services import get_active_version
+    from webapp.reranking.scoring import build_scorer, clear_feature_caches
+
+    settings.FEATURES_ROOT = tmp_path
+    settings.RERANK_FEATURE_CACHE_MB = 8
+    clear_feature_caches()
+    version = get_active_version()
+    first = build_scorer("sift", version, min_inliers=12)
+    again = build_scorer("sift", version, min_inliers=12)
+    assert isinstance(first.features, CachedFeatureSource)  # type: ignore[attr-defined]
+    assert first.features is again.features and first.features.max_bytes == 8 * 2**20  # type: ignore[attr-defined]
+    settings.FEATURES_ROOT = tmp_path / "other"
+    assert build_scorer("sift", version, min_inliers=12).features is not first.features  # type: ignore[attr-defined]

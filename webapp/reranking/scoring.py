@@ -6,8 +6,11 @@
 
 from __future__ import annotations
 
+import threading
+
 from django.conf import settings
 
+from retrieval_core.rerank.feature_cache import CachedFeatureSource
 from retrieval_core.rerank.patch_scorer import PatchScorer
 from retrieval_core.rerank.scorer import GlobalOnlyScorer, LocalScorer, RerankMethod
 from retrieval_core.rerank.sift_scorer import SiftScorer, VerificationConfig
@@ -35,7 +38,9 @@ def build_scorer(method: RerankMethod, version: EmbeddingModelVersion, *, min_in
         return GlobalOnlyScorer()
     if method == "sift":
         verification = VerificationConfig(geometry=settings.RERANK_GEOMETRY)
-        return SiftScorer(sift_store(), sift_config(query=True), verification, min_inliers=min_inliers)
+        return SiftScorer(
+            cached_sift_features(), sift_config(query=True), verification, min_inliers=min_inliers
+        )
     if method == "vlad":
         codebook = active_codebook()
         if codebook is None:
@@ -53,3 +58,31 @@ def build_scorer(method: RerankMethod, version: EmbeddingModelVersion, *, min_in
             )
         return PatchScorer(store)
     raise ValueError(f"unknown re-ranking method {method!r}")
+
+
+def cached_sift_features() -> CachedFeatureSource:
+    """The index SIFT store behind this process's LRU (``RERANK_FEATURE_CACHE_MB``), one per store.
+
+    Image ids are never reused (PostgreSQL sequences, SQLite AUTOINCREMENT), so a cached entry never
+    belongs to another image; ``clear_feature_caches`` empties them (tests, operators).
+    """
+    store = sift_store()
+    where = tuple(
+        str(getattr(settings, name, ""))
+        for name in ("FEATURES_ROOT", "STORAGE_BACKEND", "AWS_STORAGE_BUCKET_NAME", "STORAGE_PREFIX")
+    )
+    key = (*where, store.extractor_key, settings.RERANK_FEATURE_CACHE_MB)
+    with _caches_lock:
+        cache = _caches.get(key)
+        if cache is None:
+            cache = _caches[key] = CachedFeatureSource(store, settings.RERANK_FEATURE_CACHE_MB * 2**20)
+        return cache
+
+
+def clear_feature_caches() -> None:
+    with _caches_lock:
+        _caches.clear()
+
+
+_caches: dict[tuple[object, ...], CachedFeatureSource] = {}
+_caches_lock = threading.Lock()

@@ -180,6 +180,9 @@ SIFT_MAX_KEYPOINTS = env_int("SIFT_MAX_KEYPOINTS", 1000)
 SIFT_QUERY_MAX_KEYPOINTS = env_int("SIFT_QUERY_MAX_KEYPOINTS", 500)
 SIFT_LONG_SIDE = env_int("SIFT_LONG_SIDE", 640)
 SIFT_UPRIGHT = env_bool("SIFT_UPRIGHT", False)  # orientation 0: for upright photos (street scenes)
+# Threads a cpu worker extracts one batch's SIFT with (make run gives each of its two workers one core:
+# Procfile, CPU_WORKER_THREADS / GPU_WORKER_THREADS).
+LOCAL_FEATURE_THREADS = env_int("LOCAL_FEATURE_THREADS", 1)
 # Verification: homography | fundamental; inliers below RERANK_MIN_INLIERS carry no evidence; a candidate
 # with RERANK_VERIFIED_FIRST inliers or more ranks above every unverified one (0 = off).
 RERANK_GEOMETRY = env_str("RERANK_GEOMETRY", "fundamental")
@@ -192,6 +195,9 @@ SEARCH_QUERY_EXPANSION = env_int("SEARCH_QUERY_EXPANSION", 0)
 SEARCH_QUERY_EXPANSION_ALPHA = env_float("SEARCH_QUERY_EXPANSION_ALPHA", 3.0)
 VLAD_CLUSTERS = env_int("VLAD_CLUSTERS", 64)
 PATCHES_TOP_N = env_int("PATCHES_TOP_N", 16)
+# Dataset analysis is coalesced (webapp/curation/analysis.py): requests within this many seconds, and all
+# those made while the images are still being indexed, become one analysis run.
+ANALYSIS_DEBOUNCE_SECONDS = env_float("ANALYSIS_DEBOUNCE_SECONDS", 2.0)
 QUERY_RETENTION_HOURS = env_int("QUERY_RETENTION_HOURS", 24)  # query photos kept to draw their matches
 QUERY_PURGE_INTERVAL_MINUTES = env_int("QUERY_PURGE_INTERVAL_MINUTES", 60)  # how often expired ones go
 

@@ -18,6 +18,7 @@ PING: Final = "workers.tasks.cpu.ping"
 EXTRACT_LOCAL_FEATURES: Final = "workers.tasks.cpu.extract_local_features"
 PURGE_EXPIRED_QUERIES: Final = "workers.tasks.cpu.purge_expired_queries"  # run by Celery beat
 ANALYSE_COLLECTION: Final = "workers.tasks.analysis.analyse_collection"
+ANALYSE_PENDING: Final = "workers.tasks.analysis.analyse_pending"  # one coalesced run
 ANALYSE_IMAGES: Final = "workers.tasks.analysis.analyse_images"
 ANALYSE_LANDMARKS: Final = "workers.tasks.analysis.analyse_landmarks"
 RECONCILE: Final = "workers.tasks.operations.reconcile"  # run by Celery beat

@@ -137,11 +137,25 @@ def import_collection(
     root: Path, *, progress: Callable[[int, int], None] | None = None
 ) -> ImportReport:
     """Register every image of a collection (folder per landmark, labels.csv, GLDv2 or a flat folder of
-    unlabelled photos) and queue indexing; an empty landmark registers the image without one."""
+    unlabelled photos) and queue indexing; an empty landmark registers the image without one.
+
+    Indexing is queued a batch at a time as the images are registered, so the workers embed and extract
+    while the rest is still being registered; the analysis requests of those batches are coalesced into
+    one run by the worker (`webapp.curation.analysis.request_analysis`).
+    """
     collection = read_collection_report(root)
     report = ImportReport(skipped=list(collection.skipped))
     landmarks: dict[str, Landmark | None] = {UNLABELLED: None}  # unlabelled images are indexed too
     total = len(collection.items)
+    queued = 0  # report.scheduled_image_ids[:queued] are queued already
+
+    def queue_registered(*, at_least: int) -> None:
+        nonlocal queued
+        if len(report.scheduled_image_ids) - queued >= at_least:
+            batch = report.scheduled_image_ids[queued:]
+            schedule_indexing(batch)
+            schedule_analysis(batch)
+            queued = len(report.scheduled_image_ids)
     for done, item in enumerate(collection.items, start=1):
         if item.landmark not in landmarks:
             landmarks[item.landmark] = get_or_create_landmark(item.landmark)
@@ -164,10 +178,10 @@ def import_collection(
                 report.existing += 1
             if registered.image.status not in (Image.Status.INDEXED, Image.Status.EXCLUDED):
                 report.scheduled_image_ids.append(registered.image.pk)
+                queue_registered(at_least=settings.INDEX_TASK_BATCH)
         if progress is not None:
             progress(done, total)
-    schedule_indexing(report.scheduled_image_ids)
-    schedule_analysis(report.scheduled_image_ids)
+    queue_registered(at_least=1)
     return report
 
 

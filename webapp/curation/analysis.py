@@ -3,10 +3,17 @@
 It runs in Celery tasks (``workers.tasks.analysis``): per image for the pixels (grayscale, size, blur) and
 exact duplicates, per landmark for what needs the vector store (near-duplicates, label noise), once the
 landmark's images are indexed. Re-running overwrites the analysis, never a curator's verdict.
+
+Requests are coalesced: an import queues indexing a batch at a time, and each batch asks for analysis.
+`request_analysis` adds the images to one pending set in Redis and queues a single run
+(``ANALYSE_PENDING``) unless one is queued already; that run waits until the requests stop for
+ANALYSIS_DEBOUNCE_SECONDS and the pending images are indexed, then analyses them all at once. A request
+made while it runs queues the next run, so work that arrives meanwhile is analysed once more at the end.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -14,6 +21,7 @@ import numpy as np
 from django.conf import settings
 from django.db.models import Min, Q
 from django.utils import timezone
+from redis import Redis
 
 from retrieval_core.imaging import ImageLoadError
 from webapp.catalog.models import Image
@@ -23,7 +31,7 @@ from webapp.curation.vectors import stored_vectors
 from webapp.embeddings.models import EmbeddingModelVersion
 from webapp.embeddings.services import get_store
 from workers import task_names
-from workers.dispatch import send_batches_on_commit
+from workers.dispatch import send_batches_on_commit, send_on_commit
 
 DEFAULT_CONFIG = AnalysisConfig()
 QUALITY_BATCH = 64
@@ -63,6 +71,73 @@ def queue_analysis(image_ids: Sequence[int]) -> dict[str, int]:
     send_batches_on_commit(task_names.ANALYSE_IMAGES, ids, QUALITY_BATCH)
     send_batches_on_commit(task_names.ANALYSE_LANDMARKS, keys, LANDMARK_BATCH)
     return {"images": len(ids), "landmarks": len(keys)}
+
+
+# Redis keys of the coalesced analysis: the image ids waiting for it, the time of the latest request, and
+# a flag held while a run is queued (it expires, so a run lost with its worker never blocks later ones).
+PENDING_KEY = "curation:analysis:pending"
+_REQUESTED_AT_KEY = "curation:analysis:requested-at"
+_QUEUED_KEY = "curation:analysis:queued"
+_QUEUED_TTL_S = 600
+_ID_CHUNK = 500
+
+
+def _redis() -> Redis:
+    return Redis.from_url(settings.REDIS_URL)
+
+
+def request_analysis(image_ids: Sequence[int]) -> dict[str, int]:
+    """Add the images to the pending analysis and queue one run of it, unless a run is queued already.
+
+    Returns how many images were requested and whether this call queued the run (``queued`` 1 or 0).
+    """
+    ids = sorted({int(i) for i in image_ids})
+    with _redis() as client, client.pipeline() as pipe:
+        if ids:
+            pipe.sadd(PENDING_KEY, *ids)
+        pipe.set(_REQUESTED_AT_KEY, time.time())
+        pipe.set(_QUEUED_KEY, 1, nx=True, ex=_QUEUED_TTL_S)
+        first = bool(pipe.execute()[-1])
+    if first:
+        send = send_on_commit(task_names.ANALYSE_PENDING)
+        if send.sent is False:  # the broker is away: let the next request (or the reconciler) try again
+            with _redis() as client:
+                client.delete(_QUEUED_KEY)
+    return {"requested": len(ids), "queued": int(first)}
+
+
+def pending_analysis_wait() -> float:
+    """Seconds the queued run should still wait: the requests have not been quiet for
+    ANALYSIS_DEBOUNCE_SECONDS, or some pending images are not indexed yet (0: run now)."""
+    with _redis() as client:
+        requested_at = float(client.get(_REQUESTED_AT_KEY) or 0.0)
+        ids = [int(i) for i in client.smembers(PENDING_KEY)]
+        client.expire(_QUEUED_KEY, _QUEUED_TTL_S)  # still queued: keep the flag while it waits
+    quiet_for = time.time() - requested_at
+    if quiet_for < settings.ANALYSIS_DEBOUNCE_SECONDS:
+        return settings.ANALYSIS_DEBOUNCE_SECONDS - quiet_for
+    waiting = any(
+        Image.objects.filter(pk__in=ids[start : start + _ID_CHUNK], status=Image.Status.PENDING).exists()
+        for start in range(0, len(ids), _ID_CHUNK)
+    )
+    return max(settings.ANALYSIS_DEBOUNCE_SECONDS, 1.0) if waiting else 0.0
+
+
+def run_pending_analysis() -> dict[str, int]:
+    """Queue the analysis of every pending image (`queue_analysis`), once.
+
+    The queued flag is dropped first, so a request from now on queues the next run; the ids leave the
+    pending set only once their analysis is queued (a worker killed meanwhile leaves them for its retry).
+    """
+    with _redis() as client:
+        client.delete(_QUEUED_KEY)
+        ids = sorted(int(i) for i in client.smembers(PENDING_KEY))
+        if not ids:
+            return {"images": 0, "landmarks": 0}
+        queued = queue_analysis(ids)
+        for start in range(0, len(ids), _ID_CHUNK):
+            client.srem(PENDING_KEY, *ids[start : start + _ID_CHUNK])
+    return queued
 
 
 def queue_collection_analysis(landmark_ids: Sequence[int] | None = None) -> dict[str, int]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 from pathlib import Path
 
@@ -20,7 +21,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from retrieval_core.atomic import atomic_write
-from retrieval_core.features.sift import SiftConfig
+from retrieval_core.features.sift import LocalFeatures, SiftConfig
 from retrieval_core.features.store import LocalFeatureStore
 from retrieval_core.features.vlad import (
     PcaWhitening,
@@ -85,9 +86,12 @@ def extract_local_features(
     force: bool = False,
     progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, int]:
-    """SIFT for each image (skipped if stored, unless ``force``), then its VLAD if a codebook is active.
+    """SIFT for each image of the batch (skipped if stored, unless ``force``), then its VLAD if a codebook
+    is active.
 
-    Idempotent: files are overwritten atomically and VLAD vectors upserted by image id.
+    One task handles a whole batch: the images are extracted over ``LOCAL_FEATURE_THREADS`` threads (decoding
+    and OpenCV's SIFT release the GIL), and stored as each one finishes, in id order. Idempotent: files are
+    overwritten atomically, a re-run keeps what is stored, and VLAD vectors are upserted by image id.
     """
     store, cfg, policy = sift_store(), sift_config(), decode_policy()
     codebook = active_codebook()
@@ -95,25 +99,32 @@ def extract_local_features(
     counts = {"extracted": 0, "kept": 0, "failed": 0, "vlad": 0}
     stored: list[int] = []
     vlad_rows: list[tuple[int, np.ndarray, int | None]] = []
-    for done, image in enumerate(images, start=1):
-        try:
-            if force or not store.has(image.pk):
-                features = index_local_features(image.file.path, cfg, policy)
-                store.save(image.pk, features)
-                counts["extracted"] += 1
+
+    def features_of(image: Image) -> tuple[LocalFeatures, bool]:
+        """The image's features and whether they were extracted now (False: loaded from the store)."""
+        if force or not store.has(image.pk):
+            return index_local_features(image.file.path, cfg, policy), True
+        return store.load(image.pk), False
+
+    threads = max(1, min(settings.LOCAL_FEATURE_THREADS, len(images)))
+    with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="sift") as pool:
+        futures = [pool.submit(features_of, image) for image in images]
+        for done, (image, future) in enumerate(zip(images, futures, strict=True), start=1):
+            try:
+                features, extracted = future.result()
+                if extracted:
+                    store.save(image.pk, features)
+            except (ImageLoadError, OSError, ValueError) as error:
+                logger.warning("no local features for image %s: %s", image.pk, error)
+                counts["failed"] += 1
             else:
-                features = store.load(image.pk)
-                counts["kept"] += 1
-        except (ImageLoadError, OSError, ValueError) as error:
-            logger.warning("no local features for image %s: %s", image.pk, error)
-            counts["failed"] += 1
-        else:
-            stored.append(image.pk)
-            if codebook is not None and len(features):
-                encoded = vlad_encoder(codebook).encode(features.descriptors)
-                vlad_rows.append((image.pk, encoded, image.landmark_id))
-        if progress is not None:
-            progress(done, len(images))
+                counts["extracted" if extracted else "kept"] += 1
+                stored.append(image.pk)
+                if codebook is not None and len(features):
+                    encoded = vlad_encoder(codebook).encode(features.descriptors)
+                    vlad_rows.append((image.pk, encoded, image.landmark_id))
+            if progress is not None:
+                progress(done, len(images))
     if codebook is not None and vlad_rows:
         vectors = vlad_store(codebook)
         ids, encoded_vectors, landmarks = zip(*vlad_rows, strict=True)

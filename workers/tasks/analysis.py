@@ -22,8 +22,19 @@ _WAIT_RETRIES = 1000
 
 @shared_task(name=task_names.ANALYSE_COLLECTION, acks_late=True)
 def analyse_collection(image_ids: list[int]) -> dict[str, int]:
-    """Fan out the analysis of newly registered images (dispatched by the catalogue on commit)."""
-    return analysis.queue_analysis(image_ids)
+    """Ask for the analysis of newly registered images (dispatched by the catalogue on commit, once per
+    batch of an import): requests are coalesced into one `analyse_pending` run."""
+    return analysis.request_analysis(image_ids)
+
+
+@shared_task(name=task_names.ANALYSE_PENDING, bind=True, acks_late=True, max_retries=_WAIT_RETRIES)
+def analyse_pending(self: Task) -> dict[str, int]:
+    """The one queued run of the coalesced analysis: waits while requests keep coming or the images are
+    still being indexed (so it never competes with ingestion), then fans out the analysis of them all."""
+    wait = analysis.pending_analysis_wait()
+    if wait > 0 and self.request.retries < self.max_retries:
+        raise self.retry(countdown=wait)
+    return analysis.run_pending_analysis()
 
 
 @shared_task(name=task_names.ANALYSE_IMAGES, bind=True, acks_late=True)

@@ -7,6 +7,7 @@ together they cost a few round trips instead of 100 (see bench/feature_fetch.py)
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -16,6 +17,8 @@ from typing import Any
 from retrieval_core.storage.protocol import check_key, check_prefix
 
 __all__ = ["S3BlobStore", "S3Config"]
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -31,6 +34,7 @@ class S3Config:
     secret_access_key: str = ""
     parallel_gets: int = 16  # concurrent GETs of get_many (and the connection pool size)
     create_bucket: bool = False  # create the bucket if missing (MinIO in compose, tests), not on AWS
+    timeout_s: float = 10.0  # connect and read timeout of one request: a stuck GET must not hold a query
 
 
 def _is_missing(error: Exception) -> bool:
@@ -69,6 +73,8 @@ class S3BlobStore:
             aws_secret_access_key=self.config.secret_access_key or None,
             config=Config(
                 max_pool_connections=max(10, self.config.parallel_gets),
+                connect_timeout=self.config.timeout_s,
+                read_timeout=self.config.timeout_s,
                 retries={"max_attempts": 3, "mode": "standard"},
                 s3={"addressing_style": "path"},  # MinIO and other self-hosted servers
             ),
@@ -94,15 +100,18 @@ class S3BlobStore:
         return self._prefix + check_key(key)
 
     def get(self, key: str) -> bytes:
-        from botocore.exceptions import ClientError
+        """The object's bytes; ``KeyError`` if absent, ``OSError`` if the server fails or is unreachable."""
+        from botocore.exceptions import BotoCoreError, ClientError
 
         try:
             response = self.client.get_object(Bucket=self.config.bucket, Key=self._object(key))
+            data: bytes = response["Body"].read()
         except ClientError as error:
             if _is_missing(error):
                 raise KeyError(key) from None
             raise OSError(f"{self.describe(key)}: {error}") from error
-        data: bytes = response["Body"].read()
+        except BotoCoreError as error:  # timeouts, refused connections
+            raise OSError(f"{self.describe(key)}: {error}") from error
         return data
 
     def get_many(self, keys: Iterable[str]) -> dict[str, bytes]:
@@ -114,6 +123,9 @@ class S3BlobStore:
             try:
                 return self.get(key)
             except KeyError:
+                return None
+            except OSError as error:  # left out like an unreadable file: the caller reports it missing
+                logger.warning("could not fetch %s: %s", self.describe(key), error)
                 return None
 
         with ThreadPoolExecutor(max_workers=min(self.config.parallel_gets, len(wanted))) as pool:

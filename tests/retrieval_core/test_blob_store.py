@@ -7,6 +7,7 @@ the two by copying files to objects.
 from __future__ import annotations
 
 import logging
+import socket
 import uuid
 from collections.abc import Iterator
 from dataclasses import replace
@@ -155,3 +156,19 @@ def test_open_blob_store_scopes_each_folder_under_the_bucket_prefix(
     assert (tmp_path / "sift" / "k" / "00" / "1.npz").is_file()
     with pytest.raises(ValueError, match="bucket"):
         StorageConfig(backend="s3")
+
+
+def test_an_unreachable_object_store_is_an_error_for_one_key_and_a_logged_gap_in_a_bulk_load(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    endpoint = f"http://127.0.0.1:{port}"
+    config = S3Config("b", endpoint_url=endpoint, access_key_id="x", secret_access_key="x", timeout_s=1)
+    dead = S3BlobStore(config)
+    with pytest.raises(OSError, match=r"s3://b/k/1\.npz"):
+        dead.get("k/1.npz")
+    with caplog.at_level(logging.WARNING):
+        assert LocalFeatureStore(dead, "k").load_many([1, 2]).missing == (1, 2)
+    assert "could not fetch s3://b/k/" in caplog.text and "no stored features for 2 of 2" in caplog.text

@@ -11,6 +11,7 @@ from typing import Protocol
 
 import numpy as np
 
+from retrieval_core.features.sift import SiftConfig
 from retrieval_core.rerank.patches import PatchMethod, patch_similarity
 from retrieval_core.rerank.scorer import LocalScores, QueryFeatures, RerankMethod, missing_ids
 
@@ -28,6 +29,7 @@ class PatchScorer:
 
     method: RerankMethod = "patches"
     needs_patches = True
+    query_sift: SiftConfig | None = None
 
     def __init__(self, patches: PatchSource, similarity: PatchMethod = "asymmetric") -> None:
         self.patches = patches

@@ -15,7 +15,7 @@ from typing import Literal, Protocol, runtime_checkable
 import numpy as np
 from PIL import Image
 
-from retrieval_core.features.sift import LocalFeatures
+from retrieval_core.features.sift import LocalFeatures, SiftConfig
 from retrieval_core.rerank.fusion import MatchEvidence
 
 __all__ = [
@@ -64,6 +64,10 @@ class LocalScorer(Protocol):
 
     method: RerankMethod
     needs_patches: bool
+    @property
+    def query_sift(self) -> SiftConfig | None:
+        """The query's SIFT settings when the scorer needs query SIFT (the pipeline may extract it early)."""
+        ...
 
     def score(self, query: QueryFeatures, candidate_ids: Sequence[Hashable]) -> LocalScores:
         """One raw score per id of ``candidate_ids``."""
@@ -75,6 +79,7 @@ class GlobalOnlyScorer:
 
     method: RerankMethod = "none"
     needs_patches = False
+    query_sift: SiftConfig | None = None
 
     def score(self, query: QueryFeatures, candidate_ids: Sequence[Hashable]) -> LocalScores:
         return LocalScores(np.full(len(candidate_ids), np.nan))

@@ -12,14 +12,17 @@ beyond them follow in global order with ``global_rank`` continuing after the hea
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 from collections.abc import Hashable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
 from PIL import Image
 
+from retrieval_core.features.sift import LocalFeatures, extract_sift
 from retrieval_core.imaging import ImageSource
 from retrieval_core.index.protocol import VectorHit, VectorIndex, VectorLookup
 from retrieval_core.rerank.fusion import Candidate, FusionConfig, RerankedHit, normalise_global, rank_fused
@@ -180,12 +183,26 @@ class SearchPipeline:
         started = time.perf_counter()
         image = photo if isinstance(photo, Image.Image) else self.decode(photo)
         decoded = time.perf_counter()
+        early = self._early_local_features(image)
         query = self.embed(image)
         embedded = time.perf_counter()
+        if early is not None:
+            query = dataclasses.replace(query, sift=early.result())
+        waited = time.perf_counter()
         result = self.search_query(query, k=k, exclude_ids=exclude_ids, filter_expression=filter_expression)
         result.timings_ms.update({"decode": _ms(decoded - started), "embed": _ms(embedded - decoded)})
+        if early is not None:  # what the local features still cost after the embedding was done
+            result.timings_ms["rerank_query_features"] = _ms(waited - embedded)
         result.timings_ms["total"] = _ms(time.perf_counter() - started)
         return result
+
+    def _early_local_features(self, image: Image.Image) -> Future[LocalFeatures] | None:
+        """The query's SIFT, started in a second thread so that it overlaps the embedding (OpenCV and torch
+        both release the GIL); None when the scorer needs no SIFT or overlapping is off."""
+        cfg = self.scorer.query_sift
+        if cfg is None or not self.config.overlap_query_features or self.method == "none":
+            return None
+        return _query_feature_pool().submit(extract_sift, np.asarray(image), cfg)
 
     def search_query(
         self,
@@ -223,6 +240,12 @@ def expand_query(
     L2-normalised (Radenovic et al.); neighbours whose vectors are not stored are skipped. The same sum as
     DBA's, applied to the query."""
     return augment_one(vector, neighbours, index.get_vectors([hit.image_id for hit in neighbours]), alpha)
+
+
+@functools.cache
+def _query_feature_pool() -> ThreadPoolExecutor:
+    """One small pool per process for early query features (a server's threads share it)."""
+    return ThreadPoolExecutor(max_workers=4, thread_name_prefix="query-features")
 
 
 def elapsed_ms(since: float) -> float:

@@ -121,6 +121,16 @@ def test_the_query_is_decoded_and_its_sift_computed_from_the_photo(world: dict, 
     # The query itself can be excluded (an image of the collection searched with its own photo).
     excluded = pipeline.search(photo.read_bytes(), exclude_ids=["match"])
     assert "match" not in [hit.image_id for hit in excluded.hits]
+    # Query SIFT extracted beside the embedding (the default) or after it: the same features, same ranking.
+    assert result.query.sift is not None
+    sequential = SearchPipeline(
+        embedder, _index(), SiftScorer(world["store"], CFG), SearchConfig(k=3, overlap_query_features=False)
+    ).search(photo.read_bytes())
+    assert sequential.query.sift is None  # computed inside the scorer instead
+    def ranked(hits: list) -> list:
+        return [(hit.image_id, hit.local_score) for hit in hits]
+
+    assert ranked(sequential.hits) == ranked(result.hits)
 
 
 def test_enlarged_query_is_verified_in_its_own_pixels(world: dict) -> None:

@@ -155,6 +155,21 @@ DATA_UPLOAD_MAX_NUMBER_FILES = UPLOAD_MAX_FILES
 MILVUS_URI = env_str("MILVUS_URI", "http://127.0.0.1:19530")
 MILVUS_TOKEN = env_str("MILVUS_TOKEN", "")
 MILVUS_COLLECTION_PREFIX = env_str("MILVUS_COLLECTION_PREFIX", "landmarks")
+# ANN index of a new collection (retrieval_core.index.milvus_store.AnnIndexParams; defaults chosen by
+# bench/ann_scale.py, README "ANN at scale"): HNSW | HNSW_SQ | IVF_FLAT | IVF_SQ8 | IVF_PQ | FLAT. An existing
+# collection keeps its index until rebuilt; ef / nprobe apply to searches at once.
+MILVUS_INDEX_TYPE = env_str("MILVUS_INDEX_TYPE", "HNSW")
+MILVUS_INDEX_M = env_int("MILVUS_INDEX_M", 16)
+MILVUS_INDEX_EF_CONSTRUCTION = env_int("MILVUS_INDEX_EF_CONSTRUCTION", 200)
+MILVUS_INDEX_EF = env_int("MILVUS_INDEX_EF", 128)
+MILVUS_INDEX_NLIST = env_int("MILVUS_INDEX_NLIST", 1024)
+MILVUS_INDEX_NPROBE = env_int("MILVUS_INDEX_NPROBE", 32)
+MILVUS_INDEX_PQ_M = env_int("MILVUS_INDEX_PQ_M", 16)
+if MILVUS_INDEX_TYPE not in ("HNSW", "HNSW_SQ", "IVF_FLAT", "IVF_SQ8", "IVF_PQ", "FLAT"):
+    raise ImproperlyConfigured(
+        "MILVUS_INDEX_TYPE must be HNSW, HNSW_SQ, IVF_FLAT, IVF_SQ8, IVF_PQ or FLAT, "
+        f"not {MILVUS_INDEX_TYPE!r}"
+    )
 EMBEDDING_BACKBONE = env_str("EMBEDDING_BACKBONE", "tf_efficientnet_lite0")
 EMBEDDING_WEIGHTS = env_str("EMBEDDING_WEIGHTS", "imagenet")
 EMBEDDING_IMAGE_SIZE = env_int("EMBEDDING_IMAGE_SIZE", 384)

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from retrieval_core.eval.feature_cache import FeatureCache
+from retrieval_core.features.compact import FULL_FORMAT, LocalFeatureFormat
 from retrieval_core.features.global_ import GlobalDescriptorExtractor
 from retrieval_core.features.sift import LocalFeatures, SiftConfig
 from retrieval_core.imaging import ImageLoadError
@@ -89,10 +90,11 @@ def ensure_sift(
     paths: Mapping[str, Path],
     ids: Sequence[str],
     progress: Progress | None = None,
+    fmt: LocalFeatureFormat = FULL_FORMAT,
 ) -> list[str]:
     """Make sure ``cache`` holds SIFT features of ``ids`` under ``cfg``, extracted by the product's own
-    index-time function (``index_local_features``); returns messages of failures."""
-    key = local_features_key(cfg, policy)
+    index-time function (``index_local_features``) and stored in ``fmt``; returns messages of failures."""
+    key = local_features_key(cfg, policy, fmt)
     todo = cache.sift_missing(key, ids)
     failures: list[str] = []
     for start in range(0, len(todo), _CHUNK):
@@ -101,12 +103,12 @@ def ensure_sift(
         for image_id in todo[start : start + _CHUNK]:
             t0 = time.perf_counter()
             try:
-                features[image_id] = index_local_features(paths[image_id], cfg, policy)
+                features[image_id] = index_local_features(paths[image_id], cfg, policy, fmt)
             except ImageLoadError as error:
                 failures.append(f"{image_id}: {error}")
                 features[image_id] = LocalFeatures.empty((1, 1))
             seconds[image_id] = time.perf_counter() - t0
-        cache.put_sift(key, features, seconds)
+        cache.put_sift(key, features, seconds, fmt)
         if progress is not None:
             progress(start + len(features), len(todo))
     return failures

@@ -30,6 +30,7 @@ from typing import BinaryIO
 import numpy as np
 
 from retrieval_core.atomic import atomic_write
+from retrieval_core.features.compact import FULL_FORMAT, LocalFeatureFormat
 from retrieval_core.features.sift import LocalFeatures
 from retrieval_core.features.store import LocalFeatureStore
 from retrieval_core.features.vlad import load_codebook, save_codebook
@@ -143,15 +144,22 @@ class FeatureCache:
 
     # SIFT --------------------------------------------------------------------------------------------
 
-    def sift_store(self, key: str) -> LocalFeatureStore:
-        return LocalFeatureStore(self.root / "sift", key)
+    def sift_store(self, key: str, fmt: LocalFeatureFormat = FULL_FORMAT) -> LocalFeatureStore:
+        """The store of ``key``; ``fmt`` (which ``key`` names, see ``local_features_key``) is for writes."""
+        return LocalFeatureStore(self.root / "sift", key, fmt)
 
     def sift_missing(self, key: str, ids: Sequence[str]) -> list[str]:
         store = self.sift_store(key)
         return [image_id for image_id in ids if not store.has(_file_id(image_id))]
 
-    def put_sift(self, key: str, features: Mapping[str, LocalFeatures], seconds: Mapping[str, float]) -> None:
-        store = self.sift_store(key)
+    def put_sift(
+        self,
+        key: str,
+        features: Mapping[str, LocalFeatures],
+        seconds: Mapping[str, float],
+        fmt: LocalFeatureFormat = FULL_FORMAT,
+    ) -> None:
+        store = self.sift_store(key, fmt)
         for image_id, feats in features.items():
             store.save(_file_id(image_id), feats)
         log = self._sift_seconds(key)

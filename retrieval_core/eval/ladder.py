@@ -48,6 +48,7 @@ from retrieval_core.eval.metrics import (
 )
 from retrieval_core.eval.protocol import EvalProtocol, EvalQuery, ProtocolConfig, QuerySet, build_protocol
 from retrieval_core.eval.report import REPEATED_ROW, LadderReport, LadderRow
+from retrieval_core.features.compact import FULL_FORMAT, LocalFeatureFormat
 from retrieval_core.features.global_ import GlobalDescriptorExtractor
 from retrieval_core.features.sift import LocalFeatures, SiftConfig
 from retrieval_core.features.vlad import VladEncoder, fit_pca_whitening, train_codebook, vlad
@@ -115,6 +116,8 @@ class _Run:
     """relpath -> landmark, for recognition GAP (empty: the collection has no labels)."""
     dba_neighbours: int = 0
     dba_alpha: float = 3.0
+    verified_expansion: int = 0
+    verified_expansion_inliers: int = 20
     paths: dict[str, Path] = field(init=False)
     sets: dict[str, QuerySet] = field(init=False)
 
@@ -137,6 +140,7 @@ def run_ladder(
     model_ids: Sequence[str] | None = None,
     sift: SiftConfig = _SIFT,
     query_sift: SiftConfig | None = None,
+    local_format: LocalFeatureFormat = FULL_FORMAT,
     verification: VerificationConfig = _VERIFICATION,
     fusion: FusionConfig = _FUSION,
     vlad_k: int = 64,
@@ -145,6 +149,8 @@ def run_ladder(
     expansion_neighbours: int = 0,
     expansion_alpha: float = 3.0,
     dba_neighbours: int = 0,
+    verified_expansion: int = 0,
+    verified_expansion_inliers: int = 20,
     patches: PatchConfig | None = _PATCHES,
     fusion_grid: Sequence[float] = DEFAULT_GRID,
     top_k: int = 100,
@@ -162,8 +168,9 @@ def run_ladder(
     serves it); ``expansion_neighbours`` > 0 turns on alpha query expansion, ``dba_neighbours`` > 0 on
     database-side augmentation of the index vectors (same alpha); ``rerank_depth`` (default
     ``top_k``) is how many global candidates are re-ranked, as ``RERANK_TOP_K`` in serving;
-    ``query_sift`` (default ``sift``) may use fewer keypoints for queries. Features are cached under
-    ``cache_dir``.
+    ``query_sift`` (default ``sift``) may use fewer keypoints for queries; ``local_format`` is how index
+    images' SIFT is stored (``LOCAL_FEATURES_FORMAT``; queries stay at full precision, as in serving).
+    Features are cached under ``cache_dir``.
     """
     if not models:
         raise ValueError("need at least one model (the first is the pretrained E1)")
@@ -195,6 +202,8 @@ def run_ladder(
         _landmark_labels(proto.root),
         dba_neighbours=dba_neighbours,
         dba_alpha=expansion_alpha,
+        verified_expansion=verified_expansion,
+        verified_expansion_inliers=verified_expansion_inliers,
     )
 
     models_run: list[_Global] = []
@@ -206,9 +215,11 @@ def run_ladder(
 
     best_model = _best_global(run, models_run, rows)
     policy = DecodePolicy.for_embedding(best_model.config)
-    local_rows = [_sift_row(run, best_model, sift, query_sift, verification, policy)]
+    local_rows = [_sift_row(run, best_model, sift, query_sift, verification, policy, local_format)]
     if vlad_k > 0:
-        local_rows.append(_vlad_row(run, best_model, sift, query_sift, policy, vlad_k, vlad_whiten))
+        local_rows.append(
+            _vlad_row(run, best_model, sift, query_sift, policy, vlad_k, vlad_whiten, local_format)
+        )
     if patches is not None:
         local_rows.append(_patch_row(run, best_model, patches))
     rows.extend(local_rows)
@@ -222,6 +233,7 @@ def run_ladder(
         "best_global": best_model.model_id,
         "sift": sift.key,
         "query_sift": query_sift.key,
+        "local_format": local_format.name,
         "decode": dataclasses.asdict(policy),
         "verification": dataclasses.asdict(verification),
         "fusion": dataclasses.asdict(run.fusion),
@@ -230,6 +242,7 @@ def run_ladder(
         "whiten": whiten,
         "expansion": {"neighbours": expansion_neighbours, "alpha": expansion_alpha},
         "dba_neighbours": dba_neighbours,
+        "verified_expansion": {"neighbours": verified_expansion, "inliers": verified_expansion_inliers},
         "patches": None if patches is None else dataclasses.asdict(patches),
         "fusion_grid": [float(v) for v in fusion_grid],
         "protocol": dataclasses.asdict(protocol),
@@ -328,6 +341,8 @@ def _score(
         fusion=run.fusion,
         expansion_neighbours=run.expansion_neighbours,
         expansion_alpha=run.expansion_alpha,
+        verified_expansion=run.verified_expansion,
+        verified_expansion_inliers=run.verified_expansion_inliers,
     )
     for name, query_set in run.sets.items():
         out[name] = {}
@@ -340,7 +355,7 @@ def _score(
             t0 = time.perf_counter()
             itself = (query.relpath,) if query_set.leave_one_out else ()
             hits = pipeline.candidates(features, run.top_k, exclude_ids=itself)
-            scored = pipeline.score(features, hits)
+            scored = pipeline.score(features, hits, exclude_ids=itself)
             out[name][query.relpath] = (scored, time.perf_counter() - t0)
     return out
 
@@ -437,16 +452,19 @@ def _all_queries(run: _Run) -> list[str]:
 
 
 def _ensure_sift(
-    run: _Run, sift: SiftConfig, query_sift: SiftConfig, policy: DecodePolicy
+    run: _Run, sift: SiftConfig, query_sift: SiftConfig, policy: DecodePolicy, fmt: LocalFeatureFormat
 ) -> tuple[str, str]:
-    """Index and query SIFT in the cache, extracted as the product extracts them; their cache keys."""
+    """Index and query SIFT in the cache, extracted as the product extracts them (index images stored in
+    ``fmt``, queries at full precision); their cache keys."""
     proto = run.proto
     index_images = sorted({*proto.index, *proto.validation.index})
     run.notes.extend(
         ensure_sift(run.cache, query_sift, policy, run.paths, _all_queries(run), run.stage("SIFT queries"))
     )
-    run.notes.extend(ensure_sift(run.cache, sift, policy, run.paths, index_images, run.stage("SIFT index")))
-    return local_features_key(sift, policy), local_features_key(query_sift, policy)
+    run.notes.extend(
+        ensure_sift(run.cache, sift, policy, run.paths, index_images, run.stage("SIFT index"), fmt)
+    )
+    return local_features_key(sift, policy, fmt), local_features_key(query_sift, policy)
 
 
 def _with_query_sift(
@@ -466,9 +484,10 @@ def _sift_row(
     query_sift: SiftConfig,
     verification: VerificationConfig,
     policy: DecodePolicy,
+    fmt: LocalFeatureFormat,
 ) -> LadderRow:
     """E5: verified SIFT inliers fused with the global score."""
-    index_key, query_key = _ensure_sift(run, sift, query_sift, policy)
+    index_key, query_key = _ensure_sift(run, sift, query_sift, policy, fmt)
     scorer = SiftScorer(
         _CachedSift(run.cache, index_key), query_sift, verification, min_inliers=run.fusion.min_inliers
     )
@@ -487,11 +506,12 @@ def _vlad_row(
     policy: DecodePolicy,
     k: int,
     whiten: int,
+    fmt: LocalFeatureFormat,
 ) -> LadderRow:
     """E6: VLAD of the same SIFT features. The codebook (and whitening) is learnt on images in both
     indexes only, so never on a reported or validation query (leave-one-out: on the whole collection,
     without labels, as the product learns it)."""
-    index_key, query_key = _ensure_sift(run, sift, query_sift, policy)
+    index_key, query_key = _ensure_sift(run, sift, query_sift, policy, fmt)
     proto = run.proto
     train_ids = sorted(set(proto.index) & set(proto.validation.index))
     encoder = _vlad_encoder(run, index_key, train_ids, k, whiten)

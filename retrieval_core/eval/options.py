@@ -13,6 +13,7 @@ from typing import Any
 from retrieval_core.eval.extraction import PatchConfig
 from retrieval_core.eval.protocol import ProtocolConfig
 from retrieval_core.eval.splits import SplitConfig
+from retrieval_core.features.compact import LocalFeatureFormat
 from retrieval_core.features.sift import SiftConfig
 from retrieval_core.models.embedding import EmbeddingConfig
 from retrieval_core.rerank.fusion import FusionConfig
@@ -53,6 +54,9 @@ class LadderOptions:
     scales: tuple[float, ...] = ()  # extra multi-scale factors after 1.0
     rerank_depth: int = 0  # candidates re-ranked (0: top_k)
     dba: int = 0  # database-side augmentation neighbours (0 = off)
+    verified_expansion: int = 0  # query averaged with up to n verified candidates, fused again (0 = off)
+    verified_expansion_inliers: int = 20
+    local_format: str = "full"  # how index SIFT is stored: LocalFeatureFormat.name, e.g. 2bit-uint16-k750
 
     def ladder_kwargs(self) -> dict[str, Any]:
         scales = (1.0, *self.scales)
@@ -72,6 +76,7 @@ class LadderOptions:
             )
             if self.query_keypoints
             else None,
+            "local_format": LocalFeatureFormat.parse(self.local_format),
             "verification": VerificationConfig(geometry=self.geometry),  # type: ignore[arg-type]
             "fusion": FusionConfig(min_inliers=self.min_inliers, verified_first=self.verified_first),
             "whiten": self.whiten,
@@ -79,6 +84,8 @@ class LadderOptions:
             "expansion_alpha": self.expansion_alpha,
             "rerank_depth": self.rerank_depth,
             "dba_neighbours": self.dba,
+            "verified_expansion": self.verified_expansion,
+            "verified_expansion_inliers": self.verified_expansion_inliers,
             "vlad_k": self.vlad_k,
             "patches": PatchConfig(top_n=self.patches) if self.patches else None,
             "fusion_grid": self.grid,
@@ -155,7 +162,21 @@ class LadderOptions:
         parser.add_argument(
             "--dba", type=int, default=0, help="database-side augmentation neighbours (0: off)"
         )
+        parser.add_argument(
+            "--verified-expansion",
+            type=int,
+            default=0,
+            help="average the query with up to N verified candidates and fuse again (0: off)",
+        )
+        parser.add_argument(
+            "--verified-expansion-inliers", type=int, default=defaults.verified_expansion_inliers
+        )
         parser.add_argument("--rerank-depth", type=int, default=0, help="candidates re-ranked (0: --top-k)")
+        parser.add_argument(
+            "--local-format",
+            default=defaults.local_format,
+            help="how index SIFT is stored: full, or <8|4|2>bit-<float32|uint16>[-k<keypoints>]",
+        )
         parser.add_argument("--scales", default="", help="extra multi-scale factors, e.g. 0.707,0.5")
         parser.add_argument(
             "--leave-one-out",

@@ -6,7 +6,9 @@ id, so no directory holds more than ~1/256 of a large collection. Changing extra
 
 A file holds three uncompressed arrays (``np.savez``): ``meta`` (format, width, height, pixel_scale),
 ``geometry`` (N, 4) float32 ``x, y, scale, angle`` and ``descriptors`` (N, 128) uint8 — uint8 descriptors
-barely compress, and few members keep loading 100 candidates per query near 0.1-0.2 ms each.
+barely compress, and few members keep loading 100 candidates per query near 0.1-0.2 ms each. That is the
+default format; a store made with a compact ``LocalFeatureFormat`` writes fewer keypoints, 4- or 2-bit
+descriptors and 16-bit geometry in the same three members (``retrieval_core.features.compact``).
 Bytes go through a ``BlobStore`` (retrieval_core.storage): a local folder by default (writes go to a temp
 file in the same directory and are published with ``os.replace``, so a reader never sees half a file), or an
 S3-compatible bucket with the same keys (``<extractor_key>/<shard>/<id>.npz`` under the store's prefix), so
@@ -28,6 +30,13 @@ from pathlib import Path
 
 import numpy as np
 
+from retrieval_core.features.compact import (
+    FULL_FORMAT,
+    FULL_FORMAT_VERSION,
+    LocalFeatureFormat,
+    decode_local_features,
+    encode_local_features,
+)
 from retrieval_core.features.sift import LocalFeatures
 from retrieval_core.storage import BlobStore, LocalBlobStore
 
@@ -35,7 +44,7 @@ __all__ = ["FORMAT_VERSION", "LoadedFeatures", "LocalFeatureStore", "PatchStore"
 
 logger = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = FULL_FORMAT_VERSION  # of the default format; compact files say theirs (compact.py)
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.=+-]{0,199}$")
 
 ImageId = str | int
@@ -153,35 +162,26 @@ class ShardedArrayStore:
 class LocalFeatureStore(ShardedArrayStore):
     """Save and load ``LocalFeatures`` per image id under ``root / extractor_key``."""
 
+    def __init__(self, root: Path | BlobStore, key: str, fmt: LocalFeatureFormat = FULL_FORMAT) -> None:
+        """``fmt``: how ``save`` encodes (``retrieval_core.features.compact``); ``load`` reads any format.
+        ``key`` must end with ``fmt.key`` (``local_features_key`` adds it), so one folder holds one format."""
+        if not key.endswith(fmt.key):
+            raise ValueError(f"extractor_key {key!r} does not name its format: it must end with {fmt.key!r}")
+        super().__init__(root, key)
+        self.format = fmt
+
     def save(self, image_id: ImageId, features: LocalFeatures) -> str:
-        """Write (or overwrite) the features of ``image_id`` atomically; returns where they went."""
-        n = len(features)
-        nan = np.full(n, np.nan, np.float32)
-        geometry = np.column_stack(
-            [
-                features.keypoints,
-                nan if features.scales is None else features.scales,
-                nan if features.angles is None else features.angles,
-            ]
-        ).astype(np.float32)
-        width, height = features.image_size
-        meta = np.array([FORMAT_VERSION, width, height, features.pixel_scale], np.float64)
-        return self.save_arrays(image_id, meta=meta, geometry=geometry, descriptors=features.descriptors)
+        """Write (or overwrite) the features of ``image_id`` atomically, encoded in ``self.format``;
+        returns where they went."""
+        return self.save_arrays(image_id, **encode_local_features(features, self.format))
 
     def load(self, image_id: ImageId) -> LocalFeatures:
         """Features of ``image_id``; raises ``KeyError`` if absent, ``ValueError`` if unreadable."""
-        meta, geometry, descriptors = self.load_arrays(image_id, ("meta", "geometry", "descriptors"))
-        if int(meta[0]) != FORMAT_VERSION:
-            raise ValueError(f"{self.describe(image_id)}: format {int(meta[0])}, expected {FORMAT_VERSION}")
-        scales, angles = geometry[:, 2], geometry[:, 3]
-        return LocalFeatures(
-            keypoints=np.ascontiguousarray(geometry[:, :2]),
-            descriptors=descriptors,
-            image_size=(int(meta[1]), int(meta[2])),
-            pixel_scale=float(meta[3]),
-            scales=None if np.isnan(scales).any() else scales.copy(),
-            angles=None if np.isnan(angles).any() else angles.copy(),
-        )
+        arrays = self.load_arrays(image_id, ("meta", "geometry", "descriptors"))
+        try:
+            return decode_local_features(*arrays)
+        except ValueError as error:
+            raise ValueError(f"{self.describe(image_id)}: {error}") from error
 
     def load_many(self, image_ids: Iterable[ImageId]) -> LoadedFeatures:
         """Load ids in one go; absent or corrupt files are listed in ``.missing`` and logged, not raised."""

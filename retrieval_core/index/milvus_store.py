@@ -7,22 +7,26 @@ class talks to a Milvus Lite server, Milvus standalone or a cluster: only the UR
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 import numpy as np
 from pymilvus import DataType, MilvusClient
 from pymilvus.exceptions import MilvusException
+from pymilvus.milvus_client.index import IndexParams
 
 from retrieval_core.index.filters import UNKNOWN_TIME, epoch_seconds, unit_sphere
 from retrieval_core.index.protocol import CollectionMissingError, ImageId, VectorHit
 
 __all__ = [
     "FILTER_FIELDS",
+    "INDEX_TYPES",
+    "AnnIndexParams",
     "HnswParams",
     "MilvusVectorStore",
     "OutdatedCollectionError",
@@ -60,17 +64,76 @@ logger = logging.getLogger(__name__)
 _COLLECTION_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,254}$")
 
 
-@dataclass(frozen=True)
-class HnswParams:
-    """HNSW graph parameters (Milvus defaults are M=16, efConstruction=200).
+INDEX_TYPES = ("HNSW", "HNSW_SQ", "IVF_FLAT", "IVF_SQ8", "IVF_PQ", "FLAT")
+"""Vector index types the store can build. Milvus Lite 3.2 builds all but ``IVF_PQ`` (it has no product
+quantisation); Milvus standalone and cluster build all of them."""
 
-    M: links per node (memory vs recall); ef_construction: build-time beam; ef_search: query-time beam,
-    raised to at least the requested top-k because HNSW cannot return more than ef results.
+
+@dataclass(frozen=True)
+class AnnIndexParams:
+    """Which ANN index the collection gets and how searches walk it (chosen by ``bench/ann_scale.py``).
+
+    index_type: one of ``INDEX_TYPES``. ``FLAT`` is exact search (no build parameters).
+    m, ef_construction: HNSW/HNSW_SQ graph links per node (memory vs recall) and build-time beam.
+    ef_search: HNSW/HNSW_SQ query-time beam, raised to at least the requested top-k because HNSW cannot
+        return more than ef results.
+    nlist, nprobe: IVF_* cells built by k-means and cells scanned per query.
+    pq_m: IVF_PQ sub-quantisers (the dimension must be a multiple of it); 8 bits each.
+    Defaults: HNSW M=16, efConstruction=200, ef=128 (see README, "ANN at scale").
     """
 
+    index_type: str = "HNSW"
     m: int = 16
     ef_construction: int = 200
     ef_search: int = 128
+    nlist: int = 1024
+    nprobe: int = 32
+    pq_m: int = 16
+
+    def __post_init__(self) -> None:
+        if self.index_type not in INDEX_TYPES:
+            known = ", ".join(INDEX_TYPES)
+            raise ValueError(f"unknown Milvus index type {self.index_type!r}: use one of {known}")
+        numbers = {
+            "m": self.m, "ef_construction": self.ef_construction, "ef_search": self.ef_search,
+            "nlist": self.nlist, "nprobe": self.nprobe, "pq_m": self.pq_m,
+        }
+        bad = [f"{name}={value}" for name, value in numbers.items() if value < 1]
+        if bad:
+            raise ValueError(f"index parameters must be positive, got {', '.join(bad)}")
+
+    def build_params(self) -> dict[str, int | str]:
+        """Milvus ``create_index`` parameters of this index type."""
+        if self.index_type in ("HNSW", "HNSW_SQ"):
+            graph: dict[str, int | str] = {"M": self.m, "efConstruction": self.ef_construction}
+            return graph | ({"sq_type": "SQ8"} if self.index_type == "HNSW_SQ" else {})
+        if self.index_type == "IVF_PQ":
+            return {"nlist": self.nlist, "m": self.pq_m, "nbits": 8}
+        if self.index_type.startswith("IVF"):
+            return {"nlist": self.nlist}
+        return {}
+
+    def search_params(self, k: int) -> dict[str, int]:
+        """Milvus ``search`` parameters for a top-``k`` query."""
+        if self.index_type in ("HNSW", "HNSW_SQ"):
+            return {"ef": max(self.ef_search, k)}
+        if self.index_type.startswith("IVF"):
+            return {"nprobe": min(self.nprobe, self.nlist)}
+        return {}
+
+    def describe(self) -> str:
+        """Short label, e.g. ``HNSW M=16 efC=200 ef=128``."""
+        if self.index_type in ("HNSW", "HNSW_SQ"):
+            return f"{self.index_type} M={self.m} efC={self.ef_construction} ef={self.ef_search}"
+        if self.index_type == "IVF_PQ":
+            return f"IVF_PQ nlist={self.nlist} m={self.pq_m} nprobe={self.nprobe}"
+        if self.index_type.startswith("IVF"):
+            return f"{self.index_type} nlist={self.nlist} nprobe={self.nprobe}"
+        return self.index_type
+
+
+HnswParams = AnnIndexParams
+"""Former name of `AnnIndexParams` (HNSW was the only index type)."""
 
 
 class MilvusVectorStore:
@@ -89,7 +152,7 @@ class MilvusVectorStore:
         collection: str,
         dim: int,
         *,
-        hnsw: HnswParams | None = None,
+        index: AnnIndexParams | None = None,
         token: str = "",
         timeout: float | None = 30.0,
     ) -> None:
@@ -98,14 +161,18 @@ class MilvusVectorStore:
         self.uri = uri
         self.collection = collection
         self.dim = dim
-        self.hnsw = hnsw or HnswParams()
+        self.index = index or AnnIndexParams()
+        self.served_index = self.index
+        """The index the collection really has (an older collection keeps the one it was built with until
+        `rebuild_index`); searches use its parameters."""
         self.outdated = False
         self._client = MilvusClient(uri=uri, token=token, timeout=timeout)
 
     def ensure_collection(self) -> None:
-        """Create the collection with its HNSW index if missing, and make sure it is loaded."""
+        """Create the collection with its configured ANN index if missing, and make sure it is loaded."""
         if self._client.has_collection(self.collection):
             self._check_dim()
+            self._check_index()
             self._client.load_collection(self.collection)
             return
         schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
@@ -115,21 +182,70 @@ class MilvusVectorStore:
         for axis in ("gx", "gy", "gz"):
             schema.add_field(axis, DataType.DOUBLE)
         schema.add_field("vector", DataType.FLOAT_VECTOR, dim=self.dim)
-        index_params = self._client.prepare_index_params()
-        index_params.add_index(
-            field_name="vector",
-            index_type="HNSW",
-            metric_type="IP",
-            params={"M": self.hnsw.m, "efConstruction": self.hnsw.ef_construction},
-        )
         try:
-            self._client.create_collection(self.collection, schema=schema, index_params=index_params)
+            self._client.create_collection(self.collection, schema=schema, index_params=self._index_params())
         except MilvusException:
             if not self._client.has_collection(self.collection):  # not a lost race with another process
                 raise
             self._check_dim()
+            self._check_index()
         self._client.load_collection(self.collection)
         self.outdated = False
+
+    def _index_params(self) -> IndexParams:
+        """The vector field's index as ``create_index`` wants it.
+
+        The build parameters go twice: flattened (how pymilvus 3 sends them, read by Milvus standalone)
+        and as one JSON ``params`` entry, the only form Milvus Lite 3.2 reads (it silently drops the
+        flattened keys and builds with its defaults). Milvus standalone accepts both forms.
+        """
+        build = self.index.build_params()
+        index_params = self._client.prepare_index_params()
+        index_params.add_index(
+            field_name="vector",
+            index_type=self.index.index_type,
+            metric_type="IP",
+            params={**build, "params": build} if build else {},
+        )
+        return index_params
+
+    def rebuild_index(self) -> None:
+        """Replace the collection's vector index with the configured one (after MILVUS_INDEX_* changed),
+        without re-inserting vectors; blocks until the collection is loaded with the new index."""
+        with _missing_collection_raises(self.collection):
+            self._client.release_collection(self.collection)
+            for name in self._client.list_indexes(self.collection, field_name="vector"):
+                self._client.drop_index(self.collection, name)
+            self._client.create_index(self.collection, self._index_params())
+            self._client.load_collection(self.collection)
+        self.served_index = self.index
+
+    def describe_index(self) -> dict[str, str]:
+        """The vector index as Milvus reports it (``index_type``, build parameters, as strings)."""
+        names = self._client.list_indexes(self.collection, field_name="vector")
+        if not names:
+            return {}
+        described = self._client.describe_index(self.collection, names[0])
+        nested = described.pop("params", None)  # Milvus Lite reports the JSON it stored
+        flat = {key: str(value) for key, value in described.items()}
+        if isinstance(nested, str):
+            nested = json.loads(nested)
+        if isinstance(nested, dict):
+            flat.update({key: str(value) for key, value in nested.items()})
+        return flat
+
+    def _check_index(self) -> None:
+        """An existing collection keeps its index: searches use its type, and a mismatch is logged."""
+        served = self.describe_index().get("index_type", self.index.index_type)
+        if served not in INDEX_TYPES:  # e.g. AUTOINDEX: searched without type-specific parameters
+            served = "FLAT"
+        self.served_index = replace(self.index, index_type=served)
+        if served != self.index.index_type:
+            logger.warning(
+                "Milvus collection %r has a %s index, configured is %s: searches use the %s parameters "
+                "until the index is rebuilt (MilvusVectorStore.rebuild_index)",
+                self.collection, served, self.index.index_type, served,
+            )
 
     def _check_dim(self) -> None:
         fields = self._client.describe_collection(self.collection)["fields"]
@@ -185,7 +301,7 @@ class MilvusVectorStore:
             self._client.delete(self.collection, ids=[int(i) for i in image_ids])
 
     def flush(self) -> None:
-        """Seal growing segments so searches use the HNSW index instead of brute force.
+        """Seal growing segments so searches use the ANN index instead of brute force.
 
         Unflushed rows are searched by brute force (PARTS.md measured 0.5 s per query at 20k rows), so
         writers flush after each batch.
@@ -224,7 +340,7 @@ class MilvusVectorStore:
                 limit=k,
                 filter=" and ".join(clauses),
                 output_fields=["landmark_id"],
-                search_params={"metric_type": "IP", "params": {"ef": max(self.hnsw.ef_search, k)}},
+                search_params={"metric_type": "IP", "params": self.served_index.search_params(k)},
             )
         return [
             [

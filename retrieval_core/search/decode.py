@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
+from retrieval_core.features.compact import FULL_FORMAT, LocalFeatureFormat, as_stored
 from retrieval_core.features.global_ import DRAFT_MARGIN
 from retrieval_core.features.sift import LocalFeatures, SiftConfig, extract_sift
 from retrieval_core.imaging import ImageSource, load_image
@@ -39,12 +40,15 @@ def decode(source: ImageSource, policy: DecodePolicy) -> Image.Image:
     return load_image(source, max_pixels=policy.max_pixels, draft_long_side=policy.draft_long_side)
 
 
-def index_local_features(source: ImageSource, sift: SiftConfig, policy: DecodePolicy) -> LocalFeatures:
-    """SIFT of an index image, decoded exactly as a query is (the indexing task and the evaluation cache
-    both call this)."""
-    return extract_sift(np.asarray(decode(source, policy)), sift)
+def index_local_features(
+    source: ImageSource, sift: SiftConfig, policy: DecodePolicy, fmt: LocalFeatureFormat = FULL_FORMAT
+) -> LocalFeatures:
+    """SIFT of an index image, decoded exactly as a query is, as a store in ``fmt`` keeps it (the indexing
+    task and the evaluation cache both call this; VLAD is then computed from what is stored)."""
+    return as_stored(extract_sift(np.asarray(decode(source, policy)), sift), fmt)
 
 
-def local_features_key(sift: SiftConfig, policy: DecodePolicy) -> str:
-    """Names stored local features by everything that changes them: SIFT settings and the decode draft."""
-    return f"{sift.key}-d{policy.draft_long_side or 0}"
+def local_features_key(sift: SiftConfig, policy: DecodePolicy, fmt: LocalFeatureFormat = FULL_FORMAT) -> str:
+    """Names stored local features by everything that changes them: SIFT settings, the decode draft and the
+    storage format (nothing for today's full format)."""
+    return f"{sift.key}-d{policy.draft_long_side or 0}{fmt.key}"

@@ -17,10 +17,12 @@ from pathlib import Path
 
 import numpy as np
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.db import transaction
 from django.utils import timezone
 
 from retrieval_core.atomic import atomic_write
+from retrieval_core.features.compact import LocalFeatureFormat
 from retrieval_core.features.sift import LocalFeatures, SiftConfig
 from retrieval_core.features.store import LocalFeatureStore
 from retrieval_core.features.vlad import (
@@ -53,9 +55,21 @@ def sift_config(*, query: bool = False) -> SiftConfig:
     )
 
 
+def local_format() -> LocalFeatureFormat:
+    """How index SIFT is stored (``LOCAL_FEATURES_FORMAT``); a misspelt setting is a configuration error."""
+    try:
+        return LocalFeatureFormat.parse(settings.LOCAL_FEATURES_FORMAT)
+    except ValueError as error:
+        raise ImproperlyConfigured(f"LOCAL_FEATURES_FORMAT: {error}") from error
+
+
 def sift_store() -> LocalFeatureStore:
-    """A folder per SIFT settings and decode policy: a new setting starts a new folder, never mixes."""
-    return LocalFeatureStore(feature_blobs("sift"), local_features_key(sift_config(), decode_policy()))
+    """A folder per SIFT settings, decode policy and storage format: a new setting starts a new folder,
+    never mixes."""
+    fmt = local_format()
+    return LocalFeatureStore(
+        feature_blobs("sift"), local_features_key(sift_config(), decode_policy(), fmt), fmt
+    )
 
 
 def active_codebook() -> VladCodebook | None:
@@ -103,7 +117,7 @@ def extract_local_features(
     def features_of(image: Image) -> tuple[LocalFeatures, bool]:
         """The image's features and whether they were extracted now (False: loaded from the store)."""
         if force or not store.has(image.pk):
-            return index_local_features(image.file.path, cfg, policy), True
+            return index_local_features(image.file.path, cfg, policy, store.format), True
         return store.load(image.pk), False
 
     threads = max(1, min(settings.LOCAL_FEATURE_THREADS, len(images)))

@@ -1,0 +1,506 @@
+"""ANN at scale: N descriptors in a real Milvus server, recall@100 against exact search, latency, memory.
+
+Vectors: the product's global embeddings of real photos (every image of the ``--dataset`` collections,
+extracted once with the served `GlobalDescriptorExtractor` and cached in ``--cache``), split into
+*anchors* and held-out *queries*. The N database vectors are anchors replicated with noise drawn from the
+collection's own covariance::
+
+    x = normalise(a + noise * U sqrt(L) z),   a: a random anchor,  z ~ N(0, I_r)
+
+(U, L: eigenvectors and eigenvalues of the anchors' covariance, r = its rank). The noise lives in the
+directions in which real photos differ, with their real spread, so a query's neighbours are replicates of
+the anchors that resemble it (its landmark first): the same neighbour structure as the collection, grown
+to N, not an isotropic cloud. Queries are held-out real photos: never inserted. ``--dim D`` below the
+model's dimension passes every vector through the served PCA-whitening (`fit_whitening` learnt on the
+anchors), as a whitened model would serve them.
+
+Everything goes through the product's `MilvusVectorStore` (upsert, flush, search, rebuild_index), against
+a Milvus Lite server this script starts (as ``webapp/localstack.py`` does), or against Milvus standalone
+/ cluster with ``--milvus-uri $MILVUS_URI`` (server memory then needs ``--server-pid``). For each index
+configuration it prints insert and index-build time, recall@100 against exact brute force (torch, on the
+same vectors), p50/p95 single-query latency and the server's RSS; then a Markdown table.
+
+    .venv/bin/python bench/ann_scale.py --n 100000 --dataset ../shared/datasets/wonders7 \\
+        ../shared/datasets/sfm_landmarks ../shared/datasets/holidays_partial --max-minutes 60
+    .venv/bin/python bench/ann_scale.py --n 1000000 --dim 128 --configs best --dataset ...
+
+Target at 1M: p50 <= 10 ms with recall@100 >= 0.98.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from retrieval_core.index.milvus_store import AnnIndexParams, MilvusVectorStore
+from retrieval_core.models.embedding import EmbeddingConfig
+
+K = 100
+LITE_UNSUPPORTED = {"IVF_PQ": "Milvus Lite 3.2 has no product quantisation (its index factory refuses it)"}
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """One index build and the search settings tried on it (``ef`` for HNSW*, ``nprobe`` for IVF_*)."""
+
+    build: AnnIndexParams
+    search: tuple[int, ...] = ()
+
+    def settings(self) -> list[AnnIndexParams]:
+        if not self.search:
+            return [self.build]
+        field = "ef_search" if self.build.index_type.startswith("HNSW") else "nprobe"
+        return [replace(self.build, **{field: value}) for value in self.search]
+
+
+def _hnsw(index_type: str, m: int, ef_construction: int, efs: tuple[int, ...]) -> Sweep:
+    return Sweep(AnnIndexParams(index_type, m=m, ef_construction=ef_construction), efs)
+
+
+def _ivf(index_type: str, nlist: int, nprobes: tuple[int, ...]) -> Sweep:
+    return Sweep(AnnIndexParams(index_type, nlist=nlist), nprobes)
+
+
+PRESETS: dict[str, list[Sweep]] = {
+    "sweep": [
+        Sweep(AnnIndexParams("FLAT")),
+        _hnsw("HNSW", 16, 200, (100, 128, 256, 512)),
+        _hnsw("HNSW", 8, 100, (128, 256, 512)),
+        _hnsw("HNSW", 32, 200, (100, 128, 256)),
+        _hnsw("HNSW_SQ", 16, 200, (128, 256, 512)),
+        _ivf("IVF_FLAT", 256, (8, 16, 32, 64)),
+        _ivf("IVF_FLAT", 1024, (16, 32, 64, 128)),
+        _ivf("IVF_SQ8", 1024, (16, 32, 64, 128)),
+        _ivf("IVF_PQ", 1024, (32, 64)),
+    ],
+    "best": [
+        _hnsw("HNSW", 16, 200, (100, 128, 256)),
+        _hnsw("HNSW", 32, 200, (100, 128, 256)),
+        _ivf("IVF_FLAT", 1024, (32, 64, 128)),
+    ],
+    "quick": [  # the fast test: every code path, small parameters
+        Sweep(AnnIndexParams("FLAT")),
+        _hnsw("HNSW", 8, 40, (100, 200)),
+        _ivf("IVF_FLAT", 16, (2, 16)),
+    ],
+}
+
+
+@dataclass(frozen=True)
+class Row:
+    """One measured index setting."""
+
+    n: int
+    dim: int
+    index: str
+    insert_s: float
+    build_s: float
+    recall: float
+    p50_ms: float
+    p95_ms: float
+    rss_gib: float | None
+    segments: int | None
+
+
+class Progress:
+    """Timestamped progress lines on stdout, and the wall-clock budget (``--max-minutes``)."""
+
+    def __init__(self, max_minutes: float) -> None:
+        self.started = time.monotonic()
+        self.max_s = max_minutes * 60
+
+    def __call__(self, message: str) -> None:
+        elapsed = time.monotonic() - self.started
+        print(f"[{int(elapsed // 60):3d}:{int(elapsed % 60):02d}] {message}", flush=True)
+
+    def out_of_time(self) -> bool:
+        return time.monotonic() - self.started > self.max_s
+
+
+# ---- vectors ---------------------------------------------------------------------------------------------
+
+
+def real_embeddings(datasets: Sequence[Path], cache: Path, progress: Progress) -> np.ndarray:
+    """``(M, D)`` unit embeddings of every photo of the collections, extracted with the served model and
+    decode policy; cached per collection and model in the folder ``cache``."""
+    if not datasets:
+        raise SystemExit("pass --dataset DIR ... (photo collections to embed) or --embeddings FILE.npz")
+    embedding = EmbeddingConfig()
+    vectors = []
+    for root in datasets:
+        cached = cache / f"{root.resolve().name}-{embedding.version_key}.npy"
+        if not cached.exists():
+            vectors_of_root = _embed_collection(root, embedding, progress)
+            cached.parent.mkdir(parents=True, exist_ok=True)
+            np.save(cached, vectors_of_root)
+        vectors.append(np.load(cached))
+        progress(f"embeddings of {root}: {vectors[-1].shape} ({cached})")
+    return np.concatenate(vectors)
+
+
+def _embed_collection(root: Path, embedding: EmbeddingConfig, progress: Progress) -> np.ndarray:
+    from retrieval_core.datasets.collection import read_collection
+    from retrieval_core.features.global_ import GlobalDescriptorExtractor
+    from retrieval_core.search.decode import DecodePolicy, decode
+
+    extractor = GlobalDescriptorExtractor.from_config(embedding)
+    policy = DecodePolicy.for_embedding(embedding)
+    items = read_collection(root)
+    progress(f"embedding {len(items)} photos of {root} ({embedding.version_key})")
+    result = extractor.extract_paths(
+        [item.path for item in items],
+        decode=lambda source: decode(source, policy),
+        progress=lambda done, total: progress(f"  {done}/{total} embedded"),
+    )
+    return result.vectors.astype(np.float32)
+
+
+def split_queries(
+    vectors: np.ndarray, n_queries: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """Held-out real queries (at most a quarter of the photos) and the anchors the database grows from."""
+    order = rng.permutation(len(vectors))
+    n_queries = min(n_queries, len(vectors) // 4)
+    return vectors[order[n_queries:]], vectors[order[:n_queries]]
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
+def replicate(
+    anchors: np.ndarray, n: int, noise: float, rng: np.random.Generator, chunk: int = 50_000
+) -> Iterator[np.ndarray]:
+    """``n`` database vectors in chunks ``(<= chunk, D)``: random anchors plus noise of the anchors' own
+    covariance (scaled by ``noise``), re-normalised; see the module docstring."""
+    centred = anchors - anchors.mean(axis=0)
+    _, singular, basis = np.linalg.svd(centred, full_matrices=False)
+    factor = (singular[:, None] / np.sqrt(len(anchors) - 1)) * basis  # (r, D): z @ factor ~ N(0, cov)
+    for start in range(0, n, chunk):
+        size = min(chunk, n - start)
+        picked = anchors[rng.integers(0, len(anchors), size)]
+        z = rng.standard_normal((size, len(factor))).astype(np.float32)
+        yield _unit(picked + noise * (z @ factor))
+
+
+def reducer(anchors: np.ndarray, dim: int) -> Callable[[np.ndarray], np.ndarray]:
+    """The served PCA-whitening to ``dim`` learnt on the anchors (identity at the model's dimension)."""
+    if dim >= anchors.shape[1]:
+        return lambda x: x
+    from retrieval_core.models.whitening import fit_whitening
+
+    whitening = fit_whitening(anchors, dim)
+
+    def reduce(x: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            return whitening(torch.from_numpy(np.ascontiguousarray(x))).numpy().astype(np.float32)
+
+    return reduce
+
+
+# ---- exact search and recall -----------------------------------------------------------------------------
+
+
+def exact_top_k(database: np.ndarray, queries: np.ndarray, k: int = K) -> tuple[np.ndarray, np.ndarray]:
+    """Brute-force top-k by inner product: ids ``(Q, k)`` and scores ``(Q, k)``, best first."""
+    db = torch.from_numpy(database)
+    q = torch.from_numpy(queries)
+    best_scores = torch.full((len(q), 0), -torch.inf)
+    best_ids = torch.zeros((len(q), 0), dtype=torch.int64)
+    for start in range(0, len(db), 200_000):
+        scores = q @ db[start : start + 200_000].T
+        top = scores.topk(min(k, scores.shape[1]), dim=1)
+        best_scores = torch.cat([best_scores, top.values], dim=1)
+        best_ids = torch.cat([best_ids, top.indices + start], dim=1)
+        keep = best_scores.topk(min(k, best_scores.shape[1]), dim=1).indices
+        best_scores, best_ids = best_scores.gather(1, keep), best_ids.gather(1, keep)
+    order = best_scores.argsort(dim=1, descending=True)
+    return best_ids.gather(1, order).numpy(), best_scores.gather(1, order).numpy()
+
+
+def recall_at_k(
+    found: Sequence[Sequence[int]],
+    database: np.ndarray,
+    queries: np.ndarray,
+    exact_scores: np.ndarray,
+    tolerance: float = 1e-5,
+) -> float:
+    """Mean fraction of the true top-k that the ANN returned.
+
+    A returned id counts when its true score reaches the exact k-th score (less ``tolerance``), so an
+    exact tie or float rounding at the boundary is not a miss; duplicates count once and at most k per
+    query count.
+    """
+    k = exact_scores.shape[1]
+    total = 0.0
+    for ids, query, kth in zip(found, queries, exact_scores[:, -1], strict=True):
+        unique = np.unique(np.asarray(ids, dtype=np.int64))
+        if len(unique):
+            true_scores = database[unique] @ query
+            total += min(k, int((true_scores >= kth - tolerance).sum())) / k
+    return total / len(queries)
+
+
+# ---- the server --------------------------------------------------------------------------------------------
+
+
+@contextmanager
+def milvus_server(uri: str | None, pid: int | None, data_dir: Path) -> Iterator[tuple[str, int | None]]:
+    """A Milvus Lite server of our own (localstack, as `make run` and the tests start it), or the given
+    URI (Milvus standalone: its server process id for memory, if local)."""
+    if uri:
+        yield uri, pid
+        return
+    from webapp import localstack
+
+    port = localstack.free_port()
+    process = localstack.start_milvus(port, data_dir)
+    try:
+        yield f"http://127.0.0.1:{port}", process.pid
+    finally:
+        localstack.stop(process)
+
+
+def _process_tree(pid: int) -> list[int]:
+    """The process and its descendants (Linux /proc)."""
+    tree, pending = [], [pid]
+    while pending:
+        current = pending.pop()
+        tree.append(current)
+        for task in Path(f"/proc/{current}/task").glob("*/children"):
+            pending += [int(child) for child in task.read_text().split()]
+    return tree
+
+
+def server_rss_gib(pid: int | None) -> float | None:
+    """Resident memory of the server process and its children, GiB (None: remote server)."""
+    if pid is None:
+        return None
+    total_kib = 0
+    for member in _process_tree(pid):
+        status = Path(f"/proc/{member}/status").read_text()
+        total_kib += int(status.split("VmRSS:")[1].split()[0]) if "VmRSS:" in status else 0
+    return total_kib / 2**20
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of the process and its children so far."""
+    ticks = 0
+    for member in _process_tree(pid):
+        fields = Path(f"/proc/{member}/stat").read_text().rsplit(")", 1)[1].split()
+        ticks += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def wait_until_indexed(store: MilvusVectorStore, pid: int | None, quiet_s: float = 2.0) -> None:
+    """Block until the server has built the indexes of every sealed segment.
+
+    Milvus Lite builds them in a background thread after a flush (its ``describe_index`` always says
+    finished) and searches brute force meanwhile: wait until its process has been idle ``quiet_s``.
+    A remote server: wait until ``describe_index`` reports no pending rows.
+    """
+    if pid is None:
+        while int(store.describe_index().get("pending_index_rows", "0")) > 0:
+            time.sleep(1.0)
+        return
+    idle_since = time.monotonic()
+    last = _cpu_seconds(pid)
+    while time.monotonic() - idle_since < quiet_s:
+        time.sleep(0.5)
+        now = _cpu_seconds(pid)
+        if now - last > 0.05:  # more than 10 % of a core in the last half second
+            idle_since = time.monotonic()
+        last = now
+
+
+def lite_segments(data_dir: Path, collection: str) -> int | None:
+    """Sealed segments of a Milvus Lite collection (each has its own index; a search visits all)."""
+    if not data_dir.exists():
+        return None
+    return sum(1 for path in data_dir.rglob("data_*.parquet") if collection in path.parts)
+
+
+# ---- the benchmark -------------------------------------------------------------------------------------
+
+
+def insert(store: MilvusVectorStore, chunks: Iterator[np.ndarray], n: int, progress: Progress) -> float:
+    """Upsert every chunk in batches (about 10 MB of floats each) and flush; seconds spent."""
+    batch = max(500, min(20_000, 2_500_000 // store.dim))
+    started, done, last_report = time.perf_counter(), 0, 0.0
+    for chunk in chunks:
+        for start in range(0, len(chunk), batch):
+            part = chunk[start : start + batch]
+            store.upsert(list(range(done, done + len(part))), part, [None] * len(part))
+            done += len(part)
+            if time.perf_counter() - last_report > 15:
+                last_report = time.perf_counter()
+                rate = done / (last_report - started)
+                progress(f"  inserted {done}/{n} ({rate:.0f} vectors/s)")
+    store.flush()
+    return time.perf_counter() - started
+
+
+def time_queries(store: MilvusVectorStore, queries: np.ndarray) -> tuple[list[list[int]], np.ndarray]:
+    """Each query alone (as a search request sends it) after 5 warm-up queries: ids and seconds."""
+    for query in queries[:5]:
+        store.search(query, k=K)
+    found, seconds = [], []
+    for query in queries:
+        started = time.perf_counter()
+        hits = store.search(query, k=K)[0]
+        seconds.append(time.perf_counter() - started)
+        found.append([int(hit.image_id) for hit in hits])
+    return found, np.asarray(seconds)
+
+
+def run(args: argparse.Namespace, progress: Progress) -> list[Row]:
+    rng = np.random.default_rng(args.seed)
+    if args.embeddings:
+        stored = np.load(args.embeddings)
+        vectors = stored["vectors"].astype(np.float32)
+        progress(f"embeddings from {args.embeddings}: {vectors.shape}")
+    else:
+        vectors = real_embeddings(args.dataset, args.cache, progress)
+    anchors, real_queries = split_queries(_unit(vectors), args.queries, rng)
+    dim = min(args.dim or vectors.shape[1], vectors.shape[1])
+    reduce = reducer(anchors, dim)
+    queries = _unit(reduce(real_queries))
+    whitened = f", PCA-whitened from {vectors.shape[1]}-d" if dim < vectors.shape[1] else ""
+    progress(
+        f"{len(anchors)} anchors, {len(queries)} held-out queries; generating {args.n} x {dim}-d vectors "
+        f"(noise {args.noise}{whitened})"
+    )
+    database = np.concatenate([_unit(reduce(c)) for c in replicate(anchors, args.n, args.noise, rng)])
+    _, exact_scores = exact_top_k(database, queries)
+    real_nn = np.sort(_unit(reduce(anchors)) @ queries.T, axis=0)[::-1]
+    progress(
+        "neighbour structure: median cosine of a query to its 1st / 100th exact neighbour "
+        f"{np.median(exact_scores[:, 0]):.3f} / {np.median(exact_scores[:, -1]):.3f} "
+        f"(to its 1st / 10th real photo: {np.median(real_nn[0]):.3f} / {np.median(real_nn[9]):.3f})"
+    )
+
+    sweeps = [PRESETS[name] for name in args.configs.split(",")]
+    rows: list[Row] = []
+    with tempfile.TemporaryDirectory(dir=args.tmp) as tmp:
+        data_dir = Path(tmp) / "milvus"
+        with milvus_server(args.milvus_uri, args.server_pid, data_dir) as (uri, pid):
+            collection = f"ann_scale_{args.n}_{dim}"
+            store: MilvusVectorStore | None = None
+            insert_s = 0.0
+            for sweep in (s for preset in sweeps for s in preset):
+                label = sweep.build.describe()
+                if not args.milvus_uri and sweep.build.index_type in LITE_UNSUPPORTED:
+                    progress(f"{sweep.build.index_type}: skipped, {LITE_UNSUPPORTED[sweep.build.index_type]}")
+                    continue
+                if progress.out_of_time():
+                    progress(f"{label}: skipped, past --max-minutes {args.max_minutes}")
+                    continue
+                started = time.perf_counter()
+                if store is None:
+                    store = MilvusVectorStore(uri, collection, dim, index=sweep.build, timeout=600)
+                    store.drop()
+                    store.ensure_collection()
+                    progress(f"inserting {args.n} vectors with {sweep.build.index_type} ({uri})")
+                    insert_s = insert(store, iter([database]), args.n, progress)
+                    started = time.perf_counter()
+                else:
+                    store.index = sweep.build
+                    store.rebuild_index()
+                wait_until_indexed(store, pid)
+                build_s = time.perf_counter() - started
+                rss = server_rss_gib(pid)
+                segments = None if args.milvus_uri else lite_segments(data_dir, collection)
+                memory = "n/a" if rss is None else f"{rss:.2f} GiB"
+                progress(
+                    f"{sweep.build.index_type} built in {build_s:.1f} s (insert {insert_s:.1f} s), "
+                    f"server RSS {memory}, segments {segments}"
+                )
+                for setting in sweep.settings():
+                    store.index = store.served_index = setting
+                    found, seconds = time_queries(store, queries)
+                    row = Row(
+                        n=args.n,
+                        dim=dim,
+                        index=setting.describe(),
+                        insert_s=round(insert_s, 1),
+                        build_s=round(build_s, 1),
+                        recall=round(recall_at_k(found, database, queries, exact_scores), 4),
+                        p50_ms=round(float(np.percentile(seconds, 50)) * 1000, 2),
+                        p95_ms=round(float(np.percentile(seconds, 95)) * 1000, 2),
+                        rss_gib=None if rss is None else round(rss, 2),
+                        segments=segments,
+                    )
+                    rows.append(row)
+                    progress(
+                        f"  {row.index}: recall@{K} {row.recall:.4f}, "
+                        f"p50 {row.p50_ms} ms, p95 {row.p95_ms} ms"
+                    )
+                    if args.json:
+                        args.json.write_text(json.dumps([asdict(r) for r in rows], indent=1))
+            if store is not None:
+                if not args.keep:
+                    store.drop()
+                store.close()
+    return rows
+
+
+def markdown(rows: Sequence[Row]) -> str:
+    lines = [
+        f"| N | dim | index | insert s | build s | recall@{K} | p50 ms | p95 ms | server RSS GiB |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        rss = "n/a" if r.rss_gib is None else f"{r.rss_gib:.2f}"
+        lines.append(
+            f"| {r.n:,} | {r.dim} | {r.index} | {r.insert_s:.0f} | {r.build_s:.0f} | {r.recall:.3f} "
+            f"| {r.p50_ms:.1f} | {r.p95_ms:.1f} | {rss} |"
+        )
+    return "\n".join(lines)
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--n", type=int, required=True, help="database vectors")
+    parser.add_argument("--dim", type=int, default=0, help="PCA-whitened dimension (default: the model's)")
+    parser.add_argument("--dataset", type=Path, nargs="*", default=[], help="collections to embed")
+    parser.add_argument("--cache", type=Path, default=Path("var/bench/ann_scale"), help="embeddings folder")
+    parser.add_argument("--embeddings", type=Path, help="an .npz with 'vectors' (M, D) instead of photos")
+    parser.add_argument("--configs", default="sweep", help=f"comma-separated presets: {', '.join(PRESETS)}")
+    parser.add_argument("--queries", type=int, default=200, help="held-out queries (at most M/4)")
+    parser.add_argument("--noise", type=float, default=0.5, help="replica noise, in collection spreads")
+    parser.add_argument("--milvus-uri", help="Milvus standalone/cluster instead of a Milvus Lite server")
+    parser.add_argument("--server-pid", type=int, help="that server's process id, for its memory")
+    parser.add_argument("--max-minutes", type=float, default=60.0, help="start no index build after this")
+    parser.add_argument("--json", type=Path, help="also write the rows here (rewritten after each one)")
+    parser.add_argument("--tmp", type=Path, help="where the Milvus Lite server keeps its data")
+    parser.add_argument("--keep", action="store_true", help="keep the collection afterwards")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads (extraction, exact search)")
+    parser.add_argument("--seed", type=int, default=0)
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> list[Row]:
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads)
+    progress = Progress(args.max_minutes)
+    progress(f"ann_scale {' '.join(sys.argv[1:] if argv is None else argv)} (pid {os.getpid()})")
+    rows = run(args, progress)
+    print(markdown(rows), flush=True)
+    return rows
+
+
+if __name__ == "__main__":
+    main()

@@ -78,7 +78,9 @@ class LocalFeatures:
     """Keypoints and descriptors of one image.
 
     keypoints: (N, 2) float32 ``(x, y)`` in pixels of the ORIGINAL image (draw matches on it directly).
-    descriptors: (N, 128) uint8 codes (see module docstring); use ``descriptors_to_float`` to match.
+    descriptors: (N, 128) uint8 codes (see module docstring; features read from a compact store hold the
+        nearest of 16 or 4 levels, see ``retrieval_core.features.compact``); match them through
+        ``descriptors_to_float``.
     image_size: ``(width, height)`` of the original image.
     pixel_scale: original pixels per pixel of the image SIFT saw (>= 1); keypoint localisation error, and
         so any geometric threshold, grows with it.

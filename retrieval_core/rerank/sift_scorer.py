@@ -4,6 +4,8 @@ Per candidate: one float32 matrix product for matching, then MAGSAC++ (homograph
 (the thesis counted ratio-test matches with no geometry, ~6 s per query; this is ~1-2 ms per candidate).
 Candidates with no more tentative matches than ``min_inliers`` skip RANSAC: they could not score above zero
 anyway. Missing or empty local data never raises: the candidate's score is NaN and a warning is logged.
+Candidates' features may come from a compact store (``LOCAL_FEATURES_FORMAT``: fewer keypoints, 2- or 4-bit
+descriptors decoded to uint8 levels); the query's are always extracted at full precision.
 """
 
 from __future__ import annotations

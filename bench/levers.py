@@ -67,6 +67,17 @@ LEVERS: dict[str, dict[str, object]] = {
         "query_expansion": 2,
         "dba": 2,
     },
+    "fundamental (12) + verified QE n=3 (20 inliers)": {
+        "geometry": "fundamental",
+        "min_inliers": 12,
+        "verified_expansion": 3,
+    },
+    "fundamental (12) + verified QE n=5 (15 inliers)": {
+        "geometry": "fundamental",
+        "min_inliers": 12,
+        "verified_expansion": 5,
+        "verified_expansion_inliers": 15,
+    },
     "fundamental (12) + re-rank depth 50": {"geometry": "fundamental", "min_inliers": 12, "rerank_depth": 50},
     "fundamental (12), 600 query keypoints": {
         "geometry": "fundamental",

@@ -17,6 +17,8 @@ class SearchConfig:
     decode: how the photo is decoded;
     expansion_neighbours / expansion_alpha: alpha query expansion (0 = off): the query vector plus its n
     nearest neighbours' stored vectors weighted by ``max(cos, 0) ** alpha``, searched again;
+    verified_expansion / verified_expansion_inliers: average the query with the stored vectors of up to n
+    candidates verified with at least that many inliers, and fuse with the cosines to that vector (0 = off);
     overlap_query_features: extract the query's local features in a second thread while the global
     embedding and the ANN search run (same features, less wall time on 2+ cores)."""
 
@@ -26,11 +28,15 @@ class SearchConfig:
     decode: DecodePolicy = field(default_factory=DecodePolicy)
     expansion_neighbours: int = 0
     expansion_alpha: float = 3.0
+    verified_expansion: int = 0
+    verified_expansion_inliers: int = 20
     overlap_query_features: bool = True
 
     def __post_init__(self) -> None:
         if self.k <= 0:
             raise ValueError(f"k must be positive, got {self.k}")
+        if self.verified_expansion < 0 or self.verified_expansion_inliers < 1:
+            raise ValueError("verified_expansion must be >= 0 and verified_expansion_inliers >= 1")
         if self.expansion_neighbours < 0 or self.expansion_alpha < 0:
             raise ValueError("expansion_neighbours and expansion_alpha must be >= 0")
         if self.patch_top_n <= 0:

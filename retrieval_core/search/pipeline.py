@@ -56,7 +56,9 @@ class ScoredCandidates:
     """One query's candidates in global order with raw scores, before fusion.
 
     ids: N candidate ids; global_scores: (N,) cosines; landmark_ids: N (None = unknown);
-    local: raw local scores of the first H = min(depth, N) candidates; timings: seconds per stage.
+    local: raw local scores of the first H = min(depth, N) candidates; timings: seconds per stage;
+    expanded_scores: (N,) cosines to the verified-expanded query (``SearchConfig.verified_expansion``),
+    fused in place of ``global_scores``; None when off or nothing was verified.
     """
 
     ids: tuple[Hashable, ...]
@@ -65,6 +67,7 @@ class ScoredCandidates:
     local: LocalScores
     method: RerankMethod
     timings: dict[str, float] = field(default_factory=dict)
+    expanded_scores: np.ndarray | None = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -81,16 +84,20 @@ class SearchResult:
 
 
 def rank_candidates(scored: ScoredCandidates, fusion: FusionConfig) -> list[RerankedHit]:
-    """Fuse the head (``len(scored.local.raw)`` candidates) and append the rest in global order."""
+    """Fuse the head (``len(scored.local.raw)`` candidates) and append the rest in global order.
+
+    With verified expansion the global part of the fusion (and each hit's ``global_score``) is the cosine
+    to the expanded query; ``global_rank`` stays the original order."""
     head = len(scored.local.raw)
-    candidates = [Candidate(i, float(s)) for i, s in zip(scored.ids, scored.global_scores, strict=True)]
+    scores = scored.global_scores if scored.expanded_scores is None else scored.expanded_scores
+    candidates = [Candidate(i, float(s)) for i, s in zip(scored.ids, scores, strict=True)]
     if scored.method == "none":
         fusion = dataclasses.replace(fusion, weight_global=1.0)
     else:
         fusion = dataclasses.replace(fusion, local_method=scored.method)
     raw = [None if np.isnan(v) else float(v) for v in scored.local.raw]
     hits = rank_fused(candidates[:head], raw, fusion, scored.local.evidence)
-    rest = normalise_global(np.asarray(scored.global_scores[head:], np.float64))
+    rest = normalise_global(np.asarray(scores[head:], np.float64))
     hits += [
         RerankedHit(c.image_id, c.global_score, None, float(g), head + i)
         for i, (c, g) in enumerate(zip(candidates[head:], rest, strict=True))
@@ -152,13 +159,25 @@ class SearchPipeline:
             return search(expand_query(query.vector, hits[:n], self.index, self.config.expansion_alpha))
         return hits
 
-    def score(self, query: QueryFeatures, hits: Sequence[VectorHit]) -> ScoredCandidates:
-        """Raw local scores of the first ``fusion.top_k`` hits (none for ``rerank=none``)."""
+    def score(
+        self,
+        query: QueryFeatures,
+        hits: Sequence[VectorHit],
+        *,
+        exclude_ids: Sequence[Hashable] = (),
+        filter_expression: str = "",
+    ) -> ScoredCandidates:
+        """Raw local scores of the first ``fusion.top_k`` hits (none for ``rerank=none``), and with
+        verified expansion on, every candidate's cosine to the expanded query."""
         ids = tuple(hit.image_id for hit in hits)
         head = 0 if self.method == "none" else min(self.fusion.top_k, len(ids))
         started = time.perf_counter()
         local = self.scorer.score(query, ids[:head])
         timings = {**local.timings, "local": time.perf_counter() - started}
+        started = time.perf_counter()
+        expanded = self._verified_expansion(query, ids, local, exclude_ids, filter_expression)
+        if expanded is not None:
+            timings["verified_expansion"] = time.perf_counter() - started
         return ScoredCandidates(
             ids=ids,
             global_scores=np.array([hit.score for hit in hits], np.float64),
@@ -166,7 +185,37 @@ class SearchPipeline:
             local=local,
             method=self.method,
             timings=timings,
+            expanded_scores=expanded,
         )
+
+    def _verified_expansion(
+        self,
+        query: QueryFeatures,
+        ids: Sequence[Hashable],
+        local: LocalScores,
+        exclude_ids: Sequence[Hashable],
+        filter_expression: str,
+    ) -> np.ndarray | None:
+        """``(N,)`` cosines of the candidates to the query averaged with the stored vectors of its most
+        verified candidates (Chum et al.'s average query expansion, on geometrically verified images only,
+        so it cannot drift to a look-alike); None when off or nothing reached the inlier threshold.
+        Candidates outside the expanded query's top N get the lowest score it returned."""
+        n, threshold = self.config.verified_expansion, self.config.verified_expansion_inliers
+        if not n or local.evidence is None or not ids:
+            return None
+        inliers = [0 if e is None else e.inliers for e in local.evidence]
+        best = sorted(range(len(inliers)), key=lambda i: (-inliers[i], i))[:n]
+        chosen = [ids[i] for i in best if inliers[i] >= threshold]
+        if not chosen:
+            return None
+        stored = self.index.get_vectors(chosen)
+        vector = augment_one(query.vector, [VectorHit(i, 1.0) for i in chosen], stored, alpha=0.0)
+        hits = self.index.search(
+            vector[None], k=len(ids), exclude_ids=exclude_ids, filter_expression=filter_expression
+        )[0]
+        by_id = {hit.image_id: hit.score for hit in hits}
+        floor = min(by_id.values(), default=0.0)
+        return np.array([by_id.get(i, floor) for i in ids], np.float64)
 
     def rank(self, scored: ScoredCandidates, fusion: FusionConfig | None = None) -> list[RerankedHit]:
         return rank_candidates(scored, fusion or self.fusion)
@@ -217,7 +266,7 @@ class SearchPipeline:
         t = time.perf_counter()
         hits = self.candidates(query, k, exclude_ids=exclude_ids, filter_expression=filter_expression)
         ann = time.perf_counter() - t
-        scored = self.score(query, hits)
+        scored = self.score(query, hits, exclude_ids=exclude_ids, filter_expression=filter_expression)
         t = time.perf_counter()
         ranked = self.rank(scored)
         timings = {"ann": ann, **{f"rerank_{s}": v for s, v in scored.timings.items()}}

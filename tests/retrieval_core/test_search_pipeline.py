@@ -127,6 +127,7 @@ def test_the_query_is_decoded_and_its_sift_computed_from_the_photo(world: dict, 
         embedder, _index(), SiftScorer(world["store"], CFG), SearchConfig(k=3, overlap_query_features=False)
     ).search(photo.read_bytes())
     assert sequential.query.sift is None  # computed inside the scorer instead
+
     def ranked(hits: list) -> list:
         return [(hit.image_id, hit.local_score) for hit in hits]
 
@@ -295,3 +296,35 @@ def test_database_augmentation_pulls_each_vector_towards_its_neighbours() -> Non
 
     assert within(augmented) > within(vectors)
     np.testing.assert_allclose(augment_database(vectors, neighbours=0), vectors)
+
+
+def test_verified_expansion_lifts_a_positive_that_looks_like_the_verified_match(
+    world: dict, tmp_path: Path
+) -> None:
+    """'twin' shows the match's place but cannot be verified against the query; averaging the query with
+    the verified match brings it up from last to second, and turning it off leaves it last."""
+    store = LocalFeatureStore(tmp_path / "sift", CFG.key)
+    for image_id, feats in world["features"].items():
+        store.save(image_id, feats)
+    store.save(
+        "twin", extract_sift(render_view(make_scene(399, SIZE), np.random.default_rng(1), SIZE)[0], CFG)
+    )
+
+    def at(score: float, towards: np.ndarray) -> np.ndarray:
+        return np.array([score, *(np.sqrt(1 - score**2) * towards)], np.float32)
+
+    match = at(0.80, np.array([1.0, 0.0]))
+    vectors = {i: at(s, np.array([0.0, 1.0])) for i, s in zip(IDS, GLOBAL, strict=True) if i != "match"}
+    vectors |= {"match": match, "twin": at(0.70, np.array([1.0, 0.0]))}  # cos(twin, match) = 0.99
+    index = ExactIndex(list(vectors), np.stack(list(vectors.values())))
+    query = QueryFeatures(np.array([1.0, 0.0, 0.0], np.float32), sift=world["query"])
+
+    def ranking(expansion: int) -> list[str]:
+        config = SearchConfig(k=7, verified_expansion=expansion, verified_expansion_inliers=20)
+        result = SearchPipeline(VectorsOf({}, dim=3), index, SiftScorer(store, CFG), config).search_query(
+            query
+        )
+        return [str(hit.image_id) for hit in result.hits]
+
+    assert ranking(0)[0] == "match" and ranking(0)[-1] == "twin"
+    assert ranking(1)[:2] == ["match", "twin"]

@@ -9,12 +9,17 @@ from webapp.reranking.local_features import sift_config, sift_store
 
 
 @pytest.mark.django_db
-def test_lever_settings_configure_the_served_fusion_and_features(settings) -> None:
+def test_lever_settings_configure_the_served_fusion_and_features(settings, live_services) -> None:
     settings.RERANK_VERIFIED_FIRST = 20
     settings.RERANK_MIN_INLIERS = 12
     cfg = fusion_config("sift")
     assert (cfg.verified_first, cfg.min_inliers, cfg.local_method) == (20, 12, "sift")
     assert fusion_config("none").weight_global == 1.0
+    settings.RERANK_VERIFIED_EXPANSION = 3
+    from webapp.search.pipeline import served_pipeline
+
+    assert served_pipeline("sift").config.verified_expansion == 3
+    assert served_pipeline("none").config.verified_expansion == 0
     plain_key = sift_store().extractor_key
     settings.SIFT_UPRIGHT = True
     assert sift_config().upright and sift_config(query=True).upright

@@ -43,6 +43,8 @@ def served_pipeline(
         decode=decode_policy(),
         expansion_neighbours=settings.SEARCH_QUERY_EXPANSION,
         expansion_alpha=settings.SEARCH_QUERY_EXPANSION_ALPHA,
+        verified_expansion=settings.RERANK_VERIFIED_EXPANSION if method == "sift" else 0,
+        verified_expansion_inliers=settings.RERANK_VERIFIED_EXPANSION_INLIERS,
     )
     return SearchPipeline(
         get_extractor(version.config),

@@ -209,6 +209,12 @@ RERANK_VERIFIED_FIRST = env_int("RERANK_VERIFIED_FIRST", 0)
 SEARCH_QUERY_EXPANSION = env_int("SEARCH_QUERY_EXPANSION", 0)
 SEARCH_QUERY_EXPANSION_ALPHA = env_float("SEARCH_QUERY_EXPANSION_ALPHA", 3.0)
 VLAD_CLUSTERS = env_int("VLAD_CLUSTERS", 64)
+# Verified query expansion: the query averaged with up to N SIFT-verified candidates (at least ..._INLIERS
+# inliers) and fused again with the cosines to that vector (0 = off).
+RERANK_VERIFIED_EXPANSION = env_int("RERANK_VERIFIED_EXPANSION", 0)
+RERANK_VERIFIED_EXPANSION_INLIERS = env_int("RERANK_VERIFIED_EXPANSION_INLIERS", 20)
+# Candidates' local features kept in memory per server process (LRU; 0 = read every file each search).
+RERANK_FEATURE_CACHE_MB = env_int("RERANK_FEATURE_CACHE_MB", 256)
 PATCHES_TOP_N = env_int("PATCHES_TOP_N", 16)
 # Dataset analysis is coalesced (webapp/curation/analysis.py): requests within this many seconds, and all
 # those made while the images are still being indexed, become one analysis run.

@@ -6,10 +6,11 @@ descriptors, float32 geometry); every other format's store is filled from it wit
 what ``index_local_features`` would store, without extracting again), and the ladder then re-ranks from
 that store. Queries use 500 keypoints at full precision, as served (``SIFT_QUERY_MAX_KEYPOINTS``).
 Protocol: leave-one-out (every labelled image a query against all the others, a seeded 20 % of them
-validation queries on which the fusion weight v is tuned; reported figures are on the other 80 %), with the
-served verification (fundamental matrix, min 12 inliers). Bytes per image are the mean size of the stored
-``.npz`` files (headers included); "load 100" is the median time to load and decode 100 candidates'
-features from the local store (the re-rank's load step).
+validation queries on which the fusion weight v is tuned; reported figures are on the other 80 %), or with
+``--standard`` the collection's own query split (as bench/levers.py); the served verification (fundamental
+matrix, min 12 inliers). Rows are printed to stderr as they finish, the Markdown table at the end.
+Bytes per image are the mean size of the stored ``.npz`` files (headers included); "load 100" is the
+median time to load and decode 100 candidates' features from the local store (the re-rank's load step).
 
     .venv/bin/python bench/local_feature_formats.py ../shared/datasets/sfm_landmarks \\
         ../shared/datasets/holidays_partial ../shared/datasets/wonders7
@@ -38,10 +39,10 @@ from retrieval_core.search.decode import DecodePolicy, local_features_key
 BASE = LadderOptions(vlad_k=0, patches=0, leave_one_out=True, validation_fraction=0.2, query_keypoints=500)
 FORMATS = (
     "full",
-    "8bit-float32-k250",
-    "4bit-uint16-k400",
-    "2bit-uint16",
     "2bit-uint16-k750",
+    "8bit-float32-k250",
+    "2bit-uint16",
+    "4bit-uint16-k400",
     "2bit-uint16-k500",
 )
 
@@ -83,8 +84,12 @@ def main() -> None:
     parser.add_argument("roots", type=Path, nargs="+", help="collection folders")
     parser.add_argument("--cache", type=Path, default=Path("var/local-formats-cache"))
     parser.add_argument("--formats", default=",".join(FORMATS), help="comma-separated format names")
+    parser.add_argument(
+        "--standard", action="store_true", help="the collections' own protocol, not leave-one-out"
+    )
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
+    base = dataclasses.replace(BASE, leave_one_out=False, validation_fraction=0.1) if args.standard else BASE
     torch.set_num_threads(args.threads)
     cv2.setNumThreads(1)
     threadpool_limits(1)
@@ -98,7 +103,7 @@ def main() -> None:
     for root in args.roots:
         cache_dir = args.cache / root.name
         for fmt in formats:
-            options = dataclasses.replace(BASE, local_format=fmt.name)
+            options = dataclasses.replace(base, local_format=fmt.name)
             started = time.perf_counter()
             if fmt != FULL_FORMAT:
                 fill_from_full(FeatureCache(cache_dir, collection=root), options, fmt)

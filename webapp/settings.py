@@ -257,6 +257,8 @@ CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TASK_DEFAULT_QUEUE = "cpu"
 CELERY_TASK_ROUTES = {
     "workers.tasks.gpu.*": {"queue": "gpu"},
+    "workers.tasks.mining.prepare_mining": {"queue": "gpu"},  # may embed a collection folder
+    "workers.tasks.mining.*": {"queue": "cpu"},
     "workers.tasks.cpu.*": {"queue": "cpu"},
     "workers.tasks.analysis.*": {"queue": "cpu"},
     "workers.tasks.operations.*": {"queue": "cpu"},

@@ -12,6 +12,10 @@ INDEX_IMAGES: Final = "workers.tasks.gpu.index_images"
 REINDEX_VERSION: Final = "workers.tasks.gpu.reindex_version"
 EVALUATE_COLLECTION: Final = "workers.tasks.gpu.evaluate_collection"
 TRAIN_MODEL: Final = "workers.tasks.gpu.train_model"
+# mining for the self recipe: candidates may run the model (gpu queue, routed by name in settings),
+# verification chunks are RootSIFT + MAGSAC++ (cpu queue)
+MINE_PREPARE: Final = "workers.tasks.mining.prepare_mining"
+MINE_VERIFY: Final = "workers.tasks.mining.verify_chunk"
 
 # cpu queue: the rest
 PING: Final = "workers.tasks.cpu.ping"

@@ -19,13 +19,14 @@ from retrieval_core.index.exact import ExactIndex
 from retrieval_core.search.decode import DecodePolicy, local_features_key
 from retrieval_core.training.mining import Progress
 
-__all__ = ["CollectionFeatures", "prepare_collection_features"]
+__all__ = ["CachedSift", "CollectionFeatures", "open_cached_sift", "prepare_collection_features"]
 
 DEFAULT_SIFT = SiftConfig(max_keypoints=1000, long_side=640)
+_SIFT_KEY_FILE = "mining-sift-key.txt"
 
 
 @dataclass(frozen=True)
-class _CachedSift:
+class CachedSift:
     """`LocalFeatureSource` over one SIFT key of a `FeatureCache`."""
 
     cache: FeatureCache
@@ -46,7 +47,7 @@ class CollectionFeatures:
 
     ids: tuple[str, ...]
     index: ExactIndex
-    sift: _CachedSift
+    sift: CachedSift
     failures: tuple[str, ...]
 
 
@@ -79,5 +80,12 @@ def prepare_collection_features(
     failures += ensure_sift(cache, sift, policy, paths, ids, progress=stage("local features"))
     vectors = cache.load_matrix(global_key(extractor), ids)
     key = local_features_key(sift, policy)
-    sift_source = _CachedSift(cache, key, frozenset(ids))
+    (Path(cache_dir) / _SIFT_KEY_FILE).write_text(key)
+    sift_source = CachedSift(cache, key, frozenset(ids))
     return CollectionFeatures(ids, ExactIndex(ids, vectors), sift_source, tuple(failures))
+
+
+def open_cached_sift(cache_dir: Path, ids: Sequence[str]) -> CachedSift:
+    """The SIFT that `prepare_collection_features` stored in ``cache_dir`` (no model needed)."""
+    key = (Path(cache_dir) / _SIFT_KEY_FILE).read_text().strip()
+    return CachedSift(FeatureCache(Path(cache_dir)), key, frozenset(ids))

@@ -52,7 +52,7 @@ def mined_split(
     queries_per_component: int = 1,
     distractors: int = 200,
 ) -> MinedSplit:
-    """Training and validation items from a mining result.
+    """Training and validation items from a mining result (``paths``: file of every id in ``result.ids``).
 
     A seeded ``validation_fraction`` of the pseudo-landmarks (at least one, and never so many that fewer
     than two remain to train on) is held out whole: in each, ``queries_per_component`` images are queries

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from threadpoolctl import threadpool_limits
 
 from retrieval_core.datasets.collection import read_collection
 from retrieval_core.datasets.synthetic import write_collection
@@ -33,9 +34,11 @@ CONFIG = MiningConfig(neighbours=8, min_inliers=12, chunk_pairs=40)
 
 @pytest.fixture(autouse=True)
 def _one_thread():
+    """One thread: the suite shares two cores, and oversubscribed int8 matching slows down many times over."""
     before = torch.get_num_threads()
     torch.set_num_threads(1)
-    yield
+    with threadpool_limits(1):
+        yield
     torch.set_num_threads(before)
 
 

@@ -3,20 +3,26 @@ the best checkpoint into an embedding model version that can be rolled out."""
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from django.conf import settings
 from django.utils import timezone
 
 from retrieval_core.datasets.collection import CollectionItem, read_collection
+from retrieval_core.eval.protocol import build_protocol
 from retrieval_core.eval.splits import split_within_landmarks
 from retrieval_core.training import TrainConfig, TrainEvent, ValidationSet, checkpoint_embedding_config, train
+from retrieval_core.training.mining import MiningConfig
+from retrieval_core.training.self_supervised import held_out_images, mined_split
 from webapp.curation.selectors import as_collection_items, training_images
+from webapp.embeddings.models import EmbeddingModelVersion
 from webapp.embeddings.services import register_version
-from webapp.training.models import TrainingRun
+from webapp.training.mining import load_result, mined_paths
+from webapp.training.models import MiningRun, TrainingRun
 from workers import task_names
 from workers.dispatch import send_on_commit
 
@@ -41,6 +47,62 @@ def start_training(
     run = create_run(config, root=root, user=user)
     send_on_commit(task_names.TRAIN_MODEL, run.pk)
     return run
+
+
+def create_self_run(
+    config: TrainConfig,
+    mining: MiningConfig,
+    *,
+    root: Path | None = None,
+    user: object | None = None,
+    held_out: Sequence[str | int] = (),
+) -> TrainingRun:
+    """Record a ``self`` run: mining (`webapp.training.mining`) first, then contrastive training on the
+    pseudo-landmarks. ``held_out``: image ids (relpaths, catalogue keys) that must never be mined."""
+    if config.recipe != "e3":
+        raise ValueError("the self recipe trains contrastively (e3 from any starting weights)")
+    run = create_run(config, root=root, user=user)
+    MiningRun.objects.create(training_run=run, config=mining.to_dict(), held_out=list(held_out))
+    return run
+
+
+def start_self_training(
+    config: TrainConfig,
+    mining: MiningConfig,
+    *,
+    root: Path | None = None,
+    user: object | None = None,
+    held_out: Sequence[str | int] = (),
+) -> TrainingRun:
+    """`create_self_run`, then queue its mining (which queues the training when it is done)."""
+    run = create_self_run(config, mining, root=root, user=user, held_out=held_out)
+    send_on_commit(task_names.MINE_PREPARE, run.mining.pk)
+    return run
+
+
+def version_weights(name_or_id: str) -> str:
+    """Weights of a model version (by name or id), to start a run from."""
+    query = EmbeddingModelVersion.objects.filter(name=name_or_id)
+    if name_or_id.isdigit():
+        query = query | EmbeddingModelVersion.objects.filter(pk=int(name_or_id))
+    version = query.first()
+    if version is None:
+        raise ValueError(f"no model version {name_or_id!r}")
+    return version.weights
+
+
+def protocol_held_out(root: Path | None) -> list[str]:
+    """The images `evaluate ROOT` reports on and what they must find (its reported queries, their
+    positives and junk) plus every image of their landmarks: never mined, so the evaluation stays honest."""
+    if root is None:
+        raise ValueError("--hold-out-queries needs ROOT (the collection that will be evaluated)")
+    protocol = build_protocol(Path(root))
+    labels = {item.relpath: item.landmark for item in read_collection(Path(root))}
+    return sorted(held_out_images(protocol.queries, labels=labels))
+
+
+def is_self_run(run: TrainingRun) -> bool:
+    return MiningRun.objects.filter(training_run=run).exists()
 
 
 def request_cancel(run: TrainingRun) -> None:
@@ -75,13 +137,16 @@ def execute_run(run_id: int, *, on_event: Callable[[TrainEvent], None] | None = 
     if run.is_finished:
         return run
     config = TrainConfig.from_dict(run.config)
-    items = training_items(run)
-    train_items, val_queries, val_index = split_within_landmarks(
-        items, seed=config.seed, **validation_counts(items)
-    )
+    try:
+        train_items, val_queries, val_index = _training_data(run, config)
+    except ValueError as error:
+        _finish(run, TrainingRun.Status.FAILED, error=str(error))
+        return TrainingRun.objects.get(pk=run.pk)
     if len({item.landmark for item in train_items}) < 2 or not val_queries:
         _finish(run, TrainingRun.Status.FAILED, error="not enough labelled images to train and validate")
         return TrainingRun.objects.get(pk=run.pk)
+    if len({item.landmark for item in train_items}) < config.p:
+        config = dataclasses.replace(config, p=len({item.landmark for item in train_items}))
     TrainingRun.objects.filter(pk=run.pk).update(status=TrainingRun.Status.RUNNING, error="")
     out = run_dir(run)
     last = out / "last.pt"
@@ -144,7 +209,8 @@ def execute_run(run_id: int, *, on_event: Callable[[TrainEvent], None] | None = 
     version = None
     if result.best_checkpoint is not None:
         version = register_version(
-            checkpoint_embedding_config(result.best_checkpoint), name=f"run {run.pk} {config.recipe}"
+            checkpoint_embedding_config(result.best_checkpoint),
+            name=f"run {run.pk} {'self' if is_self_run(run) else config.recipe}",
         )
     _finish(
         run,
@@ -155,6 +221,30 @@ def execute_run(run_id: int, *, on_event: Callable[[TrainEvent], None] | None = 
         model_version=version,
     )
     return TrainingRun.objects.get(pk=run.pk)
+
+
+def _training_data(
+    run: TrainingRun, config: TrainConfig
+) -> tuple[list[CollectionItem], list[CollectionItem], list[CollectionItem]]:
+    """(train, validation queries, validation index): held out per landmark, or for a ``self`` run the
+    mined pseudo-landmarks with whole components held out for validation (`mined_split`)."""
+    mining = MiningRun.objects.filter(training_run=run).first()
+    if mining is None:
+        items = training_items(run)
+        return split_within_landmarks(items, seed=config.seed, **validation_counts(items))
+    if mining.status != MiningRun.Status.DONE:
+        raise ValueError(f"mining has not finished ({mining.get_status_display()})")
+    result = load_result(mining)
+    paths = mined_paths(mining)
+    split = mined_split(result, {key: paths[str(key)] for key in result.ids}, seed=config.seed)
+    return split.train, split.val_queries, split.val_index
+
+
+def finish_run(run: TrainingRun, status: str, **fields: object) -> None:
+    """End a run with ``status`` (and e.g. ``error``) unless it has already ended."""
+    TrainingRun.objects.filter(pk=run.pk, finished_at__isnull=True).update(
+        status=status, finished_at=timezone.now(), **fields
+    )
 
 
 def _finish(run: TrainingRun, status: str, **fields: object) -> None:

@@ -1,4 +1,4 @@
-"""python manage.py train [ROOT] --recipe e2|e3|e4: fine-tune the embedding with progress bars."""
+"""python manage.py train [ROOT] --recipe e2|e3|e4|self: fine-tune the embedding with progress bars."""
 
 from __future__ import annotations
 
@@ -8,7 +8,10 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from tqdm import tqdm
 
 from retrieval_core.training import TrainConfig, TrainEvent
+from retrieval_core.training.mining import MiningConfig
 from webapp.training import services
+from webapp.training.mining import execute_mining
+from webapp.training.models import TrainingRun
 
 
 class Command(BaseCommand):
@@ -17,13 +20,18 @@ class Command(BaseCommand):
         "contrastive from an e2 checkpoint (--init). Data: ROOT (a collection folder; its split=query images "
         "are never used) or, without ROOT, the curated catalogue. Validation images are held out per "
         "landmark; the best checkpoint by validation mAP@100 becomes a new model version (activate it on the "
-        "Models page). --queue runs it on the gpu workers."
+        "Models page). --queue runs it on the gpu workers. self = no labels needed: training pairs are mined "
+        "from the collection by geometric verification (global neighbours verified by RootSIFT + MAGSAC++; "
+        "connected components are pseudo-landmarks, curated labels take precedence), then contrastive "
+        "training from --init / --init-version on them, validated on mined pairs. --hold-out-queries keeps "
+        "ROOT's reported evaluation queries, their positives and their landmarks out of mining, so that "
+        "`evaluate ROOT --model` on the result is honest."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
         defaults = TrainConfig()
         parser.add_argument("root", type=Path, nargs="?")
-        parser.add_argument("--recipe", choices=["e2", "e3", "e4"], default=defaults.recipe)
+        parser.add_argument("--recipe", choices=["e2", "e3", "e4", "self"], default=defaults.recipe)
         parser.add_argument(
             "--init", default=defaults.init_weights, help="imagenet or a checkpoint (e4: e2's)"
         )
@@ -40,12 +48,35 @@ class Command(BaseCommand):
         parser.add_argument("--seed", type=int, default=defaults.seed)
         parser.add_argument("--device", help="cpu, cuda, cuda:1 (default: cuda when available)")
         parser.add_argument("--queue", action="store_true", help="run on the gpu workers instead of here")
+        mining = MiningConfig()
+        parser.add_argument("--init-version", help="self/e3: start from this model version (name or id)")
+        parser.add_argument(
+            "--min-inliers", type=int, default=mining.min_inliers, help="self: inliers of a positive pair"
+        )
+        parser.add_argument(
+            "--neighbours", type=int, default=mining.neighbours, help="self: candidate pairs per image"
+        )
+        parser.add_argument(
+            "--negative-distance",
+            type=float,
+            default=mining.min_negative_distance_m,
+            help="self: metres between two GPS-tagged images for a hard negative",
+        )
+        parser.add_argument(
+            "--hold-out-queries",
+            action="store_true",
+            help="self: never mine ROOT's reported evaluation queries, their positives or their landmarks",
+        )
 
     def handle(self, *args: object, **options: object) -> None:
+        self_recipe = options["recipe"] == "self"
         try:
+            init = str(options["init"])
+            if options["init_version"]:
+                init = services.version_weights(str(options["init_version"]))
             config = TrainConfig(
-                recipe=options["recipe"],  # type: ignore[arg-type]
-                init_weights=str(options["init"]),
+                recipe="e3" if self_recipe else options["recipe"],  # type: ignore[arg-type]
+                init_weights=init,
                 backbone=str(options["backbone"]),
                 epochs=int(options["epochs"]),  # type: ignore[call-overload]
                 steps_per_epoch=options["steps_per_epoch"],  # type: ignore[arg-type]
@@ -59,13 +90,29 @@ class Command(BaseCommand):
                 seed=int(options["seed"]),  # type: ignore[call-overload]
                 device=options["device"],  # type: ignore[arg-type]
             )
-            start = services.start_training if options["queue"] else services.create_run
-            run = start(config, root=options["root"])  # type: ignore[arg-type]
+            if self_recipe:
+                mining = MiningConfig(
+                    neighbours=int(options["neighbours"]),  # type: ignore[call-overload]
+                    min_inliers=int(options["min_inliers"]),  # type: ignore[call-overload]
+                    min_negative_distance_m=float(options["negative_distance"]),  # type: ignore[arg-type]
+                )
+                held_out = (
+                    services.protocol_held_out(options["root"])  # type: ignore[arg-type]
+                    if options["hold_out_queries"]
+                    else []
+                )
+                start_self = services.start_self_training if options["queue"] else services.create_self_run
+                run = start_self(config, mining, root=options["root"], held_out=held_out)  # type: ignore[arg-type]
+            else:
+                start = services.start_training if options["queue"] else services.create_run
+                run = start(config, root=options["root"])  # type: ignore[arg-type]
         except ValueError as error:
             raise CommandError(str(error)) from error
         if options["queue"]:
             self.stdout.write(f"queued training run {run.pk}: see /training/{run.pk}/")
             return
+        if self_recipe:
+            self._mine(run, quiet=options["verbosity"] == 0)
         with tqdm(unit="step", disable=options["verbosity"] == 0) as bar:
 
             def on_event(event: TrainEvent) -> None:
@@ -84,4 +131,22 @@ class Command(BaseCommand):
         self.stdout.write(
             f"run {run.pk}: validation mAP@100 {run.initial_map} → {run.best_map}; "
             f"model version {run.model_version} (activate it on /models/)"
+        )
+
+    def _mine(self, run: TrainingRun, *, quiet: bool) -> None:
+        with tqdm(unit="", disable=quiet) as bar:
+
+            def progress(stage: str, done: int, total: int) -> None:
+                bar.set_description(stage)
+                bar.total, bar.n = total, done
+                bar.refresh()
+
+            mining = execute_mining(run.mining.pk, progress)
+        if mining.status != mining.Status.DONE:
+            raise CommandError(f"mining for training run {run.pk} {mining.status}: {mining.error}")
+        stats = mining.statistics
+        self.stdout.write(
+            f"mined {stats['positive_pairs']} verified pairs and {stats['negative_pairs']} hard negatives: "
+            f"{stats['components']} pseudo-landmarks covering {stats['covered_images']} of {stats['images']} "
+            f"images (largest {stats['component_sizes'][:5]})"
         )

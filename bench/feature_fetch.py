@@ -8,7 +8,8 @@ decode policy) and saved with the product's ``LocalFeatureStore`` twice: into a 
 cache, as on a serving machine) and into a bucket of an S3-compatible server on loopback (moto's server, a
 Python process of its own: started here, gone at the end). Then, in one run and interleaved, each store's
 ``load_many`` of ``--candidates`` random ids is timed ``--repeats`` times: the query-time step of
-``SiftScorer``. For S3 it runs with each ``--parallel`` count of concurrent GETs (``STORAGE_PARALLEL_GETS``).
+``SiftScorer``. For S3 it runs with each ``--parallel`` count of concurrent GETs
+(``STORAGE_PARALLEL_GETS``), and through a warm local cache (``STORAGE_CACHE_DIR``: every id read once).
 
 The figure is a ratio to local disk measured side by side. Loopback has no network latency, and moto is
 much slower per request than MinIO or S3; a real network adds about one round trip per parallel wave.
@@ -33,7 +34,7 @@ from retrieval_core.datasets.synthetic import make_scene, render_view
 from retrieval_core.features.sift import LocalFeatures, SiftConfig, extract_sift
 from retrieval_core.features.store import LocalFeatureStore
 from retrieval_core.search.decode import DecodePolicy, index_local_features
-from retrieval_core.storage import S3BlobStore
+from retrieval_core.storage import CachedBlobStore, LocalBlobStore, S3BlobStore
 from retrieval_core.storage.dev_server import local_s3_server
 
 SERVED_SIFT = SiftConfig(max_keypoints=1000, long_side=640)  # webapp settings SIFT_MAX_KEYPOINTS / LONG_SIDE
@@ -93,6 +94,14 @@ def main() -> None:
         for count in parallel:
             store = LocalFeatureStore(S3BlobStore(replace(s3, prefix="features", parallel_gets=count)), key)
             stores[f"S3 (moto, loopback), {count} GET{'s' if count > 1 else ''} in flight"] = store.load_many
+        # STORAGE_CACHE_DIR: the web server's local copy, in its steady state (every id read once before).
+        cached = LocalFeatureStore(
+            CachedBlobStore(S3BlobStore(replace(s3, prefix="features", parallel_gets=max(parallel))),
+                            LocalBlobStore(Path(folder) / "cache")),
+            key,
+        )  # fmt: skip
+        cached.load_many(ids)
+        stores["S3 read through a local cache (warm)"] = cached.load_many
         for load in stores.values():  # warm up: connections, page cache, imports
             load(draws[0])
         times: dict[str, list[float]] = {name: [] for name in stores}

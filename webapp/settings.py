@@ -132,6 +132,9 @@ AWS_SECRET_ACCESS_KEY = env_str("AWS_SECRET_ACCESS_KEY", "")
 STORAGE_PREFIX = env_str("STORAGE_PREFIX", "landmarks")
 STORAGE_PARALLEL_GETS = env_int("STORAGE_PARALLEL_GETS", 16)  # concurrent GETs loading re-rank candidates
 STORAGE_CREATE_BUCKET = env_bool("STORAGE_CREATE_BUCKET", False)  # create it on first use (MinIO, tests)
+# With s3: a local folder of this machine that keeps the features a process has read, so repeated candidates
+# load at local-disk speed (retrieval_core/storage/cached.py). Meant for the web servers; empty = none.
+STORAGE_CACHE_DIR = env_str("STORAGE_CACHE_DIR", "")
 if STORAGE_BACKEND == "s3" and not AWS_STORAGE_BUCKET_NAME:
     raise ImproperlyConfigured("STORAGE_BACKEND=s3 needs AWS_STORAGE_BUCKET_NAME (and off AWS an endpoint)")
 STORAGES = {

@@ -1,4 +1,4 @@
-"""The library's blob stores, from the storage settings (STORAGE_BACKEND, FEATURES_ROOT, AWS_*).
+"""The library's blob stores, from the storage settings (STORAGE_BACKEND, FEATURES_ROOT, AWS_*, ...).
 
 One store per configuration and folder per process, so the S3 client and its connection pool are reused by
 every request; a test that overrides the settings gets a store of its own.
@@ -21,6 +21,7 @@ def storage_config() -> StorageConfig:
     return StorageConfig(
         backend="s3",
         root=Path(settings.FEATURES_ROOT),
+        cache_root=Path(settings.STORAGE_CACHE_DIR) if settings.STORAGE_CACHE_DIR else None,
         s3=S3Config(
             bucket=settings.AWS_STORAGE_BUCKET_NAME,
             prefix=settings.STORAGE_PREFIX,

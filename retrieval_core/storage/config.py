@@ -10,6 +10,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
+from retrieval_core.storage.cached import CachedBlobStore
 from retrieval_core.storage.local import LocalBlobStore
 from retrieval_core.storage.protocol import BlobStore, check_key
 from retrieval_core.storage.s3 import S3BlobStore, S3Config
@@ -19,11 +20,13 @@ __all__ = ["StorageConfig", "open_blob_store"]
 
 @dataclass(frozen=True)
 class StorageConfig:
-    """``backend="local"``: files under ``root``. ``backend="s3"``: objects as ``s3`` says (required then)."""
+    """``backend="local"``: files under ``root``. ``backend="s3"``: objects as ``s3`` says (required then),
+    read through a local copy under ``cache_root`` if one is given (per machine; see cached.py)."""
 
     backend: Literal["local", "s3"] = "local"
     root: Path = Path("var/features")
     s3: S3Config | None = None
+    cache_root: Path | None = None
 
     def __post_init__(self) -> None:
         if self.backend not in ("local", "s3"):
@@ -38,5 +41,8 @@ def open_blob_store(config: StorageConfig, folder: str) -> BlobStore:
     if config.backend == "s3":
         assert config.s3 is not None  # checked in __post_init__
         prefix = "/".join(part for part in (config.s3.prefix.strip("/"), folder) if part)
-        return S3BlobStore(replace(config.s3, prefix=prefix))
+        remote = S3BlobStore(replace(config.s3, prefix=prefix))
+        if config.cache_root is None:
+            return remote
+        return CachedBlobStore(remote, LocalBlobStore(Path(config.cache_root) / folder))
     return LocalBlobStore(Path(config.root) / folder)

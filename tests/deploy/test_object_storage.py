@@ -15,7 +15,7 @@ import pytest
 
 from retrieval_core.datasets.synthetic import make_scene, render_view
 from retrieval_core.features.sift import SiftConfig, extract_sift
-from retrieval_core.storage import LocalBlobStore, S3BlobStore, S3Config
+from retrieval_core.storage import CachedBlobStore, LocalBlobStore, S3BlobStore, S3Config
 from retrieval_core.storage.dev_server import local_s3_server
 from webapp.storage import feature_blobs
 
@@ -74,6 +74,18 @@ def test_sift_and_patch_stores_follow_the_storage_settings(s3_settings, s3_serve
     assert list(loaded) == [7] and loaded.missing == (8,)
     np.testing.assert_array_equal(loaded[7].descriptors, features.descriptors)
     assert not sift_store().is_empty() and list(sift_store().ids()) == ["7"]
+
+
+def test_a_cache_folder_keeps_what_the_web_process_read(s3_settings, tmp_path: Path) -> None:
+    from webapp.reranking.local_features import sift_store
+
+    view, _ = render_view(make_scene(3, (200, 260)), np.random.default_rng(3), out_size=(200, 260))
+    sift_store().save(11, extract_sift(view, SiftConfig(max_keypoints=100)))  # a worker, no cache
+    s3_settings.STORAGE_CACHE_DIR = str(tmp_path / "cache")
+    web = sift_store()
+    assert isinstance(web.blobs, CachedBlobStore)
+    assert list(web.load_many([11])) == [11]
+    assert (tmp_path / "cache" / "sift" / web.key_for(11)).is_file()
 
 
 def test_local_backend_keeps_the_features_root_layout(settings, tmp_path: Path) -> None:

@@ -22,6 +22,7 @@ from retrieval_core.features.sift import LocalFeatures, SiftConfig, extract_sift
 from retrieval_core.features.store import LocalFeatureStore, PatchStore
 from retrieval_core.storage import (
     BlobStore,
+    CachedBlobStore,
     LocalBlobStore,
     S3BlobStore,
     S3Config,
@@ -37,13 +38,14 @@ def s3_server() -> Iterator[S3Config]:
         yield config
 
 
-@pytest.fixture(params=["local", "s3"])
+@pytest.fixture(params=["local", "s3", "s3-cached"])
 def blobs(request: pytest.FixtureRequest, tmp_path: Path) -> BlobStore:
     """A fresh, empty store of each backend (an S3 prefix per test keeps tests apart in one bucket)."""
     if request.param == "local":
         return LocalBlobStore(tmp_path / "blobs")
     config: S3Config = request.getfixturevalue("s3_server")
-    return S3BlobStore(replace(config, prefix=f"t/{uuid.uuid4().hex}"))
+    remote = S3BlobStore(replace(config, prefix=f"t/{uuid.uuid4().hex}"))
+    return remote if request.param == "s3" else CachedBlobStore(remote, LocalBlobStore(tmp_path / "cache"))
 
 
 @pytest.fixture(scope="module")
@@ -172,3 +174,26 @@ def test_an_unreachable_object_store_is_an_error_for_one_key_and_a_logged_gap_in
     with caplog.at_level(logging.WARNING):
         assert LocalFeatureStore(dead, "k").load_many([1, 2]).missing == (1, 2)
     assert "could not fetch s3://b/k/" in caplog.text and "no stored features for 2 of 2" in caplog.text
+
+
+def test_a_cached_store_serves_what_it_read_from_its_local_copy(
+    s3_server: S3Config, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    remote = S3BlobStore(replace(s3_server, prefix=f"c/{uuid.uuid4().hex}"))
+    for i in range(3):
+        remote.put(f"k/{i}.npz", bytes([i]) * 10)  # written by another process (a worker)
+    cached = CachedBlobStore(remote, LocalBlobStore(tmp_path / "cache"))
+    found = cached.get_many(["k/0.npz", "k/1.npz", "k/9.npz"])
+    assert found == {"k/0.npz": b"\0" * 10, "k/1.npz": b"\1" * 10}
+    assert sorted(cached.cache.list("k/")) == ["k/0.npz", "k/1.npz"]
+    remote.delete("k/0.npz")  # gone from the bucket: the copy still answers (features never change bytes)
+    assert cached.get("k/0.npz") == b"\0" * 10 and cached.get("k/2.npz") == b"\2" * 10
+    cached.put("k/5.npz", b"new")
+    assert remote.get("k/5.npz") == b"new" and cached.cache.get("k/5.npz") == b"new"
+    assert cached.delete("k/5.npz") and not cached.cache.exists("k/5.npz") and not remote.exists("k/5.npz")
+
+    (tmp_path / "not-a-folder").write_bytes(b"")
+    broken = CachedBlobStore(remote, LocalBlobStore(tmp_path / "not-a-folder"))
+    with caplog.at_level(logging.WARNING):
+        assert broken.get("k/1.npz") == b"\1" * 10  # an unusable cache costs speed, not the read
+    assert "could not cache" in caplog.text

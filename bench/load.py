@@ -6,7 +6,9 @@
 Each client posts a photo to ``/api/search/``, waits for the answer, and starts the next one; a refusal
 (429 or 503) is honoured as a polite client would: it waits ``Retry-After`` (capped at 2 s) before its next
 search. Prints requests/s, p50/p95 of the accepted searches, the refusals (and how fast they came back) and
-anything that should not happen: timeouts, connection errors, 5xx without Retry-After.
+anything that should not happen: timeouts, connection errors, 5xx without Retry-After. For the refusals it
+also prints the server's own time (its ``Server-Timing`` header, from the throttle's start to the answer),
+so a slow refusal shows whether the time went inside Django or in waiting for a thread / the client.
 
 Bounded and local on purpose: loopback URLs only, at most 200 clients and 600 s.
 """
@@ -33,6 +35,7 @@ MAX_CLIENTS, MAX_DURATION_S = 200, 600
 class Tally:
     accepted_s: list[float] = field(default_factory=list)
     refused: dict[int, list[float]] = field(default_factory=dict)
+    refused_server_s: list[float] = field(default_factory=list)  # Server-Timing of the refusals
     refused_without_retry_after: int = 0
     timeouts: int = 0
     connection_errors: int = 0
@@ -67,6 +70,9 @@ def _client(url: str, photos: list[tuple[str, bytes]], rerank: str, stop_at: flo
                 tally.accepted_s.append(elapsed)
             elif response.status_code in (429, 503) and response.headers.get("Retry-After"):
                 tally.refused.setdefault(response.status_code, []).append(elapsed)
+                server_ms = _server_timing_ms(response.headers.get("Server-Timing", ""))
+                if server_ms is not None:
+                    tally.refused_server_s.append(server_ms / 1000)
                 wait = min(2.0, float(response.headers["Retry-After"]))
             else:
                 if response.status_code in (429, 503):
@@ -74,6 +80,18 @@ def _client(url: str, photos: list[tuple[str, bytes]], rerank: str, stop_at: flo
                 tally.other[response.status_code] = tally.other.get(response.status_code, 0) + 1
         if wait:
             time.sleep(min(wait, max(0.0, stop_at - time.monotonic())))
+
+
+def _server_timing_ms(header: str) -> float | None:
+    """The ``dur`` of a ``Server-Timing: name;dur=12.3`` header, in ms; None without one."""
+    for part in header.split(";"):
+        key, _, value = part.strip().partition("=")
+        if key == "dur":
+            try:
+                return float(value)
+            except ValueError:
+                return None
+    return None
 
 
 def _ms(values: list[float], q: float) -> str:
@@ -132,6 +150,12 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"refused {status} with Retry-After: {len(values)}, answered in p50 {_ms(values, 50)} ms, "
             f"p95 {_ms(values, 95)} ms, max {_ms(values, 100)} ms"
+        )
+    if tally.refused_server_s:
+        server = tally.refused_server_s
+        print(
+            f"  of which inside the server (Server-Timing): p50 {_ms(server, 50)} ms, "
+            f"p95 {_ms(server, 95)} ms, max {_ms(server, 100)} ms"
         )
     print(
         f"timeouts (> {args.timeout:.0f} s) {tally.timeouts}, connection errors {tally.connection_errors}, "

@@ -2,6 +2,7 @@
 
 import logging
 import os
+import sys
 
 workers = int(os.environ.get("WEB_WORKERS", "1"))
 # gthread: more threads than SEARCH_MAX_IN_FLIGHT, so a saturated process still answers its refusals
@@ -11,8 +12,17 @@ timeout = 120
 accesslog = "-"
 
 
+# How often (ms) a thread running Python must hand the GIL to a waiting one. A search holds the GIL in its
+# Python parts; every other thread waits up to this long each time it needs the GIL back, e.g. after each
+# 8 KB recv() while a refusal drains the photo it is refusing (a 300 KB photo: ~40 waits). Python's 5 ms
+# made refusals take up to ~190 ms under load; 0.5 ms keeps them well under 0.1 s (README, bench/load.py).
+GIL_SWITCH_MS = float(os.environ.get("WEB_GIL_SWITCH_MS", "0.5"))
+
+
 def post_worker_init(worker: object) -> None:
-    """Load the model and connect to Milvus before the first request, so no user waits for it."""
+    """Hand the GIL over quickly (GIL_SWITCH_MS, not a gunicorn setting); load the model and connect to
+    Milvus before the first request, so no user waits for it."""
+    sys.setswitchinterval(GIL_SWITCH_MS / 1000)
     try:
         from webapp.embeddings.services import get_active_version, get_extractor, get_store
 

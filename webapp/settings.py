@@ -238,7 +238,9 @@ SEARCH_RATE_LIMIT = env_int("SEARCH_RATE_LIMIT", 120)
 SEARCH_RATE_WINDOW_SECONDS = env_int("SEARCH_RATE_WINDOW_SECONDS", 60)
 # Searches are CPU bound: by default one at a time per two cores (0 or less: no admission control).
 SEARCH_MAX_IN_FLIGHT = env_int("SEARCH_MAX_IN_FLIGHT", max(1, (os.cpu_count() or 2) // 2))
-SEARCH_ADMISSION_WAIT_MS = env_int("SEARCH_ADMISSION_WAIT_MS", 20)
+# 0: refuse at once. A slot rarely frees within a few ms of a ~0.6 s search, and waiting holds a web thread
+# that a burst of refusals needs (bench/load.py: the former 20 ms default added 20 ms to every refusal).
+SEARCH_ADMISSION_WAIT_MS = env_int("SEARCH_ADMISSION_WAIT_MS", 0)
 # Candidates' local features kept in memory per server process (LRU; 0 = read every file each search).
 RERANK_FEATURE_CACHE_MB = env_int("RERANK_FEATURE_CACHE_MB", 256)
 # The client of a request, for rate limiting: REMOTE_ADDR, or behind a proxy the META key of the header it

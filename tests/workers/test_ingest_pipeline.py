@@ -154,3 +154,22 @@ def test_debounce_waits_while_requests_keep_coming(quiet_redis: Redis, settings:
     Image.objects.filter(pk__in=ids).update(status=Image.Status.INDEXED)
     analysis.request_analysis(ids)
     assert 0 < analysis.pending_analysis_wait() <= 60.0
+
+
+@pytest.mark.django_db
+def test_an_import_queues_indexing_a_batch_at_a_time_as_it_registers(
+    tmp_path: Path, settings: object, django_capture_on_commit_callbacks
+) -> None:
+    from retrieval_core.datasets.synthetic import write_collection
+    from webapp.catalog.services import import_collection
+
+    settings.INDEX_TASK_BATCH = 4  # type: ignore[attr-defined]
+    write_collection(tmp_path, n_landmarks=2, views_per_landmark=5, seed=61)
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        report = import_collection(tmp_path)
+    sent = [(callback.name, callback.args[0]) for callback in callbacks]
+    ids = report.scheduled_image_ids
+    batches = [ids[0:4], ids[4:8], ids[8:10]]
+    per_batch = (task_names.INDEX_IMAGES, task_names.EXTRACT_LOCAL_FEATURES, task_names.ANALYSE_COLLECTION)
+    expected = [(name, batch) for batch in batches for name in per_batch]
+    assert len(ids) == 10 and sent == expected

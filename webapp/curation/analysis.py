@@ -80,6 +80,7 @@ _REQUESTED_AT_KEY = "curation:analysis:requested-at"
 _QUEUED_KEY = "curation:analysis:queued"
 _QUEUED_TTL_S = 600
 _ID_CHUNK = 500
+_INDEX_POLL_S = 5.0  # while its images are being indexed, the run looks again this often
 
 
 def _redis() -> Redis:
@@ -120,7 +121,7 @@ def pending_analysis_wait() -> float:
         Image.objects.filter(pk__in=ids[start : start + _ID_CHUNK], status=Image.Status.PENDING).exists()
         for start in range(0, len(ids), _ID_CHUNK)
     )
-    return max(settings.ANALYSIS_DEBOUNCE_SECONDS, 1.0) if waiting else 0.0
+    return max(settings.ANALYSIS_DEBOUNCE_SECONDS, _INDEX_POLL_S) if waiting else 0.0
 
 
 def run_pending_analysis() -> dict[str, int]:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -114,3 +116,55 @@ def test_the_training_page_queues_a_self_run_as_mining_then_bad_input_is_a_messa
     assert [(c.name, c.args) for c in callbacks] == [(task_names.MINE_PREPARE, (run.mining.pk,))]
     page = client.post("/training/", {"recipe": "self", "min_inliers": "0"}, follow=True).content.decode()
     assert "Could not start training" in page and TrainingRun.objects.count() == 1
+
+
+@pytest.mark.services
+@pytest.mark.django_db(transaction=True)
+def test_web_self_run_mines_the_catalogue_on_the_workers_then_trains_a_model_version(
+    tmp_path: Path, celery_worker_process: object, empty_vector_store: None
+) -> None:
+    """Mining from what the catalogue stores (the active version's Milvus vectors, the SIFT store), chunked
+    over verify tasks on a real worker, then the training task; no labels anywhere."""
+    truth = _flat_collection(tmp_path)
+    call_command("import_images", str(tmp_path / "flat"), "--timeout", "300", verbosity=0)
+    from webapp.catalog.models import Image
+
+    name_of = {image.pk: image.original_name for image in Image.objects.all()}
+    assert sorted(name_of.values()) == sorted(truth)
+    client = Client()
+    client.force_login(User.objects.create_user("ml", password="x", is_staff=True, is_superuser=True))
+    form = {"recipe": "self", "epochs": "1", "steps_per_epoch": "2", "p": "2", "k": "4", "image_size": "64"}
+    client.post("/training/", {**form, "neighbours": "5", "min_inliers": "12"})
+    run = TrainingRun.objects.get()
+    deadline = time.monotonic() + 600
+    while client.get(f"/api/training/{run.pk}/").json()["status"] not in ("done", "failed", "cancelled"):
+        assert time.monotonic() < deadline, client.get(f"/api/training/{run.pk}/").json()
+        time.sleep(1)
+    state = client.get(f"/api/training/{run.pk}/").json()
+    assert state["status"] == "done", state
+    mining = MiningRun.objects.get(training_run=run)
+    assert mining.statistics["chunks"] >= 1 and mining.statistics["images"] == len(truth)
+    result = mining_service.load_result(mining)
+    by_name = {name_of[int(k)]: v for k, v in result.labels.items()}
+    agreement = cluster_agreement(truth, dataclasses.replace(result, labels=by_name))
+    assert agreement.adjusted_rand >= 0.9 and agreement.purity >= 0.95
+    run.refresh_from_db()
+    assert run.model_version is not None and run.best_map is not None
+
+
+def test_hold_out_queries_keeps_the_reported_queries_positives_and_landmarks_out_of_mining(
+    tmp_path: Path,
+) -> None:
+    from webapp.training import services
+
+    write_collection(tmp_path / "c", 3, 4, seed=1, layout="labels_csv", queries_per_landmark=1)
+    labels = (tmp_path / "c" / "labels.csv").read_text().splitlines()
+    # Only landmark_000 has a reported query: its images are held out, the other landmarks stay minable.
+    kept = [
+        row if row.startswith(("image,", "landmark_000")) else row.rsplit(",", 1)[0] + "," for row in labels
+    ]
+    (tmp_path / "c" / "labels.csv").write_text("\n".join(kept) + "\n")
+    held = services.protocol_held_out(tmp_path / "c")
+    assert held == [f"landmark_000/view_{i:03d}.jpg" for i in range(4)]
+    with pytest.raises(ValueError, match="needs ROOT"):
+        services.protocol_held_out(None)

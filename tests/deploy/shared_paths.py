@@ -69,10 +69,11 @@ def image_workdir() -> PurePosixPath:
 
 
 def effective_settings(environment: Mapping[str, str]) -> dict[str, object]:
-    """The settings module's values under ``environment`` (and nothing else of this process's env)."""
-    saved = dict(os.environ)
+    """The settings module's values under ``environment``: none of the variables the settings read come from
+    this test process (only those of ``environment``)."""
+    names = set(env.READ_VARIABLES) | set(environment)
+    saved = {name: os.environ.pop(name) for name in names if name in os.environ}
     try:
-        os.environ.clear()
         os.environ.update(environment)
         env.READ_VARIABLES.clear()
         module = importlib.reload(webapp.settings)
@@ -80,7 +81,8 @@ def effective_settings(environment: Mapping[str, str]) -> dict[str, object]:
         values["__read__"] = set(env.READ_VARIABLES)
         return values
     finally:
-        os.environ.clear()
+        for name in names:
+            os.environ.pop(name, None)
         os.environ.update(saved)
         importlib.reload(webapp.settings)
 

@@ -86,6 +86,24 @@ def load_result(mining: MiningRun) -> MiningResult:
     return MiningResult.from_dict(json.loads(result_path(mining).read_text()))
 
 
+def folder_gps(paths: Mapping[ImageKey, Path]) -> dict[ImageKey, GeoPoint]:
+    """GPS from the EXIF of a folder's photos (the catalogue keeps it in ImageExif); headers only."""
+    from PIL import Image as PILImage
+
+    from webapp.catalog.exif import read_exif
+
+    found: dict[ImageKey, GeoPoint] = {}
+    for image_id, path in paths.items():
+        try:
+            with PILImage.open(path) as image:
+                exif = read_exif(image)
+        except OSError:
+            continue  # unreadable files are reported where they are decoded
+        if exif.latitude is not None and exif.longitude is not None:
+            found[image_id] = (exif.latitude, exif.longitude)
+    return found
+
+
 def mined_paths(mining: MiningRun) -> dict[str, Path]:
     """File of every image the run could mine, by its id as text (relpath or catalogue key)."""
     run = mining.training_run
@@ -138,7 +156,7 @@ def _folder_source(mining: MiningRun, root: Path, progress: Progress | None, ext
     cache = mining_dir(mining) / "cache"
     if not extract:
         ids = tuple(sorted(item.relpath for item in items))
-        return MiningSource(ids, paths, labels, {}, None, open_cached_sift(cache, ids))
+        return MiningSource(ids, paths, labels, folder_gps(paths), None, open_cached_sift(cache, ids))
     config = TrainConfig.from_dict(mining.training_run.config)
     embedding = EmbeddingConfig(config.backbone, config.init_weights, config.image_size, config.gem_p)
     if config.init_weights != IMAGENET:
@@ -149,6 +167,7 @@ def _folder_source(mining: MiningRun, root: Path, progress: Progress | None, ext
     )
     for failure in features.failures:
         logger.warning("mining: %s (left out of pairs)", failure)
+    # GPS only matters for negatives, which `finish` summarises from the source read back without the model.
     return MiningSource(features.ids, paths, labels, {}, features.index, features.sift)
 
 

@@ -21,7 +21,7 @@ from retrieval_core.training.self_supervised import held_out_images, mined_split
 from webapp.curation.selectors import as_collection_items, training_images
 from webapp.embeddings.models import EmbeddingModelVersion
 from webapp.embeddings.services import register_version
-from webapp.training.mining import load_result, mined_paths
+from webapp.training.mining import folder_gps, load_result, mined_paths
 from webapp.training.models import MiningRun, TrainingRun
 from workers import task_names
 from workers.dispatch import send_on_commit
@@ -93,12 +93,15 @@ def version_weights(name_or_id: str) -> str:
 
 def protocol_held_out(root: Path | None) -> list[str]:
     """The images `evaluate ROOT` reports on and what they must find (its reported queries, their
-    positives and junk) plus every image of their landmarks: never mined, so the evaluation stays honest."""
+    positives and junk) plus every image of their landmarks and every photo within the mining's GPS
+    distance of one of them: never mined, so the evaluation stays honest."""
     if root is None:
         raise ValueError("--hold-out-queries needs ROOT (the collection that will be evaluated)")
     protocol = build_protocol(Path(root))
-    labels = {item.relpath: item.landmark for item in read_collection(Path(root))}
-    return sorted(held_out_images(protocol.queries, labels=labels))
+    items = read_collection(Path(root))
+    labels = {item.relpath: item.landmark for item in items}
+    gps = folder_gps({item.relpath: item.path for item in items})
+    return sorted(str(i) for i in held_out_images(protocol.queries, labels=labels, gps=gps))
 
 
 def is_self_run(run: TrainingRun) -> bool:

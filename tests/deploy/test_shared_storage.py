@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 from pathlib import PurePosixPath
+from urllib.parse import urlparse
 
 import pytest
 import yaml
@@ -70,3 +71,28 @@ def test_a_bind_mount_a_private_volume_or_half_the_services_on_s3_fail_the_check
         "STORAGE_BACKEND": "s3",
     }
     assert any("worker-cpu" in p and "s3" in p for p in storage_problems(compose_processes(half, {})))
+
+
+def test_compose_s3_settings_point_at_the_stacks_minio_with_its_credentials() -> None:
+    compose = _compose()
+    minio = compose["services"]["minio"]
+    for process in compose_processes(compose, {"STORAGE_BACKEND": "s3"}):
+        environment = process.environment
+        endpoint = urlparse(environment["AWS_S3_ENDPOINT_URL"])
+        assert endpoint.hostname in compose["services"] and endpoint.port == 9000, process.name
+        assert environment["AWS_ACCESS_KEY_ID"] == minio["environment"]["MINIO_ROOT_USER"]
+        assert environment["AWS_SECRET_ACCESS_KEY"] == minio["environment"]["MINIO_ROOT_PASSWORD"]
+        if process.name != "beat":  # beat only sends tasks: it never opens a stored file
+            assert "minio" in _started_before(compose, process.name), f"{process.name} may start before MinIO"
+
+
+def _started_before(compose: dict, name: str) -> set[str]:
+    """Every service ``name`` waits for, directly or through others."""
+    seen: set[str] = set()
+    todo = [name]
+    while todo:
+        for dependency in compose["services"][todo.pop()].get("depends_on", {}):
+            if dependency not in seen:
+                seen.add(dependency)
+                todo.append(dependency)
+    return seen

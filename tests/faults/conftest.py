@@ -139,10 +139,18 @@ def stack(fault_stack: FaultStack, monkeypatch: pytest.MonkeyPatch, settings) ->
     return fault_stack
 
 
-def wait_until(predicate: Callable[[], bool], timeout: float, what: str, stack: FaultStack) -> None:
+def wait_until(
+    predicate: Callable[[], bool],
+    timeout: float,
+    what: str,
+    stack: FaultStack,
+    poll_s: float = 2.0,
+    describe: Callable[[], str] = str,
+) -> None:
+    """Poll ``predicate``; past ``timeout``, fail with ``describe()`` (what is still missing) and the logs."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():
             return
-        time.sleep(2.0)
-    raise AssertionError(f"{what} not within {timeout:.0f} s\n{stack.logs()}")
+        time.sleep(poll_s)
+    raise AssertionError(f"{what} not within {timeout:.0f} s: {describe()}\n{stack.logs()}")

@@ -158,14 +158,17 @@ def _unreadable(store_ids: Iterable[int]) -> list[int]:
 
 
 def _resend_local_features(cutoff: datetime, now: datetime) -> tuple[int, int]:
-    """Searchable images without a readable SIFT file (missing, or truncated / corrupt): extracted again."""
+    """Searchable images without a readable SIFT file (missing, or truncated / corrupt), or whose stored file
+    was never recorded (the extraction died between storing it and recording it, e.g. when Redis went away
+    mid-batch): extracted again; a re-run keeps a readable stored file and records it."""
     store = sift_store()
     stored = {int(name) for name in store.ids() if name.isdigit()}
     searchable = Image.objects.filter(status__in=SEARCHABLE)
     old = searchable.filter(Q(created_at__lt=cutoff) | Q(local_features_at__lt=cutoff))
     old_ids = set(old.values_list("pk", flat=True))
+    unrecorded = set(old.filter(local_features_at__isnull=True).values_list("pk", flat=True)) & stored
     missing = _not_resent_since(
-        Image.objects.filter(pk__in=old_ids - stored), Resend.Kind.LOCAL_FEATURES, cutoff
+        Image.objects.filter(pk__in=(old_ids - stored) | unrecorded), Resend.Kind.LOCAL_FEATURES, cutoff
     )
     unreadable = _not_resent_since(
         Image.objects.filter(pk__in=_unreadable(sorted(old_ids & stored))), Resend.Kind.LOCAL_FEATURES, cutoff

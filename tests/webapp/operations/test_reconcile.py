@@ -112,6 +112,22 @@ def test_lost_work_is_found_resent_once_and_milvus_brought_in_step(
     assert stuck.pk in _ids(_sent(callbacks), task_names.INDEX_IMAGES) and later is not None
 
 
+def test_a_stored_file_whose_extraction_was_never_recorded_is_extracted_again(
+    version: EmbeddingModelVersion, django_capture_on_commit_callbacks: Callable
+) -> None:
+    """The extraction stored the file, then died before recording it (Redis went away mid-batch)."""
+    image = _image(8, Image.Status.INDEXED, indexed=True)
+    extract_local_features([image.pk])
+    Image.objects.filter(pk=image.pk).update(local_features_at=None)
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        run = services.reconcile(stale_seconds=600).run
+    assert run is not None and run.missing_local_features == 1
+    assert [kwargs for _, kwargs in _sent(callbacks)[task_names.EXTRACT_LOCAL_FEATURES]] == [{}]  # not forced
+    assert _ids(_sent(callbacks), task_names.EXTRACT_LOCAL_FEATURES) == {image.pk}
+    assert extract_local_features([image.pk])["kept"] == 1  # what the worker then runs: keeps it, records it
+    assert Image.objects.get(pk=image.pk).local_features_at is not None
+
+
 def test_one_run_at_a_time(version: EmbeddingModelVersion, live_services: LiveServices) -> None:
     lock = Redis.from_url(live_services.redis_url).lock(services.LOCK_NAME, timeout=30)
     assert lock.acquire(blocking=False)

@@ -15,8 +15,10 @@ from workers import task_names
 from workers.celery import app
 from workers.dispatch import Outcome, SendTask, recording, send_batches_on_commit, send_on_commit
 
-QUEUES = {
+QUEUES = {  # first matching prefix
     "workers.tasks.gpu.": "gpu",
+    "workers.tasks.mining.prepare_mining": "gpu",  # may embed a collection folder
+    "workers.tasks.mining.": "cpu",
     "workers.tasks.cpu.": "cpu",
     "workers.tasks.analysis.": "cpu",
     "workers.tasks.operations.": "cpu",

@@ -73,21 +73,31 @@ def _ivf(index_type: str, nlist: int, nprobes: tuple[int, ...]) -> Sweep:
 
 
 PRESETS: dict[str, list[Sweep]] = {
-    "sweep": [
+    "sweep": [  # most telling first: --max-minutes cuts the tail
         Sweep(AnnIndexParams("FLAT")),
         _hnsw("HNSW", 16, 200, (100, 128, 256, 512)),
-        _hnsw("HNSW", 8, 100, (128, 256, 512)),
-        _hnsw("HNSW", 32, 200, (100, 128, 256)),
-        _hnsw("HNSW_SQ", 16, 200, (128, 256, 512)),
-        _ivf("IVF_FLAT", 256, (8, 16, 32, 64)),
         _ivf("IVF_FLAT", 1024, (16, 32, 64, 128)),
         _ivf("IVF_SQ8", 1024, (16, 32, 64, 128)),
+        _hnsw("HNSW_SQ", 16, 200, (100, 256, 512)),
         _ivf("IVF_PQ", 1024, (32, 64)),
+        _hnsw("HNSW", 32, 200, (100, 128, 256)),
+        _hnsw("HNSW", 8, 100, (100, 256, 512)),
+        _ivf("IVF_FLAT", 256, (8, 16, 32, 64)),
     ],
     "best": [
         _hnsw("HNSW", 16, 200, (100, 128, 256)),
-        _hnsw("HNSW", 32, 200, (100, 128, 256)),
         _ivf("IVF_FLAT", 1024, (32, 64, 128)),
+        _hnsw("HNSW", 32, 200, (100, 256)),
+    ],
+    "rest": [  # the sweep's graphs after the first four builds
+        _hnsw("HNSW_SQ", 16, 200, (100, 256, 512)),
+        _hnsw("HNSW", 32, 200, (100, 128, 256)),
+        _hnsw("HNSW", 8, 100, (100, 256, 512)),
+    ],
+    "million": [  # what fits the time of a 1M run on 2 shared cores
+        _ivf("IVF_FLAT", 1024, (16, 32, 64, 128)),
+        _hnsw("HNSW", 16, 100, (100, 128, 256)),
+        _ivf("IVF_SQ8", 1024, (32, 64)),
     ],
     "quick": [  # the fast test: every code path, small parameters
         Sweep(AnnIndexParams("FLAT")),
@@ -101,6 +111,7 @@ PRESETS: dict[str, list[Sweep]] = {
 class Row:
     """One measured index setting."""
 
+    engine: str
     n: int
     dim: int
     index: str
@@ -283,15 +294,16 @@ def _process_tree(pid: int) -> list[int]:
     return tree
 
 
+def _rss_kib(pid: int) -> int:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(status.split("VmRSS:")[1].split()[0]) if "VmRSS:" in status else 0
+
+
 def server_rss_gib(pid: int | None) -> float | None:
     """Resident memory of the server process and its children, GiB (None: remote server)."""
     if pid is None:
         return None
-    total_kib = 0
-    for member in _process_tree(pid):
-        status = Path(f"/proc/{member}/status").read_text()
-        total_kib += int(status.split("VmRSS:")[1].split()[0]) if "VmRSS:" in status else 0
-    return total_kib / 2**20
+    return sum(_rss_kib(member) for member in _process_tree(pid)) / 2**20
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -351,17 +363,143 @@ def insert(store: MilvusVectorStore, chunks: Iterator[np.ndarray], n: int, progr
     return time.perf_counter() - started
 
 
-def time_queries(store: MilvusVectorStore, queries: np.ndarray) -> tuple[list[list[int]], np.ndarray]:
+def time_queries(
+    search: Callable[[np.ndarray], list[int]], queries: np.ndarray
+) -> tuple[list[list[int]], np.ndarray]:
     """Each query alone (as a search request sends it) after 5 warm-up queries: ids and seconds."""
     for query in queries[:5]:
-        store.search(query, k=K)
+        search(query)
     found, seconds = [], []
     for query in queries:
         started = time.perf_counter()
-        hits = store.search(query, k=K)[0]
+        found.append(search(query))
         seconds.append(time.perf_counter() - started)
-        found.append([int(hit.image_id) for hit in hits])
     return found, np.asarray(seconds)
+
+
+class MilvusEngine:
+    """The product's `MilvusVectorStore` on a Milvus server: vectors inserted once, then each index
+    configuration built on them in turn (``rebuild_index``)."""
+
+    name = "milvus"
+
+    def __init__(self, uri: str, pid: int | None, data_dir: Path | None, collection: str, keep: bool) -> None:
+        self.uri, self.pid, self.data_dir, self.collection, self.keep = uri, pid, data_dir, collection, keep
+        self.store: MilvusVectorStore | None = None
+
+    def unsupported(self, index_type: str) -> str | None:
+        return LITE_UNSUPPORTED.get(index_type) if self.data_dir is not None else None
+
+    def build(self, params: AnnIndexParams, database: np.ndarray, progress: Progress) -> tuple[float, float]:
+        """(insert seconds, 0 when already inserted; index build seconds)."""
+        insert_s = 0.0
+        if self.store is None:
+            dim = database.shape[1]
+            self.store = MilvusVectorStore(self.uri, self.collection, dim, index=params, timeout=600)
+            self.store.drop()
+            self.store.ensure_collection()
+            progress(f"inserting {len(database)} vectors with {params.index_type} ({self.uri})")
+            insert_s = insert(self.store, iter([database]), len(database), progress)
+        else:
+            self.store.index = params
+            self.store.rebuild_index()
+        started = time.perf_counter()
+        wait_until_indexed(self.store, self.pid)
+        return insert_s, time.perf_counter() - started
+
+    def searcher(self, setting: AnnIndexParams) -> Callable[[np.ndarray], list[int]]:
+        store = self.store
+        assert store is not None
+        store.index = store.served_index = setting
+        return lambda query: [int(hit.image_id) for hit in store.search(query, k=K)[0]]
+
+    def memory_gib(self) -> float | None:
+        return server_rss_gib(self.pid)
+
+    def segments(self) -> int | None:
+        return None if self.data_dir is None else lite_segments(self.data_dir, self.collection)
+
+    def close(self) -> None:
+        if self.store is not None:
+            if not self.keep:
+                self.store.drop()
+            self.store.close()
+
+
+class FaissEngine:
+    """The same index types built in this process with FAISS (the library Milvus Lite wraps; Milvus
+    standalone's knowhere implements the same algorithms in C++): what the index itself costs at N, without
+    Milvus Lite's per-query Python work over every row. Not the product's serving path."""
+
+    name = "faiss"
+
+    def __init__(self) -> None:
+        import faiss
+
+        self.faiss = faiss
+        # One thread: on 2 cores shared with other work, OpenMP's spinning threads built HNSW 2x slower.
+        faiss.omp_set_num_threads(1)
+        self.index: object = None
+        self.baseline_kib = _rss_kib(os.getpid())
+
+    def unsupported(self, index_type: str) -> str | None:
+        return None
+
+    def build(self, params: AnnIndexParams, database: np.ndarray, progress: Progress) -> tuple[float, float]:
+        faiss, dim = self.faiss, database.shape[1]
+        self.index = None
+        self.baseline_kib = _rss_kib(os.getpid())
+        started = time.perf_counter()
+        ip = faiss.METRIC_INNER_PRODUCT
+        kind = params.index_type
+        if kind == "FLAT":
+            index = faiss.IndexFlatIP(dim)
+        elif kind == "HNSW":
+            index = faiss.IndexHNSWFlat(dim, params.m, ip)
+        elif kind == "HNSW_SQ":
+            index = faiss.IndexHNSWSQ(dim, faiss.ScalarQuantizer.QT_8bit, params.m, ip)
+        else:
+            quantizer = faiss.IndexFlatIP(dim)
+            if kind == "IVF_FLAT":
+                index = faiss.IndexIVFFlat(quantizer, dim, params.nlist, ip)
+            elif kind == "IVF_SQ8":
+                sq8 = faiss.ScalarQuantizer.QT_8bit
+                index = faiss.IndexIVFScalarQuantizer(quantizer, dim, params.nlist, sq8, ip)
+            else:
+                index = faiss.IndexIVFPQ(quantizer, dim, params.nlist, params.pq_m, 8, ip)
+            index.own_fields = True
+            quantizer.this.disown()
+        if kind.startswith("HNSW"):
+            index.hnsw.efConstruction = params.ef_construction
+        if not index.is_trained:
+            sample = database[np.random.default_rng(0).permutation(len(database))[: 64 * params.nlist]]
+            index.train(sample)
+        index.add(database)
+        self.index = index
+        return 0.0, time.perf_counter() - started
+
+    def searcher(self, setting: AnnIndexParams) -> Callable[[np.ndarray], list[int]]:
+        index = self.index
+        if setting.index_type.startswith("HNSW"):
+            index.hnsw.efSearch = setting.search_params(K)["ef"]  # type: ignore[attr-defined]
+        elif setting.index_type.startswith("IVF"):
+            index.nprobe = setting.search_params(K)["nprobe"]  # type: ignore[attr-defined]
+
+        def search(query: np.ndarray) -> list[int]:
+            _, ids = index.search(query[None, :], K)  # type: ignore[attr-defined]
+            return [int(i) for i in ids[0] if i >= 0]
+
+        return search
+
+    def memory_gib(self) -> float | None:
+        """This process's RSS growth for the index (GiB)."""
+        return max(0, _rss_kib(os.getpid()) - self.baseline_kib) / 2**20
+
+    def segments(self) -> int | None:
+        return None
+
+    def close(self) -> None:
+        self.index = None
 
 
 def run(args: argparse.Namespace, progress: Progress) -> list[Row]:
@@ -390,81 +528,84 @@ def run(args: argparse.Namespace, progress: Progress) -> list[Row]:
         f"(to its 1st / 10th real photo: {np.median(real_nn[0]):.3f} / {np.median(real_nn[9]):.3f})"
     )
 
-    sweeps = [PRESETS[name] for name in args.configs.split(",")]
-    rows: list[Row] = []
+    sweeps = [sweep for name in args.configs.split(",") for sweep in PRESETS[name]]
     with tempfile.TemporaryDirectory(dir=args.tmp) as tmp:
+        if args.engine == "faiss":
+            return sweep_engine(FaissEngine(), sweeps, database, queries, exact_scores, args, progress)
         data_dir = Path(tmp) / "milvus"
         with milvus_server(args.milvus_uri, args.server_pid, data_dir) as (uri, pid):
-            collection = f"ann_scale_{args.n}_{dim}"
-            store: MilvusVectorStore | None = None
-            insert_s = 0.0
-            for sweep in (s for preset in sweeps for s in preset):
-                label = sweep.build.describe()
-                if not args.milvus_uri and sweep.build.index_type in LITE_UNSUPPORTED:
-                    progress(f"{sweep.build.index_type}: skipped, {LITE_UNSUPPORTED[sweep.build.index_type]}")
-                    continue
-                if progress.out_of_time():
-                    progress(f"{label}: skipped, past --max-minutes {args.max_minutes}")
-                    continue
-                started = time.perf_counter()
-                if store is None:
-                    store = MilvusVectorStore(uri, collection, dim, index=sweep.build, timeout=600)
-                    store.drop()
-                    store.ensure_collection()
-                    progress(f"inserting {args.n} vectors with {sweep.build.index_type} ({uri})")
-                    insert_s = insert(store, iter([database]), args.n, progress)
-                    started = time.perf_counter()
-                else:
-                    store.index = sweep.build
-                    store.rebuild_index()
-                wait_until_indexed(store, pid)
-                build_s = time.perf_counter() - started
-                rss = server_rss_gib(pid)
-                segments = None if args.milvus_uri else lite_segments(data_dir, collection)
-                memory = "n/a" if rss is None else f"{rss:.2f} GiB"
-                progress(
-                    f"{sweep.build.index_type} built in {build_s:.1f} s (insert {insert_s:.1f} s), "
-                    f"server RSS {memory}, segments {segments}"
+            engine = MilvusEngine(
+                uri, pid, None if args.milvus_uri else data_dir, f"ann_scale_{args.n}_{dim}", args.keep
+            )
+            return sweep_engine(engine, sweeps, database, queries, exact_scores, args, progress)
+
+
+def sweep_engine(
+    engine: MilvusEngine | FaissEngine,
+    sweeps: Sequence[Sweep],
+    database: np.ndarray,
+    queries: np.ndarray,
+    exact_scores: np.ndarray,
+    args: argparse.Namespace,
+    progress: Progress,
+) -> list[Row]:
+    """Build each configuration, then time and score each of its search settings."""
+    rows: list[Row] = []
+    insert_s = 0.0
+    try:
+        for sweep in sweeps:
+            label = sweep.build.describe()
+            reason = engine.unsupported(sweep.build.index_type)
+            if reason:
+                progress(f"{sweep.build.index_type}: skipped, {reason}")
+                continue
+            if progress.out_of_time():
+                progress(f"{label}: skipped, past --max-minutes {args.max_minutes}")
+                continue
+            inserted, build_s = engine.build(sweep.build, database, progress)
+            insert_s = inserted or insert_s
+            rss, segments = engine.memory_gib(), engine.segments()
+            memory = "n/a" if rss is None else f"{rss:.2f} GiB"
+            progress(
+                f"{sweep.build.index_type} built in {build_s:.1f} s (insert {insert_s:.1f} s), "
+                f"{engine.name} memory {memory}, segments {segments}"
+            )
+            for setting in sweep.settings():
+                found, seconds = time_queries(engine.searcher(setting), queries)
+                row = Row(
+                    engine=engine.name,
+                    n=len(database),
+                    dim=database.shape[1],
+                    index=setting.describe(),
+                    insert_s=round(insert_s, 1),
+                    build_s=round(build_s, 1),
+                    recall=round(recall_at_k(found, database, queries, exact_scores), 4),
+                    p50_ms=round(float(np.percentile(seconds, 50)) * 1000, 2),
+                    p95_ms=round(float(np.percentile(seconds, 95)) * 1000, 2),
+                    rss_gib=None if rss is None else round(rss, 2),
+                    segments=segments,
                 )
-                for setting in sweep.settings():
-                    store.index = store.served_index = setting
-                    found, seconds = time_queries(store, queries)
-                    row = Row(
-                        n=args.n,
-                        dim=dim,
-                        index=setting.describe(),
-                        insert_s=round(insert_s, 1),
-                        build_s=round(build_s, 1),
-                        recall=round(recall_at_k(found, database, queries, exact_scores), 4),
-                        p50_ms=round(float(np.percentile(seconds, 50)) * 1000, 2),
-                        p95_ms=round(float(np.percentile(seconds, 95)) * 1000, 2),
-                        rss_gib=None if rss is None else round(rss, 2),
-                        segments=segments,
-                    )
-                    rows.append(row)
-                    progress(
-                        f"  {row.index}: recall@{K} {row.recall:.4f}, "
-                        f"p50 {row.p50_ms} ms, p95 {row.p95_ms} ms"
-                    )
-                    if args.json:
-                        args.json.write_text(json.dumps([asdict(r) for r in rows], indent=1))
-            if store is not None:
-                if not args.keep:
-                    store.drop()
-                store.close()
+                rows.append(row)
+                progress(
+                    f"  {row.index}: recall@{K} {row.recall:.4f}, p50 {row.p50_ms} ms, p95 {row.p95_ms} ms"
+                )
+                if args.json:
+                    args.json.write_text(json.dumps([asdict(r) for r in rows], indent=1))
+    finally:
+        engine.close()
     return rows
 
 
 def markdown(rows: Sequence[Row]) -> str:
     lines = [
-        f"| N | dim | index | insert s | build s | recall@{K} | p50 ms | p95 ms | server RSS GiB |",
-        "|---|---|---|---|---|---|---|---|---|",
+        f"| engine | N | dim | index | insert s | build s | recall@{K} | p50 ms | p95 ms | memory GiB |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         rss = "n/a" if r.rss_gib is None else f"{r.rss_gib:.2f}"
         lines.append(
-            f"| {r.n:,} | {r.dim} | {r.index} | {r.insert_s:.0f} | {r.build_s:.0f} | {r.recall:.3f} "
-            f"| {r.p50_ms:.1f} | {r.p95_ms:.1f} | {rss} |"
+            f"| {r.engine} | {r.n:,} | {r.dim} | {r.index} | {r.insert_s:.0f} | {r.build_s:.0f} "
+            f"| {r.recall:.3f} | {r.p50_ms:.1f} | {r.p95_ms:.1f} | {rss} |"
         )
     return "\n".join(lines)
 
@@ -481,6 +622,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--configs", default="sweep", help=f"comma-separated presets: {', '.join(PRESETS)}")
     parser.add_argument("--queries", type=int, default=200, help="held-out queries (at most M/4)")
     parser.add_argument("--noise", type=float, default=0.5, help="replica noise, in collection spreads")
+    parser.add_argument(
+        "--engine", choices=["milvus", "faiss"], default="milvus",
+        help="milvus: the product's store on a Milvus server; faiss: the bare index in this process",
+    )
     parser.add_argument("--milvus-uri", help="Milvus standalone/cluster instead of a Milvus Lite server")
     parser.add_argument("--server-pid", type=int, help="that server's process id, for its memory")
     parser.add_argument("--max-minutes", type=float, default=60.0, help="start no index build after this")

@@ -13,6 +13,7 @@ come on top: see bench/load.py.)
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import tempfile
 import time
 from pathlib import Path
@@ -26,6 +27,7 @@ from retrieval_core.features.sift import SiftConfig
 from retrieval_core.features.store import LocalFeatureStore
 from retrieval_core.index.milvus_store import MilvusVectorStore
 from retrieval_core.models.embedding import EmbeddingConfig
+from retrieval_core.rerank.feature_cache import CachedFeatureSource
 from retrieval_core.rerank.fusion import FusionConfig
 from retrieval_core.rerank.sift_scorer import SiftScorer, VerificationConfig
 from retrieval_core.runtime import limit_native_threads
@@ -51,6 +53,12 @@ def main() -> None:
     parser.add_argument("--geometry", choices=["fundamental", "homography"], default="fundamental")
     parser.add_argument("--min-inliers", type=int, default=12, help="as RERANK_MIN_INLIERS (served: 12)")
     parser.add_argument("--threads", type=int, default=2, help="torch threads; BLAS and OpenCV run on 1")
+    parser.add_argument(
+        "--compare",
+        action="store_true",
+        help="also run the previous path (float32 products, no feature cache, query SIFT after the "
+        "embedding) on the same queries, interleaved, and print the ratio",
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     limit_native_threads()
@@ -88,39 +96,63 @@ def main() -> None:
             print(
                 f"indexed {len(ids)} images in {time.perf_counter() - started:.1f} s; {len(queries)} queries"
             )
-            pipeline = SearchPipeline(
-                extractor,
-                store,
-                SiftScorer(
-                    sift_store,
-                    query_sift,
-                    VerificationConfig(geometry=args.geometry),  # type: ignore[arg-type]
-                    min_inliers=fusion.min_inliers,
+            verification = VerificationConfig(geometry=args.geometry)  # type: ignore[arg-type]
+            cache = CachedFeatureSource(sift_store, 256 * 2**20)
+            variants = {
+                "product": SearchPipeline(
+                    extractor,
+                    store,
+                    SiftScorer(cache, query_sift, verification, min_inliers=fusion.min_inliers),
+                    SearchConfig(k=10, fusion=fusion, decode=policy),
                 ),
-                SearchConfig(k=10, fusion=fusion, decode=policy),
-            )
-
-            stages: dict[str, list[float]] = {}
-            hits_global = hits_fused = 0
+                # The path before int8 products, the feature LRU and early query SIFT, for the ratio.
+                "previous": SearchPipeline(
+                    extractor,
+                    store,
+                    SiftScorer(
+                        sift_store,
+                        query_sift,
+                        dataclasses.replace(verification, integer_products=False),
+                        min_inliers=fusion.min_inliers,
+                    ),
+                    SearchConfig(k=10, fusion=fusion, decode=policy, overlap_query_features=False),
+                ),
+            }
+            if not args.compare:
+                del variants["previous"]
+            stages: dict[str, dict[str, list[float]]] = {name: {} for name in variants}
+            correct = {name: [0, 0] for name in variants}  # top-1 landmark: global, re-ranked
             for n, query in enumerate([queries[0], *queries]):  # the first run warms up, not counted
-                searched = pipeline.search(query.path.read_bytes())
-                if n == 0:
-                    continue
-                for stage in (*STAGES, "fuse", "total"):
-                    stages.setdefault(stage, []).append(searched.timings_ms.get(stage, 0.0))
-                by_global = min(searched.hits, key=lambda hit: hit.global_rank)
-                hits_global += index[int(by_global.image_id)].landmark == query.landmark  # type: ignore[call-overload]
-                hits_fused += index[int(searched.hits[0].image_id)].landmark == query.landmark  # type: ignore[call-overload]
+                photo = query.path.read_bytes()
+                order = list(variants) if n % 2 else list(reversed(variants))  # alternate who goes first
+                for name in order:
+                    searched = variants[name].search(photo)
+                    if n == 0:
+                        continue
+                    for stage in (*STAGES, "fuse", "total"):
+                        stages[name].setdefault(stage, []).append(searched.timings_ms.get(stage, 0.0))
+                    by_global = min(searched.hits, key=lambda hit: hit.global_rank)
+                    correct[name][0] += index[int(by_global.image_id)].landmark == query.landmark  # type: ignore[call-overload]
+                    correct[name][1] += index[int(searched.hits[0].image_id)].landmark == query.landmark  # type: ignore[call-overload]
         finally:
             localstack.stop(milvus)
 
-    print(f"{'stage':<24}{'p50 ms':>9}{'p95 ms':>9}")
-    for stage, values in stages.items():
-        name = "end-to-end" if stage == "total" else stage
-        print(f"{name:<24}{np.percentile(values, 50):9.1f}{np.percentile(values, 95):9.1f}")
-    print(
-        f"top-1 landmark correct: global {hits_global}/{len(queries)}, re-ranked {hits_fused}/{len(queries)}"
-    )
+    names = list(stages)
+    print(f"{'stage':<24}" + "".join(f"{name + ' p50':>16}{name + ' p95':>16}" for name in names))
+    for stage in stages[names[0]]:
+        label = "end-to-end" if stage == "total" else stage
+        cells = "".join(
+            f"{np.percentile(stages[name][stage], 50):16.1f}{np.percentile(stages[name][stage], 95):16.1f}"
+            for name in names
+        )
+        print(f"{label:<24}{cells}")
+    for name in names:
+        g, r = correct[name]
+        print(f"{name}: top-1 landmark correct: global {g}/{len(queries)}, re-ranked {r}/{len(queries)}")
+    if len(names) == 2:
+        ratio = np.percentile(stages["product"]["total"], 50) / np.percentile(stages["previous"]["total"], 50)
+        print(f"end-to-end p50 product / previous: {ratio:.2f} (same queries, interleaved, one run)")
+    print(f"feature cache: {cache.hits} hits, {cache.misses} misses, {cache.bytes / 2**20:.1f} MiB")
 
 
 if __name__ == "__main__":

@@ -31,6 +31,8 @@ def match_descriptors(
     b: np.ndarray,
     method: MatchMethod = "mutual_nn",
     ratio: float = 0.8,
+    *,
+    integer_products: bool = True,
 ) -> np.ndarray:
     """Match descriptors ``a`` (Na, D) to ``b`` (Nb, D); returns (M, 2) int64 index pairs ``(i_a, i_b)``.
 
@@ -48,7 +50,7 @@ def match_descriptors(
     if a.shape[1] != b.shape[1]:
         raise ValueError(f"descriptor sizes differ: {a.shape} vs {b.shape}")
 
-    sim = cosine_similarity(a, b)
+    sim = cosine_similarity(a, b, integer_products=integer_products)
     rows = np.arange(len(a))
     nn_ab = sim.argmax(axis=1)
     best = sim[rows, nn_ab]
@@ -72,13 +74,14 @@ def match_descriptors(
     return np.stack([idx, nn_ab[idx]], axis=1).astype(np.int64)
 
 
-def cosine_similarity(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+def cosine_similarity(a: np.ndarray, b: np.ndarray, *, integer_products: bool = True) -> np.ndarray:
     """``(Na, D)`` x ``(Nb, D)`` descriptors -> ``(Na, Nb)`` float32 cosines (all-zero rows give 0).
 
-    Two uint8 inputs take exact integer products; anything else is L2-normalised and multiplied in float32.
+    Two uint8 inputs take exact integer products (unless ``integer_products`` is off); anything else is
+    L2-normalised and multiplied in float32.
     """
     global _int8_products
-    if _int8_products and a.dtype == np.uint8 and b.dtype == np.uint8:
+    if integer_products and _int8_products and a.dtype == np.uint8 and b.dtype == np.uint8:
         try:
             return _uint8_cosine(a, b)
         except RuntimeError as error:  # a torch build without CPU int8 products

@@ -46,6 +46,8 @@ class VerificationConfig:
     ransac: RansacMethod = "usac_magsac"
     threshold_px: float | None = None
     max_iters: int = 1000
+    integer_products: bool = True
+    """uint8 codes matched with exact int8 products (``matching.cosine_similarity``); off: float32."""
 
 
 class LocalFeatureSource(Protocol):
@@ -121,7 +123,9 @@ class SiftScorer:
     ) -> tuple[float, MatchEvidence]:
         cfg = self.cfg
         t0 = time.perf_counter()
-        matches = match_descriptors(q_desc, theirs.descriptors, cfg.match_method, cfg.ratio)
+        matches = match_descriptors(
+            q_desc, theirs.descriptors, cfg.match_method, cfg.ratio, integer_products=cfg.integer_products
+        )
         t1 = time.perf_counter()
         timings["match"] += t1 - t0
         inliers, points = 0, np.zeros((0, 4), np.float32)

@@ -173,3 +173,21 @@ def test_an_import_queues_indexing_a_batch_at_a_time_as_it_registers(
     per_batch = (task_names.INDEX_IMAGES, task_names.EXTRACT_LOCAL_FEATURES, task_names.ANALYSE_COLLECTION)
     expected = [(name, batch) for batch in batches for name in per_batch]
     assert len(ids) == 10 and sent == expected
+
+
+@pytest.mark.django_db
+def test_an_upload_of_many_photos_is_indexed_in_batches_not_one_task_each(
+    settings: object, django_capture_on_commit_callbacks
+) -> None:
+    from webapp.catalog.services import upload_images
+
+    settings.INDEX_TASK_BATCH = 4  # type: ignore[attr-defined]
+    scene = make_scene(71, (240, 320))
+    rng = np.random.default_rng(71)
+    files = [(f"{n}.jpg", encode_jpeg(render_view(scene, rng, out_size=(240, 320))[0])) for n in range(6)]
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        images, errors = upload_images(files + files[:1])  # the repeated photo is registered once
+    ids = sorted({image.pk for image in images})
+    assert errors == [] and len(images) == 7 and len(ids) == 6
+    indexing = [callback.args[0] for callback in callbacks if callback.name == task_names.INDEX_IMAGES]
+    assert indexing == [ids[:4], ids[4:]]

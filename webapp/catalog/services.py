@@ -193,14 +193,23 @@ def _split_value(split: str | None) -> str:
 def upload_images(
     files: Iterable[tuple[str, bytes]], *, landmark_name: str = ""
 ) -> tuple[list[Image], list[tuple[str, str]]]:
-    """Register photos uploaded in the web UI; returns (images, [(file name, error message)])."""
+    """Register photos uploaded in the web UI or the API; returns (images, [(file name, error message)]).
+
+    The new photos are queued for indexing together, a batch of INDEX_TASK_BATCH per task, not one task each.
+    """
     landmark = get_or_create_landmark(landmark_name) if landmark_name.strip() else None
     images: list[Image] = []
+    created: list[int] = []
     errors: list[tuple[str, str]] = []
     for name, content in files:
         try:
-            images.append(register_image(content, original_name=name, landmark=landmark).image)
+            registered = register_image(content, original_name=name, landmark=landmark, schedule=False)
         except ImageLoadError as error:
             errors.append((name, str(error)))
+        else:
+            images.append(registered.image)
+            if registered.created:
+                created.append(registered.image.pk)
+    schedule_indexing(created)
     schedule_analysis([image.pk for image in images])
     return images, errors

@@ -182,7 +182,8 @@ def main() -> None:
             score = 100 * (event.validation_map or 0)
             log(f"epoch {event.epoch}: loss {event.loss:.4f} val mAP@100 {score:.2f}")
 
-    run_dir = args.out / f"run-{args.seed}-{args.epochs}x{args.steps_per_epoch}-{args.image_size}"
+    schedule = f"{args.epochs}x{args.steps_per_epoch}-{args.image_size}-lr{args.lr:g}"
+    run_dir = args.out / f"run-{args.seed}-{schedule}"
     trained = train(train_config, split.train, validation, run_dir, progress=report)
     t_training = time.perf_counter() - t0
     assert trained.best_checkpoint is not None

@@ -163,3 +163,18 @@ def test_milvus_index_settings_build_the_served_store(live_services, settings) -
         assert store.served_index.search_params(k=100) == {"nprobe": 5}
     finally:
         store.drop()
+
+
+def test_faiss_engine_measures_the_same_settings(tmp_path: Path) -> None:
+    """The in-process FAISS engine runs the same presets on the same vectors: FLAT exact, every IVF cell
+    probed exact, memory of the built index counted."""
+    embeddings = _clustered_embeddings(tmp_path / "embeddings.npz", seed=6)
+    rows = ann_scale.main(
+        ["--engine", "faiss", "--n", "2000", "--embeddings", str(embeddings), "--configs", "quick",
+         "--queries", "30", "--dim", "32"]
+    )
+    by_index = {r.index: r for r in rows}
+    assert {r.engine for r in rows} == {"faiss"}
+    assert by_index["FLAT"].recall == 1.0
+    assert by_index["IVF_FLAT nlist=16 nprobe=16"].recall == 1.0
+    assert by_index["IVF_FLAT nlist=16 nprobe=2"].recall < 1.0

@@ -79,13 +79,16 @@ class AnnIndexParams:
         return more than ef results.
     nlist, nprobe: IVF_* cells built by k-means and cells scanned per query.
     pq_m: IVF_PQ sub-quantisers (the dimension must be a multiple of it); 8 bits each.
-    Defaults: HNSW M=16, efConstruction=200, ef=128 (see README, "ANN at scale").
+    Defaults (README, "ANN at scale"): HNSW M=16, efConstruction=200, ef=256: recall@100 0.997 on 100k
+    served 1280-d vectors with the graph alone (ef=128: 0.984). IVF_FLAT nlist=1024 nprobe=32 did as well at
+    100k and 1M but is no default: Milvus Lite builds one index per segment and clamps nlist to its rows,
+    so a small collection's probes would hold fewer than the k vectors a search asks for.
     """
 
     index_type: str = "HNSW"
     m: int = 16
     ef_construction: int = 200
-    ef_search: int = 128
+    ef_search: int = 256
     nlist: int = 1024
     nprobe: int = 32
     pq_m: int = 16

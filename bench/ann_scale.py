@@ -441,7 +441,6 @@ class FaissEngine:
         # One thread: on 2 cores shared with other work, OpenMP's spinning threads built HNSW 2x slower.
         faiss.omp_set_num_threads(1)
         self.index: object = None
-        self.baseline_kib = _rss_kib(os.getpid())
 
     def unsupported(self, index_type: str) -> str | None:
         return None
@@ -449,7 +448,6 @@ class FaissEngine:
     def build(self, params: AnnIndexParams, database: np.ndarray, progress: Progress) -> tuple[float, float]:
         faiss, dim = self.faiss, database.shape[1]
         self.index = None
-        self.baseline_kib = _rss_kib(os.getpid())
         started = time.perf_counter()
         ip = faiss.METRIC_INNER_PRODUCT
         kind = params.index_type
@@ -493,8 +491,8 @@ class FaissEngine:
         return search
 
     def memory_gib(self) -> float | None:
-        """This process's RSS growth for the index (GiB)."""
-        return max(0, _rss_kib(os.getpid()) - self.baseline_kib) / 2**20
+        """Size of the built index, serialised (GiB): vectors or codes, graph links, inverted lists."""
+        return None if self.index is None else float(self.faiss.serialize_index(self.index).nbytes) / 2**30
 
     def segments(self) -> int | None:
         return None

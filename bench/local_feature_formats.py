@@ -54,8 +54,11 @@ def fill_from_full(cache: FeatureCache, options: LadderOptions, fmt: LocalFeatur
     sift, policy = kwargs["sift"], DecodePolicy.for_embedding(kwargs["models"][0])
     full = cache.sift_store(local_features_key(sift, policy))
     target = cache.sift_store(local_features_key(sift, policy, fmt), fmt)
+    file_ids = list(full.ids())
+    if not file_ids:
+        raise SystemExit(f"no full-format SIFT in {cache.root} yet: run with 'full' in --formats first")
     written = 0
-    for file_id in full.ids():
+    for file_id in file_ids:
         if not target.has(file_id):
             target.save(file_id, as_stored(full.load(file_id), fmt))
             written += 1
@@ -97,7 +100,10 @@ def main() -> None:
         formats = [LocalFeatureFormat.parse(name) for name in args.formats.split(",")]
     except ValueError as error:
         raise SystemExit(str(error)) from None
-    formats = [FULL_FORMAT, *[f for f in formats if f != FULL_FORMAT]]  # full first: the others derive
+    # Full first: the others derive from its store. Leaving "full" out of --formats ranks only the others
+    # (e.g. in a second process beside a running one), from a full store that must already be there.
+    rank_full = FULL_FORMAT in formats
+    formats = [FULL_FORMAT] * rank_full + [f for f in formats if f != FULL_FORMAT]
 
     results: dict[LocalFeatureFormat, dict[str, tuple[float, float, float, float, float]]] = {}
     for root in args.roots:

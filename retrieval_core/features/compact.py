@@ -7,10 +7,11 @@ stored (queries are matched at full precision; they are never stored):
 - ``descriptor_bits`` 4 or 2: each RootSIFT component is replaced by the nearest of 16 or 4 fixed levels
   and packed 2 or 4 to a byte (64 or 32 bytes per descriptor instead of 128). The levels are Lloyd-Max
   levels of the component distribution (in uint8 code units, value x 512), learnt once, without labels, on
-  RootSIFT of 40 photos each of holidays_partial and wonders7: they agree within one code between those two
-  and sfm_landmarks, because RootSIFT's component distribution is a property of the descriptor, not of a
-  collection; so they are constants and need no codebook per deployment. Decoding gives back uint8 codes
-  (the levels), so matching, VLAD and everything downstream read compact features unchanged.
+  RootSIFT of 40 photos each of holidays_partial and wonders7 (within one code of each other; sfm_landmarks'
+  lie within three codes of them), because RootSIFT's component distribution is a property of the
+  descriptor, not of a collection; so they are constants and need no codebook per deployment. Decoding
+  gives back uint8 codes (the levels), so matching, VLAD and everything downstream read compact features
+  unchanged.
 - ``geometry`` ``"uint16"``: x and y as 16-bit fractions of the image's width and height (1/65535 of the
   side: 0.06 px on a 4000 px photo), scale and angle as float16 (0.05 % relative, 0.25 degree): 8 bytes per
   keypoint instead of 16 (float32).

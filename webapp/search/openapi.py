@@ -231,6 +231,7 @@ OPENAPI: dict[str, Any] = {
                                 "best_map",
                                 "error",
                                 "cancel_requested",
+                                "mining",
                             ],
                             "properties": {
                                 "status": {"type": "string"},
@@ -244,6 +245,32 @@ OPENAPI: dict[str, Any] = {
                                 "best_map": _NUMBER_OR_NULL,
                                 "error": {"type": "string"},
                                 "cancel_requested": {"type": "boolean"},
+                                "mining": {
+                                    "description": "self-supervised recipe: its mining stage (else null)",
+                                    "oneOf": [
+                                        {"type": "null"},
+                                        {
+                                            "type": "object",
+                                            "additionalProperties": False,
+                                            "required": [
+                                                "status",
+                                                "stage",
+                                                "done",
+                                                "total",
+                                                "statistics",
+                                                "error",
+                                            ],
+                                            "properties": {
+                                                "status": {"type": "string"},
+                                                "stage": {"type": "string"},
+                                                "done": {"type": "integer"},
+                                                "total": {"type": "integer"},
+                                                "statistics": {"type": "object"},
+                                                "error": {"type": "string"},
+                                            },
+                                        },
+                                    ],
+                                },
                             },
                         },
                         "state",

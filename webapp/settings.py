@@ -198,6 +198,11 @@ SIFT_MAX_KEYPOINTS = env_int("SIFT_MAX_KEYPOINTS", 1000)
 SIFT_QUERY_MAX_KEYPOINTS = env_int("SIFT_QUERY_MAX_KEYPOINTS", 500)
 SIFT_LONG_SIDE = env_int("SIFT_LONG_SIDE", 640)
 SIFT_UPRIGHT = env_bool("SIFT_UPRIGHT", False)  # orientation 0: for upright photos (street scenes)
+# How index images' SIFT is stored: full (1000 keypoints x 144 B) or <8|4|2>bit-<float32|uint16>[-k<K>]
+# (retrieval_core/features/compact.py). Default: the strongest 750 keypoints, 2-bit descriptors, 16-bit
+# geometry, ~30 KB per image instead of ~139 KB at the same re-rank mAP (README "Local features at scale").
+# A new format starts a new feature folder: run build_local_features after changing it.
+LOCAL_FEATURES_FORMAT = env_str("LOCAL_FEATURES_FORMAT", "2bit-uint16-k750")
 # Threads a cpu worker extracts one batch's SIFT with (make run gives each of its two workers one core:
 # Procfile, CPU_WORKER_THREADS / GPU_WORKER_THREADS).
 LOCAL_FEATURE_THREADS = env_int("LOCAL_FEATURE_THREADS", 1)

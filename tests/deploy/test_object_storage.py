@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from retrieval_core.datasets.synthetic import make_scene, render_view
+from retrieval_core.features.compact import as_stored
 from retrieval_core.features.sift import SiftConfig, extract_sift
 from retrieval_core.storage import CachedBlobStore, LocalBlobStore, S3BlobStore, S3Config
 from retrieval_core.storage.dev_server import local_s3_server
@@ -72,7 +73,8 @@ def test_sift_and_patch_stores_follow_the_storage_settings(s3_settings, s3_serve
     # Another process (a fresh store, as the web server would make) reads what the worker wrote.
     loaded = sift_store().load_many([7, 8])
     assert list(loaded) == [7] and loaded.missing == (8,)
-    np.testing.assert_array_equal(loaded[7].descriptors, features.descriptors)
+    # As stored in the served LOCAL_FEATURES_FORMAT (compact by default: quantised descriptors).
+    np.testing.assert_array_equal(loaded[7].descriptors, as_stored(features, store.format).descriptors)
     assert not sift_store().is_empty() and list(sift_store().ids()) == ["7"]
 
 

@@ -13,7 +13,6 @@ come on top: see bench/load.py.)
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import tempfile
 import time
 from pathlib import Path
@@ -56,8 +55,8 @@ def main() -> None:
     parser.add_argument(
         "--compare",
         action="store_true",
-        help="also run the previous path (float32 products, no feature cache, query SIFT after the "
-        "embedding) on the same queries, interleaved, and print the ratio",
+        help="also run the previous path (no feature cache) on the same queries, interleaved, and "
+        "print the ratio",
     )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -105,17 +104,17 @@ def main() -> None:
                     SiftScorer(cache, query_sift, verification, min_inliers=fusion.min_inliers),
                     SearchConfig(k=10, fusion=fusion, decode=policy),
                 ),
-                # The path before int8 products, the feature LRU and early query SIFT, for the ratio.
+                # Without the feature LRU, for the ratio.
                 "previous": SearchPipeline(
                     extractor,
                     store,
                     SiftScorer(
                         sift_store,
                         query_sift,
-                        dataclasses.replace(verification, integer_products=False),
+                        verification,
                         min_inliers=fusion.min_inliers,
                     ),
-                    SearchConfig(k=10, fusion=fusion, decode=policy, overlap_query_features=False),
+                    SearchConfig(k=10, fusion=fusion, decode=policy),
                 ),
             }
             if not args.compare:

@@ -18,7 +18,7 @@ from typing import Protocol
 
 import numpy as np
 
-from retrieval_core.features.sift import LocalFeatures, SiftConfig, extract_sift
+from retrieval_core.features.sift import LocalFeatures, SiftConfig, descriptors_to_float, extract_sift
 from retrieval_core.rerank.fusion import FusionConfig, MatchEvidence
 from retrieval_core.rerank.matching import MatchMethod, match_descriptors
 from retrieval_core.rerank.scorer import LocalScores, QueryFeatures, RerankMethod
@@ -46,8 +46,6 @@ class VerificationConfig:
     ransac: RansacMethod = "usac_magsac"
     threshold_px: float | None = None
     max_iters: int = 1000
-    integer_products: bool = True
-    """uint8 codes matched with exact int8 products (``matching.cosine_similarity``); off: float32."""
 
 
 class LocalFeatureSource(Protocol):
@@ -104,7 +102,7 @@ class SiftScorer:
             if candidate_ids:
                 logger.warning("query has no keypoints: global ranking kept for %d candidates", len(raw))
             return LocalScores(raw, evidence, timings, tuple(candidate_ids))
-        q_desc = mine.descriptors  # uint8 codes take the exact int8 product (matching.cosine_similarity)
+        q_desc = descriptors_to_float(mine.descriptors)
         q_kps = mine.keypoints / np.float32(mine.pixel_scale)
         for position, image_id in enumerate(candidate_ids):
             theirs = stored.get(image_id)
@@ -123,9 +121,7 @@ class SiftScorer:
     ) -> tuple[float, MatchEvidence]:
         cfg = self.cfg
         t0 = time.perf_counter()
-        matches = match_descriptors(
-            q_desc, theirs.descriptors, cfg.match_method, cfg.ratio, integer_products=cfg.integer_products
-        )
+        matches = match_descriptors(q_desc, theirs.descriptors, cfg.match_method, cfg.ratio)
         t1 = time.perf_counter()
         timings["match"] += t1 - t0
         inliers, points = 0, np.zeros((0, 4), np.float32)

@@ -20,7 +20,8 @@ class SearchConfig:
     verified_expansion / verified_expansion_inliers: average the query with the stored vectors of up to n
     candidates verified with at least that many inliers, and fuse with the cosines to that vector (0 = off);
     overlap_query_features: extract the query's local features in a second thread while the global
-    embedding and the ANN search run (same features, less wall time on 2+ cores)."""
+    embedding and the ANN search run (same features). Off by default: on 2 cores it slowed torch's
+    two-thread embedding threefold and saved nothing (bench/search_latency.py); try it with spare cores."""
 
     k: int = 10
     fusion: FusionConfig = field(default_factory=FusionConfig)
@@ -30,7 +31,7 @@ class SearchConfig:
     expansion_alpha: float = 3.0
     verified_expansion: int = 0
     verified_expansion_inliers: int = 20
-    overlap_query_features: bool = True
+    overlap_query_features: bool = False
 
     def __post_init__(self) -> None:
         if self.k <= 0:

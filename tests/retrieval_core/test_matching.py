@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from retrieval_core.datasets.synthetic import make_scene, render_view
-from retrieval_core.features.sift import LocalFeatures, SiftConfig, descriptors_to_float, extract_sift
-from retrieval_core.rerank.matching import cosine_similarity, match_descriptors
+from retrieval_core.features.sift import LocalFeatures, SiftConfig, extract_sift
+from retrieval_core.rerank.matching import match_descriptors
 
 
 def _random_descriptors(rng: np.random.Generator, n: int) -> np.ndarray:
@@ -77,28 +77,3 @@ def test_matches_between_views_follow_the_true_homography(
     assert correct["mutual_ratio"] > 0.85
     assert correct["mutual_ratio"] >= correct["mutual_nn"]
 
-
-def test_uint8_codes_take_exact_integer_products_equal_to_the_float_path(
-    two_views: tuple[LocalFeatures, LocalFeatures, np.ndarray],
-) -> None:
-    fa, fb, _ = two_views
-    assert fa.descriptors.dtype == np.uint8
-    integer = cosine_similarity(fa.descriptors, fb.descriptors)
-    floating = cosine_similarity(fa.descriptors.astype(np.float32), fb.descriptors.astype(np.float32))
-    expected = (
-        descriptors_to_float(fa.descriptors).astype(np.float64)
-        @ descriptors_to_float(fb.descriptors).astype(np.float64).T
-    )
-    assert integer.dtype == np.float32 and integer.shape == (len(fa), len(fb))
-    np.testing.assert_allclose(integer, expected, atol=2e-6)  # exact sums: only the division rounds
-    np.testing.assert_allclose(floating, expected, atol=2e-5)
-    for method in ("mutual_nn", "ratio", "mutual_ratio"):
-        by_int = match_descriptors(fa.descriptors, fb.descriptors, method)  # type: ignore[arg-type]
-        by_float = match_descriptors(
-            fa.descriptors.astype(np.float32),
-            fb.descriptors.astype(np.float32),
-            method,  # type: ignore[arg-type]
-        )
-        assert {tuple(m) for m in by_int.tolist()} == {tuple(m) for m in by_float.tolist()}
-    zero = np.zeros((2, 128), np.uint8)
-    assert np.all(cosine_similarity(zero, fb.descriptors[:3]) == 0.0)

@@ -43,6 +43,7 @@ __all__ = [
     "as_stored",
     "decode_local_features",
     "encode_local_features",
+    "is_known_meta",
 ]
 
 GeometryEncoding = Literal["float32", "uint16"]
@@ -207,6 +208,14 @@ def decode_local_features(meta: np.ndarray, geometry: np.ndarray, descriptors: n
         scales=None if np.isnan(scales).any() else scales.copy(),
         angles=None if np.isnan(angles).any() else angles.copy(),
     )
+
+
+def is_known_meta(meta: np.ndarray) -> bool:
+    """Whether a stored ``meta`` array is one of the known layouts (a cheap check of a file without reading
+    its descriptors, e.g. by the reconciler looking for corrupt files)."""
+    if meta.ndim != 1 or len(meta) == 0:
+        return False
+    return (int(meta[0]), len(meta)) in ((FULL_FORMAT_VERSION, 4), (COMPACT_FORMAT_VERSION, 6))
 
 
 def _arrays(encoded: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -17,6 +17,7 @@ from retrieval_core.features.compact import (
     as_stored,
     decode_local_features,
     encode_local_features,
+    is_known_meta,
 )
 from retrieval_core.features.sift import LocalFeatures, SiftConfig, extract_sift
 from retrieval_core.features.store import LocalFeatureStore
@@ -137,7 +138,11 @@ def test_names_parse_back_and_bad_names_say_why() -> None:
 def test_unknown_stored_format_is_an_error_not_garbage(tmp_path: Path, views: list) -> None:
     store = LocalFeatureStore(tmp_path, "k")
     arrays = encode_local_features(views[0][0], COMPACT)
+    assert is_known_meta(arrays["meta"]) and is_known_meta(
+        encode_local_features(views[0][0], FULL_FORMAT)["meta"]
+    )
     arrays["meta"] = np.array([9.0, 1, 1, 1, 2, 1])
+    assert not is_known_meta(arrays["meta"])
     store.save_arrays("x", **arrays)
     with pytest.raises(ValueError, match="format 9"):
         store.load("x")

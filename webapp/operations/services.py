@@ -36,6 +36,7 @@ from pymilvus.exceptions import MilvusException
 from redis import Redis
 from redis.exceptions import RedisError
 
+from retrieval_core.features.compact import is_known_meta
 from retrieval_core.storage import LocalBlobStore
 from webapp.catalog.models import Image
 from webapp.catalog.services import schedule_analysis, schedule_indexing
@@ -150,7 +151,7 @@ def _unreadable(store_ids: Iterable[int]) -> list[int]:
     for pk in store_ids:
         try:
             with np.load(store.path_for(pk), allow_pickle=False) as data:
-                if set(data.files) != {"meta", "geometry", "descriptors"} or data["meta"].shape != (4,):
+                if set(data.files) != {"meta", "geometry", "descriptors"} or not is_known_meta(data["meta"]):
                     bad.append(pk)
         except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError):
             bad.append(pk)

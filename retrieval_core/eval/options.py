@@ -32,7 +32,7 @@ class LadderOptions:
     checkpoints: tuple[str, ...] = ()
     model_ids: tuple[str, ...] = ()
     sift_keypoints: int = 1000
-    query_keypoints: int = 0  # 0: same as sift_keypoints
+    query_keypoints: int = 500  # as served (SIFT_QUERY_MAX_KEYPOINTS); 0: same as sift_keypoints
     sift_long_side: int = 640
     vlad_k: int = 64  # 0 skips E6
     patches: int = 32  # 0 skips E7
@@ -135,7 +135,12 @@ class LadderOptions:
         )
         parser.add_argument("--model-ids", default="", help="comma-separated row ids, one per model")
         parser.add_argument("--sift-keypoints", type=int, default=defaults.sift_keypoints)
-        parser.add_argument("--query-keypoints", type=int, default=0, help="0: same as --sift-keypoints")
+        parser.add_argument(
+            "--query-keypoints",
+            type=int,
+            default=defaults.query_keypoints,
+            help="query SIFT keypoints, as SIFT_QUERY_MAX_KEYPOINTS (0: same as --sift-keypoints)",
+        )
         parser.add_argument("--sift-long-side", type=int, default=defaults.sift_long_side)
         parser.add_argument("--vlad-k", type=int, default=defaults.vlad_k, help="0 skips E6")
         parser.add_argument(

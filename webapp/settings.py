@@ -213,16 +213,20 @@ if RERANK_GEOMETRY not in ("homography", "fundamental"):
     raise ImproperlyConfigured(f"RERANK_GEOMETRY must be homography or fundamental, not {RERANK_GEOMETRY!r}")
 RERANK_MIN_INLIERS = env_int("RERANK_MIN_INLIERS", 12)
 RERANK_VERIFIED_FIRST = env_int("RERANK_VERIFIED_FIRST", 0)
-# Alpha query expansion through Milvus: neighbours added to the query vector (0 = off) and their weight power.
-SEARCH_QUERY_EXPANSION = env_int("SEARCH_QUERY_EXPANSION", 0)
-SEARCH_QUERY_EXPANSION_ALPHA = env_float("SEARCH_QUERY_EXPANSION_ALPHA", 3.0)
-VLAD_CLUSTERS = env_int("VLAD_CLUSTERS", 64)
 # Verified query expansion: the query averaged with up to N SIFT-verified candidates (at least ..._INLIERS
 # inliers) and fused again with the cosines to that vector (0 = off).
 RERANK_VERIFIED_EXPANSION = env_int("RERANK_VERIFIED_EXPANSION", 0)
 RERANK_VERIFIED_EXPANSION_INLIERS = env_int("RERANK_VERIFIED_EXPANSION_INLIERS", 20)
 # Candidates' local features kept in memory per server process (LRU; 0 = read every file each search).
 RERANK_FEATURE_CACHE_MB = env_int("RERANK_FEATURE_CACHE_MB", 256)
+# Alpha query expansion through Milvus: neighbours added to the query vector (0 = off) and their weight power.
+SEARCH_QUERY_EXPANSION = env_int("SEARCH_QUERY_EXPANSION", 0)
+SEARCH_QUERY_EXPANSION_ALPHA = env_float("SEARCH_QUERY_EXPANSION_ALPHA", 3.0)
+# Database-side augmentation: each indexed vector summed with its nearest neighbours' (0 = off), kept fresh
+# as images arrive; raw vectors live in a second collection. Changing it needs `manage.py rebuild_index`.
+INDEX_DBA_NEIGHBOURS = env_int("INDEX_DBA_NEIGHBOURS", 0)
+INDEX_DBA_ALPHA = env_float("INDEX_DBA_ALPHA", 3.0)
+VLAD_CLUSTERS = env_int("VLAD_CLUSTERS", 64)
 PATCHES_TOP_N = env_int("PATCHES_TOP_N", 16)
 # Dataset analysis is coalesced (webapp/curation/analysis.py): requests within this many seconds, and all
 # those made while the images are still being indexed, become one analysis run.
@@ -246,16 +250,9 @@ SEARCH_MAX_IN_FLIGHT = env_int("SEARCH_MAX_IN_FLIGHT", max(1, (os.cpu_count() or
 # 0: refuse at once. A slot rarely frees within a few ms of a ~0.6 s search, and waiting holds a web thread
 # that a burst of refusals needs (bench/load.py: the former 20 ms default added 20 ms to every refusal).
 SEARCH_ADMISSION_WAIT_MS = env_int("SEARCH_ADMISSION_WAIT_MS", 0)
-# Candidates' local features kept in memory per server process (LRU; 0 = read every file each search).
-RERANK_FEATURE_CACHE_MB = env_int("RERANK_FEATURE_CACHE_MB", 256)
 # The client of a request, for rate limiting: REMOTE_ADDR, or behind a proxy the META key of the header it
 # sets (e.g. HTTP_X_REAL_IP; the proxy must overwrite it, never pass on the client's).
 CLIENT_IP_HEADER = env_str("CLIENT_IP_HEADER", "REMOTE_ADDR")
-
-# Database-side augmentation: each indexed vector summed with its nearest neighbours' (0 = off), kept fresh
-# as images arrive; raw vectors live in a second collection. Changing it needs `manage.py rebuild_index`.
-INDEX_DBA_NEIGHBOURS = env_int("INDEX_DBA_NEIGHBOURS", 0)
-INDEX_DBA_ALPHA = env_float("INDEX_DBA_ALPHA", 3.0)
 
 # Celery, configured from here with the CELERY_ namespace (see workers/celery.py).
 REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6390/0")

@@ -40,6 +40,7 @@ BASE = LadderOptions(
     geometry="homography",
     min_inliers=8,
     query_keypoints=1000,
+    verified_expansion=0,
 )
 LEVERS: dict[str, dict[str, object]] = {
     "baseline (384 px GeM, RootSIFT homography)": {},

@@ -54,8 +54,8 @@ class LadderOptions:
     scales: tuple[float, ...] = ()  # extra multi-scale factors after 1.0
     rerank_depth: int = 0  # candidates re-ranked (0: top_k)
     dba: int = 0  # database-side augmentation neighbours (0 = off)
-    verified_expansion: int = 0  # query averaged with up to n verified candidates, fused again (0 = off)
-    verified_expansion_inliers: int = 20
+    verified_expansion: int = 5  # as served (RERANK_VERIFIED_EXPANSION); 0 = off
+    verified_expansion_inliers: int = 15
     local_format: str = "full"  # how index SIFT is stored: LocalFeatureFormat.name, e.g. 2bit-uint16-k750
 
     def ladder_kwargs(self) -> dict[str, Any]:
@@ -170,7 +170,7 @@ class LadderOptions:
         parser.add_argument(
             "--verified-expansion",
             type=int,
-            default=0,
+            default=defaults.verified_expansion,
             help="average the query with up to N verified candidates and fuse again (0: off)",
         )
         parser.add_argument(

@@ -30,7 +30,7 @@ class SearchConfig:
     expansion_neighbours: int = 0
     expansion_alpha: float = 3.0
     verified_expansion: int = 0
-    verified_expansion_inliers: int = 20
+    verified_expansion_inliers: int = 15
     overlap_query_features: bool = False
 
     def __post_init__(self) -> None:

@@ -115,8 +115,11 @@ def extract_local_features(
     vlad_rows: list[tuple[int, np.ndarray, int | None]] = []
 
     def features_of(image: Image) -> tuple[LocalFeatures, bool]:
-        """The image's features and whether they were extracted now (False: loaded from the store)."""
-        if force or not store.has(image.pk):
+        """The image's features and whether they were extracted now (False: loaded from the store).
+
+        A stored file is kept only when this image's row records it: a file under a reused id (a rolled-back
+        registration's, e.g. in tests on SQLite) belongs to another photo and is extracted again."""
+        if force or image.local_features_at is None or not store.has(image.pk):
             return index_local_features(image.file.path, cfg, policy, store.format), True
         return store.load(image.pk), False
 

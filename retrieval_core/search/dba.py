@@ -79,11 +79,14 @@ def refresh_augmented(
     candidates = [i for i in candidates if i in vectors]
     lists = raw.search(np.stack([vectors[i] for i in candidates]), k=neighbours + 1)
     arrived = set(ids)
-    out: dict[Hashable, np.ndarray] = {}
+    changed: dict[Hashable, list[VectorHit]] = {}
     for image_id, hits in zip(candidates, lists, strict=True):
         others = [hit for hit in hits if hit.image_id != image_id][:neighbours]
-        if image_id not in arrived and not any(hit.image_id in arrived for hit in others):
-            continue  # its neighbour list did not change
-        vectors.update(raw.get_vectors([hit.image_id for hit in others if hit.image_id not in vectors]))
-        out[image_id] = augment_one(vectors[image_id], others, vectors, alpha)
-    return out
+        if image_id in arrived or any(hit.image_id in arrived for hit in others):
+            changed[image_id] = others  # else its neighbour list did not change
+    missing = {hit.image_id for others in changed.values() for hit in others} - vectors.keys()
+    vectors.update(raw.get_vectors(list(missing)))  # one read for every neighbour not yet at hand
+    return {
+        image_id: augment_one(vectors[image_id], others, vectors, alpha)
+        for image_id, others in changed.items()
+    }

@@ -63,7 +63,8 @@ def build_scorer(method: RerankMethod, version: EmbeddingModelVersion, *, min_in
 def cached_sift_features() -> CachedFeatureSource:
     """The index SIFT store behind this process's LRU (``RERANK_FEATURE_CACHE_MB``), one per store.
 
-    Image ids are never reused (PostgreSQL sequences, SQLite AUTOINCREMENT), so a cached entry never
+    Committed images' ids are never reused (PostgreSQL sequences, SQLite AUTOINCREMENT; only a rolled-back
+    registration's id can come back, and features are extracted after commit), so a cached entry never
     belongs to another image; ``clear_feature_caches`` empties them (tests, operators).
     """
     store = sift_store()

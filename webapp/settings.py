@@ -137,8 +137,24 @@ STORAGE_CREATE_BUCKET = env_bool("STORAGE_CREATE_BUCKET", False)  # create it on
 STORAGE_CACHE_DIR = env_str("STORAGE_CACHE_DIR", "")
 if STORAGE_BACKEND == "s3" and not AWS_STORAGE_BUCKET_NAME:
     raise ImproperlyConfigured("STORAGE_BACKEND=s3 needs AWS_STORAGE_BUCKET_NAME (and off AWS an endpoint)")
+# Media (photos, thumbnails, query photos, evaluation reports): MEDIA_ROOT (local), or MEDIA_STORAGE=s3 for
+# the same bucket under STORAGE_PREFIX/media (webapp/media.py). A setting of its own, so a deployment that
+# already runs STORAGE_BACKEND=s3 keeps its photos where they are until it has copied them to the bucket;
+# media on s3 needs STORAGE_BACKEND=s3, so there is one bucket configuration, checked once.
+MEDIA_STORAGE = env_str("MEDIA_STORAGE", "local")
+if MEDIA_STORAGE not in ("local", "s3"):
+    raise ImproperlyConfigured(f"MEDIA_STORAGE must be local or s3, not {MEDIA_STORAGE!r}")
+if MEDIA_STORAGE == "s3" and STORAGE_BACKEND != "s3":
+    raise ImproperlyConfigured(
+        "MEDIA_STORAGE=s3 needs STORAGE_BACKEND=s3: photos go to the feature store's bucket "
+        "(AWS_STORAGE_BUCKET_NAME, AWS_S3_ENDPOINT_URL, credentials)"
+    )
 STORAGES = {
-    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "default": {
+        "BACKEND": "webapp.media.MediaS3Storage"
+        if MEDIA_STORAGE == "s3"
+        else "django.core.files.storage.FileSystemStorage"
+    },
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
 }
 

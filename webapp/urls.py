@@ -1,7 +1,8 @@
 from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path, re_path
-from django.views.static import serve
+
+from webapp.media import serve_media
 
 urlpatterns = [
     path("admin/", admin.site.urls),
@@ -15,7 +16,6 @@ urlpatterns = [
     path("", include("webapp.operations.urls")),
 ]
 if settings.SERVE_MEDIA:
-    # The one-machine stack serves uploads itself; behind a proxy set SERVE_MEDIA=0 and let it serve them.
-    urlpatterns += [
-        re_path(r"^media/(?P<path>.*)$", serve, {"document_root": settings.MEDIA_ROOT}),
-    ]
+    # The web server streams media from the storage (MEDIA_ROOT or the bucket); behind a proxy that serves
+    # /media/ itself (from the folder, or mapped to the bucket's STORAGE_PREFIX/media/) set SERVE_MEDIA=0.
+    urlpatterns += [re_path(r"^media/(?P<name>.+)$", serve_media)]

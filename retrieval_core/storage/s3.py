@@ -16,7 +16,7 @@ from typing import Any
 
 from retrieval_core.storage.protocol import check_key, check_prefix
 
-__all__ = ["S3BlobStore", "S3Config"]
+__all__ = ["S3BlobStore", "S3Config", "ensure_bucket"]
 
 logger = logging.getLogger(__name__)
 
@@ -35,6 +35,22 @@ class S3Config:
     parallel_gets: int = 16  # concurrent GETs of get_many (and the connection pool size)
     create_bucket: bool = False  # create the bucket if missing (MinIO in compose, tests), not on AWS
     timeout_s: float = 10.0  # connect and read timeout of one request: a stuck GET must not hold a query
+
+
+def ensure_bucket(client: Any, bucket: str) -> None:
+    """Create ``bucket`` with the boto3 ``client`` unless it exists (MinIO in compose, tests; not on AWS).
+    Every process may call it at once: a bucket another one created in between is fine."""
+    from botocore.exceptions import ClientError
+
+    try:
+        client.head_bucket(Bucket=bucket)
+    except ClientError:
+        try:
+            client.create_bucket(Bucket=bucket)
+        except ClientError as error:
+            code = str(error.response.get("Error", {}).get("Code", ""))
+            if code not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
+                raise
 
 
 def _is_missing(error: Exception) -> bool:
@@ -80,21 +96,8 @@ class S3BlobStore:
             ),
         )
         if self.config.create_bucket:
-            self._ensure_bucket(client)
+            ensure_bucket(client, self.config.bucket)
         return client
-
-    def _ensure_bucket(self, client: Any) -> None:
-        from botocore.exceptions import ClientError
-
-        try:
-            client.head_bucket(Bucket=self.config.bucket)
-        except ClientError:
-            try:
-                client.create_bucket(Bucket=self.config.bucket)
-            except ClientError as error:  # another process created it in between
-                code = str(error.response.get("Error", {}).get("Code", ""))
-                if code not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
-                    raise
 
     def _object(self, key: str) -> str:
         return self._prefix + check_key(key)

@@ -34,6 +34,7 @@ PRIVATE_BY_DESIGN = {
 # Settings that name where the S3 backend is: every process must agree on them when any uses S3.
 S3_SETTINGS = (
     "STORAGE_BACKEND",
+    "MEDIA_STORAGE",
     "AWS_STORAGE_BUCKET_NAME",
     "AWS_S3_ENDPOINT_URL",
     "AWS_S3_REGION_NAME",
@@ -123,6 +124,8 @@ def storage_problems(processes: Iterable[AppProcess]) -> list[str]:
         for name, path in path_settings(process.environment).items():
             if name in PRIVATE_BY_DESIGN:
                 continue
+            if name == "MEDIA_ROOT" and values["MEDIA_STORAGE"] == "s3":
+                continue  # media are in the bucket: nothing reads or writes MEDIA_ROOT
             mount = _mount_of(path, process.mounts)
             if mount is None:
                 problems.append(f"{process.name}: {name}={path} is on the container's own file system")
@@ -137,7 +140,7 @@ def storage_problems(processes: Iterable[AppProcess]) -> list[str]:
     if s3 and len(s3) < len(processes):
         problems.append(f"STORAGE_BACKEND=s3 in {sorted(s3)} only: the others read local features elsewhere")
     if len({tuple(sorted(v.items())) for v in s3.values()}) > 1:
-        problems.append(f"the app processes use different buckets or prefixes: {s3}")
+        problems.append(f"the app processes use different buckets, prefixes or media storage: {s3}")
     return problems
 
 

@@ -87,6 +87,7 @@ def test_app_config_names_the_services_of_the_manifests_and_the_milvus_release(r
     assert chart["namespace"] == web_namespace(rendered)
     if web.environment.get("STORAGE_BACKEND") == "s3":
         assert urlparse(web.environment["AWS_S3_ENDPOINT_URL"]).hostname == f"{chart['releaseName']}-minio"
+        assert web.environment["MEDIA_STORAGE"] == "s3"  # the object-storage overlay puts photos there too
 
 
 def web_namespace(rendered: list[dict]) -> str:

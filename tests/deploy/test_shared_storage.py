@@ -21,9 +21,16 @@ def _compose() -> dict:
     return yaml.safe_load((ROOT / "docker-compose.yml").read_text())
 
 
-@pytest.mark.parametrize("backend", ["local", "s3"])
-def test_compose_app_services_share_every_path_they_pass_on(backend: str) -> None:
-    processes = compose_processes(_compose(), {"STORAGE_BACKEND": backend})
+@pytest.mark.parametrize(
+    "variables",
+    [
+        {"STORAGE_BACKEND": "local"},
+        {"STORAGE_BACKEND": "s3"},
+        {"STORAGE_BACKEND": "s3", "MEDIA_STORAGE": "s3"},  # photos in the bucket too
+    ],
+)
+def test_compose_app_services_share_every_path_they_pass_on(variables: dict[str, str]) -> None:
+    processes = compose_processes(_compose(), variables)
     assert {p.name for p in processes} >= {"migrate", "web", "worker-cpu", "worker-gpu", "beat"}
     assert storage_problems(processes) == []
 
@@ -71,6 +78,14 @@ def test_a_bind_mount_a_private_volume_or_half_the_services_on_s3_fail_the_check
         "STORAGE_BACKEND": "s3",
     }
     assert any("worker-cpu" in p and "s3" in p for p in storage_problems(compose_processes(half, {})))
+
+    photos = copy.deepcopy(compose)  # one worker looks for the photos in the bucket, the rest on /data/media
+    photos["services"]["worker-gpu"]["environment"] = {
+        **photos["services"]["worker-gpu"]["environment"],
+        "MEDIA_STORAGE": "s3",
+    }
+    problems = storage_problems(compose_processes(photos, {"STORAGE_BACKEND": "s3"}))
+    assert any("media storage" in p and "'MEDIA_STORAGE': 's3'" in p for p in problems)
 
 
 def test_compose_s3_settings_point_at_the_stacks_minio_with_its_credentials() -> None:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from pathlib import Path
 
 import numpy as np
 from django.conf import settings
@@ -30,6 +29,7 @@ from webapp.curation.quality import AnalysisConfig, Neighbour, measure_quality, 
 from webapp.curation.vectors import stored_vectors
 from webapp.embeddings.models import EmbeddingModelVersion
 from webapp.embeddings.services import get_store
+from webapp.media import MediaUnavailable, photo_bytes
 from workers import task_names
 from workers.dispatch import send_batches_on_commit, send_on_commit
 
@@ -190,10 +190,12 @@ def analyse_quality(
         )
         try:
             signals = measure_quality(
-                Path(image.file.path),
+                photo_bytes(image.file),
                 long_side=config.analysis_long_side,
                 max_pixels=settings.IMAGE_MAX_PIXELS,
             )
+        except MediaUnavailable:
+            raise  # the store, not the photo: no row is written and the reconciler sends the analysis again
         except (ImageLoadError, OSError) as error:
             row.quality_error = str(error)[:2000]
         else:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import calendar
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, fields
-from pathlib import Path
 
 from django.db.models import BooleanField, Case, Count, F, Q, QuerySet, Value, When
 from django.db.models.functions import ExtractHour, ExtractMonth, ExtractYear
@@ -13,6 +12,7 @@ from django.db.models.functions import ExtractHour, ExtractMonth, ExtractYear
 from retrieval_core.datasets.collection import UNLABELLED, CollectionItem
 from webapp.catalog.models import Image, ImageExif, Landmark
 from webapp.curation.models import CurationAction, ImageAnalysis, ImageCuration
+from webapp.media import LocalPath
 
 GPS_POINTS_SHOWN = 5000
 _TRAINING_SPLITS = (Image.Split.TRAIN, Image.Split.NONE)
@@ -103,11 +103,12 @@ def evaluation_images(splits: Iterable[str] = _EVALUATION_SPLITS) -> QuerySet[Im
     return _usable().filter(split__in=list(splits))
 
 
-def as_collection_items(images: Iterable[Image]) -> list[CollectionItem]:
-    """The images as retrieval_core collection items, for its datasets, splits and evaluation."""
+def as_collection_items(images: Iterable[Image], local_path: LocalPath) -> list[CollectionItem]:
+    """The images as retrieval_core collection items, for its datasets, splits and training; their files
+    are ``local_path(name)`` (`webapp.media.local_media_paths`: the stored file, or a local copy)."""
     return [
         CollectionItem(
-            path=Path(image.file.path),
+            path=local_path(image.file.name),
             relpath=image.source or image.file.name,
             landmark=image.landmark.name if image.landmark else UNLABELLED,
             split=image.split or None,

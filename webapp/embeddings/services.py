@@ -21,6 +21,7 @@ from retrieval_core.search.dba import refresh_augmented
 from retrieval_core.search.decode import DecodePolicy, decode
 from webapp.catalog.models import Image, ImageExif
 from webapp.embeddings.models import EmbeddingModelVersion
+from webapp.media import photo_bytes
 from webapp.storage import feature_blobs
 from workers import task_names
 from workers.dispatch import send_batches_on_commit, send_on_commit
@@ -132,14 +133,14 @@ def index_images(
     if not images:
         return {"indexed": 0, "failed": 0}
     extractor = get_extractor(version.config)
-    paths = [image.file.path for image in images]
     policy = decode_policy()
+    # The decoding threads read each photo from the media storage (local or S3) by its name.
     result = extractor.extract_paths(
-        paths,
+        [image.file.name for image in images],
         batch_size=settings.EMBEDDING_BATCH_SIZE,
         progress=progress,
         patch_top_n=settings.PATCHES_TOP_N,
-        decode=lambda source: decode(source, policy),
+        decode=lambda name: decode(photo_bytes(str(name)), policy),
     )
     failed = {failure.index: failure.message for failure in result.failures}
     ok = [int(i) for i in result.indices]

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from django.conf import settings
+from django.core.files.storage import default_storage
 from django.db.models import QuerySet
 
 from webapp.evaluation.models import EvaluationRun
-from webapp.evaluation.services import output_dir
+from webapp.evaluation.services import report_files
 
 
 def recent_runs(limit: int = 50) -> QuerySet[EvaluationRun]:
@@ -14,10 +14,7 @@ def recent_runs(limit: int = 50) -> QuerySet[EvaluationRun]:
 
 
 def plot_urls(run: EvaluationRun) -> list[str]:
-    folder = output_dir(run)
-    if not folder.is_dir():
-        return []
-    return [f"{settings.MEDIA_URL}{run.output_dir_name}/{path.name}" for path in sorted(folder.glob("*.png"))]
+    return [default_storage.url(name) for name in report_files(run) if name.endswith(".png")]
 
 
 def comparison(runs: list[EvaluationRun]) -> tuple[list[str], list[list[object]]]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -13,7 +14,9 @@ from django.utils import timezone
 
 from retrieval_core.eval.ladder import run_ladder
 from retrieval_core.eval.options import LadderOptions
+from retrieval_core.eval.report import LadderReport
 from webapp.evaluation.models import EvaluationRun
+from webapp.media import list_media, replace_media
 from workers import task_names
 from workers.dispatch import send_on_commit
 
@@ -37,8 +40,17 @@ def start_evaluation(root: Path, options: LadderOptions, *, user: object | None 
     return run
 
 
-def output_dir(run: EvaluationRun) -> Path:
-    return Path(settings.MEDIA_ROOT) / run.output_dir_name
+def report_files(run: EvaluationRun) -> list[str]:
+    """Media names of the run's report files and plots (none before it has finished)."""
+    return list_media(run.output_dir_name)
+
+
+def publish_report(run: EvaluationRun, report: LadderReport) -> None:
+    """Write the report and its plots into the media storage (MEDIA_ROOT or the bucket) under the run's
+    folder, where the web server that shows them reads them; a re-run replaces them."""
+    with tempfile.TemporaryDirectory(prefix="evaluation-") as folder:
+        for path in report.write(Path(folder)):
+            replace_media(f"{run.output_dir_name}/{path.name}", path.read_bytes())
 
 
 def cache_dir(root: str) -> Path:
@@ -69,7 +81,7 @@ def execute_run(
         report = run_ladder(
             Path(run.root), cache_dir=cache_dir(run.root), progress=progress, **options.ladder_kwargs()
         )
-        report.write(output_dir(run))
+        publish_report(run, report)
     except Exception as error:
         EvaluationRun.objects.filter(pk=run.pk).update(
             status=EvaluationRun.Status.FAILED,

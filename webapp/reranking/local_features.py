@@ -39,6 +39,7 @@ from retrieval_core.index.milvus_store import MilvusVectorStore
 from retrieval_core.search.decode import index_local_features, local_features_key
 from webapp.catalog.models import Image
 from webapp.embeddings.services import collection_store, decode_policy
+from webapp.media import photo_bytes
 from webapp.reranking.models import VladCodebook
 from webapp.storage import feature_blobs
 from workers import task_names
@@ -120,7 +121,7 @@ def extract_local_features(
         A stored file is kept only when this image's row records it: a file under a reused id (a rolled-back
         registration's, e.g. in tests on SQLite) belongs to another photo and is extracted again."""
         if force or image.local_features_at is None or not store.has(image.pk):
-            return index_local_features(image.file.path, cfg, policy, store.format), True
+            return index_local_features(photo_bytes(image.file), cfg, policy, store.format), True
         return store.load(image.pk), False
 
     threads = max(1, min(settings.LOCAL_FEATURE_THREADS, len(images)))

@@ -17,6 +17,7 @@ from retrieval_core.rerank.fusion import FusionConfig
 from retrieval_core.rerank.scorer import RerankMethod
 from retrieval_core.search.tuning import tune_fusion_weight
 from webapp.catalog.models import Image
+from webapp.media import photo_bytes
 from webapp.reranking.models import FusionSetting
 from webapp.search.pipeline import served_pipeline
 
@@ -64,7 +65,7 @@ def tune_fusion(
         members[landmark_id].add(pk)
     scored, positives = [], []
     for done, image in enumerate(queries, start=1):
-        query = pipeline.embed(pipeline.decode(image.file.path))
+        query = pipeline.embed(pipeline.decode(photo_bytes(image.file)))
         hits = pipeline.candidates(query, probe.top_k, exclude_ids=[image.pk])
         scored.append(pipeline.score(query, hits))
         positives.append(members[image.landmark_id] - {image.pk})

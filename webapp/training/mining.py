@@ -18,7 +18,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
-from collections.abc import Callable, Hashable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,7 +28,7 @@ import numpy as np
 from retrieval_core.atomic import atomic_write
 from retrieval_core.datasets.collection import UNLABELLED, read_collection
 from retrieval_core.features.global_ import GlobalDescriptorExtractor
-from retrieval_core.imaging import ImageLoadError, load_image
+from retrieval_core.imaging import ImageLoadError, ImageSource, load_image
 from retrieval_core.index.protocol import VectorIndex
 from retrieval_core.models.embedding import IMAGENET, EmbeddingConfig
 from retrieval_core.rerank.scorer import QueryFeatures
@@ -48,6 +48,7 @@ from retrieval_core.training.mining import (
     MiningState,
     summarise,
 )
+from webapp.media import LocalPath, photo_bytes
 from webapp.training.models import MiningRun, TrainingRun
 from workers import task_names
 from workers.dispatch import send_on_commit
@@ -64,7 +65,7 @@ class MiningSource:
     """Where a run mines: image ids, their files, curated labels and GPS, the index and local features."""
 
     ids: tuple[ImageKey, ...]
-    paths: Mapping[ImageKey, Path]
+    photo: Callable[[ImageKey], ImageSource]  # a file of the folder, or a catalogue photo's stored bytes
     labels: Mapping[ImageKey, str]
     gps: Mapping[ImageKey, GeoPoint]
     index: VectorIndex | None  # None: features read back for verification only
@@ -104,14 +105,20 @@ def folder_gps(paths: Mapping[ImageKey, Path]) -> dict[ImageKey, GeoPoint]:
     return found
 
 
-def mined_paths(mining: MiningRun) -> dict[str, Path]:
-    """File of every image the run could mine, by its id as text (relpath or catalogue key)."""
+def mined_paths(mining: MiningRun, ids: Iterable[ImageKey], local_path: LocalPath) -> dict[str, Path]:
+    """File of each of the run's mined images ``ids``, by its id as text (relpath or catalogue key); the
+    catalogue's photos are ``local_path(name)`` (`webapp.media.local_media_paths`)."""
+    wanted = {str(i) for i in ids}
     run = mining.training_run
     if run.root:
-        return {item.relpath: item.path for item in read_collection(Path(run.root))}
+        return {item.relpath: item.path for item in read_collection(Path(run.root)) if item.relpath in wanted}
     from webapp.catalog.models import Image
 
-    return {str(image.pk): Path(image.file.path) for image in Image.objects.only("pk", "file")}
+    keys = [int(key) for key in wanted if key.isdigit()]
+    return {
+        str(image.pk): local_path(image.file.name)
+        for image in Image.objects.filter(pk__in=keys).only("pk", "file")
+    }
 
 
 def _cancelled(mining: MiningRun) -> bool:
@@ -156,7 +163,9 @@ def _folder_source(mining: MiningRun, root: Path, progress: Progress | None, ext
     cache = mining_dir(mining) / "cache"
     if not extract:
         ids = tuple(sorted(item.relpath for item in items))
-        return MiningSource(ids, paths, labels, folder_gps(paths), None, open_cached_sift(cache, ids))
+        return MiningSource(
+            ids, paths.__getitem__, labels, folder_gps(paths), None, open_cached_sift(cache, ids)
+        )
     config = TrainConfig.from_dict(mining.training_run.config)
     embedding = EmbeddingConfig(config.backbone, config.init_weights, config.image_size, config.gem_p)
     if config.init_weights != IMAGENET:
@@ -168,7 +177,7 @@ def _folder_source(mining: MiningRun, root: Path, progress: Progress | None, ext
     for failure in features.failures:
         logger.warning("mining: %s (left out of pairs)", failure)
     # GPS only matters for negatives, which `finish` summarises from the source read back without the model.
-    return MiningSource(features.ids, paths, labels, {}, features.index, features.sift)
+    return MiningSource(features.ids, paths.__getitem__, labels, {}, features.index, features.sift)
 
 
 def _catalogue_source() -> MiningSource:
@@ -186,18 +195,25 @@ def _catalogue_source() -> MiningSource:
         .order_by("pk")
     )
     ids: list[ImageKey] = []
-    paths: dict[ImageKey, Path] = {}
+    names: dict[ImageKey, str] = {}
     labels: dict[ImageKey, str] = {}
     gps: dict[ImageKey, GeoPoint] = {}
     for image in images:
         ids.append(image.pk)
-        paths[image.pk] = Path(image.file.path)
+        names[image.pk] = image.file.name
         if image.landmark is not None:
             labels[image.pk] = image.landmark.name
         exif = getattr(image, "exif", None)
         if exif is not None and exif.latitude is not None and exif.longitude is not None:
             gps[image.pk] = (exif.latitude, exif.longitude)
-    return MiningSource(tuple(ids), paths, labels, gps, get_store(get_active_version()), sift_store())
+    return MiningSource(
+        tuple(ids),
+        lambda key: photo_bytes(names[key]),
+        labels,
+        gps,
+        get_store(get_active_version()),
+        sift_store(),
+    )
 
 
 # -- the steps -----------------------------------------------------------------------------------------------
@@ -340,8 +356,8 @@ def _drawing(source: MiningSource, config: MiningConfig, a: Hashable, b: Hashabl
     scores = scorer.score(QueryFeatures(vector=np.zeros(0, np.float32), sift=loaded[a]), [b])
     evidence = (scores.evidence or [None])[0]
     points = evidence.points if evidence is not None else np.zeros((0, 4), np.float32)
-    left = np.asarray(load_image(source.paths[a]))  # type: ignore[index]
-    right = np.asarray(load_image(source.paths[b]))  # type: ignore[index]
+    left = np.asarray(load_image(source.photo(a)))
+    right = np.asarray(load_image(source.photo(b)))
     canvas = draw_matches(left, right, points, height=_DRAWING_HEIGHT)
     ok, jpeg = cv2.imencode(".jpg", cv2.cvtColor(canvas, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 80])
     if not ok:

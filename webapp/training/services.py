@@ -21,6 +21,7 @@ from retrieval_core.training.self_supervised import held_out_images, mined_split
 from webapp.curation.selectors import as_collection_items, training_images
 from webapp.embeddings.models import EmbeddingModelVersion
 from webapp.embeddings.services import register_version
+from webapp.media import LocalPath, local_media_paths
 from webapp.training.mining import folder_gps, load_result, mined_paths
 from webapp.training.models import MiningRun, TrainingRun
 from workers import task_names
@@ -120,11 +121,12 @@ def run_dir(run: TrainingRun) -> Path:
     return Path(settings.VAR_DIR) / "training" / f"{run.pk}-{run.created_at:%Y%m%dT%H%M%S%f}"
 
 
-def training_items(run: TrainingRun) -> list[CollectionItem]:
-    """The collection folder's items, or the curated catalogue (relabels and exclusions applied)."""
+def training_items(run: TrainingRun, local_path: LocalPath) -> list[CollectionItem]:
+    """The collection folder's items, or the curated catalogue (relabels and exclusions applied), whose
+    photos are read from ``local_path(name)`` (`local_media_paths`)."""
     if run.root:
         return [item for item in read_collection(Path(run.root)) if item.split != "query"]
-    return as_collection_items(training_images().select_related("landmark").order_by("pk"))
+    return as_collection_items(training_images().select_related("landmark").order_by("pk"), local_path)
 
 
 def validation_counts(items: list[CollectionItem]) -> dict[str, int]:
@@ -135,13 +137,22 @@ def validation_counts(items: list[CollectionItem]) -> dict[str, int]:
 
 
 def execute_run(run_id: int, *, on_event: Callable[[TrainEvent], None] | None = None) -> TrainingRun:
-    """Train (resuming from this run's last checkpoint if a worker died mid-run) and register the result."""
+    """Train (resuming from this run's last checkpoint if a worker died mid-run) and register the result.
+
+    The trainer's DataLoader opens photos by path: with media on S3 they are local copies for the run."""
+    with local_media_paths() as local_path:
+        return _execute_run(run_id, local_path, on_event)
+
+
+def _execute_run(
+    run_id: int, local_path: LocalPath, on_event: Callable[[TrainEvent], None] | None
+) -> TrainingRun:
     run = TrainingRun.objects.get(pk=run_id)
     if run.is_finished:
         return run
     config = TrainConfig.from_dict(run.config)
     try:
-        train_items, val_queries, val_index = _training_data(run, config)
+        train_items, val_queries, val_index = _training_data(run, config, local_path)
     except ValueError as error:
         _finish(run, TrainingRun.Status.FAILED, error=str(error))
         return TrainingRun.objects.get(pk=run.pk)
@@ -227,18 +238,18 @@ def execute_run(run_id: int, *, on_event: Callable[[TrainEvent], None] | None = 
 
 
 def _training_data(
-    run: TrainingRun, config: TrainConfig
+    run: TrainingRun, config: TrainConfig, local_path: LocalPath
 ) -> tuple[list[CollectionItem], list[CollectionItem], list[CollectionItem]]:
     """(train, validation queries, validation index): held out per landmark, or for a ``self`` run the
     mined pseudo-landmarks with whole components held out for validation (`mined_split`)."""
     mining = MiningRun.objects.filter(training_run=run).first()
     if mining is None:
-        items = training_items(run)
+        items = training_items(run, local_path)
         return split_within_landmarks(items, seed=config.seed, **validation_counts(items))
     if mining.status != MiningRun.Status.DONE:
         raise ValueError(f"mining has not finished ({mining.get_status_display()})")
     result = load_result(mining)
-    paths = mined_paths(mining)
+    paths = mined_paths(mining, result.ids, local_path)
     split = mined_split(result, {key: paths[str(key)] for key in result.ids}, seed=config.seed)
     return split.train, split.val_queries, split.val_index
 

@@ -9,6 +9,7 @@ from django.test import Client
 from webapp.catalog.models import Image, Landmark
 from webapp.curation.models import CurationAction, ImageAnalysis, ImageCuration
 from webapp.curation.selectors import as_collection_items, evaluation_images, training_images
+from webapp.media import local_media_paths
 
 pytestmark = pytest.mark.django_db
 ADMIN_IMAGES = "/admin/catalog/image/"
@@ -149,7 +150,9 @@ def test_curation_decides_what_training_and_evaluation_see(
     )
 
     assert list(training_images()) == [relabelled]
-    assert [item.landmark for item in as_collection_items(training_images())] == ["Gamma"]
+    with local_media_paths() as local_path:
+        items = as_collection_items(training_images(), local_path)
+    assert [item.landmark for item in items] == ["Gamma"] and items[0].path.is_file()
     assert set(evaluation_images(splits=["train"])) == {
         excluded,
         relabelled,

@@ -78,7 +78,7 @@ def test_analysis_is_rerunnable_and_survives_a_lost_file(photo: Callable[..., by
 
     assert analyse_quality([image.pk]) == {"analysed": 1, "grayscale": 0, "duplicates": 0, "unreadable": 1}
     again = ImageAnalysis.objects.get(pk=image.pk)
-    assert "no such file" in again.quality_error.lower()  # the reason is kept
+    assert "file not found" in again.quality_error.lower()  # the reason is kept
     assert again.quality_analysed_at >= first.quality_analysed_at
     assert ImageAnalysis.objects.count() == 1
 

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import json
-import shutil
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
@@ -15,6 +14,7 @@ from retrieval_core.index.protocol import CollectionMissingError
 from retrieval_core.rerank.scorer import RERANK_METHODS
 from webapp.evaluation import services
 from webapp.evaluation.served import evaluate_served
+from webapp.media import read_media
 from webapp.reranking.scoring import RerankUnavailable
 
 
@@ -79,7 +79,9 @@ class Command(BaseCommand):
             except (ValueError, FileNotFoundError) as error:
                 raise CommandError(str(error)) from error
         if out is not None:
-            shutil.copytree(services.output_dir(run), out, dirs_exist_ok=True)
+            out.mkdir(parents=True, exist_ok=True)
+            for name in services.report_files(run):
+                (out / PurePosixPath(name).name).write_bytes(read_media(name))
         self.stdout.write(json.dumps(run.report, indent=2) if format == "json" else run.markdown)
 
     def _served(

@@ -32,5 +32,5 @@ class EvaluationRun(RecordedRun):
 
     @property
     def output_dir_name(self) -> str:
-        """Folder under MEDIA_ROOT holding the run's report files and plots."""
+        """Folder of the media storage (MEDIA_ROOT or the bucket) holding the run's report files and plots."""
         return f"evaluations/{self.pk}-{self.created_at:%Y%m%dT%H%M%S%f}"

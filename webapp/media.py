@@ -175,7 +175,7 @@ def serve_media(request: HttpRequest, name: str) -> HttpResponse:
     A missing file is a 404, a name outside the media store a 400, an unreachable store a 503."""
     try:
         handle = default_storage.open(name, "rb")
-    except OSError as error:  # missing, a folder, unreadable
+    except (OSError, ValueError) as error:  # missing, a folder, unreadable, a NUL in the name
         raise Http404("No such media file.") from error
     except (BotoCoreError, ClientError) as error:
         logger.warning("media %s not served: %s", name, error)

@@ -143,6 +143,21 @@ def test_local_copies_reports_and_listing_on_the_bucket(s3_media, tmp_path: Path
     assert list_media("evaluations/2") == []
 
 
+def test_local_media_are_served_from_media_root_and_bad_names_are_no_500(settings, tmp_path: Path) -> None:
+    settings.MEDIA_ROOT = tmp_path / "media"
+    name = default_storage.save("images/00/local.jpg", ContentFile(b"local bytes"))
+    client = Client()
+    response = client.get(f"/media/{name}")
+    assert response.status_code == 200 and b"".join(response.streaming_content) == b"local bytes"
+    assert response["Content-Type"] == "image/jpeg"
+    assert client.get("/media/images/00/missing.jpg").status_code == 404
+    assert client.get("/media/images/00").status_code == 404  # a folder
+    assert client.get("/media/images/%00.jpg").status_code == 404
+    assert client.get("/media/../../etc/passwd").status_code in (400, 404)
+    with local_media_paths() as local_path:
+        assert local_path(name) == tmp_path / "media" / name  # the stored file itself, no copy
+
+
 @pytest.mark.parametrize(
     ("environment", "message"),
     [

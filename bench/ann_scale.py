@@ -268,20 +268,24 @@ def recall_at_k(
 
 
 @contextmanager
-def milvus_server(uri: str | None, pid: int | None, data_dir: Path) -> Iterator[tuple[str, int | None]]:
-    """A Milvus Lite server of our own (localstack, as `make run` and the tests start it), or the given
-    URI (Milvus standalone: its server process id for memory, if local)."""
+def milvus_server(
+    uri: str | None, pid: int | None, data_dir: Path, standalone: bool = False
+) -> Iterator[tuple[str, int | None]]:
+    """The given URI (Milvus standalone / cluster elsewhere: its server process id for memory, if local),
+    or a server of our own on a free port: Milvus Lite as `make run` and the tests start it, or with
+    ``standalone`` real Milvus standalone from the ``milvus`` package (``localstack``)."""
     if uri:
         yield uri, pid
         return
     from webapp import localstack
 
     port = localstack.free_port()
-    process = localstack.start_milvus(port, data_dir)
+    start = localstack.start_milvus_standalone if standalone else localstack.start_milvus
+    process = start(port, data_dir)
     try:
         yield f"http://127.0.0.1:{port}", process.pid
     finally:
-        localstack.stop(process)
+        localstack.stop(process, timeout=30)
 
 
 def _process_tree(pid: int) -> list[int]:
@@ -321,11 +325,12 @@ def wait_until_indexed(store: MilvusVectorStore, pid: int | None, quiet_s: float
 
     Milvus Lite builds them in a background thread after a flush (its ``describe_index`` always says
     finished) and searches brute force meanwhile: wait until its process has been idle ``quiet_s``.
-    A remote server: wait until ``describe_index`` reports no pending rows.
+    Milvus standalone / cluster: wait until ``describe_index`` reports no pending rows (and, when its
+    process is ours, until it is idle too).
     """
+    while int(store.describe_index().get("pending_index_rows", "0")) > 0:
+        time.sleep(1.0)
     if pid is None:
-        while int(store.describe_index().get("pending_index_rows", "0")) > 0:
-            time.sleep(1.0)
         return
     idle_since = time.monotonic()
     last = _cpu_seconds(pid)
@@ -382,10 +387,10 @@ class MilvusEngine:
     """The product's `MilvusVectorStore` on a Milvus server: vectors inserted once, then each index
     configuration built on them in turn (``rebuild_index``)."""
 
-    name = "milvus"
-
     def __init__(self, uri: str, pid: int | None, data_dir: Path | None, collection: str, keep: bool) -> None:
+        """``data_dir``: the Milvus Lite server's folder, None for standalone / cluster."""
         self.uri, self.pid, self.data_dir, self.collection, self.keep = uri, pid, data_dir, collection, keep
+        self.name = "milvus-lite" if data_dir is not None else "milvus"
         self.store: MilvusVectorStore | None = None
 
     def unsupported(self, index_type: str) -> str | None:
@@ -532,10 +537,10 @@ def run(args: argparse.Namespace, progress: Progress) -> list[Row]:
         if args.engine == "faiss":
             return sweep_engine(FaissEngine(), sweeps, database, queries, exact_scores, args, progress)
         data_dir = Path(tmp) / "milvus"
-        with milvus_server(args.milvus_uri, args.server_pid, data_dir) as (uri, pid):
-            engine = MilvusEngine(
-                uri, pid, None if args.milvus_uri else data_dir, f"ann_scale_{args.n}_{dim}", args.keep
-            )
+        lite = not (args.milvus_uri or args.server == "standalone")
+        with milvus_server(args.milvus_uri, args.server_pid, data_dir, not lite) as (uri, pid):
+            collection = f"ann_scale_{args.n}_{dim}"
+            engine = MilvusEngine(uri, pid, data_dir if lite else None, collection, args.keep)
             return sweep_engine(engine, sweeps, database, queries, exact_scores, args, progress)
 
 
@@ -625,7 +630,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--engine", choices=["milvus", "faiss"], default="milvus",
         help="milvus: the product's store on a Milvus server; faiss: the bare index in this process",
     )
-    parser.add_argument("--milvus-uri", help="Milvus standalone/cluster instead of a Milvus Lite server")
+    parser.add_argument(
+        "--server", choices=["lite", "standalone"], default="lite",
+        help="the Milvus server the bench starts: Milvus Lite (make run's) or Milvus standalone",
+    )
+    parser.add_argument("--milvus-uri", help="a running Milvus standalone/cluster instead of our own server")
     parser.add_argument("--server-pid", type=int, help="that server's process id, for its memory")
     parser.add_argument("--max-minutes", type=float, default=60.0, help="start no index build after this")
     parser.add_argument("--json", type=Path, help="also write the rows here (rewritten after each one)")

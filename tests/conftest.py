@@ -39,6 +39,27 @@ def live_services() -> Iterator[LiveServices]:
         localstack.stop(redis)
 
 
+@pytest.fixture(scope="session")
+def milvus_standalone_uri() -> Iterator[str]:
+    """Real Milvus standalone (the server a deployment's ``MILVUS_URI`` names), started on first use, so
+    the vector store is checked against it as well as against Milvus Lite."""
+    port = localstack.free_port()
+    server = localstack.start_milvus_standalone(port, environment.RUN_DIR / "milvus-standalone")
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        localstack.stop(server, timeout=20)
+
+
+@pytest.fixture(params=["lite", "standalone"])
+def milvus_uri(request: pytest.FixtureRequest, live_services: LiveServices) -> str:
+    """Each kind of Milvus server the product runs against: the Milvus Lite server of `make run`, then
+    Milvus standalone (compose and Kubernetes run standalone or cluster)."""
+    if request.param == "lite":
+        return live_services.milvus_uri
+    return str(request.getfixturevalue("milvus_standalone_uri"))
+
+
 def _database_url_of_test_db() -> str:
     from django.db import connection
 

@@ -2,6 +2,10 @@
 
 `make run` calls ``python -m webapp.localstack redis|milvus`` from its Procfile; the test suite starts the
 same processes on free ports through :func:`start_redis` and :func:`start_milvus`.
+
+:func:`start_milvus_standalone` starts real Milvus standalone (2.3, the ``milvus`` package's binary with
+embedded etcd and local object storage) for the tests and benchmarks that check the product's store
+against the server a deployment runs (``MILVUS_URI``), not only against Milvus Lite.
 """
 
 from __future__ import annotations
@@ -9,6 +13,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -54,6 +59,21 @@ def milvus_command(port: int, data_dir: Path) -> list[str]:
     ]
 
 
+ETCD_PEER_PORT = 2380
+"""The embedded etcd of the ``milvus`` package's standalone server always takes this peer port."""
+
+
+def milvus_standalone_command(port: int, data_dir: Path) -> list[str]:
+    """Milvus standalone from the ``milvus`` package (a dev dependency): its launcher unpacks the server
+    binary into ``data_dir`` and picks free ports for etcd and the internal services; clients use ``port``."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    binary = Path(sys.executable).with_name("milvus-server")
+    return [
+        str(binary) if binary.exists() else "milvus-server",
+        "--data", str(data_dir), "--proxy-port", str(port),
+    ]
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -66,19 +86,31 @@ def wait_for_port(port: int, process: subprocess.Popen | None = None, timeout: f
     while time.monotonic() < deadline:
         if process is not None and process.poll() is not None:
             raise RuntimeError(f"{process.args[0]} exited with {process.returncode} before listening")
-        with socket.socket() as sock:
-            sock.settimeout(0.5)
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                return
+        if _listening(port):
+            return
         time.sleep(0.2)
     raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout:.0f}s")
 
 
-def _start(command: Sequence[str], port: int, log_path: Path) -> subprocess.Popen:
+def _listening(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _start(
+    command: Sequence[str], port: int, log_path: Path, timeout: float = 60.0, own_group: bool = False
+) -> subprocess.Popen:
+    """Start ``command`` and wait until it listens on ``port``. ``own_group``: in a process group of its
+    own, for a launcher that runs the server as its child (``stop`` then ends both)."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as log:
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
-    wait_for_port(port, process)
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=own_group)
+    try:
+        wait_for_port(port, process, timeout)
+    except (RuntimeError, TimeoutError):
+        stop(process)
+        raise
     return process
 
 
@@ -90,14 +122,58 @@ def start_milvus(port: int, data_dir: Path) -> subprocess.Popen:
     return _start(milvus_command(port, data_dir), port, data_dir.parent / f"{data_dir.name}.log")
 
 
+def start_milvus_standalone(port: int, data_dir: Path) -> subprocess.Popen:
+    """Milvus standalone on ``port``, returned once it answers requests: its proxy listens a few seconds
+    before the coordinators are ready."""
+    from pymilvus import MilvusClient
+    from pymilvus.exceptions import MilvusException
+
+    if _listening(ETCD_PEER_PORT):
+        raise RuntimeError(
+            f"Milvus standalone's embedded etcd needs 127.0.0.1:{ETCD_PEER_PORT} and something listens there "
+            "already (another Milvus standalone?): one runs per machine"
+        )
+    log = data_dir.parent / f"{data_dir.name}.log"
+    process = _start(milvus_standalone_command(port, data_dir), port, log, timeout=180.0, own_group=True)
+    deadline = time.monotonic() + 120.0
+    while True:
+        try:
+            MilvusClient(uri=f"http://127.0.0.1:{port}", timeout=5).list_collections()
+            return process
+        except MilvusException:
+            if time.monotonic() > deadline or process.poll() is not None:
+                stop(process)
+                raise RuntimeError(f"Milvus standalone on port {port} never served (log: {log})") from None
+            time.sleep(0.5)
+
+
 def stop(process: subprocess.Popen, timeout: float = 10.0) -> None:
+    """Terminate the server, then kill it after ``timeout``. A server started in a group of its own is
+    signalled as a group, so a launcher's child (``milvus-server`` runs ``milvus``) goes with it."""
+    try:
+        group = os.getpgid(process.pid) if process.poll() is None else None
+    except ProcessLookupError:
+        group = None
+    own_group = group == process.pid
+
+    def send(sig: signal.Signals) -> None:
+        try:
+            if own_group:
+                os.killpg(process.pid, sig)
+            elif process.poll() is None:
+                process.send_signal(sig)
+        except ProcessLookupError:
+            pass
+
     if process.poll() is None:
-        process.terminate()
+        send(signal.SIGTERM)
         try:
             process.wait(timeout)
         except subprocess.TimeoutExpired:
-            process.kill()
+            send(signal.SIGKILL)
             process.wait()
+    if own_group:
+        send(signal.SIGKILL)  # what the launcher left behind
 
 
 def main(argv: Sequence[str] | None = None) -> None:

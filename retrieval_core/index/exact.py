@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from retrieval_core.index.filters import SearchFilters
 from retrieval_core.index.protocol import ImageId, VectorHit
 
 __all__ = ["ExactIndex"]
@@ -46,11 +47,11 @@ class ExactIndex:
         k: int = 10,
         *,
         exclude_ids: Sequence[ImageId] = (),
-        filter_expression: str = "",
+        filters: SearchFilters | None = None,
     ) -> list[list[VectorHit]]:
-        """Exact top ``k`` per query of ``(Q, D)``; ``filter_expression`` is not supported (must be empty)."""
-        if filter_expression:
-            raise ValueError("ExactIndex does not evaluate filter expressions; use the Milvus store")
+        """Exact top ``k`` per query of ``(Q, D)``; ``filters`` are not supported (it stores no scalars)."""
+        if filters:
+            raise ValueError("ExactIndex does not evaluate search filters; use the Milvus store")
         queries = np.atleast_2d(np.asarray(queries, np.float32))
         if queries.shape[1] != self.dim:
             raise ValueError(f"expected queries of shape (Q, {self.dim}), got {queries.shape}")

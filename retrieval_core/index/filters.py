@@ -1,4 +1,4 @@
-"""Search filters as Milvus boolean expressions over the scalar fields stored next to each vector.
+"""Search filters over the scalar fields stored next to each vector, as Milvus boolean expressions.
 
 The fields (``MilvusVectorStore``'s schema): ``landmark_id`` (INT64, -1 unknown), ``taken_at`` (INT64 unix
 seconds of the EXIF capture time, ``UNKNOWN_TIME`` when unknown) and ``gx, gy, gz`` (DOUBLE: the capture
@@ -6,9 +6,13 @@ position on the unit sphere, ``(0, 0, 0)`` when unknown). Milvus applies the exp
 top-k, so a filtered search returns the best k among the matching images, not a filtered short list.
 
 "Within R metres of (lat, lon)" is a chord-distance bound on the unit sphere,
-``(gx - x)^2 + (gy - y)^2 + (gz - z)^2 <= (2 sin(R / 2 E))^2`` with E the Earth's mean radius: exact for
-the great-circle distance, and an image without GPS (at the sphere's centre, chord 1) never matches since
-R is at most ``MAX_RADIUS_M`` (chord < 1).
+``(gx - x)^2 + (gy - y)^2 + (gz - z)^2 <= c^2`` with ``c = 2 sin(R / 2 E)`` and E the Earth's mean radius:
+exact for the great-circle distance, and an image without GPS (at the sphere's centre, chord 1) never
+matches since R is at most ``MAX_RADIUS_M`` (chord < 1). Milvus standalone and cluster cannot evaluate
+arithmetic between two fields (milvus-io/milvus#39629; only Milvus Lite can), so the expression sent to
+Milvus is the box ``|gx - x| <= c, |gy - y| <= c, |gz - z| <= c`` around the ball, which every Milvus
+evaluates, and the store keeps only the hits that ``GeoRadius.contains`` (``MilvusVectorStore.search``
+widens its search until k hits pass). The box holds the ball, so no matching image is lost.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from datetime import UTC, datetime
 
 __all__ = [
     "EARTH_RADIUS_M",
+    "GEO_FIELDS",
     "MAX_RADIUS_M",
     "UNKNOWN_TIME",
     "GeoRadius",
@@ -30,6 +35,8 @@ __all__ = [
 EARTH_RADIUS_M = 6_371_008.8
 MAX_RADIUS_M = 5_000_000.0
 """Largest radius accepted: its chord (about 0.74) stays below 1, the chord of a position-less image."""
+GEO_FIELDS = ("gx", "gy", "gz")
+"""The stored position's fields (unit sphere)."""
 UNKNOWN_TIME = -(2**62)
 """``taken_at`` of an image without a capture time (below every real date)."""
 
@@ -66,15 +73,22 @@ class GeoRadius:
             )
 
     @property
-    def chord_squared(self) -> float:
-        return (2.0 * math.sin(self.radius_m / (2.0 * EARTH_RADIUS_M))) ** 2
+    def chord(self) -> float:
+        """Straight-line distance through the unit sphere that ``radius_m`` along its surface spans."""
+        return 2.0 * math.sin(self.radius_m / (2.0 * EARTH_RADIUS_M))
 
     def expression(self) -> str:
-        x, y, z = unit_sphere(self.latitude, self.longitude)
-        return (
-            f"((gx - {x!r}) * (gx - {x!r}) + (gy - {y!r}) * (gy - {y!r}) + (gz - {z!r}) * (gz - {z!r}))"
-            f" <= {self.chord_squared!r}"
+        """The box around the ball, in single-field comparisons that every Milvus evaluates."""
+        centre, half = unit_sphere(self.latitude, self.longitude), self.chord
+        return " and ".join(
+            f"{field} >= {value - half!r} and {field} <= {value + half!r}"
+            for field, value in zip(GEO_FIELDS, centre, strict=True)
         )
+
+    def contains(self, gx: float, gy: float, gz: float) -> bool:
+        """Whether a stored position (unit sphere; ``(0, 0, 0)``: unknown) lies within the radius."""
+        x, y, z = unit_sphere(self.latitude, self.longitude)
+        return (gx - x) ** 2 + (gy - y) ** 2 + (gz - z) ** 2 <= self.chord**2
 
 
 @dataclass(frozen=True)
@@ -94,7 +108,8 @@ class SearchFilters:
         return any(v is not None for v in (self.landmark_id, self.taken_from, self.taken_to, self.near))
 
     def expression(self) -> str:
-        """The Milvus boolean expression ("" when nothing is filtered)."""
+        """The Milvus boolean expression ("" when nothing is filtered). With a radius it admits a box
+        around it: keep only the hits whose position ``near.contains``."""
         clauses = []
         if self.landmark_id is not None:
             clauses.append(f"landmark_id == {int(self.landmark_id)}")

@@ -20,12 +20,13 @@ from pymilvus import DataType, MilvusClient
 from pymilvus.exceptions import MilvusException
 from pymilvus.milvus_client.index import IndexParams
 
-from retrieval_core.index.filters import UNKNOWN_TIME, epoch_seconds, unit_sphere
+from retrieval_core.index.filters import GEO_FIELDS, UNKNOWN_TIME, SearchFilters, epoch_seconds, unit_sphere
 from retrieval_core.index.protocol import CollectionMissingError, ImageId, VectorHit
 
 __all__ = [
     "FILTER_FIELDS",
     "INDEX_TYPES",
+    "MAX_TOP_K",
     "AnnIndexParams",
     "HnswParams",
     "MilvusVectorStore",
@@ -34,7 +35,9 @@ __all__ = [
     "VectorHit",
 ]
 
-FILTER_FIELDS = ("taken_at", "gx", "gy", "gz")
+MAX_TOP_K = 16384
+"""The largest limit a Milvus search accepts."""
+FILTER_FIELDS = ("taken_at", *GEO_FIELDS)
 """Scalar fields the search filters read (``retrieval_core.index.filters``), next to ``landmark_id``."""
 
 
@@ -324,33 +327,48 @@ class MilvusVectorStore:
         *,
         landmark_id: int | None = None,
         exclude_ids: Sequence[ImageId] = (),
-        filter_expression: str = "",
+        filters: SearchFilters | None = None,
     ) -> list[list[VectorHit]]:
         """Top-k neighbours of each query (Q, dim), best first, optionally within one landmark.
 
+        ``filters`` go to Milvus as an expression; a radius goes as the box around it, and the hits
+        outside the radius itself are dropped here, searching again with a larger limit (up to
+        ``MAX_TOP_K``) while a query has fewer than k hits left and Milvus may hold more.
         Makes no has/describe/load call: a collection that does not exist raises
         ``CollectionMissingError`` (collections are created at indexing and activation, not by searches).
         """
         queries = np.atleast_2d(np.asarray(queries, dtype=np.float32))
         if queries.shape[1] != self.dim:
             raise ValueError(f"expected queries of shape (Q, {self.dim}), got {queries.shape}")
-        clauses = [f"({filter_expression})"] if filter_expression else []
+        expression = filters.expression() if filters else ""
+        clauses = [f"({expression})"] if expression else []
         if landmark_id is not None:
             clauses.append(f"landmark_id == {int(landmark_id)}")
         if exclude_ids:
             clauses.append(f"id not in [{', '.join(str(int(i)) for i in exclude_ids)}]")  # type: ignore[call-overload]
-        with (
-            _missing_collection_raises(self.collection),
-            _outdated_raises(self.collection, filter_expression),
-        ):
-            results = self._client.search(
-                self.collection,
-                data=queries.tolist(),
-                limit=k,
-                filter=" and ".join(clauses),
-                output_fields=["landmark_id"],
-                search_params={"metric_type": "IP", "params": self.served_index.search_params(k)},
-            )
+        near = filters.near if filters else None
+        limit = k if near is None else min(2 * k, MAX_TOP_K)
+        while True:
+            with (
+                _missing_collection_raises(self.collection),
+                _outdated_raises(self.collection, expression),
+            ):
+                results = self._client.search(
+                    self.collection,
+                    data=queries.tolist(),
+                    limit=limit,
+                    filter=" and ".join(clauses),
+                    output_fields=["landmark_id", *(GEO_FIELDS if near else ())],
+                    search_params={"metric_type": "IP", "params": self.served_index.search_params(limit)},
+                )
+            kept = [
+                [hit for hit in per_query if near is None or near.contains(*_position(hit["entity"]))]
+                for per_query in results
+            ]
+            short = any(len(hit) < k and len(got) == limit for hit, got in zip(kept, results, strict=True))
+            if not short or limit >= MAX_TOP_K:
+                break
+            limit = min(4 * limit, MAX_TOP_K)
         return [
             [
                 VectorHit(
@@ -358,9 +376,9 @@ class MilvusVectorStore:
                     score=float(hit["distance"]),
                     landmark_id=_landmark_or_none(hit["entity"].get("landmark_id")),
                 )
-                for hit in per_query
+                for hit in per_query[:k]
             ]
-            for per_query in results
+            for per_query in kept
         ]
 
     def get_vectors(self, image_ids: Sequence[ImageId]) -> dict[ImageId, np.ndarray]:
@@ -423,6 +441,11 @@ def _outdated_raises(collection: str, expression: str) -> Iterator[None]:
                 "rebuild it with `python manage.py rebuild_index` to filter (unfiltered search still works)"
             ) from error
         raise
+
+
+def _position(entity: dict[str, float]) -> tuple[float, float, float]:
+    x, y, z = (float(entity[name]) for name in GEO_FIELDS)
+    return x, y, z
 
 
 def _landmark_or_none(value: int | None) -> int | None:

@@ -12,6 +12,8 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+from retrieval_core.index.filters import SearchFilters
+
 __all__ = ["CollectionMissingError", "ImageId", "VectorHit", "VectorIndex", "VectorLookup"]
 
 ImageId = Hashable
@@ -52,11 +54,11 @@ class VectorIndex(VectorLookup, Protocol):
         k: int = 10,
         *,
         exclude_ids: Sequence[ImageId] = (),
-        filter_expression: str = "",
+        filters: SearchFilters | None = None,
     ) -> list[list[VectorHit]]:
         """``(Q, D)`` float32 queries -> per query at most ``k`` hits, best first.
 
-        ``exclude_ids`` are never returned (a query that is itself in the index); ``filter_expression`` is
-        a Milvus boolean expression over scalar fields, applied before the top-k is taken.
+        ``exclude_ids`` are never returned (a query that is itself in the index); ``filters`` (landmark,
+        capture date, radius) are applied before the top-k is taken: the best k matching images come back.
         """
         ...

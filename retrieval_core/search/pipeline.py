@@ -24,6 +24,7 @@ from PIL import Image
 
 from retrieval_core.features.sift import LocalFeatures, extract_sift
 from retrieval_core.imaging import ImageSource
+from retrieval_core.index.filters import SearchFilters
 from retrieval_core.index.protocol import VectorHit, VectorIndex, VectorLookup
 from retrieval_core.rerank.fusion import Candidate, FusionConfig, RerankedHit, normalise_global, rank_fused
 from retrieval_core.rerank.scorer import LocalScorer, LocalScores, QueryFeatures, RerankMethod
@@ -146,11 +147,11 @@ class SearchPipeline:
         k: int,
         *,
         exclude_ids: Sequence[Hashable] = (),
-        filter_expression: str = "",
+        filters: SearchFilters | None = None,
     ) -> list[VectorHit]:
         def search(vector: np.ndarray) -> list[VectorHit]:
             return self.index.search(
-                vector[None], k=self.depth(k), exclude_ids=exclude_ids, filter_expression=filter_expression
+                vector[None], k=self.depth(k), exclude_ids=exclude_ids, filters=filters
             )[0]
 
         hits = search(query.vector)
@@ -165,7 +166,7 @@ class SearchPipeline:
         hits: Sequence[VectorHit],
         *,
         exclude_ids: Sequence[Hashable] = (),
-        filter_expression: str = "",
+        filters: SearchFilters | None = None,
     ) -> ScoredCandidates:
         """Raw local scores of the first ``fusion.top_k`` hits (none for ``rerank=none``), and with
         verified expansion on, every candidate's cosine to the expanded query."""
@@ -175,7 +176,7 @@ class SearchPipeline:
         local = self.scorer.score(query, ids[:head])
         timings = {**local.timings, "local": time.perf_counter() - started}
         started = time.perf_counter()
-        expanded = self._verified_expansion(query, ids, local, exclude_ids, filter_expression)
+        expanded = self._verified_expansion(query, ids, local, exclude_ids, filters)
         if expanded is not None:
             timings["verified_expansion"] = time.perf_counter() - started
         return ScoredCandidates(
@@ -194,7 +195,7 @@ class SearchPipeline:
         ids: Sequence[Hashable],
         local: LocalScores,
         exclude_ids: Sequence[Hashable],
-        filter_expression: str,
+        filters: SearchFilters | None,
     ) -> np.ndarray | None:
         """``(N,)`` cosines of the candidates to the query averaged with the stored vectors of its most
         verified candidates (Chum et al.'s average query expansion, on geometrically verified images only,
@@ -211,7 +212,7 @@ class SearchPipeline:
         stored = self.index.get_vectors(chosen)
         vector = augment_one(query.vector, [VectorHit(i, 1.0) for i in chosen], stored, alpha=0.0)
         hits = self.index.search(
-            vector[None], k=len(ids), exclude_ids=exclude_ids, filter_expression=filter_expression
+            vector[None], k=len(ids), exclude_ids=exclude_ids, filters=filters
         )[0]
         by_id = {hit.image_id: hit.score for hit in hits}
         floor = min(by_id.values(), default=0.0)
@@ -226,7 +227,7 @@ class SearchPipeline:
         *,
         k: int | None = None,
         exclude_ids: Sequence[Hashable] = (),
-        filter_expression: str = "",
+        filters: SearchFilters | None = None,
     ) -> SearchResult:
         """Decode (unless given decoded), embed and search; see `search_query`."""
         started = time.perf_counter()
@@ -238,7 +239,7 @@ class SearchPipeline:
         if early is not None:
             query = dataclasses.replace(query, sift=early.result())
         waited = time.perf_counter()
-        result = self.search_query(query, k=k, exclude_ids=exclude_ids, filter_expression=filter_expression)
+        result = self.search_query(query, k=k, exclude_ids=exclude_ids, filters=filters)
         result.timings_ms.update({"decode": _ms(decoded - started), "embed": _ms(embedded - decoded)})
         if early is not None:  # what the local features still cost after the embedding was done
             result.timings_ms["rerank_query_features"] = _ms(waited - embedded)
@@ -259,14 +260,14 @@ class SearchPipeline:
         *,
         k: int | None = None,
         exclude_ids: Sequence[Hashable] = (),
-        filter_expression: str = "",
+        filters: SearchFilters | None = None,
     ) -> SearchResult:
         """Candidates, local scores and fusion for an embedded query; all hits, best first."""
         k = k or self.config.k
         t = time.perf_counter()
-        hits = self.candidates(query, k, exclude_ids=exclude_ids, filter_expression=filter_expression)
+        hits = self.candidates(query, k, exclude_ids=exclude_ids, filters=filters)
         ann = time.perf_counter() - t
-        scored = self.score(query, hits, exclude_ids=exclude_ids, filter_expression=filter_expression)
+        scored = self.score(query, hits, exclude_ids=exclude_ids, filters=filters)
         t = time.perf_counter()
         ranked = self.rank(scored)
         timings = {"ann": ann, **{f"rerank_{s}": v for s, v in scored.timings.items()}}

@@ -107,8 +107,8 @@ def test_replicas_keep_the_neighbour_structure() -> None:
         (AnnIndexParams("IVF_SQ8", nlist=37), {"index_type": "IVF_SQ8", "nlist": "37"}),
     ],
 )
-def test_index_params_reach_milvus(live_services, params: AnnIndexParams, expected: dict[str, str]) -> None:
-    store = MilvusVectorStore(live_services.milvus_uri, f"params_{uuid.uuid4().hex[:8]}", dim=8, index=params)
+def test_index_params_reach_milvus(milvus_uri: str, params: AnnIndexParams, expected: dict[str, str]) -> None:
+    store = MilvusVectorStore(milvus_uri, f"params_{uuid.uuid4().hex[:8]}", dim=8, index=params)
     try:
         store.ensure_collection()
         described = store.describe_index()
@@ -118,16 +118,16 @@ def test_index_params_reach_milvus(live_services, params: AnnIndexParams, expect
         store.close()
 
 
-def test_an_existing_collection_keeps_its_index_until_rebuilt(live_services) -> None:
+def test_an_existing_collection_keeps_its_index_until_rebuilt(milvus_uri: str) -> None:
     name = f"rebuilt_{uuid.uuid4().hex[:8]}"
-    first = MilvusVectorStore(live_services.milvus_uri, name, dim=8, index=AnnIndexParams("HNSW", m=8))
+    first = MilvusVectorStore(milvus_uri, name, dim=8, index=AnnIndexParams("HNSW", m=8))
     try:
         first.ensure_collection()
         vectors = ann_scale._unit(np.random.default_rng(5).standard_normal((300, 8)))
         first.upsert(list(range(300)), vectors, [None] * 300)
         first.flush()
         reconfigured = MilvusVectorStore(
-            live_services.milvus_uri, name, dim=8, index=AnnIndexParams("IVF_FLAT", nlist=12, nprobe=12)
+            milvus_uri, name, dim=8, index=AnnIndexParams("IVF_FLAT", nlist=12, nprobe=12)
         )
         reconfigured.ensure_collection()
         assert reconfigured.served_index.index_type == "HNSW"  # searched with ef, not nprobe
@@ -140,6 +140,25 @@ def test_an_existing_collection_keeps_its_index_until_rebuilt(live_services) -> 
     finally:
         first.drop()
         first.close()
+
+
+def test_product_quantisation_builds_and_searches_on_milvus_standalone(milvus_standalone_uri: str) -> None:
+    """IVF_PQ, which Milvus Lite refuses, is an index a deployment on standalone can choose."""
+    params = AnnIndexParams("IVF_PQ", nlist=8, nprobe=8, pq_m=4)
+    store = MilvusVectorStore(milvus_standalone_uri, f"pq_{uuid.uuid4().hex[:8]}", dim=8, index=params)
+    try:
+        store.ensure_collection()
+        vectors = ann_scale._unit(np.random.default_rng(7).standard_normal((400, 8)))
+        store.upsert(list(range(400)), vectors, [None] * 400)
+        store.flush()
+        described = store.describe_index()
+        assert (described["index_type"], described["m"], described["nlist"]) == ("IVF_PQ", "4", "8")
+        hits = store.search(vectors[:20], k=10)
+        # 4 sub-quantisers of 8 bits are coarse: most queries still find themselves among their top 10.
+        assert sum(i in [h.image_id for h in row] for i, row in enumerate(hits)) >= 15
+    finally:
+        store.drop()
+        store.close()
 
 
 def test_bad_index_settings_are_refused() -> None:

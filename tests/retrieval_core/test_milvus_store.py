@@ -1,6 +1,9 @@
-"""MilvusVectorStore against a real Milvus Lite server."""
+"""MilvusVectorStore against a real Milvus Lite server and real Milvus standalone: the same code serves
+`make run` and a deployment (only ``MILVUS_URI`` differs)."""
 
 from __future__ import annotations
+
+import itertools
 
 import numpy as np
 import pytest
@@ -15,9 +18,11 @@ def _unit(rows: np.ndarray) -> np.ndarray:
 
 
 @pytest.fixture
-def store(live_services, request) -> MilvusVectorStore:
+def store(milvus_uri: str, request) -> MilvusVectorStore:
+    """An empty 16-d collection on the Milvus Lite server, then on Milvus standalone."""
+    uri = milvus_uri
     name = "unit_" + request.node.name.replace("[", "_").replace("]", "").replace("-", "_")[:60]
-    store = MilvusVectorStore(live_services.milvus_uri, name, dim=16)
+    store = MilvusVectorStore(uri, name, dim=16)
     store.drop()
     store.ensure_collection()
     yield store
@@ -66,8 +71,8 @@ def test_bad_shapes_and_names_are_refused(store: MilvusVectorStore, live_service
     with pytest.raises(ValueError, match="same length"):
         store.upsert([1, 2], np.zeros((1, 16), np.float32), [None])
     with pytest.raises(ValueError, match="collection name"):
-        MilvusVectorStore(live_services.milvus_uri, "bad-name!", dim=16)
-    other_dim = MilvusVectorStore(live_services.milvus_uri, store.collection, dim=32)
+        MilvusVectorStore(store.uri, "bad-name!", dim=16)
+    other_dim = MilvusVectorStore(store.uri, store.collection, dim=32)
     with pytest.raises(ValueError, match="16-d"):
         other_dim.ensure_collection()
 
@@ -98,7 +103,7 @@ def test_filters_on_landmark_date_and_radius_are_applied_before_the_top_k(store:
     store.flush()
 
     def found(filters: SearchFilters, k: int = 5) -> set[int]:
-        return {int(h.image_id) for h in store.search(query, k=k, filter_expression=filters.expression())[0]}
+        return {int(h.image_id) for h in store.search(query, k=k, filters=filters)[0]}
 
     assert found(SearchFilters(near=GeoRadius(*paris, 500.0))) == {130, 131, 135}
     assert found(SearchFilters(near=GeoRadius(*paris, 3000.0))) == {130, 131, 132, 135}
@@ -113,6 +118,37 @@ def test_filters_on_landmark_date_and_radius_are_applied_before_the_top_k(store:
     assert found(SearchFilters(landmark_id=2, near=GeoRadius(*paris, 3000.0))) == {130, 131, 132}
     assert found(SearchFilters(landmark_id=3)) == {133}
     assert not SearchFilters() and SearchFilters().expression() == ""
+
+
+def test_a_radius_keeps_only_the_ball_and_widens_until_k_match(store: MilvusVectorStore) -> None:
+    """Milvus is sent the box around the ball (standalone cannot add two fields); photos in its corners
+    are dropped, and when they fill the first limit the store searches wider until k photos match."""
+    from retrieval_core.index.filters import GeoRadius, SearchFilters, unit_sphere
+    from retrieval_core.index.milvus_store import PhotoScalars
+
+    paris = (48.8584, 2.2945)
+    near = GeoRadius(*paris, 1000.0)
+    corner = (paris[0] + 0.007, paris[1] + 0.0095)  # ~1043 m north-east: inside the box, outside the ball
+    centre, corner_xyz = unit_sphere(*paris), unit_sphere(*corner)
+    assert all(abs(a - b) <= near.chord for a, b in zip(corner_xyz, centre, strict=True))
+    assert not near.contains(*corner_xyz)
+
+    rng = np.random.default_rng(11)
+    query = _unit(rng.normal(size=(1, 16)))
+    in_corner = _unit(query + 0.05 * rng.normal(size=(20, 16)))  # the 20 most similar photos
+    inside = _unit(query + 0.6 * rng.normal(size=(4, 16)))  # less similar, within ~300 m
+    scalars = [PhotoScalars(None, *corner)] * 20 + [
+        PhotoScalars(None, paris[0] + 0.001 * i, paris[1]) for i in range(4)
+    ]
+    store.upsert(list(range(200, 224)), np.vstack([in_corner, inside]), [None] * 24, scalars)
+    store.flush()
+
+    hits = store.search(query, k=3, filters=SearchFilters(near=near))[0]
+    assert len(hits) == 3 and {h.image_id for h in hits} <= set(range(220, 224))
+    assert all(a.score >= b.score for a, b in itertools.pairwise(hits))
+    assert {h.image_id for h in store.search(query, k=10, filters=SearchFilters(near=near))[0]} == set(
+        range(220, 224)
+    )
 
 
 def test_a_collection_without_filter_fields_still_serves_and_says_to_rebuild(live_services) -> None:
@@ -142,7 +178,7 @@ def test_a_collection_without_filter_fields_still_serves_and_says_to_rebuild(liv
         assert [h.image_id for h in store.search(vectors[0], k=1)[0]] == [1]
         assert {h.image_id for h in store.search(vectors[0], k=3, landmark_id=7)[0]} == {1, 2}
         with pytest.raises(OutdatedCollectionError, match="rebuild_index"):
-            store.search(vectors[0], k=3, filter_expression=SearchFilters(taken_from=0).expression())
+            store.search(vectors[0], k=3, filters=SearchFilters(taken_from=0))
     finally:
         store.drop()
         store.close()

@@ -16,6 +16,7 @@ from retrieval_core.features.sift import LocalFeatures, SiftConfig, extract_sift
 from retrieval_core.features.store import LocalFeatureStore, PatchStore
 from retrieval_core.features.vlad import VladEncoder, fit_pca_whitening, train_codebook, vlad
 from retrieval_core.index.exact import ExactIndex
+from retrieval_core.index.filters import SearchFilters
 from retrieval_core.rerank.fusion import FusionConfig
 from retrieval_core.rerank.patch_scorer import PatchScorer
 from retrieval_core.rerank.scorer import GlobalOnlyScorer, LocalScorer, QueryFeatures
@@ -250,7 +251,7 @@ def test_exact_index_excludes_ids_and_breaks_ties_by_insertion_order() -> None:
     assert [h.image_id for h in index.search(QUERY_VECTOR[None], k=2, exclude_ids=["b"])[0]] == ["d", "a"]
     assert index.get_vectors(["c", "zz"]).keys() == {"c"}
     with pytest.raises(ValueError):
-        index.search(QUERY_VECTOR[None], filter_expression="landmark_id == 1")
+        index.search(QUERY_VECTOR[None], filters=SearchFilters(landmark_id=1))
     with pytest.raises(ValueError):
         SearchPipeline(
             VectorsOf({}), ExactIndex(["a"], np.ones((1, 3), np.float32)), GlobalOnlyScorer(), SearchConfig()

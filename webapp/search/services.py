@@ -160,8 +160,7 @@ def search_by_photo(
     version = get_active_version()
     pipeline = served_pipeline(method or settings.RERANK_METHOD, version=version)
     exclude = [*exclude_ids, *([query_image.pk] if query_image is not None else [])]
-    expression = filters.expression() if filters else ""
-    result = pipeline.search(image, k=k, exclude_ids=exclude, filter_expression=expression)
+    result = pipeline.search(image, k=k, exclude_ids=exclude, filters=filters)
     result.timings_ms["decode"] = decoded_ms
     mark = time.perf_counter()
     config = recognition_config()

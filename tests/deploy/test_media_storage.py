@@ -117,6 +117,10 @@ def test_an_unreachable_store_is_not_the_photos_fault(s3_media, scene_photo: byt
         embeddings.index_images([image.pk])
     assert Image.objects.get(pk=image.pk).status == Image.Status.PENDING
     assert Client().get(image.file.url).status_code == 503
+    # "More like this" reads the photo first: the store's outage is a 503 with its reason, not a 500.
+    Image.objects.filter(pk=image.pk).update(status=Image.Status.INDEXED)
+    similar = Client().get(f"/api/images/{image.pk}/similar/")
+    assert similar.status_code == 503 and "photo store" in similar.json()["error"]
 
 
 def test_local_copies_reports_and_listing_on_the_bucket(s3_media, tmp_path: Path) -> None:

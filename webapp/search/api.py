@@ -19,6 +19,7 @@ from retrieval_core.index.protocol import CollectionMissingError
 from webapp import throttling
 from webapp.catalog.models import Image
 from webapp.catalog.uploads import UploadTooLarge, read_upload
+from webapp.media import MediaUnavailable
 from webapp.reranking.scoring import RerankUnavailable
 from webapp.search.openapi import OPENAPI
 from webapp.search.params import BadParameter, SearchParams, parse_search_params
@@ -45,6 +46,9 @@ def run_search(call: Callable[[], SearchResponse]) -> Payload:
         logger.error("search index missing: %s", error)
         message = "The search index of the active model does not exist yet: import or upload photos first."
         return {"error": message}, 503
+    except MediaUnavailable as error:
+        logger.error("photo store unreachable: %s", error)
+        return {"error": "The photo store is not reachable right now; please try again in a moment."}, 503
     except (MilvusException, ConnectionError) as error:
         logger.error("search index unreachable: %s", error)
         return {"error": "The search index is not reachable right now; please try again in a moment."}, 503

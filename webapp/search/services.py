@@ -25,6 +25,7 @@ from webapp.catalog.models import Image
 from webapp.catalog.selectors import images_by_ids
 from webapp.catalog.uploads import check_upload_size
 from webapp.embeddings.services import decode_policy, get_active_version
+from webapp.media import photo_bytes
 from webapp.reranking.models import SearchQuery
 from webapp.search.pipeline import served_pipeline
 
@@ -219,9 +220,7 @@ def search_similar(
 ) -> SearchResponse:
     """ "More like this": search from a collection image's own file through the same pipeline (so SIFT
     re-ranking and the match drawings work as for an upload), the image itself excluded."""
-    with image.file.open("rb") as handle:
-        content = handle.read()
-    return search_by_photo(content, k=k, method=method, filters=filters, query_image=image)
+    return search_by_photo(photo_bytes(image.file), k=k, method=method, filters=filters, query_image=image)
 
 
 def recognition_config() -> RecognitionConfig:

@@ -12,9 +12,10 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from PIL import Image as PILImage
 
-from retrieval_core.imaging import load_image
+from retrieval_core.imaging import ImageLoadError, load_image
 from retrieval_core.rerank.visualize import draw_matches
 from webapp.catalog.models import Image, Landmark
+from webapp.media import MediaUnavailable, photo_bytes
 from webapp.reranking.selectors import query_evidence
 from webapp.search.api import search_from_image, search_upload
 from webapp.search.params import FILTER_FIELDS
@@ -35,9 +36,15 @@ def matches_image(request: HttpRequest, query_id: str, image_id: int) -> HttpRes
     if evidence is None or image is None:
         raise Http404("no match evidence for this query and image")
     query, points = evidence
-    with query.file.open("rb") as query_file, image.file.open("rb") as image_file:
-        query_pixels = np.asarray(load_image(query_file.read()))
-        result_pixels = np.asarray(load_image(image_file.read()))
+    try:
+        query_pixels = np.asarray(load_image(photo_bytes(query.file)))
+        result_pixels = np.asarray(load_image(photo_bytes(image.file)))
+    except ImageLoadError as error:
+        raise Http404(f"a photo of this match is gone: {error}") from None
+    except MediaUnavailable as error:
+        logger.error("match drawing: %s", error)
+        message = "The photo store is not reachable right now."
+        return HttpResponse(message, status=503, content_type="text/plain")
     drawing = draw_matches(query_pixels, result_pixels, np.array(points))
     buffer = io.BytesIO()
     PILImage.fromarray(drawing).save(buffer, format="PNG")

@@ -100,6 +100,12 @@ PRESETS: dict[str, list[Sweep]] = {
         _hnsw("HNSW", 16, 100, (100, 128, 256)),
         _ivf("IVF_SQ8", 1024, (32, 64)),
     ],
+    "standalone": [  # Milvus standalone at 1M: the cells the target needs, and graphs built with more care
+        _ivf("IVF_FLAT", 1024, (8, 16, 32)),
+        _ivf("IVF_SQ8", 1024, (16, 32)),
+        _hnsw("HNSW", 16, 200, (256, 512)),
+        _hnsw("HNSW", 32, 200, (256, 512)),
+    ],
     "quick": [  # the fast test: every code path, small parameters
         Sweep(AnnIndexParams("FLAT")),
         _hnsw("HNSW", 8, 40, (100, 200)),

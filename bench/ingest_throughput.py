@@ -286,9 +286,11 @@ def main() -> None:
     n = len(ids)
     bare = 2 * len(paths) / (bare_before + bare_after)
     end_to_end = n / (done - start)
+    busy = load_during > (os.cpu_count() or 1)
+    shared = " (above the core count: other work shared the machine)" if busy else ""
     print(
         f"{args.dataset} ({n} images), {os.cpu_count()} cores, load average {load_before:.1f} at start, "
-        f"up to {load_during:.1f} around the import (above the core count: other work shared the machine)"
+        f"up to {load_during:.1f} around the import{shared}"
     )
     print(f"  Procfile processes: {' '.join(procfile_processes(args.procfile))}")
     print(

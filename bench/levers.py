@@ -31,7 +31,7 @@ from retrieval_core.eval.ladder import run_ladder
 from retrieval_core.eval.options import LadderOptions
 
 # The README's lever figures were measured with 1000 query keypoints (the ladder's default then; serving
-# uses 500, the "600 query keypoints" row shows what that costs).
+# uses 500, the "600 query keypoints" row shows what that costs) and the full local-feature format.
 BASE = LadderOptions(
     vlad_k=0,
     patches=0,
@@ -41,6 +41,7 @@ BASE = LadderOptions(
     min_inliers=8,
     query_keypoints=1000,
     verified_expansion=0,
+    local_format="full",
 )
 LEVERS: dict[str, dict[str, object]] = {
     "baseline (384 px GeM, RootSIFT homography)": {},
@@ -86,6 +87,16 @@ LEVERS: dict[str, dict[str, object]] = {
         "min_inliers": 12,
         "verified_expansion": 5,
         "verified_expansion_inliers": 15,
+    },
+    **{
+        f"fundamental (12) + verified QE n=5 (15) + landmark first (confidence {c})": {
+            "geometry": "fundamental",
+            "min_inliers": 12,
+            "verified_expansion": 5,
+            "verified_expansion_inliers": 15,
+            "landmark_first": c,
+        }
+        for c in (0.2, 0.4, 0.6)
     },
     "fundamental (12) + re-rank depth 50": {"geometry": "fundamental", "min_inliers": 12, "rerank_depth": 50},
     "fundamental (12), 600 query keypoints": {

@@ -229,6 +229,9 @@ if RERANK_GEOMETRY not in ("homography", "fundamental"):
     raise ImproperlyConfigured(f"RERANK_GEOMETRY must be homography or fundamental, not {RERANK_GEOMETRY!r}")
 RERANK_MIN_INLIERS = env_int("RERANK_MIN_INLIERS", 12)
 RERANK_VERIFIED_FIRST = env_int("RERANK_VERIFIED_FIRST", 0)
+# Recognised landmark first: when the re-ranked results name a landmark with at least this confidence
+# (the answer's confidence, inlier-weighted votes), that landmark's photos among them rank first (0 = off).
+RERANK_LANDMARK_FIRST = env_float("RERANK_LANDMARK_FIRST", 0.0)
 # Verified query expansion: the query averaged with up to N SIFT-verified candidates (at least ..._INLIERS
 # inliers) and fused again with the cosines to that vector (0 = off).
 # On by default: +1.1 / +1.5 on the leave-one-out dev benchmark (sfm_landmarks / holidays_partial), +1.7 on

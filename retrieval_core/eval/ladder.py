@@ -298,8 +298,15 @@ def _run_global(
     def database(names: Sequence[str]) -> np.ndarray:
         return augment_database(transform(cache.load_matrix(key, names)), run.dba_neighbours, run.dba_alpha)
 
+    # The index's curated labels as integer ids, as Milvus returns them with each hit (recognition, and
+    # FusionConfig.landmark_first); a query's own label is never looked up.
+    label_ids = {label: i for i, label in enumerate(sorted(set(run.labels.values())))}
+
+    def landmarks(names: Sequence[str]) -> list[int | None]:
+        return [label_ids.get(run.labels.get(name, "")) for name in names]
+
     indexes = {
-        name: ExactIndex(query_set.index, database(query_set.index))
+        name: ExactIndex(query_set.index, database(query_set.index), landmarks(query_set.index))
         for name, query_set in run.sets.items()
         if query_set.queries and query_set.index
     }

@@ -48,6 +48,7 @@ class LadderOptions:
     query_expansion: int = 0  # alpha-QE neighbours (0 = off)
     expansion_alpha: float = 3.0
     verified_first: int = 0  # SIFT: candidates with this many inliers rank above all others (0 = off)
+    landmark_first: float = 0.0  # recognised with this confidence: its landmark's photos first (0 = off)
     geometry: str = "fundamental"  # or "homography" (the served default is RERANK_GEOMETRY)
     min_inliers: int = 12
     upright: bool = False
@@ -56,7 +57,7 @@ class LadderOptions:
     dba: int = 0  # database-side augmentation neighbours (0 = off)
     verified_expansion: int = 5  # as served (RERANK_VERIFIED_EXPANSION); 0 = off
     verified_expansion_inliers: int = 15
-    local_format: str = "full"  # how index SIFT is stored: LocalFeatureFormat.name, e.g. 2bit-uint16-k750
+    local_format: str = "2bit-uint16-k750"  # as served (LOCAL_FEATURES_FORMAT); "full" keeps every keypoint
 
     def ladder_kwargs(self) -> dict[str, Any]:
         scales = (1.0, *self.scales)
@@ -78,7 +79,11 @@ class LadderOptions:
             else None,
             "local_format": LocalFeatureFormat.parse(self.local_format),
             "verification": VerificationConfig(geometry=self.geometry),  # type: ignore[arg-type]
-            "fusion": FusionConfig(min_inliers=self.min_inliers, verified_first=self.verified_first),
+            "fusion": FusionConfig(
+                min_inliers=self.min_inliers,
+                verified_first=self.verified_first,
+                landmark_first=self.landmark_first,
+            ),
             "whiten": self.whiten,
             "expansion_neighbours": self.query_expansion,
             "expansion_alpha": self.expansion_alpha,
@@ -160,6 +165,12 @@ class LadderOptions:
         parser.add_argument("--expansion-alpha", type=float, default=defaults.expansion_alpha)
         parser.add_argument(
             "--verified-first", type=int, default=0, help="SIFT inliers that rank a candidate first (0: off)"
+        )
+        parser.add_argument(
+            "--landmark-first",
+            type=float,
+            default=defaults.landmark_first,
+            help="confidence from which the recognised landmark's photos rank first (0: off)",
         )
         parser.add_argument("--geometry", choices=["homography", "fundamental"], default=defaults.geometry)
         parser.add_argument("--min-inliers", type=int, default=defaults.min_inliers)

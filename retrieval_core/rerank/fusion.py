@@ -12,11 +12,17 @@ fused score, i.e. it is neither rewarded nor punished for the missing data.
 
 Verified first (``verified_first`` = T > 0, SIFT only; DELG-style): a candidate with at least T verified
 inliers ranks above every candidate with fewer. Scores stay in [0, 1] and keep their order:
-verified -> 0.5 + fused / 2, the others -> fused / 2.
+verified -> 0.5 + fused / 2, the others -> fused / 2 (``two_tiers``).
+
+Recognised landmark first (``landmark_first`` = c > 0): when the re-ranked head names a landmark with
+confidence at least c (``retrieval_core.search.recognition``: inlier-weighted votes of the top results),
+the head's candidates labelled with that landmark rank above the others, in the same two tiers. It uses the
+collection's curated labels, never the query's, and does nothing on unlabelled collections.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -32,7 +38,9 @@ __all__ = [
     "fuse",
     "normalise_global",
     "normalise_local",
+    "promote",
     "rank_fused",
+    "two_tiers",
 ]
 
 LocalMethod = Literal["sift", "vlad", "patches"]
@@ -48,6 +56,7 @@ class FusionConfig:
     inlier_saturation: float = 20.0
     min_inliers: int = 8
     verified_first: int = 0
+    landmark_first: float = 0.0
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.weight_global <= 1.0:
@@ -60,6 +69,8 @@ class FusionConfig:
             raise ValueError("inlier_saturation must be positive and min_inliers non-negative")
         if self.verified_first < 0:
             raise ValueError(f"verified_first must be >= 0 (0 = off), got {self.verified_first}")
+        if not 0.0 <= self.landmark_first <= 1.0:
+            raise ValueError(f"landmark_first must be in [0, 1] (0 = off), got {self.landmark_first}")
 
 
 @dataclass(frozen=True)
@@ -116,8 +127,25 @@ def fuse(global_scores: np.ndarray, local_scores: np.ndarray, cfg: FusionConfig)
     fused = np.where(np.isnan(local), g, w * g + (1.0 - w) * np.nan_to_num(local))
     if cfg.verified_first and cfg.local_method == "sift":
         verified = np.nan_to_num(np.asarray(local_scores, np.float64), nan=0.0) >= cfg.verified_first
-        fused = np.where(verified, 0.5 + fused / 2, fused / 2)
+        fused = two_tiers(fused, verified)
     return fused
+
+
+def two_tiers(fused: np.ndarray, first: np.ndarray) -> np.ndarray:
+    """(N,) scores in [0, 1] and an (N,) mask -> (N,) scores in [0, 1] where every masked one is above every
+    other, each tier keeping its order: masked -> 0.5 + fused / 2, the others -> fused / 2."""
+    fused = np.asarray(fused, np.float64)
+    return np.where(first, 0.5 + fused / 2, fused / 2)
+
+
+def promote(hits: Sequence[RerankedHit], first: Sequence[bool]) -> list[RerankedHit]:
+    """Ranked hits with the ``first`` ones moved above the rest (``two_tiers`` on their fused scores); the
+    order within each tier is kept."""
+    if len(first) != len(hits):
+        raise ValueError("one flag per hit")
+    scores = two_tiers(np.array([hit.fused_score for hit in hits], np.float64), np.asarray(first, bool))
+    order = sorted(range(len(hits)), key=lambda i: (not first[i], i))
+    return [dataclasses.replace(hits[i], fused_score=float(scores[i])) for i in order]
 
 
 def rank_fused(

@@ -31,6 +31,7 @@ from retrieval_core.rerank.scorer import LocalScorer, LocalScores, QueryFeatures
 from retrieval_core.search.config import SearchConfig
 from retrieval_core.search.dba import augment_one
 from retrieval_core.search.decode import decode
+from retrieval_core.search.recognition import recognised_landmark_first
 
 __all__ = [
     "Embedder",
@@ -88,7 +89,8 @@ def rank_candidates(scored: ScoredCandidates, fusion: FusionConfig) -> list[Rera
     """Fuse the head (``len(scored.local.raw)`` candidates) and append the rest in global order.
 
     With verified expansion the global part of the fusion (and each hit's ``global_score``) is the cosine
-    to the expanded query; ``global_rank`` stays the original order."""
+    to the expanded query; ``global_rank`` stays the original order. With ``fusion.landmark_first`` the
+    head's photos of the landmark it is recognised as move first (``recognised_landmark_first``)."""
     head = len(scored.local.raw)
     scores = scored.global_scores if scored.expanded_scores is None else scored.expanded_scores
     candidates = [Candidate(i, float(s)) for i, s in zip(scored.ids, scores, strict=True)]
@@ -98,6 +100,9 @@ def rank_candidates(scored: ScoredCandidates, fusion: FusionConfig) -> list[Rera
         fusion = dataclasses.replace(fusion, local_method=scored.method)
     raw = [None if np.isnan(v) else float(v) for v in scored.local.raw]
     hits = rank_fused(candidates[:head], raw, fusion, scored.local.evidence)
+    if fusion.landmark_first:
+        landmarks = dict(zip(scored.ids, scored.landmark_ids, strict=True))
+        hits = recognised_landmark_first(hits, landmarks, fusion.landmark_first)
     rest = normalise_global(np.asarray(scores[head:], np.float64))
     hits += [
         RerankedHit(c.image_id, c.global_score, None, float(g), head + i)

@@ -25,9 +25,16 @@ from typing import Any
 import numpy as np
 
 from retrieval_core.eval.metrics import global_average_precision
-from retrieval_core.rerank.fusion import RerankedHit
+from retrieval_core.rerank.fusion import RerankedHit, promote
 
-__all__ = ["Recognition", "RecognitionConfig", "apply_threshold", "choose_threshold", "recognise"]
+__all__ = [
+    "Recognition",
+    "RecognitionConfig",
+    "apply_threshold",
+    "choose_threshold",
+    "recognise",
+    "recognised_landmark_first",
+]
 
 
 THRESHOLD_GRID: tuple[float, ...] = tuple(round(0.05 * i, 2) for i in range(20))
@@ -101,6 +108,21 @@ def recognise(
         inliers=max(inliers) if inliers else None,
         weighted_by="inliers" if verified else "score",
     )
+
+
+def recognised_landmark_first(
+    hits: Sequence[RerankedHit], landmarks: Mapping[Any, Hashable | None], min_confidence: float
+) -> list[RerankedHit]:
+    """The ranked ``hits`` with those of the landmark they name (``recognise`` with ``min_confidence`` as
+    its threshold) moved first, each part in its own order; unchanged when no landmark is recognised.
+
+    What "the same place" means in a curated collection: once the verified votes name the landmark, its
+    other photos belong above look-alikes of other places, even those that share no verifiable surface
+    with the query (the far side of a monument). The query's own label is never used."""
+    answer = recognise(hits, landmarks, RecognitionConfig(threshold=min_confidence))
+    if not answer.recognised:
+        return list(hits)
+    return promote(hits, [landmarks.get(hit.image_id) == answer.landmark for hit in hits])
 
 
 def choose_threshold(

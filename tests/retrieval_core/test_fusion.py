@@ -133,3 +133,15 @@ def test_verified_first_puts_every_verified_candidate_above_the_unverified() -> 
     )
     with pytest.raises(ValueError):
         FusionConfig(verified_first=-1)
+
+
+def test_promote_puts_the_flagged_hits_first_and_keeps_each_tiers_order() -> None:
+    from retrieval_core.rerank.fusion import RerankedHit, promote, two_tiers
+
+    hits = [RerankedHit(i, 0.5, None, fused, i) for i, fused in enumerate([0.9, 0.7, 0.4, 0.1])]
+    promoted = promote(hits, [False, True, False, True])
+    assert [h.image_id for h in promoted] == [1, 3, 0, 2]
+    assert [h.fused_score for h in promoted] == pytest.approx([0.85, 0.55, 0.45, 0.2])
+    np.testing.assert_allclose(two_tiers(np.array([0.0, 1.0]), np.array([True, False])), [0.5, 0.5])
+    with pytest.raises(ValueError, match="one flag per hit"):
+        promote(hits, [True])

@@ -7,7 +7,12 @@ import pytest
 
 from retrieval_core.eval.metrics import global_average_precision
 from retrieval_core.rerank.fusion import MatchEvidence, RerankedHit
-from retrieval_core.search.recognition import RecognitionConfig, choose_threshold, recognise
+from retrieval_core.search.recognition import (
+    RecognitionConfig,
+    choose_threshold,
+    recognise,
+    recognised_landmark_first,
+)
 
 
 def _hit(image_id: int, fused: float, inliers: int | None = None) -> RerankedHit:
@@ -69,3 +74,42 @@ def test_threshold_chosen_on_validation_abstains_where_answers_are_more_often_wr
     assert threshold == 0.5
     assert gap == pytest.approx(1 / 2)
     assert choose_threshold([], [])[0] == 0.0
+
+
+def test_the_recognised_landmarks_photos_move_first_only_when_the_votes_are_confident() -> None:
+    # 2 is verified as landmark "b"; 3 (b, nothing verifiable: the far side) ranks below 1, a look-alike.
+    hits = [_hit(1, 0.9, 0), _hit(2, 0.8, 120), _hit(4, 0.7, 0), _hit(3, 0.6, 0)]
+    landmarks = {1: "a", 2: "b", 3: "b", 4: None}
+    promoted = recognised_landmark_first(hits, landmarks, min_confidence=0.5)
+    assert [h.image_id for h in promoted] == [2, 3, 1, 4]
+    assert all(0.0 <= h.fused_score <= 1.0 for h in promoted)
+    assert [h.fused_score for h in promoted] == sorted((h.fused_score for h in promoted), reverse=True)
+    # Evidence and global ranks travel with each hit.
+    assert promoted[0].evidence is hits[1].evidence and promoted[1].global_rank == 3
+
+    unsure = [_hit(1, 0.9, 0), _hit(2, 0.8, 14), _hit(3, 0.6, 0)]  # 14 inliers: a weak vote
+    assert recognised_landmark_first(unsure, landmarks, min_confidence=0.5) == unsure
+    assert recognised_landmark_first(hits, {}, min_confidence=0.1) == hits  # an unlabelled collection
+
+
+def test_landmark_first_in_the_ranking_the_product_serves() -> None:
+    """``rank_candidates`` (serving, tuning, evaluation) applies ``FusionConfig.landmark_first`` to the
+    re-ranked head, with the landmark ids the index returned."""
+    from retrieval_core.rerank.fusion import FusionConfig
+    from retrieval_core.rerank.scorer import LocalScores
+    from retrieval_core.search.pipeline import ScoredCandidates, rank_candidates
+
+    evidence = [None, MatchEvidence(80, 90, np.zeros((0, 4), np.float32)), None, None]
+    scored = ScoredCandidates(
+        ids=("look-alike", "verified", "far-side", "unlabelled"),
+        global_scores=np.array([0.9, 0.8, 0.7, 0.65]),
+        landmark_ids=(2, 1, 1, None),
+        local=LocalScores(np.array([0.0, 80.0, 0.0, 0.0]), evidence),
+        method="sift",
+    )
+    plain = [h.image_id for h in rank_candidates(scored, FusionConfig(weight_global=0.5))]
+    assert plain.index("look-alike") < plain.index("far-side")
+    first = [h.image_id for h in rank_candidates(scored, FusionConfig(weight_global=0.5, landmark_first=0.3))]
+    assert first[:2] == ["verified", "far-side"]
+    with pytest.raises(ValueError, match="landmark_first"):
+        FusionConfig(landmark_first=1.5)

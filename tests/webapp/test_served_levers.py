@@ -12,8 +12,10 @@ from webapp.reranking.local_features import sift_config, sift_store
 def test_lever_settings_configure_the_served_fusion_and_features(settings, live_services) -> None:
     settings.RERANK_VERIFIED_FIRST = 20
     settings.RERANK_MIN_INLIERS = 12
+    settings.RERANK_LANDMARK_FIRST = 0.4
     cfg = fusion_config("sift")
     assert (cfg.verified_first, cfg.min_inliers, cfg.local_method) == (20, 12, "sift")
+    assert cfg.landmark_first == 0.4
     assert fusion_config("none").weight_global == 1.0
     settings.RERANK_VERIFIED_EXPANSION = 3
     from webapp.search.pipeline import served_pipeline

@@ -24,4 +24,5 @@ def fusion_config(method: RerankMethod) -> FusionConfig:
         local_method=method,
         min_inliers=settings.RERANK_MIN_INLIERS,
         verified_first=settings.RERANK_VERIFIED_FIRST,
+        landmark_first=settings.RERANK_LANDMARK_FIRST,
     )

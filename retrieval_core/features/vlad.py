@@ -8,6 +8,7 @@ texture cannot dominate), signed square root (power normalisation), then global 
 
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -22,8 +23,12 @@ __all__ = [
     "PcaWhitening",
     "VladEncoder",
     "apply_pca_whitening",
+    "codebook_from_bytes",
+    "codebook_to_bytes",
     "fit_pca_whitening",
     "load_codebook",
+    "pca_whitening_from_bytes",
+    "pca_whitening_to_bytes",
     "save_codebook",
     "train_codebook",
     "vlad",
@@ -128,23 +133,49 @@ class VladEncoder:
         return apply_pca_whitening(vector, self.whitening)
 
 
+def codebook_to_bytes(codebook: np.ndarray, settings: Mapping[str, object]) -> tuple[bytes, bytes]:
+    """``(.npy centroids, .json settings)`` as bytes, for a store that is not a folder (an S3 bucket)."""
+    meta = {"k": int(codebook.shape[0]), "dim": int(codebook.shape[1]), **settings}
+    buffer = io.BytesIO()
+    np.save(buffer, np.asarray(codebook, np.float32))
+    return buffer.getvalue(), json.dumps(meta, indent=2).encode()
+
+
+def codebook_from_bytes(
+    npy: bytes, settings: bytes, *, name: str = "codebook"
+) -> tuple[np.ndarray, dict[str, object]]:
+    """Read what `codebook_to_bytes` gave: ``(centroids (k, D) float32, settings)``; ``name`` is for errors."""
+    centroids = np.load(io.BytesIO(npy), allow_pickle=False).astype(np.float32)
+    meta = json.loads(settings)
+    if centroids.shape != (meta["k"], meta["dim"]):
+        raise ValueError(f"{name}: centroids {centroids.shape} disagree with settings {meta}")
+    return centroids, meta
+
+
+def pca_whitening_to_bytes(pca: PcaWhitening) -> bytes:
+    """The ``.npz`` (``mean``, ``projection``) a codebook's whitening is stored as."""
+    buffer = io.BytesIO()
+    np.savez(buffer, mean=pca.mean, projection=pca.projection)
+    return buffer.getvalue()
+
+
+def pca_whitening_from_bytes(data: bytes) -> PcaWhitening:
+    with np.load(io.BytesIO(data), allow_pickle=False) as saved:
+        return PcaWhitening(mean=saved["mean"], projection=saved["projection"])
+
+
 def save_codebook(path: Path, codebook: np.ndarray, settings: Mapping[str, object]) -> None:
     """Write ``path`` (.npy centroids) and ``path.with_suffix('.json')`` (settings: extractor key, k, seed…).
 
     Both are written atomically; the settings let a loader refuse a codebook trained on other features.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    meta = {"k": int(codebook.shape[0]), "dim": int(codebook.shape[1]), **settings}
-    atomic_write(path, lambda handle: np.save(handle, np.asarray(codebook, np.float32)))
-    atomic_write(path.with_suffix(".json"), lambda handle: handle.write(json.dumps(meta, indent=2).encode()))
+    npy, meta = codebook_to_bytes(codebook, settings)
+    atomic_write(path, lambda handle: handle.write(npy))
+    atomic_write(path.with_suffix(".json"), lambda handle: handle.write(meta))
 
 
 def load_codebook(path: Path) -> tuple[np.ndarray, dict[str, object]]:
     """Read what ``save_codebook`` wrote: ``(centroids (k, D) float32, settings)``."""
     path = Path(path)
-    centroids = np.load(path, allow_pickle=False).astype(np.float32)
-    meta = json.loads(path.with_suffix(".json").read_text())
-    if centroids.shape != (meta["k"], meta["dim"]):
-        raise ValueError(f"{path}: centroids {centroids.shape} disagree with settings {meta}")
-    return centroids, meta
+    return codebook_from_bytes(path.read_bytes(), path.with_suffix(".json").read_bytes(), name=str(path))

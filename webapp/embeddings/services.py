@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 from collections.abc import Callable, Sequence
 from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -16,13 +18,14 @@ from django.utils import timezone
 from retrieval_core.features.global_ import GlobalDescriptorExtractor
 from retrieval_core.features.store import PatchStore
 from retrieval_core.index.milvus_store import AnnIndexParams, MilvusVectorStore, PhotoScalars
-from retrieval_core.models.embedding import EmbeddingConfig
+from retrieval_core.models.embedding import IMAGENET, EmbeddingConfig
 from retrieval_core.search.dba import refresh_augmented
 from retrieval_core.search.decode import DecodePolicy, decode
+from retrieval_core.training.checkpoint import checkpoint_embedding_config
 from webapp.catalog.models import Image, ImageExif
 from webapp.embeddings.models import EmbeddingModelVersion
 from webapp.media import photo_bytes
-from webapp.storage import feature_blobs
+from webapp.storage import feature_blobs, is_stored_object, local_file, publish_file
 from workers import task_names
 from workers.dispatch import send_batches_on_commit, send_on_commit
 
@@ -77,11 +80,18 @@ def get_active_version() -> EmbeddingModelVersion:
 
 @lru_cache(maxsize=4)
 def get_extractor(config: EmbeddingConfig) -> GlobalDescriptorExtractor:
-    """One loaded model per process and configuration (loading takes seconds, a query milliseconds)."""
+    """One loaded model per process and configuration (loading takes seconds, a query milliseconds).
+
+    Weights published to the bucket (``s3://...``) are loaded from a local copy (`webapp.storage.local_file`:
+    kept in STORAGE_CACHE_DIR, else a temporary file), and the extractor's config names that copy; a missing
+    or unreachable object raises `webapp.storage.StoredFileUnavailable`. A local path loads as always."""
     if settings.TORCH_THREADS > 0:
         torch.set_num_threads(settings.TORCH_THREADS)
     with _lock:
-        return GlobalDescriptorExtractor.from_config(config)
+        if config.weights == IMAGENET or not is_stored_object(config.weights):
+            return GlobalDescriptorExtractor.from_config(config)
+        with local_file(config.weights) as path:
+            return GlobalDescriptorExtractor.from_config(dataclasses.replace(config, weights=str(path)))
 
 
 @lru_cache(maxsize=16)
@@ -264,15 +274,20 @@ def clear_caches() -> None:
     _store.cache_clear()
 
 
-def register_version(config: EmbeddingConfig, *, name: str | None = None) -> EmbeddingModelVersion:
-    """Record a model (e.g. a trained checkpoint) as a version with its own, still empty, collection."""
+def register_version(
+    config: EmbeddingConfig, *, name: str | None = None, weights: str | None = None
+) -> EmbeddingModelVersion:
+    """Record a model (e.g. a trained checkpoint) as a version with its own, still empty, collection.
+
+    ``weights``: what the version records and other processes load, when it is not ``config.weights`` (the
+    local file, from whose content the collection is named): a published checkpoint's reference."""
     collection = f"{settings.MILVUS_COLLECTION_PREFIX}_{config.collection_name}"
     version, _ = EmbeddingModelVersion.objects.get_or_create(
         collection_name=collection,
         defaults={
             "name": name or config.version_key,
             "backbone": config.backbone,
-            "weights": config.weights,
+            "weights": weights or config.weights,
             "image_size": config.image_size,
             "gem_p": config.gem_p,
             "scales": list(config.scales[1:]),
@@ -281,6 +296,19 @@ def register_version(config: EmbeddingConfig, *, name: str | None = None) -> Emb
         },
     )
     return version
+
+
+def register_checkpoint(
+    path: Path, *, name: str, scales: tuple[float, ...] = (1.0,)
+) -> EmbeddingModelVersion:
+    """Publish a finished checkpoint written on this machine (a run's ``best.pt``, a whitened model) where
+    every process loads model versions from, and register it as a version. Local backend: the file stays
+    where it is (on the shared VAR_DIR/FEATURES_ROOT) and the version records its path; s3: it is uploaded
+    as ``<STORAGE_PREFIX>/models/<version key>.pt``, named by its content (the key holds a sha256 prefix of
+    the file), so a reader's cached copy can never go stale."""
+    config = checkpoint_embedding_config(path)
+    reference = publish_file(path, "models", f"{config.version_key}.pt")
+    return register_version(dataclasses.replace(config, scales=scales), name=name, weights=reference)
 
 
 def activate_version(version: EmbeddingModelVersion) -> None:

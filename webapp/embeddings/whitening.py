@@ -2,20 +2,18 @@
 
 The active (unwhitened) model's stored vectors of the collection are read back from Milvus, a
 `LearnedWhitening` to ``dim`` dimensions is fitted on them, and the network with the whitening after GeM
-is saved as a checkpoint and registered as a version; activating it re-indexes blue/green as for any
-version. Query-split images are left out of the fit, so reported queries never shape the model.
+is saved as a checkpoint, published where every process loads model versions from (FEATURES_ROOT/models
+or the bucket, `register_checkpoint`) and registered as a version; activating it re-indexes blue/green as
+for any version. Query-split images are left out of the fit, so reported queries never shape the model.
 """
 
 from __future__ import annotations
 
-import dataclasses
-from pathlib import Path
+from pathlib import PurePosixPath
 
 import numpy as np
-from django.conf import settings
 
 from retrieval_core.models.whitening import fit_whitening, save_whitened_model
-from retrieval_core.training import checkpoint_embedding_config
 from webapp.catalog.models import Image
 from webapp.embeddings.models import EmbeddingModelVersion
 from webapp.embeddings.services import (
@@ -23,8 +21,9 @@ from webapp.embeddings.services import (
     collection_store,
     get_active_version,
     get_extractor,
-    register_version,
+    register_checkpoint,
 )
+from webapp.storage import is_stored_object, staging_folder
 
 __all__ = ["learn_whitening"]
 
@@ -56,17 +55,20 @@ def learn_whitening(dim: int, *, activate: bool = False) -> EmbeddingModelVersio
         )
     whitening = fit_whitening(np.stack(vectors), dim)
     config = base.config
-    path = Path(settings.FEATURES_ROOT) / "models" / f"{config.version_key}-pw{dim}-n{len(vectors)}.pt"
-    save_whitened_model(
-        path,
-        net.state_dict(),
-        whitening,
-        {"backbone": config.backbone, "image_size": config.image_size, "gem_p": config.gem_p},
-    )
-    version = register_version(
-        dataclasses.replace(checkpoint_embedding_config(path), scales=config.scales),
-        name=f"{base.name} + PCA-whitening {dim} ({len(vectors)} images)",
-    )
+    # A published base's object is named by its version key; a local one's key is read from its file.
+    base_key = PurePosixPath(base.weights).stem if is_stored_object(base.weights) else config.version_key
+    # FEATURES_ROOT/models/<name> as before, or staged and published to the bucket (`register_checkpoint`).
+    with staging_folder("models") as folder:
+        path = folder / f"{base_key}-pw{dim}-n{len(vectors)}.pt"
+        save_whitened_model(
+            path,
+            net.state_dict(),
+            whitening,
+            {"backbone": config.backbone, "image_size": config.image_size, "gem_p": config.gem_p},
+        )
+        version = register_checkpoint(
+            path, name=f"{base.name} + PCA-whitening {dim} ({len(vectors)} images)", scales=config.scales
+        )
     if activate:
         activate_version(version)
     return version

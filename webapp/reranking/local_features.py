@@ -13,7 +13,6 @@ import logging
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
-from pathlib import Path
 
 import numpy as np
 from django.conf import settings
@@ -21,16 +20,16 @@ from django.core.exceptions import ImproperlyConfigured
 from django.db import transaction
 from django.utils import timezone
 
-from retrieval_core.atomic import atomic_write
 from retrieval_core.features.compact import LocalFeatureFormat
 from retrieval_core.features.sift import LocalFeatures, SiftConfig
 from retrieval_core.features.store import LocalFeatureStore
 from retrieval_core.features.vlad import (
-    PcaWhitening,
     VladEncoder,
+    codebook_from_bytes,
+    codebook_to_bytes,
     fit_pca_whitening,
-    load_codebook,
-    save_codebook,
+    pca_whitening_from_bytes,
+    pca_whitening_to_bytes,
     train_codebook,
     vlad,
 )
@@ -41,7 +40,7 @@ from webapp.catalog.models import Image
 from webapp.embeddings.services import collection_store, decode_policy
 from webapp.media import photo_bytes
 from webapp.reranking.models import VladCodebook
-from webapp.storage import feature_blobs
+from webapp.storage import feature_blobs, put_file, read_file
 from workers import task_names
 from workers.dispatch import send_batches_on_commit
 
@@ -78,17 +77,19 @@ def active_codebook() -> VladCodebook | None:
 
 
 @lru_cache(maxsize=4)
-def _encoder(path: str, whitening_path: str | None) -> VladEncoder:
-    centroids = load_codebook(Path(path))[0]
+def _encoder(path: str, settings_path: str, whitening_path: str | None) -> VladEncoder:
+    centroids = codebook_from_bytes(read_file(path), read_file(settings_path), name=path)[0]
     if whitening_path is None:
         return VladEncoder(centroids)
-    with np.load(whitening_path, allow_pickle=False) as saved:
-        return VladEncoder(centroids, PcaWhitening(mean=saved["mean"], projection=saved["projection"]))
+    return VladEncoder(centroids, pca_whitening_from_bytes(read_file(whitening_path)))
 
 
 def vlad_encoder(codebook: VladCodebook) -> VladEncoder:
-    """The codebook's encoder (PCA-whitened if the codebook has a whitening), cached per process."""
-    return _encoder(codebook.path, codebook.whitening_path if codebook.whitening_dim else None)
+    """The codebook's encoder (PCA-whitened if the codebook has a whitening), loaded once per process from
+    the shared folder or the bucket (through STORAGE_CACHE_DIR). A missing or unreachable file raises
+    `webapp.storage.StoredFileUnavailable` naming it."""
+    whitening = codebook.whitening_path if codebook.whitening_dim else None
+    return _encoder(codebook.path, codebook.settings_path, whitening)
 
 
 def vlad_store(codebook: VladCodebook, *, create: bool = True) -> MilvusVectorStore:
@@ -110,6 +111,7 @@ def extract_local_features(
     """
     store, cfg, policy = sift_store(), sift_config(), decode_policy()
     codebook = active_codebook()
+    encoder = vlad_encoder(codebook) if codebook is not None else None  # a missing codebook fails the batch
     images = list(Image.objects.filter(pk__in=image_ids).order_by("pk"))
     counts = {"extracted": 0, "kept": 0, "failed": 0, "vlad": 0}
     stored: list[int] = []
@@ -138,8 +140,8 @@ def extract_local_features(
             else:
                 counts["extracted" if extracted else "kept"] += 1
                 stored.append(image.pk)
-                if codebook is not None and len(features):
-                    encoded = vlad_encoder(codebook).encode(features.descriptors)
+                if encoder is not None and len(features):
+                    encoded = encoder.encode(features.descriptors)
                     vlad_rows.append((image.pk, encoded, image.landmark_id))
             if progress is not None:
                 progress(done, len(images))
@@ -175,16 +177,23 @@ def build_codebook(
     stacked = np.concatenate(descriptors)
     codebook = train_codebook(stacked, k=clusters, seed=seed, max_samples=max_descriptors)
     key = f"vlad-k{clusters}-{store.extractor_key}-n{len(stacked)}-s{seed}-w{whitening_dim or 0}"
-    path = Path(settings.FEATURES_ROOT) / "codebooks" / f"{key}.npy"
-    save_codebook(path, codebook, {"clusters": clusters, "sift": store.extractor_key, "seed": seed})
+    npy, meta = codebook_to_bytes(codebook, {"clusters": clusters, "sift": store.extractor_key, "seed": seed})
+    whitening = None
     if whitening_dim:
         vlads = np.stack([vlad(d, codebook) for d in descriptors])
         whitening_dim = min(whitening_dim, len(vlads) - 1)
-        pca = fit_pca_whitening(vlads, whitening_dim)
-        whitening_file = Path(str(path).removesuffix(".npy") + ".pca.npz")
-        atomic_write(
-            whitening_file, lambda handle: np.savez(handle, mean=pca.mean, projection=pca.projection)
-        )
+        whitening = pca_whitening_to_bytes(fit_pca_whitening(vlads, whitening_dim))
+    stem = key
+    if settings.STORAGE_BACKEND == "s3":
+        # Readers keep a copy in STORAGE_CACHE_DIR that is never checked again: an object name carries a
+        # digest of its bytes, so a codebook rebuilt under the same settings is a new object, never a stale
+        # copy. Local files keep their names, as before.
+        stem += "-" + hashlib.sha256(npy + meta + (whitening or b"")).hexdigest()[:12]
+    # FEATURES_ROOT/codebooks/<stem>.{npy,json,pca.npz}, or <STORAGE_PREFIX>/codebooks/... in the bucket.
+    path = put_file("codebooks", f"{stem}.npy", npy)
+    put_file("codebooks", f"{stem}.json", meta)
+    if whitening is not None:
+        put_file("codebooks", f"{stem}.pca.npz", whitening)
     digest = hashlib.sha256(key.encode()).hexdigest()[:10]
     collection = f"{settings.MILVUS_COLLECTION_PREFIX}_vlad_k{clusters}_{digest}"
     with transaction.atomic():
@@ -193,7 +202,7 @@ def build_codebook(
             key=key,
             defaults={
                 "clusters": clusters,
-                "path": str(path),
+                "path": path,
                 "collection_name": collection,
                 "descriptor_count": len(stacked),
                 "whitening_dim": whitening_dim or None,

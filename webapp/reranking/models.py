@@ -12,7 +12,7 @@ class VladCodebook(models.Model):
 
     key = models.CharField(max_length=200, unique=True)
     clusters = models.PositiveIntegerField()
-    path = models.CharField(max_length=500)
+    path = models.CharField(max_length=500)  # the centroids' .npy: under FEATURES_ROOT, or an s3:// object
     collection_name = models.CharField(max_length=255)
     descriptor_count = models.PositiveIntegerField()
     whitening_dim = models.PositiveIntegerField(
@@ -30,6 +30,11 @@ class VladCodebook(models.Model):
     @property
     def vector_dim(self) -> int:
         return self.whitening_dim or self.clusters * 128
+
+    @property
+    def settings_path(self) -> str:
+        """The .json beside the centroids (k, dim, the SIFT settings they were learnt on)."""
+        return self.path.removesuffix(".npy") + ".json"
 
     @property
     def whitening_path(self) -> str:

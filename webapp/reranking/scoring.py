@@ -1,7 +1,7 @@
 """The local scorer a search runs with, built from the active stores; a method that cannot run is refused.
 
-``rerank=vlad`` without a codebook, or ``patches`` without stored patches, raises ``RerankUnavailable``
-(the API answers 409 with what to do): a caller always learns which method really ran.
+``rerank=vlad`` without a codebook (or with its file gone), or ``patches`` without stored patches, raises
+``RerankUnavailable`` (the API answers 409 with what to do): a caller always learns which method really ran.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from webapp.reranking.local_features import (
     vlad_encoder,
     vlad_store,
 )
+from webapp.storage import StoredFileUnavailable
 
 __all__ = ["RerankUnavailable", "build_scorer"]
 
@@ -48,7 +49,16 @@ def build_scorer(method: RerankMethod, version: EmbeddingModelVersion, *, min_in
                 "VLAD re-ranking needs a codebook and none exists yet: run "
                 "`python manage.py build_local_features --vlad`, or search with rerank=sift."
             )
-        return VladScorer(vlad_encoder(codebook), vlad_store(codebook, create=False), sift_config(query=True))
+        try:
+            encoder = vlad_encoder(codebook)
+        except StoredFileUnavailable as error:
+            if not error.missing:
+                raise  # the store did not answer: a ConnectionError, the search answers 503
+            raise RerankUnavailable(
+                f"the active VLAD codebook {codebook.key} cannot be loaded ({error}): run "
+                "`python manage.py build_local_features --vlad` again, or search with rerank=sift."
+            ) from error
+        return VladScorer(encoder, vlad_store(codebook, create=False), sift_config(query=True))
     if method == "patches":
         store = patch_store(version)
         if settings.PATCHES_TOP_N <= 0 or store.is_empty():

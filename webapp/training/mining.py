@@ -49,6 +49,7 @@ from retrieval_core.training.mining import (
     summarise,
 )
 from webapp.media import LocalPath, photo_bytes
+from webapp.storage import lasting_local_copy
 from webapp.training.models import MiningRun, TrainingRun
 from workers import task_names
 from workers.dispatch import send_on_commit
@@ -167,9 +168,10 @@ def _folder_source(mining: MiningRun, root: Path, progress: Progress | None, ext
             ids, paths.__getitem__, labels, folder_gps(paths), None, open_cached_sift(cache, ids)
         )
     config = TrainConfig.from_dict(mining.training_run.config)
-    embedding = EmbeddingConfig(config.backbone, config.init_weights, config.image_size, config.gem_p)
-    if config.init_weights != IMAGENET:
-        embedding = checkpoint_embedding_config(config.init_weights)
+    init_weights = lasting_local_copy(config.init_weights, mining_dir(mining).parent / "init")  # as training
+    embedding = EmbeddingConfig(config.backbone, init_weights, config.image_size, config.gem_p)
+    if init_weights != IMAGENET:
+        embedding = checkpoint_embedding_config(init_weights)
     extractor = GlobalDescriptorExtractor.from_config(embedding, device=config.device)
     features = prepare_collection_features(
         cache, {item.relpath: item.path for item in items}, extractor, DEFAULT_SIFT, progress=progress

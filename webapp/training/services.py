@@ -15,13 +15,14 @@ from django.utils import timezone
 from retrieval_core.datasets.collection import CollectionItem, read_collection
 from retrieval_core.eval.protocol import build_protocol
 from retrieval_core.eval.splits import split_within_landmarks
-from retrieval_core.training import TrainConfig, TrainEvent, ValidationSet, checkpoint_embedding_config, train
+from retrieval_core.training import TrainConfig, TrainEvent, ValidationSet, train
 from retrieval_core.training.mining import MiningConfig
 from retrieval_core.training.self_supervised import held_out_images, mined_split
 from webapp.curation.selectors import as_collection_items, training_images
 from webapp.embeddings.models import EmbeddingModelVersion
-from webapp.embeddings.services import register_version
+from webapp.embeddings.services import register_checkpoint
 from webapp.media import LocalPath, local_media_paths
+from webapp.storage import StoredFileUnavailable, lasting_local_copy
 from webapp.training.mining import folder_gps, load_result, mined_paths
 from webapp.training.models import MiningRun, TrainingRun
 from workers import task_names
@@ -163,6 +164,12 @@ def _execute_run(
         config = dataclasses.replace(config, p=len({item.landmark for item in train_items}))
     TrainingRun.objects.filter(pk=run.pk).update(status=TrainingRun.Status.RUNNING, error="")
     out = run_dir(run)
+    try:  # a run from a model version in the bucket trains from a copy in its own folder (resumes find it)
+        init_weights = lasting_local_copy(config.init_weights, out / "init")
+    except StoredFileUnavailable as error:
+        _finish(run, TrainingRun.Status.FAILED, error=f"the starting weights cannot be read: {error}")
+        return TrainingRun.objects.get(pk=run.pk)
+    config = dataclasses.replace(config, init_weights=init_weights)
     last = out / "last.pt"
     state = {"saved": 0.0, "checked": 0.0, "cancel": False}
     losses: list[list[float]] = list(run.losses)
@@ -222,16 +229,17 @@ def _execute_run(
         return TrainingRun.objects.get(pk=run.pk)
     version = None
     if result.best_checkpoint is not None:
-        version = register_version(
-            checkpoint_embedding_config(result.best_checkpoint),
-            name=f"run {run.pk} {'self' if is_self_run(run) else config.recipe}",
+        # best.pt is what other processes load (the web server embeds queries with it): published to the
+        # storage they read (the bucket with STORAGE_BACKEND=s3); last.pt stays in this worker's VAR_DIR.
+        version = register_checkpoint(
+            result.best_checkpoint, name=f"run {run.pk} {'self' if is_self_run(run) else config.recipe}"
         )
     _finish(
         run,
         TrainingRun.Status.DONE,
         initial_map=result.initial_map,
         best_map=result.best_map,
-        best_checkpoint=str(result.best_checkpoint or ""),
+        best_checkpoint=version.weights if version is not None else "",
         model_version=version,
     )
     return TrainingRun.objects.get(pk=run.pk)

@@ -144,7 +144,7 @@ def codebook_to_bytes(codebook: np.ndarray, settings: Mapping[str, object]) -> t
 def codebook_from_bytes(
     npy: bytes, settings: bytes, *, name: str = "codebook"
 ) -> tuple[np.ndarray, dict[str, object]]:
-    """Read what `codebook_to_bytes` gave: ``(centroids (k, D) float32, settings)``; ``name`` is for errors."""
+    """Read what `codebook_to_bytes` gave: ``(centroids (k, D) float32, settings)``; ``name`` names it."""
     centroids = np.load(io.BytesIO(npy), allow_pickle=False).astype(np.float32)
     meta = json.loads(settings)
     if centroids.shape != (meta["k"], meta["dim"]):

@@ -193,7 +193,8 @@ def test_a_published_checkpoint_is_what_a_model_version_loads(
     assert isinstance(error.value, ConnectionError) and error.value.missing
     EmbeddingModelVersion.objects.filter(pk=version.pk).update(is_active=True)
     upload = SimpleUploadedFile("q.jpg", scene_photo, content_type="image/jpeg")
-    assert Client().post("/api/search/", {"image": upload}).status_code == 503
+    response = Client().post("/api/search/", {"image": upload})
+    assert response.status_code == 503 and "cannot be read" in response.json()["error"]
 
 
 @pytest.mark.django_db

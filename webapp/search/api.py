@@ -49,9 +49,13 @@ def run_search(call: Callable[[], SearchResponse]) -> Payload:
     except MediaUnavailable as error:
         logger.error("photo store unreachable: %s", error)
         return {"error": "The photo store is not reachable right now; please try again in a moment."}, 503
-    except (MilvusException, ConnectionError) as error:
+    except MilvusException as error:
         logger.error("search index unreachable: %s", error)
         return {"error": "The search index is not reachable right now; please try again in a moment."}, 503
+    except ConnectionError as error:  # a stored file the search needs (model weights, ...) or its store
+        logger.error("search storage unavailable: %s", error)
+        message = "A file the search needs cannot be read right now; please try again in a moment."
+        return {"error": message}, 503
 
 
 def search_upload(request: HttpRequest) -> Payload:

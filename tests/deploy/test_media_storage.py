@@ -9,9 +9,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
-import boto3
 import pytest
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage, storages
@@ -20,6 +18,7 @@ from django.test import Client
 from retrieval_core.imaging import ImageLoadError
 from retrieval_core.storage import S3Config
 from retrieval_core.storage.dev_server import local_s3_server
+from tests.deploy.buckets import bucket_client, use_bucket
 from webapp.media import MediaS3Storage, MediaUnavailable, list_media, local_media_paths, replace_media
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -35,30 +34,13 @@ def s3_server() -> Iterator[S3Config]:
 @pytest.fixture
 def s3_media(settings, s3_server: S3Config, tmp_path: Path):
     """Features and media in the bucket; MEDIA_ROOT and FEATURES_ROOT must stay empty."""
-    settings.STORAGE_BACKEND = "s3"
+    use_bucket(settings, s3_server, PREFIX, tmp_path / "features")
     settings.MEDIA_STORAGE = "s3"
     settings.MEDIA_ROOT = tmp_path / "media"
-    settings.FEATURES_ROOT = tmp_path / "features"
-    settings.AWS_STORAGE_BUCKET_NAME = s3_server.bucket
-    settings.AWS_S3_ENDPOINT_URL = s3_server.endpoint_url
-    settings.AWS_ACCESS_KEY_ID = s3_server.access_key_id
-    settings.AWS_SECRET_ACCESS_KEY = s3_server.secret_access_key
-    settings.STORAGE_PREFIX = PREFIX
-    settings.STORAGE_CREATE_BUCKET = True
     settings.STORAGE_CACHE_DIR = ""
     # Setting STORAGES makes Django build default_storage again, from the settings above.
     settings.STORAGES = {**settings.STORAGES, "default": {"BACKEND": "webapp.media.MediaS3Storage"}}
     return settings
-
-
-def _bucket(config: S3Config) -> Any:
-    return boto3.client(
-        "s3",
-        endpoint_url=config.endpoint_url,
-        aws_access_key_id=config.access_key_id,
-        aws_secret_access_key=config.secret_access_key,
-        region_name=config.region,
-    )
 
 
 @pytest.mark.services
@@ -75,7 +57,7 @@ def test_a_photo_goes_to_the_bucket_and_indexing_reads_it_from_there(
     image = register_image(scene_photo, original_name="a.jpg", source="a.jpg", schedule=False).image
     # The content-addressed names of local storage, as object keys under STORAGE_PREFIX/media/.
     assert image.file.name.startswith("images/") and image.thumbnail.name.startswith("thumbs/")
-    bucket = _bucket(s3_server)
+    bucket = bucket_client(s3_server)
     stored = bucket.get_object(Bucket=s3_server.bucket, Key=f"{PREFIX}/media/{image.file.name}")
     assert stored["Body"].read() == scene_photo
     bucket.head_object(Bucket=s3_server.bucket, Key=f"{PREFIX}/media/{image.thumbnail.name}")

@@ -9,7 +9,6 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-import boto3
 import numpy as np
 import pytest
 
@@ -18,6 +17,7 @@ from retrieval_core.features.compact import as_stored
 from retrieval_core.features.sift import SiftConfig, extract_sift
 from retrieval_core.storage import CachedBlobStore, LocalBlobStore, S3BlobStore, S3Config
 from retrieval_core.storage.dev_server import local_s3_server
+from tests.deploy.buckets import bucket_client, use_bucket
 from webapp.storage import feature_blobs
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -31,25 +31,12 @@ def s3_server() -> Iterator[S3Config]:
 
 @pytest.fixture
 def s3_settings(settings, s3_server: S3Config, tmp_path: Path):
-    settings.STORAGE_BACKEND = "s3"
-    settings.FEATURES_ROOT = tmp_path / "features"  # must stay empty: the features go to the bucket
-    settings.AWS_STORAGE_BUCKET_NAME = s3_server.bucket
-    settings.AWS_S3_ENDPOINT_URL = s3_server.endpoint_url
-    settings.AWS_ACCESS_KEY_ID = s3_server.access_key_id
-    settings.AWS_SECRET_ACCESS_KEY = s3_server.secret_access_key
-    settings.STORAGE_PREFIX = "site-a"
-    settings.STORAGE_CREATE_BUCKET = True
-    return settings
+    # FEATURES_ROOT must stay empty: the features go to the bucket.
+    return use_bucket(settings, s3_server, "site-a", tmp_path / "features")
 
 
 def _object_keys(config: S3Config) -> list[str]:
-    client = boto3.client(
-        "s3",
-        endpoint_url=config.endpoint_url,
-        aws_access_key_id=config.access_key_id,
-        aws_secret_access_key=config.secret_access_key,
-        region_name=config.region,
-    )
+    client = bucket_client(config)
     return sorted(item["Key"] for item in client.list_objects_v2(Bucket=config.bucket).get("Contents", []))
 
 

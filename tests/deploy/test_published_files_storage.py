@@ -8,9 +8,7 @@ from __future__ import annotations
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
-import boto3
 import numpy as np
 import pytest
 import torch
@@ -23,6 +21,7 @@ from retrieval_core.models.embedding import EmbeddingConfig, build_embedding_net
 from retrieval_core.storage import S3Config
 from retrieval_core.storage.dev_server import local_s3_server
 from tests.conftest import encode_jpeg
+from tests.deploy.buckets import bucket_client, use_bucket
 from webapp.storage import StoredFileUnavailable
 
 PREFIX = "site-p"
@@ -37,27 +36,10 @@ def s3_server() -> Iterator[S3Config]:
 @pytest.fixture
 def s3_files(settings, s3_server: S3Config, tmp_path: Path):
     """Features, codebooks and checkpoints in the bucket; the web process reads through a cache folder."""
-    settings.STORAGE_BACKEND = "s3"
+    use_bucket(settings, s3_server, PREFIX, tmp_path / "features")  # FEATURES_ROOT must stay empty
     settings.MEDIA_ROOT = tmp_path / "media"
-    settings.FEATURES_ROOT = tmp_path / "features"  # must stay empty
-    settings.AWS_STORAGE_BUCKET_NAME = s3_server.bucket
-    settings.AWS_S3_ENDPOINT_URL = s3_server.endpoint_url
-    settings.AWS_ACCESS_KEY_ID = s3_server.access_key_id
-    settings.AWS_SECRET_ACCESS_KEY = s3_server.secret_access_key
-    settings.STORAGE_PREFIX = PREFIX
-    settings.STORAGE_CREATE_BUCKET = True
     settings.STORAGE_CACHE_DIR = str(tmp_path / "cache")
     return settings
-
-
-def _bucket(config: S3Config) -> Any:
-    return boto3.client(
-        "s3",
-        endpoint_url=config.endpoint_url,
-        aws_access_key_id=config.access_key_id,
-        aws_secret_access_key=config.secret_access_key,
-        region_name=config.region,
-    )
 
 
 def _object(reference: str, config: S3Config) -> str:
@@ -96,7 +78,7 @@ def test_a_codebook_built_on_s3_is_in_the_bucket_and_the_vlad_scorer_loads_it_fr
     # All three files are objects under STORAGE_PREFIX/codebooks/, named by their content; none is local.
     stem = _object(codebook.path, s3_server).removesuffix(".npy")
     assert stem.startswith(f"{PREFIX}/codebooks/{codebook.key}-")
-    bucket = _bucket(s3_server)
+    bucket = bucket_client(s3_server)
     stored = {
         suffix: bucket.get_object(Bucket=s3_server.bucket, Key=stem + suffix)["Body"].read()
         for suffix in (".npy", ".json", ".pca.npz")
@@ -170,7 +152,7 @@ def test_a_published_checkpoint_is_what_a_model_version_loads(
     version = embeddings.register_checkpoint(best, name="run 1 e3")
     key = _object(version.weights, s3_server)
     assert key.startswith(f"{PREFIX}/models/") and key.endswith(".pt")
-    uploaded = _bucket(s3_server).get_object(Bucket=s3_server.bucket, Key=key)["Body"].read()
+    uploaded = bucket_client(s3_server).get_object(Bucket=s3_server.bucket, Key=key)["Body"].read()
     assert uploaded == best.read_bytes()
     best.unlink()  # the worker's VAR_DIR is not the web server's: only the bucket has it now
 
@@ -186,7 +168,7 @@ def test_a_published_checkpoint_is_what_a_model_version_loads(
     assert torch.equal(embeddings.get_extractor(version.config).net.state_dict()["pool.p"], state["pool.p"])
 
     # The object gone: a ConnectionError naming it (a search answers 503), not a crash or a random net.
-    _bucket(s3_server).delete_object(Bucket=s3_server.bucket, Key=key)
+    bucket_client(s3_server).delete_object(Bucket=s3_server.bucket, Key=key)
     embeddings.get_extractor.cache_clear()
     with pytest.raises(StoredFileUnavailable, match=r"models/.*\.pt: no such object in the bucket") as error:
         embeddings.get_extractor(version.config)

@@ -41,6 +41,7 @@ BASE = LadderOptions(
     min_inliers=8,
     query_keypoints=1000,
     verified_expansion=0,
+    landmark_first=0.0,
     local_format="full",
 )
 LEVERS: dict[str, dict[str, object]] = {
@@ -96,7 +97,7 @@ LEVERS: dict[str, dict[str, object]] = {
             "verified_expansion_inliers": 15,
             "landmark_first": c,
         }
-        for c in (0.2, 0.4, 0.6)
+        for c in (0.05, 0.1, 0.2, 0.4, 0.6)
     },
     "fundamental (12) + re-rank depth 50": {"geometry": "fundamental", "min_inliers": 12, "rerank_depth": 50},
     "fundamental (12), 600 query keypoints": {

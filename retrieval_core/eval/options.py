@@ -48,7 +48,7 @@ class LadderOptions:
     query_expansion: int = 0  # alpha-QE neighbours (0 = off)
     expansion_alpha: float = 3.0
     verified_first: int = 0  # SIFT: candidates with this many inliers rank above all others (0 = off)
-    landmark_first: float = 0.0  # recognised with this confidence: its landmark's photos first (0 = off)
+    landmark_first: float = 0.1  # as served (RERANK_LANDMARK_FIRST): the recognised landmark first; 0 = off
     geometry: str = "fundamental"  # or "homography" (the served default is RERANK_GEOMETRY)
     min_inliers: int = 12
     upright: bool = False

@@ -118,9 +118,12 @@ def recognised_landmark_first(
 
     What "the same place" means in a curated collection: once the verified votes name the landmark, its
     other photos belong above look-alikes of other places, even those that share no verifiable surface
-    with the query (the far side of a monument). The query's own label is never used."""
+    with the query (the far side of a monument). The query's own label is never used. Only votes weighted
+    by verified inliers count: VLAD, patch or global similarities are votes of look-alikes, and moving the
+    wrong landmark's photos first is worse than not moving any (CNN patches on sfm_landmarks fell from
+    98.84 to 80.71 mAP@100 when they could)."""
     answer = recognise(hits, landmarks, RecognitionConfig(threshold=min_confidence))
-    if not answer.recognised:
+    if not answer.recognised or answer.weighted_by != "inliers":
         return list(hits)
     return promote(hits, [landmarks.get(hit.image_id) == answer.landmark for hit in hits])
 

@@ -90,6 +90,10 @@ def test_the_recognised_landmarks_photos_move_first_only_when_the_votes_are_conf
     unsure = [_hit(1, 0.9, 0), _hit(2, 0.8, 14), _hit(3, 0.6, 0)]  # 14 inliers: a weak vote
     assert recognised_landmark_first(unsure, landmarks, min_confidence=0.5) == unsure
     assert recognised_landmark_first(hits, {}, min_confidence=0.1) == hits  # an unlabelled collection
+    # Similarities without verified geometry (VLAD, patches, global) never move a landmark first.
+    looks = [_hit(1, 0.9), _hit(3, 0.85), _hit(2, 0.4)]
+    assert recognise(looks, landmarks, RecognitionConfig(threshold=0.3)).recognised
+    assert recognised_landmark_first(looks, landmarks, min_confidence=0.3) == looks
 
 
 def test_landmark_first_in_the_ranking_the_product_serves() -> None:

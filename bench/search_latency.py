@@ -5,7 +5,8 @@ product's decode policy), then runs each query through the same pipeline ``POST 
 decode, global embedding, ANN top-K in Milvus, query SIFT, loading the candidates' SIFT, matching,
 verification, fusion; and prints p50/p95 per stage and end to end, plus top-1 accuracy before and after
 re-ranking. Target (2 cores): end-to-end p50 <= 0.4 s with K = 100. (The HTTP layer and the catalogue join
-come on top: see bench/load.py.)
+come on top: see bench/load.py.) Every option defaults to the served setting: the compact local-feature
+format, verified query expansion, the recognised landmark first (Milvus holds each photo's landmark id).
 
     .venv/bin/python bench/search_latency.py --dataset ../shared/datasets/sfm_landmarks --queries 30
 """
@@ -20,7 +21,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from retrieval_core.datasets.collection import read_collection
+from retrieval_core.datasets.collection import UNLABELLED, read_collection
+from retrieval_core.features.compact import LocalFeatureFormat
 from retrieval_core.features.global_ import GlobalDescriptorExtractor
 from retrieval_core.features.sift import SiftConfig
 from retrieval_core.features.store import LocalFeatureStore
@@ -31,11 +33,20 @@ from retrieval_core.rerank.fusion import FusionConfig
 from retrieval_core.rerank.sift_scorer import SiftScorer, VerificationConfig
 from retrieval_core.runtime import limit_native_threads
 from retrieval_core.search.config import SearchConfig
-from retrieval_core.search.decode import DecodePolicy, decode, index_local_features
+from retrieval_core.search.decode import DecodePolicy, decode, index_local_features, local_features_key
 from retrieval_core.search.pipeline import SearchPipeline
 from webapp import localstack
 
-STAGES = ("decode", "embed", "ann", "rerank_query_features", "rerank_load", "rerank_match", "rerank_verify")
+STAGES = (
+    "decode",
+    "embed",
+    "ann",
+    "rerank_query_features",
+    "rerank_load",
+    "rerank_match",
+    "rerank_verify",
+    "rerank_verified_expansion",
+)
 
 
 def main() -> None:
@@ -51,6 +62,10 @@ def main() -> None:
     parser.add_argument("--weight-global", type=float, default=0.5)
     parser.add_argument("--geometry", choices=["fundamental", "homography"], default="fundamental")
     parser.add_argument("--min-inliers", type=int, default=12, help="as RERANK_MIN_INLIERS (served: 12)")
+    parser.add_argument("--verified-expansion", type=int, default=5, help="RERANK_VERIFIED_EXPANSION")
+    parser.add_argument("--verified-expansion-inliers", type=int, default=15)
+    parser.add_argument("--landmark-first", type=float, default=0.1, help="RERANK_LANDMARK_FIRST")
+    parser.add_argument("--local-format", default="2bit-uint16-k750", help="LOCAL_FEATURES_FORMAT")
     parser.add_argument("--threads", type=int, default=2, help="torch threads; BLAS and OpenCV run on 1")
     parser.add_argument(
         "--compare",
@@ -74,7 +89,22 @@ def main() -> None:
     policy = DecodePolicy.for_embedding(embedding)
     index_sift = SiftConfig(max_keypoints=args.index_keypoints)
     query_sift = SiftConfig(max_keypoints=args.query_keypoints)
-    fusion = FusionConfig(weight_global=args.weight_global, top_k=args.top_k, min_inliers=args.min_inliers)
+    fusion = FusionConfig(
+        weight_global=args.weight_global,
+        top_k=args.top_k,
+        min_inliers=args.min_inliers,
+        landmark_first=args.landmark_first,
+    )
+    search = SearchConfig(
+        k=10,
+        fusion=fusion,
+        decode=policy,
+        verified_expansion=args.verified_expansion,
+        verified_expansion_inliers=args.verified_expansion_inliers,
+    )
+    fmt = LocalFeatureFormat.parse(args.local_format)
+    labels = sorted({item.landmark for item in index} - {UNLABELLED})
+    label_ids = {label: n for n, label in enumerate(labels)}  # as Milvus holds them (unlabelled: none)
 
     with tempfile.TemporaryDirectory() as tmp:
         port = localstack.free_port()
@@ -87,11 +117,13 @@ def main() -> None:
                 [item.path for item in index], decode=lambda source: decode(source, policy)
             )
             ids = [int(i) for i in result.indices]
-            store.upsert(ids, result.vectors, [None] * len(ids))
+            landmarks = [label_ids.get(index[i].landmark) for i in ids]
+            store.upsert(ids, result.vectors, landmarks)
             store.flush()
-            sift_store = LocalFeatureStore(Path(tmp) / "sift", index_sift.key)
+            sift_key = local_features_key(index_sift, policy, fmt)
+            sift_store = LocalFeatureStore(Path(tmp) / "sift", sift_key, fmt)
             for i in ids:
-                sift_store.save(i, index_local_features(index[i].path, index_sift, policy))
+                sift_store.save(i, index_local_features(index[i].path, index_sift, policy, fmt))
             print(
                 f"indexed {len(ids)} images in {time.perf_counter() - started:.1f} s; {len(queries)} queries"
             )
@@ -102,7 +134,7 @@ def main() -> None:
                     extractor,
                     store,
                     SiftScorer(cache, query_sift, verification, min_inliers=fusion.min_inliers),
-                    SearchConfig(k=10, fusion=fusion, decode=policy),
+                    search,
                 ),
                 # Without the feature LRU, for the ratio.
                 "previous": SearchPipeline(
@@ -114,7 +146,7 @@ def main() -> None:
                         verification,
                         min_inliers=fusion.min_inliers,
                     ),
-                    SearchConfig(k=10, fusion=fusion, decode=policy),
+                    search,
                 ),
             }
             if not args.compare:

@@ -34,6 +34,7 @@ from threadpoolctl import threadpool_limits
 from retrieval_core.datasets.collection import CollectionItem, read_collection
 from retrieval_core.eval.metrics import mean_average_precision_at_k
 from retrieval_core.eval.protocol import EvalQuery
+from retrieval_core.eval.splits import split_within_landmarks
 from retrieval_core.features.global_ import GlobalDescriptorExtractor
 from retrieval_core.models.embedding import EmbeddingConfig
 from retrieval_core.training import TrainConfig, TrainEvent, ValidationSet, checkpoint_embedding_config, train
@@ -105,6 +106,12 @@ def main() -> None:
     parser.add_argument("--image-size", type=int, default=224)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--supervised",
+        action="store_true",
+        help="also train the supervised e3 recipe with the same schedule on the same photos mining saw, "
+        "with their true labels, and report it beside the self-supervised model",
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     cv2.setNumThreads(1)
@@ -189,23 +196,41 @@ def main() -> None:
     assert trained.best_checkpoint is not None
     log(f"training: {t_training:.0f} s, {trained.steps} steps, best epoch {trained.best_epoch}")
 
-    after = GlobalDescriptorExtractor.from_config(checkpoint_embedding_config(trained.best_checkpoint), "cpu")
-    t0 = time.perf_counter()
-    extracted = after.extract_paths([paths[i] for i in features.ids], workers=args.threads)
-    log(f"embedded the collection with the trained model: {time.perf_counter() - t0:.0f} s")
-    if len(extracted.indices) != len(features.ids):
-        raise SystemExit(f"{len(features.ids) - len(extracted.indices)} images failed to decode")
-    vectors = {
-        "ImageNet": features.index.vectors,
-        "self": extracted.vectors,
-    }
+    def embed(checkpoint: Path) -> np.ndarray:
+        """(N, D) vectors of every photo, in ``features.ids`` order, with a trained checkpoint."""
+        model = GlobalDescriptorExtractor.from_config(checkpoint_embedding_config(checkpoint), "cpu")
+        t0 = time.perf_counter()
+        extracted = model.extract_paths([paths[i] for i in features.ids], workers=args.threads)
+        log(f"embedded the collection with {checkpoint}: {time.perf_counter() - t0:.0f} s")
+        if len(extracted.indices) != len(features.ids):
+            raise SystemExit(f"{len(features.ids) - len(extracted.indices)} images failed to decode")
+        return extracted.vectors
+
+    vectors = {"ImageNet": features.index.vectors, "self": embed(trained.best_checkpoint)}
+    if args.supervised:
+        # The photos mining saw, with their true labels: what e3 would learn from the same pool.
+        seen = set(mined_ids)
+        pool = [item for item in items if item.relpath in seen]
+        train_items, val_queries, val_index = split_within_landmarks(pool, seed=args.seed, val_queries=1)
+        log(f"supervised e3: {len(train_items)} labelled photos, {len(val_queries)} validation queries")
+        t0 = time.perf_counter()
+        supervised = train(
+            train_config,
+            train_items,
+            ValidationSet(val_queries, val_index),
+            args.out / f"run-e3-{args.seed}-{schedule}",
+            progress=report,
+        )
+        assert supervised.best_checkpoint is not None
+        log(f"supervised training: {time.perf_counter() - t0:.0f} s, best epoch {supervised.best_epoch}")
+        vectors["e3 (labels)"] = embed(supervised.best_checkpoint)
     sets = sorted({q.relpath.split("/", 1)[0] for q in queries})
     print(f"\nmAP@100 (%) on reported queries never used for mining ({args.image_size} px, global only)")
-    print(f"{'set':20s} {'queries':>8s} {'ImageNet':>9s} {'self':>9s}")
+    print(f"{'set':20s} {'queries':>8s}" + "".join(f"{name:>13s}" for name in vectors))
     for name in [*sets, "all"]:
         chosen = [q for q in reported if name == "all" or q.relpath.startswith(f"{name}/")]
         scores = [100 * _map_at_100(chosen, features.ids, v, query_names) for v in vectors.values()]
-        print(f"{name:20s} {len(chosen):8d} {scores[0]:9.2f} {scores[1]:9.2f}")
+        print(f"{name:20s} {len(chosen):8d}" + "".join(f"{score:13.2f}" for score in scores))
     before_val, after_val = 100 * (trained.initial_map or 0), 100 * (trained.best_map or 0)
     print(f"\nvalidation (mined) mAP@100: {before_val:.2f} -> {after_val:.2f}")
     print(

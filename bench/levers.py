@@ -99,6 +99,14 @@ LEVERS: dict[str, dict[str, object]] = {
         }
         for c in (0.05, 0.1, 0.2, 0.4, 0.6)
     },
+    "fundamental (12) + verified QE n=5 (15) + landmark first (0.1) + verified first (15)": {
+        "geometry": "fundamental",
+        "min_inliers": 12,
+        "verified_expansion": 5,
+        "verified_expansion_inliers": 15,
+        "landmark_first": 0.1,
+        "verified_first": 15,
+    },
     "fundamental (12) + re-rank depth 50": {"geometry": "fundamental", "min_inliers": 12, "rerank_depth": 50},
     "fundamental (12), 600 query keypoints": {
         "geometry": "fundamental",

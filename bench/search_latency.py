@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from retrieval_core.datasets.collection import UNLABELLED, read_collection
+from retrieval_core.datasets.collection import landmark_ids, read_collection
 from retrieval_core.features.compact import LocalFeatureFormat
 from retrieval_core.features.global_ import GlobalDescriptorExtractor
 from retrieval_core.features.sift import SiftConfig
@@ -103,8 +103,7 @@ def main() -> None:
         verified_expansion_inliers=args.verified_expansion_inliers,
     )
     fmt = LocalFeatureFormat.parse(args.local_format)
-    labels = sorted({item.landmark for item in index} - {UNLABELLED})
-    label_ids = {label: n for n, label in enumerate(labels)}  # as Milvus holds them (unlabelled: none)
+    label_ids = landmark_ids(item.landmark for item in index)  # as Milvus holds them
 
     with tempfile.TemporaryDirectory() as tmp:
         port = localstack.free_port()

@@ -138,7 +138,11 @@ def start_milvus_standalone(port: int, data_dir: Path) -> subprocess.Popen:
     deadline = time.monotonic() + 120.0
     while True:
         try:
-            MilvusClient(uri=f"http://127.0.0.1:{port}", timeout=5).list_collections()
+            client = MilvusClient(uri=f"http://127.0.0.1:{port}", timeout=5)
+            try:
+                client.list_collections()
+            finally:
+                client.close()  # each try's connection, not one per try left open
             return process
         except MilvusException:
             if time.monotonic() > deadline or process.poll() is not None:

@@ -37,6 +37,12 @@ IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp"})
 UNLABELLED = ""
 """Landmark of images whose label is unknown (GLDv2 index images): usable as distractors only."""
 
+
+def landmark_ids(landmarks: Iterable[str]) -> dict[str, int]:
+    """Integer ids for landmark names (sorted names numbered from 0; unlabelled images get none), for an
+    index that carries them with each hit as the catalogue's Milvus collections do."""
+    return {name: i for i, name in enumerate(sorted(set(landmarks) - {UNLABELLED}))}
+
 _GLDV2_ID = re.compile(r"^[0-9A-Za-z_-]{3,}$")
 
 

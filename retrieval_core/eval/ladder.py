@@ -31,7 +31,12 @@ import numpy as np
 import torch
 from PIL import Image
 
-from retrieval_core.datasets.collection import UNLABELLED, CollectionFormatError, read_collection
+from retrieval_core.datasets.collection import (
+    UNLABELLED,
+    CollectionFormatError,
+    landmark_ids,
+    read_collection,
+)
 from retrieval_core.eval.extraction import (
     PatchConfig,
     ensure_cnn_features,
@@ -300,7 +305,7 @@ def _run_global(
 
     # The index's curated labels as integer ids, as Milvus returns them with each hit (recognition, and
     # FusionConfig.landmark_first); a query's own label is never looked up.
-    label_ids = {label: i for i, label in enumerate(sorted(set(run.labels.values())))}
+    label_ids = landmark_ids(run.labels.values())
 
     def landmarks(names: Sequence[str]) -> list[int | None]:
         return [label_ids.get(run.labels.get(name, "")) for name in names]

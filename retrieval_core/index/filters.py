@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cached_property
 
 __all__ = [
     "EARTH_RADIUS_M",
@@ -72,22 +73,27 @@ class GeoRadius:
                 f"radius must be more than 0 and at most {MAX_RADIUS_M:.0f} m, got {self.radius_m}"
             )
 
-    @property
+    @cached_property
     def chord(self) -> float:
         """Straight-line distance through the unit sphere that ``radius_m`` along its surface spans."""
         return 2.0 * math.sin(self.radius_m / (2.0 * EARTH_RADIUS_M))
 
+    @cached_property
+    def centre(self) -> tuple[float, float, float]:
+        """The centre on the unit sphere, computed once: `contains` runs for every hit a search returns."""
+        return unit_sphere(self.latitude, self.longitude)
+
     def expression(self) -> str:
         """The box around the ball, in single-field comparisons that every Milvus evaluates."""
-        centre, half = unit_sphere(self.latitude, self.longitude), self.chord
+        half = self.chord
         return " and ".join(
             f"{field} >= {value - half!r} and {field} <= {value + half!r}"
-            for field, value in zip(GEO_FIELDS, centre, strict=True)
+            for field, value in zip(GEO_FIELDS, self.centre, strict=True)
         )
 
     def contains(self, gx: float, gy: float, gz: float) -> bool:
         """Whether a stored position (unit sphere; ``(0, 0, 0)``: unknown) lies within the radius."""
-        x, y, z = unit_sphere(self.latitude, self.longitude)
+        x, y, z = self.centre
         return (gx - x) ** 2 + (gy - y) ** 2 + (gz - z) ** 2 <= self.chord**2
 
 

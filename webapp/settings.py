@@ -240,6 +240,12 @@ RERANK_LANDMARK_FIRST = env_float("RERANK_LANDMARK_FIRST", 0.1)
 # wonders7's own queries (README "Hard subset").
 RERANK_VERIFIED_EXPANSION = env_int("RERANK_VERIFIED_EXPANSION", 5)
 RERANK_VERIFIED_EXPANSION_INLIERS = env_int("RERANK_VERIFIED_EXPANSION_INLIERS", 15)
+# Match graph (no labels needed, retrieval_core.search.match_graph): when indexed, each photo is verified
+# against its RERANK_GRAPH_NEIGHBOURS global neighbours and the matches are stored; a candidate chained to
+# the query through a verified candidate by links of at least RERANK_GRAPH_VERIFICATION inliers each fuses
+# as verified, with the weaker link's inliers (0 = off: no graph is built or read). README "Match graph".
+RERANK_GRAPH_VERIFICATION = env_int("RERANK_GRAPH_VERIFICATION", 0)
+RERANK_GRAPH_NEIGHBOURS = env_int("RERANK_GRAPH_NEIGHBOURS", 20)
 # Candidates' local features kept in memory per server process (LRU; 0 = read every file each search).
 RERANK_FEATURE_CACHE_MB = env_int("RERANK_FEATURE_CACHE_MB", 256)
 # Alpha query expansion through Milvus: neighbours added to the query vector (0 = off) and their weight power.

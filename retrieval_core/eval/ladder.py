@@ -68,6 +68,7 @@ from retrieval_core.rerank.vlad_scorer import VladScorer
 from retrieval_core.search.config import SearchConfig
 from retrieval_core.search.dba import augment_database
 from retrieval_core.search.decode import DecodePolicy, local_features_key
+from retrieval_core.search.match_graph import InMemoryMatchGraph, MatchGraph, build_match_graph
 from retrieval_core.search.pipeline import Embedder, ScoredCandidates, SearchPipeline, rank_candidates
 from retrieval_core.search.recognition import apply_threshold, choose_threshold, recognise
 from retrieval_core.search.tuning import DEFAULT_GRID, tune_fusion_weight
@@ -123,6 +124,8 @@ class _Run:
     dba_alpha: float = 3.0
     verified_expansion: int = 0
     verified_expansion_inliers: int = 20
+    graph_verification: int = 0
+    graph_neighbours: int = 10
     paths: dict[str, Path] = field(init=False)
     sets: dict[str, QuerySet] = field(init=False)
 
@@ -156,6 +159,8 @@ def run_ladder(
     dba_neighbours: int = 0,
     verified_expansion: int = 0,
     verified_expansion_inliers: int = 20,
+    graph_verification: int = 0,
+    graph_neighbours: int = 10,
     patches: PatchConfig | None = _PATCHES,
     fusion_grid: Sequence[float] = DEFAULT_GRID,
     top_k: int = 100,
@@ -175,7 +180,9 @@ def run_ladder(
     ``top_k``) is how many global candidates are re-ranked, as ``RERANK_TOP_K`` in serving;
     ``query_sift`` (default ``sift``) may use fewer keypoints for queries; ``local_format`` is how index
     images' SIFT is stored (``LOCAL_FEATURES_FORMAT``; queries stay at full precision, as in serving).
-    Features are cached under ``cache_dir``.
+    ``graph_verification`` > 0 builds each index's match graph (every index image verified against its
+    ``graph_neighbours`` global neighbours, as ``build_match_graph`` does at index time) and lifts E5's
+    candidates chained to the query through it. Features are cached under ``cache_dir``.
     """
     if not models:
         raise ValueError("need at least one model (the first is the pretrained E1)")
@@ -209,6 +216,8 @@ def run_ladder(
         dba_alpha=expansion_alpha,
         verified_expansion=verified_expansion,
         verified_expansion_inliers=verified_expansion_inliers,
+        graph_verification=graph_verification,
+        graph_neighbours=graph_neighbours,
     )
 
     models_run: list[_Global] = []
@@ -248,6 +257,7 @@ def run_ladder(
         "expansion": {"neighbours": expansion_neighbours, "alpha": expansion_alpha},
         "dba_neighbours": dba_neighbours,
         "verified_expansion": {"neighbours": verified_expansion, "inliers": verified_expansion_inliers},
+        "graph_verification": {"inliers": graph_verification, "neighbours": graph_neighbours},
         "patches": None if patches is None else dataclasses.asdict(patches),
         "fusion_grid": [float(v) for v in fusion_grid],
         "protocol": dataclasses.asdict(protocol),
@@ -345,8 +355,10 @@ def _score(
     model: _Global,
     scorer: LocalScorer,
     query_features: Callable[[str], QueryFeatures],
+    graphs: Mapping[str, MatchGraph] | None = None,
 ) -> dict[str, Scored]:
-    """Candidates and raw scores of every query of both sets, through the product's pipeline."""
+    """Candidates and raw scores of every query of both sets, through the product's pipeline (with each
+    set's match graph, when given)."""
     out: dict[str, Scored] = {}
     config = SearchConfig(
         k=run.top_k,
@@ -355,13 +367,14 @@ def _score(
         expansion_alpha=run.expansion_alpha,
         verified_expansion=run.verified_expansion,
         verified_expansion_inliers=run.verified_expansion_inliers,
+        graph_verification=run.graph_verification if graphs else 0,
     )
     for name, query_set in run.sets.items():
         out[name] = {}
         index = model.indexes.get(name)
         if index is None:
             continue
-        pipeline = SearchPipeline(model.embedder, index, scorer, config)
+        pipeline = SearchPipeline(model.embedder, index, scorer, config, (graphs or {}).get(name))
         for query in query_set.queries:
             features = query_features(query.relpath)
             t0 = time.perf_counter()
@@ -416,7 +429,8 @@ def _global_row(run: _Run, model: _Global) -> LadderRow:
         map_at_k=mean_ap,
         precision_at_10=p10,
         recall_at_k=recall,
-        median_latency_ms=1e3 * float(np.nanmedian(latency)),
+        median_latency_ms=_percentile_ms(latency, 50),
+        p95_latency_ms=_percentile_ms(latency, 95),
         index_bytes=_global_bytes(run, model),
         weight_global=None,
         validation_map=_validation_map(run, scored["validation"], run.fusion),
@@ -504,10 +518,37 @@ def _sift_row(
         _CachedSift(run.cache, index_key), query_sift, verification, min_inliers=run.fusion.min_inliers
     )
     query_features, extract = _with_query_sift(run, model, query_key)
-    scored = _score(run, model, scorer, query_features)
+    graphs = _match_graphs(run, model, _CachedSift(run.cache, index_key), verification)
+    scored = _score(run, model, scorer, query_features, graphs)
     name = f"{model.model_id} + SIFT re-rank ({verification.geometry} verification)"
     local_bytes = run.cache.sift_nbytes(index_key, run.proto.index)
     return _local_row(run, "sift", name, model, scored, extract, local_bytes)
+
+
+def _match_graphs(
+    run: _Run, model: _Global, features: _CachedSift, verification: VerificationConfig
+) -> dict[str, MatchGraph]:
+    """Each query set's index match graph (none when ``graph_verification`` is off); sets with the same
+    index images share one. Built from index images only, without labels, as indexing builds it."""
+    if not run.graph_verification:
+        return {}
+    built: dict[tuple[str, ...], MatchGraph] = {}
+    out: dict[str, MatchGraph] = {}
+    for name, index in model.indexes.items():
+        key = tuple(str(i) for i in index.ids)
+        if key not in built:
+            edges = build_match_graph(
+                index.ids,
+                index,
+                features,
+                neighbours=run.graph_neighbours,
+                min_inliers=run.graph_verification,
+                verification=verification,
+            )
+            built[key] = InMemoryMatchGraph(edges)
+            run.notes.append(f"match graph of {len(key)} index images: {len(edges)} verified edges")
+        out[name] = built[key]
+    return out
 
 
 def _vlad_row(
@@ -612,7 +653,8 @@ def _local_row(
         map_at_k=mean_ap,
         precision_at_10=p10,
         recall_at_k=recall,
-        median_latency_ms=1e3 * float(np.nanmedian(latency)),
+        median_latency_ms=_percentile_ms(latency, 50),
+        p95_latency_ms=_percentile_ms(latency, 95),
         index_bytes=_global_bytes(run, model) + local_bytes,
         weight_global=weight,
         validation_map=dict(table).get(weight) if table else None,
@@ -622,6 +664,11 @@ def _local_row(
         gap=recognition[0],
         recognition_threshold=recognition[1],
     )
+
+
+def _percentile_ms(seconds: Sequence[float], q: float) -> float:
+    """The ``q``-th percentile of per-query seconds, in milliseconds (NaN: no queries)."""
+    return 1e3 * float(np.nanpercentile(seconds, q)) if len(seconds) else float("nan")
 
 
 def _landmark_labels(root: Path) -> dict[str, str]:

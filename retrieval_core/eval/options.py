@@ -57,6 +57,8 @@ class LadderOptions:
     dba: int = 0  # database-side augmentation neighbours (0 = off)
     verified_expansion: int = 5  # as served (RERANK_VERIFIED_EXPANSION); 0 = off
     verified_expansion_inliers: int = 15
+    graph_verification: int = 0  # match-graph chains with links of this many inliers (0 = off)
+    graph_neighbours: int = 10  # global neighbours each index image is verified against for the graph
     local_format: str = "2bit-uint16-k750"  # as served (LOCAL_FEATURES_FORMAT); "full" keeps every keypoint
 
     def ladder_kwargs(self) -> dict[str, Any]:
@@ -91,6 +93,8 @@ class LadderOptions:
             "dba_neighbours": self.dba,
             "verified_expansion": self.verified_expansion,
             "verified_expansion_inliers": self.verified_expansion_inliers,
+            "graph_verification": self.graph_verification,
+            "graph_neighbours": self.graph_neighbours,
             "vlad_k": self.vlad_k,
             "patches": PatchConfig(top_n=self.patches) if self.patches else None,
             "fusion_grid": self.grid,
@@ -187,6 +191,14 @@ class LadderOptions:
         parser.add_argument(
             "--verified-expansion-inliers", type=int, default=defaults.verified_expansion_inliers
         )
+        parser.add_argument(
+            "--graph-verification",
+            type=int,
+            default=defaults.graph_verification,
+            help="lift candidates chained to the query through the index's match graph by links of at "
+            "least this many inliers (0: off)",
+        )
+        parser.add_argument("--graph-neighbours", type=int, default=defaults.graph_neighbours)
         parser.add_argument("--rerank-depth", type=int, default=0, help="candidates re-ranked (0: --top-k)")
         parser.add_argument(
             "--local-format",

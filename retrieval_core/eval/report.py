@@ -42,8 +42,9 @@ class LadderRow:
 
     ``weight_global`` is the fusion weight v (tuned on the validation queries), None for global-only rows;
     ``validation_map`` is mAP@k on the validation queries (what v and the best model were chosen by);
-    latency is the median over reported queries of query embedding + search + re-ranking (with the query's
-    local-feature extraction). ``rankings``: the top ``k`` index relpaths per reported query.
+    latency is the median (and 95th percentile) over reported queries of query embedding + search +
+    re-ranking (with the query's local-feature extraction). ``rankings``: the top ``k`` index relpaths per
+    reported query.
     """
 
     id: str
@@ -64,6 +65,8 @@ class LadderRow:
     None when the collection has no landmark labels."""
     recognition_threshold: float | None = None
     """The "not in the collection" confidence threshold, chosen on the validation queries."""
+    p95_latency_ms: float = float("nan")
+    """The 95th percentile of the same per-query latencies as ``median_latency_ms``."""
 
 
 @dataclass(frozen=True)
@@ -92,7 +95,7 @@ class LadderReport:
         lines = [
             f"Collection `{self.root.name}` — {self.protocol}",
             "",
-            f"| id | method | mAP@{k} | P@10 | R@{k} | val mAP@{k} | v | GAP (threshold) | median latency "
+            f"| id | method | mAP@{k} | P@10 | R@{k} | val mAP@{k} | v | GAP (threshold) | latency p50 / p95 "
             "| index size |",
             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
@@ -101,7 +104,7 @@ class LadderReport:
             lines.append(
                 f"| {r.id} | {r.method} | {_pct(r.map_at_k)} | {_pct(r.precision_at_10)} | "
                 f"{_pct(r.recall_at_k)} | {_pct(r.validation_map)} | {v} | {_gap(r)} | "
-                f"{r.median_latency_ms:.0f} ms | {_size(r.index_bytes)} |"
+                f"{r.median_latency_ms:.0f} / {r.p95_latency_ms:.0f} ms | {_size(r.index_bytes)} |"
             )
         return "\n".join(lines) + "\n"
 

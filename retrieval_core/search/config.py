@@ -19,6 +19,9 @@ class SearchConfig:
     nearest neighbours' stored vectors weighted by ``max(cos, 0) ** alpha``, searched again;
     verified_expansion / verified_expansion_inliers: average the query with the stored vectors of up to n
     candidates verified with at least that many inliers, and fuse with the cosines to that vector (0 = off);
+    graph_verification: a candidate chained to the query through the collection's match graph by links of
+    at least this many inliers each (query -> verified candidate -> edge) fuses as if verified with the
+    weakest link's inliers (``retrieval_core.search.match_graph``; 0 = off; needs a graph);
     overlap_query_features: extract the query's local features in a second thread while the global
     embedding and the ANN search run (same features). Off by default: on 2 cores it slowed torch's
     two-thread embedding threefold and saved nothing (bench/search_latency.py); try it with spare cores."""
@@ -31,6 +34,7 @@ class SearchConfig:
     expansion_alpha: float = 3.0
     verified_expansion: int = 0
     verified_expansion_inliers: int = 15
+    graph_verification: int = 0
     overlap_query_features: bool = False
 
     def __post_init__(self) -> None:
@@ -40,5 +44,7 @@ class SearchConfig:
             raise ValueError("verified_expansion must be >= 0 and verified_expansion_inliers >= 1")
         if self.expansion_neighbours < 0 or self.expansion_alpha < 0:
             raise ValueError("expansion_neighbours and expansion_alpha must be >= 0")
+        if self.graph_verification < 0:
+            raise ValueError(f"graph_verification must be >= 0 (0 = off), got {self.graph_verification}")
         if self.patch_top_n <= 0:
             raise ValueError(f"patch_top_n must be positive, got {self.patch_top_n}")

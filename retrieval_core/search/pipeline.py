@@ -31,6 +31,7 @@ from retrieval_core.rerank.scorer import LocalScorer, LocalScores, QueryFeatures
 from retrieval_core.search.config import SearchConfig
 from retrieval_core.search.dba import augment_one
 from retrieval_core.search.decode import decode
+from retrieval_core.search.match_graph import GraphLift, MatchGraph, transitive_inliers
 from retrieval_core.search.recognition import recognised_landmark_first
 
 __all__ = [
@@ -60,7 +61,9 @@ class ScoredCandidates:
     ids: N candidate ids; global_scores: (N,) cosines; landmark_ids: N (None = unknown);
     local: raw local scores of the first H = min(depth, N) candidates; timings: seconds per stage;
     expanded_scores: (N,) cosines to the verified-expanded query (``SearchConfig.verified_expansion``),
-    fused in place of ``global_scores``; None when off or nothing was verified.
+    fused in place of ``global_scores``; None when off or nothing was verified;
+    graph: the head's inliers through the match graph (``SearchConfig.graph_verification``), fused where
+    they exceed the candidate's own; None when off.
     """
 
     ids: tuple[Hashable, ...]
@@ -70,11 +73,21 @@ class ScoredCandidates:
     method: RerankMethod
     timings: dict[str, float] = field(default_factory=dict)
     expanded_scores: np.ndarray | None = None
+    graph: GraphLift | None = None
+
+    def local_raw(self) -> list[float | None]:
+        """The head's raw local scores as fused: the candidate's own, or its chain's when higher."""
+        raw = np.asarray(self.local.raw, np.float64)
+        if self.graph is not None:
+            chained = self.graph.inliers
+            raw = np.where(~np.isnan(chained) & ~(raw >= chained), chained, raw)
+        return [None if np.isnan(v) else float(v) for v in raw]
 
 
 @dataclass(frozen=True, eq=False)
 class SearchResult:
-    """Ranked hits (best first), the method that really ran, the weight used, per-stage milliseconds."""
+    """Ranked hits (best first), the method that really ran, the weight used, per-stage milliseconds;
+    ``matched_via``: candidate -> the verified candidate its match-graph chain goes through."""
 
     hits: list[RerankedHit]
     method: RerankMethod
@@ -83,6 +96,7 @@ class SearchResult:
     missing: int
     query: QueryFeatures
     landmark_ids: dict[Hashable, int | None] = field(default_factory=dict)
+    matched_via: dict[Hashable, Hashable] = field(default_factory=dict)
 
 
 def rank_candidates(scored: ScoredCandidates, fusion: FusionConfig) -> list[RerankedHit]:
@@ -90,7 +104,8 @@ def rank_candidates(scored: ScoredCandidates, fusion: FusionConfig) -> list[Rera
 
     With verified expansion the global part of the fusion (and each hit's ``global_score``) is the cosine
     to the expanded query; ``global_rank`` stays the original order. With ``fusion.landmark_first`` the
-    head's photos of the landmark it is recognised as move first (``recognised_landmark_first``)."""
+    head's photos of the landmark it is recognised as move first (``recognised_landmark_first``). With a
+    match graph, a head candidate fuses its chain's inliers where they exceed its own."""
     head = len(scored.local.raw)
     scores = scored.global_scores if scored.expanded_scores is None else scored.expanded_scores
     candidates = [Candidate(i, float(s)) for i, s in zip(scored.ids, scores, strict=True)]
@@ -98,8 +113,7 @@ def rank_candidates(scored: ScoredCandidates, fusion: FusionConfig) -> list[Rera
         fusion = dataclasses.replace(fusion, weight_global=1.0)
     else:
         fusion = dataclasses.replace(fusion, local_method=scored.method)
-    raw = [None if np.isnan(v) else float(v) for v in scored.local.raw]
-    hits = rank_fused(candidates[:head], raw, fusion, scored.local.evidence)
+    hits = rank_fused(candidates[:head], scored.local_raw(), fusion, scored.local.evidence)
     if fusion.landmark_first:
         landmarks = dict(zip(scored.ids, scored.landmark_ids, strict=True))
         hits = recognised_landmark_first(hits, landmarks, fusion.landmark_first)
@@ -115,7 +129,12 @@ class SearchPipeline:
     """``SearchPipeline(embedder, index, scorer, config).search(photo)``; see the module docstring."""
 
     def __init__(
-        self, embedder: Embedder, index: VectorIndex, scorer: LocalScorer, config: SearchConfig
+        self,
+        embedder: Embedder,
+        index: VectorIndex,
+        scorer: LocalScorer,
+        config: SearchConfig,
+        match_graph: MatchGraph | None = None,
     ) -> None:
         if embedder.dim != index.dim:
             raise ValueError(f"the embedder makes {embedder.dim}-d vectors, the index holds {index.dim}-d")
@@ -123,6 +142,7 @@ class SearchPipeline:
         self.index = index
         self.scorer = scorer
         self.config = config
+        self.match_graph = match_graph
 
     @property
     def method(self) -> RerankMethod:
@@ -184,6 +204,10 @@ class SearchPipeline:
         expanded = self._verified_expansion(query, ids, local, exclude_ids, filters)
         if expanded is not None:
             timings["verified_expansion"] = time.perf_counter() - started
+        started = time.perf_counter()
+        graph = self._graph_lift(ids[:head], local)
+        if graph is not None:
+            timings["match_graph"] = time.perf_counter() - started
         return ScoredCandidates(
             ids=ids,
             global_scores=np.array([hit.score for hit in hits], np.float64),
@@ -192,7 +216,15 @@ class SearchPipeline:
             method=self.method,
             timings=timings,
             expanded_scores=expanded,
+            graph=graph,
         )
+
+    def _graph_lift(self, head: Sequence[Hashable], local: LocalScores) -> GraphLift | None:
+        """The head's inliers through the match graph; None when off, without a graph, or not SIFT."""
+        threshold = self.config.graph_verification
+        if not threshold or self.match_graph is None or self.method != "sift" or not head:
+            return None
+        return transitive_inliers(head, local.raw, self.match_graph, threshold)
 
     def _verified_expansion(
         self,
@@ -285,6 +317,7 @@ class SearchPipeline:
             missing=len(scored.local.missing),
             query=query,
             landmark_ids=dict(zip(scored.ids, scored.landmark_ids, strict=True)),
+            matched_via=_matched_via(scored),
         )
 
 
@@ -295,6 +328,12 @@ def expand_query(
     L2-normalised (Radenovic et al.); neighbours whose vectors are not stored are skipped. The same sum as
     DBA's, applied to the query."""
     return augment_one(vector, neighbours, index.get_vectors([hit.image_id for hit in neighbours]), alpha)
+
+
+def _matched_via(scored: ScoredCandidates) -> dict[Hashable, Hashable]:
+    if scored.graph is None:
+        return {}
+    return {i: v for i, v in zip(scored.ids, scored.graph.via, strict=False) if v is not None}
 
 
 @functools.cache

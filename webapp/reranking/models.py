@@ -72,3 +72,46 @@ class SearchQuery(models.Model):
 
     def __str__(self) -> str:
         return str(self.id)
+
+
+class ImageMatch(models.Model):
+    """A verified match between two collection photos: an edge of the match graph
+    (`retrieval_core.search.match_graph`), one row per unordered pair (``image_a < image_b``) and per
+    SIFT store (``features_key``): features extracted with other settings start a new graph."""
+
+    image_a = models.ForeignKey("catalog.Image", on_delete=models.CASCADE, related_name="+")
+    image_b = models.ForeignKey("catalog.Image", on_delete=models.CASCADE, related_name="+")
+    features_key = models.CharField(max_length=200)
+    inliers = models.PositiveIntegerField()
+    verified_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["features_key", "image_a", "image_b"], name="one_match_per_pair"),
+            models.CheckConstraint(
+                condition=models.Q(image_a__lt=models.F("image_b")), name="match_a_below_b"
+            ),
+        ]
+        indexes = [models.Index(fields=["features_key", "image_b"], name="match_by_second_image")]
+
+    def __str__(self) -> str:
+        return f"{self.image_a_id} ~ {self.image_b_id}: {self.inliers} inliers"
+
+
+class MatchGraphScan(models.Model):
+    """A photo verified against its global neighbours for the match graph of one SIFT store (whether or
+    not it matched any): what `build_match_graph` skips, and what the linking task is done with."""
+
+    image = models.ForeignKey("catalog.Image", on_delete=models.CASCADE, related_name="+")
+    features_key = models.CharField(max_length=200)
+    neighbours = models.PositiveIntegerField()
+    matches = models.PositiveIntegerField()
+    scanned_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["features_key", "image"], name="one_scan_per_image"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.image_id}: {self.matches} matches among {self.neighbours} neighbours"

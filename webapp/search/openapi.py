@@ -336,6 +336,7 @@ OPENAPI: dict[str, Any] = {
                     "local_score",
                     "global_rank",
                     "inliers",
+                    "matched_via",
                     "landmark",
                     "image_url",
                     "thumbnail_url",
@@ -350,6 +351,11 @@ OPENAPI: dict[str, Any] = {
                     "local_score": _NUMBER_OR_NULL,
                     "global_rank": {"type": "integer", "minimum": 1},
                     "inliers": {"type": ["integer", "null"]},
+                    "matched_via": {
+                        "type": ["integer", "null"],
+                        "description": "The verified result this one is matched through in the collection's "
+                        "match graph (RERANK_GRAPH_VERIFICATION); null: matched directly or not at all.",
+                    },
                     "landmark": _LANDMARK,
                     "image_url": {"type": "string"},
                     "thumbnail_url": {"type": "string"},
@@ -399,6 +405,15 @@ OPENAPI: dict[str, Any] = {
                         "properties": {
                             "method": {"type": "string", "enum": ["sift", "vlad", "patches", "none"]},
                             "weight_global": {"type": "number"},
+                            "match_graph": {
+                                "type": ["object", "null"],
+                                "description": "Set when the match graph was read: the inliers each link "
+                                "needs, and how many candidates it lifted.",
+                                "properties": {
+                                    "min_inliers": {"type": "integer"},
+                                    "lifted": {"type": "integer"},
+                                },
+                            },
                         },
                     },
                     "timings_ms": {"type": "object", "additionalProperties": {"type": "number"}},

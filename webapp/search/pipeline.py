@@ -19,6 +19,7 @@ from retrieval_core.search.pipeline import SearchPipeline
 from webapp.embeddings.models import EmbeddingModelVersion
 from webapp.embeddings.services import collection_store, decode_policy, get_active_version, get_extractor
 from webapp.reranking.fusion import fusion_config
+from webapp.reranking.match_graph import served_match_graph
 from webapp.reranking.scoring import build_scorer
 
 __all__ = ["served_pipeline"]
@@ -45,10 +46,12 @@ def served_pipeline(
         expansion_alpha=settings.SEARCH_QUERY_EXPANSION_ALPHA,
         verified_expansion=settings.RERANK_VERIFIED_EXPANSION if method == "sift" else 0,
         verified_expansion_inliers=settings.RERANK_VERIFIED_EXPANSION_INLIERS,
+        graph_verification=settings.RERANK_GRAPH_VERIFICATION if method == "sift" else 0,
     )
     return SearchPipeline(
         get_extractor(version.config),
         collection_store(version.collection_name, version.dim, create=False),
         build_scorer(method, version, min_inliers=fusion.min_inliers),
         config,
+        served_match_graph() if method == "sift" else None,
     )

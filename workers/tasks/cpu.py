@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from celery import Task, shared_task
 
-from webapp.reranking import local_features
+from webapp.reranking import local_features, match_graph
 from webapp.search import retention
 from workers import task_names
 from workers.tasks.progress import reporter
@@ -22,6 +22,18 @@ def extract_local_features(self: Task, image_ids: list[int], force: bool = False
     return local_features.extract_local_features(
         image_ids, force=force, progress=reporter(self, "local features")
     )
+
+
+@shared_task(name=task_names.LINK_IMAGES, bind=True, acks_late=True, max_retries=20)
+def link_images(self: Task, image_ids: list[int]) -> dict[str, object]:
+    """Verify a batch of photos against their global neighbours into the match graph; idempotent. Photos
+    whose vector or local features are not stored yet (the gpu and cpu queues run apart) are tried again
+    in a minute, up to 20 times."""
+    counts = match_graph.link_images(image_ids, progress=reporter(self, "match graph"))
+    waiting = list(counts["waiting"])  # type: ignore[call-overload]
+    if waiting:
+        raise self.retry(args=(waiting,), countdown=60)
+    return counts
 
 
 @shared_task(name=task_names.PURGE_EXPIRED_QUERIES)

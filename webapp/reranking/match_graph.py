@@ -1,0 +1,137 @@
+"""The collection's match graph, served: verified matches between collection photos, found when they are
+indexed, read by the search (`retrieval_core.search.match_graph`).
+
+When a batch's local features are stored (and ``RERANK_GRAPH_VERIFICATION`` > 0), each photo is verified
+against its ``RERANK_GRAPH_NEIGHBOURS`` nearest neighbours in the active model's collection with the
+served verifier; matches with at least ``RERANK_MIN_INLIERS`` inliers (the chance level) are stored, and
+the search reads those with at least ``RERANK_GRAPH_VERIFICATION``. A later photo links itself to the
+earlier ones, so the graph grows as photos arrive; ``manage.py build_match_graph`` builds it for a
+collection indexed before it was turned on (or after the SIFT settings changed: edges belong to one
+SIFT store).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Hashable, Sequence
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Q
+
+from retrieval_core.rerank.sift_scorer import VerificationConfig
+from retrieval_core.search.match_graph import MatchEdge, verify_edges
+from webapp.catalog.models import Image
+from webapp.embeddings.services import get_active_version, get_store
+from webapp.reranking.local_features import schedule_linking, sift_store
+from webapp.reranking.models import ImageMatch, MatchGraphScan
+
+__all__ = [
+    "DatabaseMatchGraph",
+    "link_images",
+    "schedule_linking",
+    "served_match_graph",
+    "unlinked_image_ids",
+]
+
+logger = logging.getLogger(__name__)
+
+
+class DatabaseMatchGraph:
+    """``MatchGraph`` over the stored matches of one SIFT store with at least ``min_inliers``."""
+
+    def __init__(self, features_key: str, min_inliers: int) -> None:
+        self.features_key, self.min_inliers = features_key, min_inliers
+
+    def neighbours(self, image_ids: Sequence[Hashable]) -> dict[Hashable, dict[Hashable, int]]:
+        wanted = [int(i) for i in image_ids]  # type: ignore[call-overload]
+        rows = ImageMatch.objects.filter(
+            Q(image_a_id__in=wanted) | Q(image_b_id__in=wanted),
+            features_key=self.features_key,
+            inliers__gte=self.min_inliers,
+        ).values_list("image_a_id", "image_b_id", "inliers")
+        asked = set(wanted)
+        out: dict[Hashable, dict[Hashable, int]] = {}
+        for a, b, inliers in rows:
+            for x, y in ((a, b), (b, a)):
+                if x in asked:
+                    out.setdefault(x, {})[y] = inliers
+        return out
+
+
+def served_match_graph() -> DatabaseMatchGraph | None:
+    """The graph the search reads (None when ``RERANK_GRAPH_VERIFICATION`` is 0)."""
+    threshold = settings.RERANK_GRAPH_VERIFICATION
+    return DatabaseMatchGraph(sift_store().extractor_key, threshold) if threshold else None
+
+
+def link_images(
+    image_ids: Sequence[int], *, progress: Callable[[int, int], None] | None = None
+) -> dict[str, object]:
+    """Verify each photo against its global neighbours and store the matches; idempotent (a re-run
+    replaces the photo's matches with what it finds now).
+
+    Returns counts and ``waiting``: the ids not linked yet because their vector or local features are not
+    stored yet (the task tries them again later)."""
+    version = get_active_version()
+    store, features = get_store(version), sift_store()
+    key, floor = features.extractor_key, settings.RERANK_MIN_INLIERS
+    verification = VerificationConfig(geometry=settings.RERANK_GEOMETRY)
+    ids = sorted({int(i) for i in image_ids})
+    vectors = store.get_vectors(ids)
+    ready = [i for i in ids if i in vectors and features.has(i)]
+    waiting = [i for i in ids if i not in set(ready)]
+    counts: dict[str, object] = {"linked": 0, "matches": 0, "waiting": waiting}
+    for done, image_id in enumerate(ready, start=1):
+        hits = store.search(vectors[image_id][None], k=settings.RERANK_GRAPH_NEIGHBOURS + 1)[0]
+        others = [int(hit.image_id) for hit in hits if hit.image_id != image_id]  # type: ignore[call-overload]
+        others = others[: settings.RERANK_GRAPH_NEIGHBOURS]
+        edges = verify_edges([(image_id, other) for other in others], features, verification, floor)
+        _store_matches(image_id, others, edges, key)
+        counts["linked"] = done
+        counts["matches"] = int(counts["matches"]) + len(edges)  # type: ignore[call-overload]
+        if progress is not None:
+            progress(done, len(ready))
+    if waiting:
+        logger.info("match graph: %d photos wait for their vector or local features", len(waiting))
+    return counts
+
+
+def _store_matches(image_id: int, checked: Sequence[int], edges: Sequence[MatchEdge], key: str) -> None:
+    """Replace the matches between ``image_id`` and the ``checked`` photos with ``edges``; record the scan."""
+    rows = [
+        ImageMatch(
+            image_a_id=min(int(a), int(b)),  # type: ignore[call-overload]
+            image_b_id=max(int(a), int(b)),  # type: ignore[call-overload]
+            features_key=key,
+            inliers=inliers,
+        )
+        for a, b, inliers in edges
+    ]
+    matched = {r.image_b_id if r.image_a_id == image_id else r.image_a_id for r in rows}
+    unmatched = [other for other in checked if other not in matched]
+    with transaction.atomic():
+        ImageMatch.objects.filter(features_key=key).filter(
+            Q(image_a_id=image_id, image_b_id__in=unmatched)
+            | Q(image_b_id=image_id, image_a_id__in=unmatched)
+        ).delete()
+        ImageMatch.objects.bulk_create(
+            rows,
+            update_conflicts=True,
+            unique_fields=["features_key", "image_a", "image_b"],
+            update_fields=["inliers", "verified_at"],
+        )
+        MatchGraphScan.objects.update_or_create(
+            image_id=image_id,
+            features_key=key,
+            defaults={"neighbours": len(checked), "matches": len(rows)},
+        )
+
+
+def unlinked_image_ids(*, rescan: bool = False) -> list[int]:
+    """Indexed photos not yet scanned for the current SIFT store's graph (``rescan``: every indexed one)."""
+    indexed = Image.objects.filter(status=Image.Status.INDEXED)
+    if not rescan:
+        scanned = MatchGraphScan.objects.filter(features_key=sift_store().extractor_key)
+        indexed = indexed.exclude(pk__in=scanned.values("image_id"))
+    return list(indexed.order_by("pk").values_list("pk", flat=True))

@@ -99,6 +99,17 @@ LEVERS: dict[str, dict[str, object]] = {
         }
         for c in (0.05, 0.1, 0.2, 0.4, 0.6)
     },
+    **{
+        f"fundamental (12) + verified QE n=5 (15) + landmark first (0.1), else a majority of {m:.0%}": {
+            "geometry": "fundamental",
+            "min_inliers": 12,
+            "verified_expansion": 5,
+            "verified_expansion_inliers": 15,
+            "landmark_first": 0.1,
+            "landmark_first_majority": m,
+        }
+        for m in (0.5, 0.7, 0.9)
+    },
     "fundamental (12) + verified QE n=5 (15) + landmark first (0.1) + verified first (15)": {
         "geometry": "fundamental",
         "min_inliers": 12,

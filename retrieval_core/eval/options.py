@@ -49,6 +49,7 @@ class LadderOptions:
     expansion_alpha: float = 3.0
     verified_first: int = 0  # SIFT: candidates with this many inliers rank above all others (0 = off)
     landmark_first: float = 0.1  # as served (RERANK_LANDMARK_FIRST): the recognised landmark first; 0 = off
+    landmark_first_majority: float = 0.0  # without verified votes, the top results' majority share (0 = off)
     geometry: str = "fundamental"  # or "homography" (the served default is RERANK_GEOMETRY)
     min_inliers: int = 12
     upright: bool = False
@@ -85,6 +86,7 @@ class LadderOptions:
                 min_inliers=self.min_inliers,
                 verified_first=self.verified_first,
                 landmark_first=self.landmark_first,
+                landmark_first_majority=self.landmark_first_majority,
             ),
             "whiten": self.whiten,
             "expansion_neighbours": self.query_expansion,
@@ -175,6 +177,13 @@ class LadderOptions:
             type=float,
             default=defaults.landmark_first,
             help="confidence from which the recognised landmark's photos rank first (0: off)",
+        )
+        parser.add_argument(
+            "--landmark-first-majority",
+            type=float,
+            default=defaults.landmark_first_majority,
+            help="with landmark first on and nothing verified, the share of the top results one landmark "
+            "must carry to move first (0: off)",
         )
         parser.add_argument("--geometry", choices=["homography", "fundamental"], default=defaults.geometry)
         parser.add_argument("--min-inliers", type=int, default=defaults.min_inliers)

@@ -17,7 +17,9 @@ verified -> 0.5 + fused / 2, the others -> fused / 2 (``two_tiers``).
 Recognised landmark first (``landmark_first`` = c > 0): when the re-ranked head names a landmark with
 confidence at least c (``retrieval_core.search.recognition``: inlier-weighted votes of the top results),
 the head's candidates labelled with that landmark rank above the others, in the same two tiers. It uses the
-collection's curated labels, never the query's, and does nothing on unlabelled collections.
+collection's curated labels, never the query's, and does nothing on unlabelled collections. When the
+verified votes name no landmark, ``landmark_first_majority`` = s > 0 lets a plain majority decide instead:
+a landmark at least a share s of the recognition's voters (the top 10 results) carry.
 """
 
 from __future__ import annotations
@@ -57,6 +59,7 @@ class FusionConfig:
     min_inliers: int = 8
     verified_first: int = 0
     landmark_first: float = 0.0
+    landmark_first_majority: float = 0.0
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.weight_global <= 1.0:
@@ -71,6 +74,10 @@ class FusionConfig:
             raise ValueError(f"verified_first must be >= 0 (0 = off), got {self.verified_first}")
         if not 0.0 <= self.landmark_first <= 1.0:
             raise ValueError(f"landmark_first must be in [0, 1] (0 = off), got {self.landmark_first}")
+        if not 0.0 <= self.landmark_first_majority <= 1.0:
+            raise ValueError(
+                f"landmark_first_majority must be in [0, 1] (0 = off), got {self.landmark_first_majority}"
+            )
 
 
 @dataclass(frozen=True)

@@ -116,7 +116,9 @@ def rank_candidates(scored: ScoredCandidates, fusion: FusionConfig) -> list[Rera
     hits = rank_fused(candidates[:head], scored.local_raw(), fusion, scored.local.evidence)
     if fusion.landmark_first:
         landmarks = dict(zip(scored.ids, scored.landmark_ids, strict=True))
-        hits = recognised_landmark_first(hits, landmarks, fusion.landmark_first)
+        hits = recognised_landmark_first(
+            hits, landmarks, fusion.landmark_first, fusion.landmark_first_majority
+        )
     rest = normalise_global(np.asarray(scores[head:], np.float64))
     hits += [
         RerankedHit(c.image_id, c.global_score, None, float(g), head + i)

@@ -111,7 +111,10 @@ def recognise(
 
 
 def recognised_landmark_first(
-    hits: Sequence[RerankedHit], landmarks: Mapping[Any, Hashable | None], min_confidence: float
+    hits: Sequence[RerankedHit],
+    landmarks: Mapping[Any, Hashable | None],
+    min_confidence: float,
+    min_majority: float = 0.0,
 ) -> list[RerankedHit]:
     """The ranked ``hits`` with those of the landmark they name (``recognise`` with ``min_confidence`` as
     its threshold) moved first, each part in its own order; unchanged when no landmark is recognised.
@@ -121,11 +124,34 @@ def recognised_landmark_first(
     with the query (the far side of a monument). The query's own label is never used. Only votes weighted
     by verified inliers count: VLAD, patch or global similarities are votes of look-alikes, and moving the
     wrong landmark's photos first is worse than not moving any (CNN patches on sfm_landmarks fell from
-    98.84 to 80.71 mAP@100 when they could)."""
+    98.84 to 80.71 mAP@100 when they could). The one exception, ``min_majority`` > 0: when the verified
+    votes name no landmark, one that at least that share of the voters (the top ``RecognitionConfig.top_n``
+    results, unlabelled ones counted) carry moves first."""
     answer = recognise(hits, landmarks, RecognitionConfig(threshold=min_confidence))
-    if not answer.recognised or answer.weighted_by != "inliers":
+    if answer.recognised and answer.weighted_by == "inliers":
+        winner = answer.landmark
+    elif min_majority:
+        winner = _majority(hits[: RecognitionConfig().top_n], landmarks, min_majority)
+    else:
+        winner = None
+    if winner is None:
         return list(hits)
-    return promote(hits, [landmarks.get(hit.image_id) == answer.landmark for hit in hits])
+    return promote(hits, [landmarks.get(hit.image_id) == winner for hit in hits])
+
+
+def _majority(
+    voters: Sequence[RerankedHit], landmarks: Mapping[Any, Hashable | None], min_share: float
+) -> Hashable | None:
+    """The landmark at least ``min_share`` of ``voters`` carry (unlabelled voters count against it)."""
+    counts: dict[Hashable, int] = {}
+    for hit in voters:
+        label = landmarks.get(hit.image_id)
+        if label is not None:
+            counts[label] = counts.get(label, 0) + 1
+    if not counts:
+        return None
+    label = max(counts, key=lambda name: (counts[name], -_first_rank(voters, landmarks, name)))
+    return label if counts[label] / len(voters) >= min_share else None
 
 
 def choose_threshold(

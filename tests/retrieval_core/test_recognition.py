@@ -117,3 +117,19 @@ def test_landmark_first_in_the_ranking_the_product_serves() -> None:
     assert first[:2] == ["verified", "far-side"]
     with pytest.raises(ValueError, match="landmark_first"):
         FusionConfig(landmark_first=1.5)
+
+
+def test_without_a_verified_answer_a_clear_majority_of_the_top_results_moves_first() -> None:
+    # Nothing verified (a few chance inliers): 8 of the top 10 are "b", but a look-alike "a" is first and
+    # another "b" photo sits below the ten.
+    hits = [_hit(1, 0.95, 3)] + [_hit(i, 0.9 - i / 100, 2) for i in range(2, 10)] + [_hit(10, 0.7, 0)]
+    hits += [_hit(11, 0.6, 0), _hit(12, 0.5, 0)]
+    landmarks = {1: "a", **{i: "b" for i in range(2, 10)}, 10: None, 11: "a", 12: "b"}
+    assert recognised_landmark_first(hits, landmarks, 0.1) == hits  # no majority rule: unchanged
+    moved = [h.image_id for h in recognised_landmark_first(hits, landmarks, 0.1, min_majority=0.8)]
+    assert moved == [*range(2, 10), 12, 1, 10, 11]
+    assert recognised_landmark_first(hits, landmarks, 0.1, min_majority=0.9) == hits  # 8 of 10 < 0.9
+    # A verified answer still decides, whatever the majority.
+    verified = [_hit(13, 0.99, 120), *hits]
+    first = recognised_landmark_first(verified, {**landmarks, 13: "a"}, 0.1, min_majority=0.5)
+    assert [h.image_id for h in first[:3]] == [13, 1, 11]

@@ -14,6 +14,7 @@ class ReconcileRunAdmin(admin.ModelAdmin):
         "missing_vectors",
         "orphan_vectors",
         "stale_analysis",
+        "unlinked_images",
         "error",
     )
     readonly_fields = [field.name for field in ReconcileRun._meta.fields]

@@ -10,7 +10,9 @@ kind of loss and hands the work out again through the usual on-commit dispatch:
 - searchable images whose SIFT file is missing, or unreadable (re-extracted with ``force``);
 - images ``indexed`` in the catalogue whose vector is not in the active collection: back to ``pending`` and
   indexed again; vectors of images that do not exist or are not searchable (failed, removed): deleted;
-- images never analysed (quality, or neighbours once indexed): analysed.
+- images never analysed (quality, or neighbours once indexed): analysed;
+- with the match graph on (``RERANK_GRAPH_VERIFICATION``), indexed images with local features never
+  verified into it (a link task lost, or given up on): linked.
 
 Every step is idempotent (indexing upserts by image id, features are overwritten atomically, analysis
 overwrites itself), each image's work is re-sent at most once per stale period (`Resend`), and one run at a
@@ -43,7 +45,8 @@ from webapp.catalog.services import schedule_analysis, schedule_indexing
 from webapp.embeddings.models import EmbeddingModelVersion
 from webapp.embeddings.services import collection_store
 from webapp.operations.models import ReconcileRun, Resend
-from webapp.reranking.local_features import sift_store
+from webapp.reranking.local_features import schedule_linking, sift_store
+from webapp.reranking.models import MatchGraphScan
 from workers import task_names
 from workers.dispatch import send_batches_on_commit, send_on_commit
 
@@ -94,19 +97,21 @@ def _reconcile(stale: timedelta, now: datetime) -> ReconcileRun:
         logger.warning("could not compare the catalogue with Milvus: %s", error)
         errors.append(f"Milvus: {error}")
     run.stale_analysis = _resend_analysis(cutoff, now)
+    run.unlinked_images = _resend_links(cutoff, now)
     run.error = "; ".join(errors)
     run.finished_at = timezone.now()
     run.save()
     if run.drift:
         logger.warning(
             "reconcile: %d pending re-sent, %d/%d missing/unreadable local features, %d missing, %d orphan "
-            "vectors, %d analyses re-sent",
+            "vectors, %d analyses re-sent, %d photos re-sent to the match graph",
             run.requeued_pending,
             run.missing_local_features,
             run.unreadable_local_features,
             run.missing_vectors,
             run.orphan_vectors,
             run.stale_analysis,
+            run.unlinked_images,
         )
     return run
 
@@ -253,4 +258,21 @@ def _resend_analysis(cutoff: datetime, now: datetime) -> int:
         with transaction.atomic():
             _mark_resent(ids, Resend.Kind.ANALYSIS, now)
             schedule_analysis(ids)
+    return len(ids)
+
+
+def _resend_links(cutoff: datetime, now: datetime) -> int:
+    """With the match graph on: indexed images with local features, both older than the cutoff, that were
+    never verified into the current SIFT store's graph."""
+    if not settings.RERANK_GRAPH_VERIFICATION:
+        return 0
+    scanned = MatchGraphScan.objects.filter(features_key=sift_store().extractor_key).values("image_id")
+    never = Image.objects.filter(
+        status=Image.Status.INDEXED, indexed_at__lt=cutoff, local_features_at__lt=cutoff
+    ).exclude(pk__in=scanned)
+    ids = _not_resent_since(never, Resend.Kind.MATCH_GRAPH, cutoff)
+    if ids:
+        with transaction.atomic():
+            _mark_resent(ids, Resend.Kind.MATCH_GRAPH, now)
+            schedule_linking(ids)
     return len(ids)

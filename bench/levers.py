@@ -130,15 +130,18 @@ LEVERS: dict[str, dict[str, object]] = {
         }
         for first, t, k in (("", 15, 10), ("", 15, 20), (" + landmark first (0.1)", 15, 20))
     },
-    "as served (fundamental (12), verified QE n=5 (15), landmark first (0.1), 500 query keypoints, "
-    "index SIFT stored 2bit-uint16-k750)": {
-        "geometry": "fundamental",
-        "min_inliers": 12,
-        "verified_expansion": 5,
-        "verified_expansion_inliers": 15,
-        "landmark_first": 0.1,
-        "query_keypoints": 500,
-        "local_format": "2bit-uint16-k750",
+    **{
+        "as served (fundamental (12), verified QE n=5 (15), landmark first (0.1), 500 query keypoints, "
+        f"index SIFT stored {fmt})": {
+            "geometry": "fundamental",
+            "min_inliers": 12,
+            "verified_expansion": 5,
+            "verified_expansion_inliers": 15,
+            "landmark_first": 0.1,
+            "query_keypoints": 500,
+            "local_format": fmt,
+        }
+        for fmt in ("2bit-uint16-k750", "full", "4bit-uint16-k750", "2bit-uint16", "4bit-uint16-k400")
     },
     "fundamental (12) + re-rank depth 50": {"geometry": "fundamental", "min_inliers": 12, "rerank_depth": 50},
     "fundamental (12), 600 query keypoints": {

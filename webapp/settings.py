@@ -234,6 +234,9 @@ RERANK_VERIFIED_FIRST = env_int("RERANK_VERIFIED_FIRST", 0)
 # 0.1, chosen on the leave-one-out dev benchmark: +0.2 / +1.4 there, +3.0 on wonders7's own queries
 # (README "Recognised landmark first"); no effect on an unlabelled collection.
 RERANK_LANDMARK_FIRST = env_float("RERANK_LANDMARK_FIRST", 0.1)
+# ... and when the verified votes name none, a landmark carried by at least this share of the top 10 results
+# (0 = off; README "Recognised landmark first").
+RERANK_LANDMARK_FIRST_MAJORITY = env_float("RERANK_LANDMARK_FIRST_MAJORITY", 0.0)
 # Verified query expansion: the query averaged with up to N SIFT-verified candidates (at least ..._INLIERS
 # inliers) and fused again with the cosines to that vector (0 = off).
 # On by default: +1.1 / +1.5 on the leave-one-out dev benchmark (sfm_landmarks / holidays_partial), +1.7 on

@@ -104,7 +104,7 @@ class LadderReport:
             lines.append(
                 f"| {r.id} | {r.method} | {_pct(r.map_at_k)} | {_pct(r.precision_at_10)} | "
                 f"{_pct(r.recall_at_k)} | {_pct(r.validation_map)} | {v} | {_gap(r)} | "
-                f"{r.median_latency_ms:.0f} / {r.p95_latency_ms:.0f} ms | {_size(r.index_bytes)} |"
+                f"{_latency(r)} | {_size(r.index_bytes)} |"
             )
         return "\n".join(lines) + "\n"
 
@@ -287,6 +287,13 @@ def _short(relpath: str, n: int = 26) -> str:
 
 def _pct(value: float | None) -> str:
     return "-" if value is None or math.isnan(value) else f"{100 * value:.2f}"
+
+
+def _latency(row: LadderRow) -> str:
+    """``p50 / p95 ms``, or ``p50 ms`` for a row without a 95th percentile (reports stored before it)."""
+    if math.isnan(row.p95_latency_ms):
+        return f"{row.median_latency_ms:.0f} ms"
+    return f"{row.median_latency_ms:.0f} / {row.p95_latency_ms:.0f} ms"
 
 
 def _size(n_bytes: int) -> str:

@@ -28,6 +28,7 @@ def _report(root: Path) -> LadderReport:
         precision_at_10=0.15,
         recall_at_k=1.0,
         median_latency_ms=12.3,
+        p95_latency_ms=19.6,
         index_bytes=4 * 1280 * 4,
         weight_global=None,
         validation_map=0.5,
@@ -63,7 +64,7 @@ def test_markdown_table(tmp_path: Path) -> None:
     text = _report(tmp_path).to_markdown()
     lines = text.splitlines()
     assert lines[2].startswith("| id | method | mAP@100 | P@10 | R@100 | val mAP@100 | v | GAP (threshold) |")
-    assert lines[4] == "| E1 | pretrained | 75.00 | 15.00 | 100.00 | 50.00 | - | - | 12 ms | 20.0 kB |"
+    assert lines[4] == "| E1 | pretrained | 75.00 | 15.00 | 100.00 | 50.00 | - | - | 12 / 20 ms | 20.0 kB |"
     assert lines[5] == "| E5 | E1 + SIFT | 100.00 | 15.00 | 100.00 | 80.00 | 0.35 | - | 250 ms | 3.0 MB |"
 
 

@@ -25,4 +25,5 @@ def fusion_config(method: RerankMethod) -> FusionConfig:
         min_inliers=settings.RERANK_MIN_INLIERS,
         verified_first=settings.RERANK_VERIFIED_FIRST,
         landmark_first=settings.RERANK_LANDMARK_FIRST,
+        landmark_first_majority=settings.RERANK_LANDMARK_FIRST_MAJORITY,
     )

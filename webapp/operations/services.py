@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import logging
 import zipfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -253,12 +253,7 @@ def _resend_analysis(cutoff: datetime, now: datetime) -> int:
         | Q(analysis__quality_analysed_at__isnull=True)
         | Q(status=Image.Status.INDEXED, analysis__neighbours_analysed_at__isnull=True, indexed_at__lt=cutoff)
     )
-    ids = _not_resent_since(never, Resend.Kind.ANALYSIS, cutoff)
-    if ids:
-        with transaction.atomic():
-            _mark_resent(ids, Resend.Kind.ANALYSIS, now)
-            schedule_analysis(ids)
-    return len(ids)
+    return _resend(never, Resend.Kind.ANALYSIS, cutoff, now, schedule_analysis)
 
 
 def _resend_links(cutoff: datetime, now: datetime) -> int:
@@ -270,9 +265,21 @@ def _resend_links(cutoff: datetime, now: datetime) -> int:
     never = Image.objects.filter(
         status=Image.Status.INDEXED, indexed_at__lt=cutoff, local_features_at__lt=cutoff
     ).exclude(pk__in=scanned)
-    ids = _not_resent_since(never, Resend.Kind.MATCH_GRAPH, cutoff)
+    return _resend(never, Resend.Kind.MATCH_GRAPH, cutoff, now, schedule_linking)
+
+
+def _resend(
+    images: QuerySet[Image],
+    kind: str,
+    cutoff: datetime,
+    now: datetime,
+    schedule: Callable[[Sequence[int]], object],
+) -> int:
+    """Hand ``images``' work of ``kind`` out again through ``schedule`` (at commit), except those re-sent
+    since the cutoff; how many were re-sent."""
+    ids = _not_resent_since(images, kind, cutoff)
     if ids:
         with transaction.atomic():
-            _mark_resent(ids, Resend.Kind.MATCH_GRAPH, now)
-            schedule_linking(ids)
+            _mark_resent(ids, kind, now)
+            schedule(ids)
     return len(ids)

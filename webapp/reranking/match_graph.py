@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Hashable, Sequence
 
+import numpy as np
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
@@ -82,10 +83,10 @@ def link_images(
     ready = [i for i in ids if i in vectors and features.has(i)]
     waiting = [i for i in ids if i not in set(ready)]
     counts: dict[str, object] = {"linked": 0, "matches": 0, "waiting": waiting}
-    for done, image_id in enumerate(ready, start=1):
-        hits = store.search(vectors[image_id][None], k=settings.RERANK_GRAPH_NEIGHBOURS + 1)[0]
-        others = [int(hit.image_id) for hit in hits if hit.image_id != image_id]  # type: ignore[call-overload]
-        others = others[: settings.RERANK_GRAPH_NEIGHBOURS]
+    n = settings.RERANK_GRAPH_NEIGHBOURS
+    rows = store.search(np.stack([vectors[i] for i in ready]), k=n + 1) if ready else []
+    for done, (image_id, hits) in enumerate(zip(ready, rows, strict=True), start=1):
+        others = [int(hit.image_id) for hit in hits if hit.image_id != image_id][:n]  # type: ignore[call-overload]
         edges = verify_edges([(image_id, other) for other in others], features, verification, floor)
         _store_matches(image_id, others, edges, key)
         counts["linked"] = done

@@ -110,6 +110,19 @@ LEVERS: dict[str, dict[str, object]] = {
         }
         for m in (0.5, 0.7, 0.9)
     },
+    **{
+        f"fundamental (12) + verified QE n=5 (15) + landmark first (0.1), else a majority of {m:.0%} "
+        f"at {lift:g}x its share": {
+            "geometry": "fundamental",
+            "min_inliers": 12,
+            "verified_expansion": 5,
+            "verified_expansion_inliers": 15,
+            "landmark_first": 0.1,
+            "landmark_first_majority": m,
+            "landmark_first_lift": lift,
+        }
+        for m, lift in ((0.5, 3.0), (0.7, 3.0))
+    },
     "fundamental (12) + verified QE n=5 (15) + landmark first (0.1) + verified first (15)": {
         "geometry": "fundamental",
         "min_inliers": 12,

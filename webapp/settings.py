@@ -237,6 +237,9 @@ RERANK_LANDMARK_FIRST = env_float("RERANK_LANDMARK_FIRST", 0.1)
 # ... and when the verified votes name none, a landmark carried by at least this share of the top 10 results
 # (0 = off; README "Recognised landmark first").
 RERANK_LANDMARK_FIRST_MAJORITY = env_float("RERANK_LANDMARK_FIRST_MAJORITY", 0.0)
+# ... and only if that share is at least this many times the landmark's share of the indexed photos, so that a
+# large landmark does not move first by its size alone (0 = no such check).
+RERANK_LANDMARK_FIRST_LIFT = env_float("RERANK_LANDMARK_FIRST_LIFT", 3.0)
 # Verified query expansion: the query averaged with up to N SIFT-verified candidates (at least ..._INLIERS
 # inliers) and fused again with the cosines to that vector (0 = off).
 # On by default: +1.1 / +1.5 on the leave-one-out dev benchmark (sfm_landmarks / holidays_partial), +1.7 on

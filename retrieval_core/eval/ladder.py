@@ -374,7 +374,7 @@ def _score(
         index = model.indexes.get(name)
         if index is None:
             continue
-        pipeline = SearchPipeline(model.embedder, index, scorer, config, (graphs or {}).get(name))
+        pipeline = SearchPipeline(model.embedder, index, scorer, config, (graphs or {}).get(name), index)
         for query in query_set.queries:
             features = query_features(query.relpath)
             t0 = time.perf_counter()

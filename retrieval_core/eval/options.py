@@ -50,6 +50,7 @@ class LadderOptions:
     verified_first: int = 0  # SIFT: candidates with this many inliers rank above all others (0 = off)
     landmark_first: float = 0.1  # as served (RERANK_LANDMARK_FIRST): the recognised landmark first; 0 = off
     landmark_first_majority: float = 0.0  # without verified votes, the top results' majority share (0 = off)
+    landmark_first_lift: float = 0.0  # ... and at least this many times the landmark's share of the index
     geometry: str = "fundamental"  # or "homography" (the served default is RERANK_GEOMETRY)
     min_inliers: int = 12
     upright: bool = False
@@ -87,6 +88,7 @@ class LadderOptions:
                 verified_first=self.verified_first,
                 landmark_first=self.landmark_first,
                 landmark_first_majority=self.landmark_first_majority,
+                landmark_first_lift=self.landmark_first_lift,
             ),
             "whiten": self.whiten,
             "expansion_neighbours": self.query_expansion,
@@ -184,6 +186,13 @@ class LadderOptions:
             default=defaults.landmark_first_majority,
             help="with landmark first on and nothing verified, the share of the top results one landmark "
             "must carry to move first (0: off)",
+        )
+        parser.add_argument(
+            "--landmark-first-lift",
+            type=float,
+            default=defaults.landmark_first_lift,
+            help="with --landmark-first-majority: the majority must also be this many times the landmark's "
+            "share of the collection (0: off)",
         )
         parser.add_argument("--geometry", choices=["homography", "fundamental"], default=defaults.geometry)
         parser.add_argument("--min-inliers", type=int, default=defaults.min_inliers)

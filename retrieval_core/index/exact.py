@@ -6,6 +6,7 @@ ties are broken by insertion order, so rankings are reproducible.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -40,6 +41,13 @@ class ExactIndex:
 
     def __len__(self) -> int:
         return len(self.ids)
+
+    def shares(self, landmark_ids: Sequence[int]) -> dict[int, float]:
+        """Each landmark's fraction of the index (``LandmarkShares``); landmarks it does not hold are left
+        out."""
+        counts = Counter(label for label in self._landmarks if label is not None)
+        n = max(len(self.ids), 1)
+        return {label: counts[label] / n for label in landmark_ids if label in counts}
 
     def search(
         self,

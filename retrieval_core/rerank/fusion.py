@@ -19,7 +19,8 @@ confidence at least c (``retrieval_core.search.recognition``: inlier-weighted vo
 the head's candidates labelled with that landmark rank above the others, in the same two tiers. It uses the
 collection's curated labels, never the query's, and does nothing on unlabelled collections. When the
 verified votes name no landmark, ``landmark_first_majority`` = s > 0 lets a plain majority decide instead:
-a landmark at least a share s of the recognition's voters (the top 10 results) carry.
+a landmark at least a share s of the recognition's voters (the top 10 results) carry, and with
+``landmark_first_lift`` = L > 0, at least L times its share of the collection.
 """
 
 from __future__ import annotations
@@ -60,6 +61,7 @@ class FusionConfig:
     verified_first: int = 0
     landmark_first: float = 0.0
     landmark_first_majority: float = 0.0
+    landmark_first_lift: float = 0.0
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.weight_global <= 1.0:
@@ -74,6 +76,8 @@ class FusionConfig:
             raise ValueError(f"verified_first must be >= 0 (0 = off), got {self.verified_first}")
         if not 0.0 <= self.landmark_first <= 1.0:
             raise ValueError(f"landmark_first must be in [0, 1] (0 = off), got {self.landmark_first}")
+        if self.landmark_first_lift < 0:
+            raise ValueError(f"landmark_first_lift must be >= 0 (0 = off), got {self.landmark_first_lift}")
         if not 0.0 <= self.landmark_first_majority <= 1.0:
             raise ValueError(
                 f"landmark_first_majority must be in [0, 1] (0 = off), got {self.landmark_first_majority}"

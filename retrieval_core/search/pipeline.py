@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import time
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -36,6 +36,7 @@ from retrieval_core.search.recognition import recognised_landmark_first
 
 __all__ = [
     "Embedder",
+    "LandmarkShares",
     "ScoredCandidates",
     "SearchPipeline",
     "SearchResult",
@@ -54,6 +55,14 @@ class Embedder(Protocol):
     ) -> tuple[np.ndarray, list[np.ndarray]]: ...
 
 
+class LandmarkShares(Protocol):
+    """How large each landmark is in the collection (``FusionConfig.landmark_first_lift``)."""
+
+    def shares(self, landmark_ids: Sequence[int]) -> Mapping[int, float]:
+        """landmark id -> its fraction of the indexed photos (ids it does not know are left out)."""
+        ...
+
+
 @dataclass(frozen=True, eq=False)
 class ScoredCandidates:
     """One query's candidates in global order with raw scores, before fusion.
@@ -63,7 +72,9 @@ class ScoredCandidates:
     expanded_scores: (N,) cosines to the verified-expanded query (``SearchConfig.verified_expansion``),
     fused in place of ``global_scores``; None when off or nothing was verified;
     graph: the head's inliers through the match graph (``SearchConfig.graph_verification``), fused where
-    they exceed the candidate's own; None when off.
+    they exceed the candidate's own; None when off;
+    landmark_shares: the head's landmarks' fractions of the collection (``LandmarkShares``; empty unless the
+    majority rule needs them).
     """
 
     ids: tuple[Hashable, ...]
@@ -74,6 +85,7 @@ class ScoredCandidates:
     timings: dict[str, float] = field(default_factory=dict)
     expanded_scores: np.ndarray | None = None
     graph: GraphLift | None = None
+    landmark_shares: Mapping[int, float] = field(default_factory=dict)
 
     def local_raw(self) -> list[float | None]:
         """The head's raw local scores as fused: the candidate's own, or its chain's when higher."""
@@ -117,7 +129,12 @@ def rank_candidates(scored: ScoredCandidates, fusion: FusionConfig) -> list[Rera
     if fusion.landmark_first:
         landmarks = dict(zip(scored.ids, scored.landmark_ids, strict=True))
         hits = recognised_landmark_first(
-            hits, landmarks, fusion.landmark_first, fusion.landmark_first_majority
+            hits,
+            landmarks,
+            fusion.landmark_first,
+            fusion.landmark_first_majority,
+            scored.landmark_shares,
+            fusion.landmark_first_lift,
         )
     rest = normalise_global(np.asarray(scores[head:], np.float64))
     hits += [
@@ -137,6 +154,7 @@ class SearchPipeline:
         scorer: LocalScorer,
         config: SearchConfig,
         match_graph: MatchGraph | None = None,
+        landmark_shares: LandmarkShares | None = None,
     ) -> None:
         if embedder.dim != index.dim:
             raise ValueError(f"the embedder makes {embedder.dim}-d vectors, the index holds {index.dim}-d")
@@ -145,6 +163,7 @@ class SearchPipeline:
         self.scorer = scorer
         self.config = config
         self.match_graph = match_graph
+        self.landmark_shares = landmark_shares
 
     @property
     def method(self) -> RerankMethod:
@@ -219,7 +238,16 @@ class SearchPipeline:
             timings=timings,
             expanded_scores=expanded,
             graph=graph,
+            landmark_shares=self._landmark_shares(hits[:head]),
         )
+
+    def _landmark_shares(self, head: Sequence[VectorHit]) -> Mapping[int, float]:
+        """The head's landmarks' collection shares, when the majority rule weighs them by size."""
+        weighed = self.fusion.landmark_first_majority and self.fusion.landmark_first_lift
+        if self.landmark_shares is None or not weighed:
+            return {}
+        wanted = sorted({hit.landmark_id for hit in head if hit.landmark_id is not None})
+        return self.landmark_shares.shares(wanted) if wanted else {}
 
     def _graph_lift(self, head: Sequence[Hashable], local: LocalScores) -> GraphLift | None:
         """The head's inliers through the match graph; None when off, without a graph, or not SIFT."""

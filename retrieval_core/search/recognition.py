@@ -115,6 +115,8 @@ def recognised_landmark_first(
     landmarks: Mapping[Any, Hashable | None],
     min_confidence: float,
     min_majority: float = 0.0,
+    shares: Mapping[Any, float] | None = None,
+    min_lift: float = 0.0,
 ) -> list[RerankedHit]:
     """The ranked ``hits`` with those of the landmark they name (``recognise`` with ``min_confidence`` as
     its threshold) moved first, each part in its own order; unchanged when no landmark is recognised.
@@ -126,12 +128,15 @@ def recognised_landmark_first(
     wrong landmark's photos first is worse than not moving any (CNN patches on sfm_landmarks fell from
     98.84 to 80.71 mAP@100 when they could). The one exception, ``min_majority`` > 0: when the verified
     votes name no landmark, one that at least that share of the voters (the top ``RecognitionConfig.top_n``
-    results, unlabelled ones counted) carry moves first."""
+    results, unlabelled ones counted) carry moves first; with ``min_lift`` > 0, only if that share is also
+    at least ``min_lift`` times its share of the collection (``shares``: landmark -> fraction of the indexed
+    photos; a landmark missing from it never moves), so that a large landmark filling the top results of a
+    small one's photo by its size alone does not."""
     answer = recognise(hits, landmarks, RecognitionConfig(threshold=min_confidence))
     if answer.recognised and answer.weighted_by == "inliers":
         winner = answer.landmark
     elif min_majority:
-        winner = _majority(hits[: RecognitionConfig().top_n], landmarks, min_majority)
+        winner = _majority(hits[: RecognitionConfig().top_n], landmarks, min_majority, shares or {}, min_lift)
     else:
         winner = None
     if winner is None:
@@ -140,9 +145,14 @@ def recognised_landmark_first(
 
 
 def _majority(
-    voters: Sequence[RerankedHit], landmarks: Mapping[Any, Hashable | None], min_share: float
+    voters: Sequence[RerankedHit],
+    landmarks: Mapping[Any, Hashable | None],
+    min_share: float,
+    shares: Mapping[Any, float],
+    min_lift: float,
 ) -> Hashable | None:
-    """The landmark at least ``min_share`` of ``voters`` carry (unlabelled voters count against it)."""
+    """The landmark at least ``min_share`` of ``voters`` carry (unlabelled voters count against it), and,
+    with ``min_lift``, at least ``min_lift`` times its share of the collection."""
     counts: dict[Hashable, int] = {}
     for hit in voters:
         label = landmarks.get(hit.image_id)
@@ -151,7 +161,12 @@ def _majority(
     if not counts:
         return None
     label = max(counts, key=lambda name: (counts[name], -_first_rank(voters, landmarks, name)))
-    return label if counts[label] / len(voters) >= min_share else None
+    share = counts[label] / len(voters)
+    if share < min_share:
+        return None
+    if min_lift and not share >= min_lift * shares.get(label, math.inf):
+        return None
+    return label
 
 
 def choose_threshold(

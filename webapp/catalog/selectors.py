@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from django.db.models import Count, Q, QuerySet
@@ -60,3 +61,16 @@ def images_by_ids(image_ids: list[int]) -> dict[int, Image]:
 
 def landmarks_with_counts() -> QuerySet[Landmark]:
     return Landmark.objects.annotate(image_count=Count("images")).order_by("name")
+
+
+def landmark_shares(landmark_ids: Sequence[int]) -> dict[int, float]:
+    """Each landmark's fraction of the indexed photos (``retrieval_core.search.pipeline.LandmarkShares``):
+    how often it would fill the top results by its size alone."""
+    indexed = Image.objects.filter(status=Image.Status.INDEXED)
+    total = indexed.count()
+    if not total or not landmark_ids:
+        return {}
+    counts = (
+        indexed.filter(landmark_id__in=list(landmark_ids)).values_list("landmark_id").annotate(n=Count("pk"))
+    )
+    return {int(landmark): n / total for landmark, n in counts}

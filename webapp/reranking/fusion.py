@@ -26,4 +26,5 @@ def fusion_config(method: RerankMethod) -> FusionConfig:
         verified_first=settings.RERANK_VERIFIED_FIRST,
         landmark_first=settings.RERANK_LANDMARK_FIRST,
         landmark_first_majority=settings.RERANK_LANDMARK_FIRST_MAJORITY,
+        landmark_first_lift=settings.RERANK_LANDMARK_FIRST_LIFT,
     )

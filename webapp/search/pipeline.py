@@ -9,6 +9,7 @@ pipeline here.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 
 from django.conf import settings
 
@@ -16,13 +17,21 @@ from retrieval_core.rerank.fusion import FusionConfig
 from retrieval_core.rerank.scorer import RerankMethod
 from retrieval_core.search.config import SearchConfig
 from retrieval_core.search.pipeline import SearchPipeline
+from webapp.catalog.selectors import landmark_shares
 from webapp.embeddings.models import EmbeddingModelVersion
 from webapp.embeddings.services import collection_store, decode_policy, get_active_version, get_extractor
 from webapp.reranking.fusion import fusion_config
 from webapp.reranking.match_graph import served_match_graph
 from webapp.reranking.scoring import build_scorer
 
-__all__ = ["served_pipeline"]
+__all__ = ["CatalogueLandmarkShares", "served_pipeline"]
+
+
+class CatalogueLandmarkShares:
+    """``LandmarkShares`` from the catalogue: each landmark's fraction of the indexed photos."""
+
+    def shares(self, landmark_ids: Sequence[int]) -> dict[int, float]:
+        return landmark_shares(landmark_ids)
 
 
 def served_pipeline(
@@ -54,4 +63,5 @@ def served_pipeline(
         build_scorer(method, version, min_inliers=fusion.min_inliers),
         config,
         served_match_graph() if method == "sift" else None,
+        CatalogueLandmarkShares(),
     )

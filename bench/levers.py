@@ -42,6 +42,7 @@ BASE = LadderOptions(
     query_keypoints=1000,
     verified_expansion=0,
     landmark_first=0.0,
+    landmark_first_majority=0.0,
     local_format="full",
 )
 LEVERS: dict[str, dict[str, object]] = {
@@ -144,8 +145,8 @@ LEVERS: dict[str, dict[str, object]] = {
         for first, t, k in (("", 15, 10), ("", 15, 20), (" + landmark first (0.1)", 15, 20))
     },
     **{
-        "as served (fundamental (12), verified QE n=5 (15), landmark first (0.1), 500 query keypoints, "
-        f"index SIFT stored {fmt})": {
+        "served keypoints and format (fundamental (12), verified QE n=5 (15), landmark first (0.1), "
+        f"500 query keypoints, index SIFT stored {fmt})": {
             "geometry": "fundamental",
             "min_inliers": 12,
             "verified_expansion": 5,

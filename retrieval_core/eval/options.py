@@ -49,8 +49,8 @@ class LadderOptions:
     expansion_alpha: float = 3.0
     verified_first: int = 0  # SIFT: candidates with this many inliers rank above all others (0 = off)
     landmark_first: float = 0.1  # as served (RERANK_LANDMARK_FIRST): the recognised landmark first; 0 = off
-    landmark_first_majority: float = 0.0  # without verified votes, the top results' majority share (0 = off)
-    landmark_first_lift: float = 0.0  # ... and at least this many times the landmark's share of the index
+    landmark_first_majority: float = 0.7  # as served: without verified votes, the top 10's majority (0 = off)
+    landmark_first_lift: float = 3.0  # ... at least this many times the landmark's share of the index
     geometry: str = "fundamental"  # or "homography" (the served default is RERANK_GEOMETRY)
     min_inliers: int = 12
     upright: bool = False

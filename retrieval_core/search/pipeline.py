@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import time
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Hashable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -32,7 +32,7 @@ from retrieval_core.search.config import SearchConfig
 from retrieval_core.search.dba import augment_one
 from retrieval_core.search.decode import decode
 from retrieval_core.search.match_graph import GraphLift, MatchGraph, transitive_inliers
-from retrieval_core.search.recognition import recognised_landmark_first
+from retrieval_core.search.recognition import LandmarkShares, recognised_landmark_first
 
 __all__ = [
     "Embedder",
@@ -55,14 +55,6 @@ class Embedder(Protocol):
     ) -> tuple[np.ndarray, list[np.ndarray]]: ...
 
 
-class LandmarkShares(Protocol):
-    """How large each landmark is in the collection (``FusionConfig.landmark_first_lift``)."""
-
-    def shares(self, landmark_ids: Sequence[int]) -> Mapping[int, float]:
-        """landmark id -> its fraction of the indexed photos (ids it does not know are left out)."""
-        ...
-
-
 @dataclass(frozen=True, eq=False)
 class ScoredCandidates:
     """One query's candidates in global order with raw scores, before fusion.
@@ -73,8 +65,8 @@ class ScoredCandidates:
     fused in place of ``global_scores``; None when off or nothing was verified;
     graph: the head's inliers through the match graph (``SearchConfig.graph_verification``), fused where
     they exceed the candidate's own; None when off;
-    landmark_shares: the head's landmarks' fractions of the collection (``LandmarkShares``; empty unless the
-    majority rule needs them).
+    landmark_shares: how large each landmark is in the collection, asked only when the majority rule of
+    ``FusionConfig.landmark_first_majority`` needs it (None: not known).
     """
 
     ids: tuple[Hashable, ...]
@@ -85,7 +77,7 @@ class ScoredCandidates:
     timings: dict[str, float] = field(default_factory=dict)
     expanded_scores: np.ndarray | None = None
     graph: GraphLift | None = None
-    landmark_shares: Mapping[int, float] = field(default_factory=dict)
+    landmark_shares: LandmarkShares | None = None
 
     def local_raw(self) -> list[float | None]:
         """The head's raw local scores as fused: the candidate's own, or its chain's when higher."""
@@ -238,16 +230,8 @@ class SearchPipeline:
             timings=timings,
             expanded_scores=expanded,
             graph=graph,
-            landmark_shares=self._landmark_shares(hits[:head]),
+            landmark_shares=self.landmark_shares,
         )
-
-    def _landmark_shares(self, head: Sequence[VectorHit]) -> Mapping[int, float]:
-        """The head's landmarks' collection shares, when the majority rule weighs them by size."""
-        weighed = self.fusion.landmark_first_majority and self.fusion.landmark_first_lift
-        if self.landmark_shares is None or not weighed:
-            return {}
-        wanted = sorted({hit.landmark_id for hit in head if hit.landmark_id is not None})
-        return self.landmark_shares.shares(wanted) if wanted else {}
 
     def _graph_lift(self, head: Sequence[Hashable], local: LocalScores) -> GraphLift | None:
         """The head's inliers through the match graph; None when off, without a graph, or not SIFT."""

@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -28,6 +28,7 @@ from retrieval_core.eval.metrics import global_average_precision
 from retrieval_core.rerank.fusion import RerankedHit, promote
 
 __all__ = [
+    "LandmarkShares",
     "Recognition",
     "RecognitionConfig",
     "apply_threshold",
@@ -35,6 +36,14 @@ __all__ = [
     "recognise",
     "recognised_landmark_first",
 ]
+
+
+class LandmarkShares(Protocol):
+    """How large each landmark is in the collection (the majority rule of ``recognised_landmark_first``)."""
+
+    def shares(self, landmark_ids: Sequence[Any]) -> Mapping[Any, float]:
+        """landmark id -> its fraction of the indexed photos (ids it does not know are left out)."""
+        ...
 
 
 THRESHOLD_GRID: tuple[float, ...] = tuple(round(0.05 * i, 2) for i in range(20))
@@ -115,7 +124,7 @@ def recognised_landmark_first(
     landmarks: Mapping[Any, Hashable | None],
     min_confidence: float,
     min_majority: float = 0.0,
-    shares: Mapping[Any, float] | None = None,
+    shares: LandmarkShares | None = None,
     min_lift: float = 0.0,
 ) -> list[RerankedHit]:
     """The ranked ``hits`` with those of the landmark they name (``recognise`` with ``min_confidence`` as
@@ -129,14 +138,14 @@ def recognised_landmark_first(
     98.84 to 80.71 mAP@100 when they could). The one exception, ``min_majority`` > 0: when the verified
     votes name no landmark, one that at least that share of the voters (the top ``RecognitionConfig.top_n``
     results, unlabelled ones counted) carry moves first; with ``min_lift`` > 0, only if that share is also
-    at least ``min_lift`` times its share of the collection (``shares``: landmark -> fraction of the indexed
-    photos; a landmark missing from it never moves), so that a large landmark filling the top results of a
-    small one's photo by its size alone does not."""
+    at least ``min_lift`` times its share of the collection (asked of ``shares`` only then; a landmark it
+    does not know never moves), so that a large landmark filling the top results of a small one's photo by
+    its size alone does not."""
     answer = recognise(hits, landmarks, RecognitionConfig(threshold=min_confidence))
     if answer.recognised and answer.weighted_by == "inliers":
         winner = answer.landmark
     elif min_majority:
-        winner = _majority(hits[: RecognitionConfig().top_n], landmarks, min_majority, shares or {}, min_lift)
+        winner = _majority(hits[: RecognitionConfig().top_n], landmarks, min_majority, shares, min_lift)
     else:
         winner = None
     if winner is None:
@@ -148,7 +157,7 @@ def _majority(
     voters: Sequence[RerankedHit],
     landmarks: Mapping[Any, Hashable | None],
     min_share: float,
-    shares: Mapping[Any, float],
+    shares: LandmarkShares | None,
     min_lift: float,
 ) -> Hashable | None:
     """The landmark at least ``min_share`` of ``voters`` carry (unlabelled voters count against it), and,
@@ -164,8 +173,10 @@ def _majority(
     share = counts[label] / len(voters)
     if share < min_share:
         return None
-    if min_lift and not share >= min_lift * shares.get(label, math.inf):
-        return None
+    if min_lift:
+        prior = math.inf if shares is None else shares.shares([label]).get(label, math.inf)
+        if not share >= min_lift * prior:
+            return None
     return label
 
 

@@ -143,11 +143,15 @@ def test_a_majority_must_beat_the_landmarks_size_when_a_lift_is_asked() -> None:
     hits = [_hit(i, 0.9 - i / 100, 2) for i in range(1, 12)]
     big = {i: "big" for i in range(1, 9)} | {9: None, 10: None, 11: "big"}
     small = {i: "small" if i % 2 else "big" for i in range(1, 12)}
-    shares = {"big": 0.8, "small": 0.05}
+    class Shares:
+        def shares(self, landmark_ids):
+            return {k: v for k, v in {"big": 0.8, "small": 0.05}.items() if k in landmark_ids}
+
+    shares = Shares()
     assert recognised_landmark_first(hits, big, 0.1, 0.5) != hits  # no lift asked: the big one moves
     assert recognised_landmark_first(hits, big, 0.1, 0.5, shares, min_lift=3.0) == hits
     moved = recognised_landmark_first(hits, small, 0.1, 0.5, shares, min_lift=3.0)
     assert [h.image_id for h in moved] == [1, 3, 5, 7, 9, 11, 2, 4, 6, 8, 10]
-    assert recognised_landmark_first(hits, small, 0.1, 0.5, {}, min_lift=3.0) == hits  # size unknown
+    assert recognised_landmark_first(hits, small, 0.1, 0.5, None, min_lift=3.0) == hits  # size unknown
     index = ExactIndex(["a", "b", "c", "d"], np.eye(4, dtype=np.float32), [7, 7, 8, None])
     assert index.shares([7, 8, 9]) == {7: 0.5, 8: 0.25}

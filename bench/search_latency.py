@@ -26,6 +26,7 @@ from retrieval_core.features.compact import LocalFeatureFormat
 from retrieval_core.features.global_ import GlobalDescriptorExtractor
 from retrieval_core.features.sift import SiftConfig
 from retrieval_core.features.store import LocalFeatureStore
+from retrieval_core.index.exact import ExactIndex
 from retrieval_core.index.milvus_store import MilvusVectorStore
 from retrieval_core.models.embedding import EmbeddingConfig
 from retrieval_core.rerank.feature_cache import CachedFeatureSource
@@ -65,6 +66,10 @@ def main() -> None:
     parser.add_argument("--verified-expansion", type=int, default=5, help="RERANK_VERIFIED_EXPANSION")
     parser.add_argument("--verified-expansion-inliers", type=int, default=15)
     parser.add_argument("--landmark-first", type=float, default=0.1, help="RERANK_LANDMARK_FIRST")
+    parser.add_argument(
+        "--landmark-first-majority", type=float, default=0.7, help="RERANK_LANDMARK_FIRST_MAJORITY"
+    )
+    parser.add_argument("--landmark-first-lift", type=float, default=3.0, help="RERANK_LANDMARK_FIRST_LIFT")
     parser.add_argument("--local-format", default="2bit-uint16-k750", help="LOCAL_FEATURES_FORMAT")
     parser.add_argument("--threads", type=int, default=2, help="torch threads; BLAS and OpenCV run on 1")
     parser.add_argument(
@@ -94,6 +99,8 @@ def main() -> None:
         top_k=args.top_k,
         min_inliers=args.min_inliers,
         landmark_first=args.landmark_first,
+        landmark_first_majority=args.landmark_first_majority,
+        landmark_first_lift=args.landmark_first_lift,
     )
     search = SearchConfig(
         k=10,
@@ -119,6 +126,8 @@ def main() -> None:
             landmarks = [label_ids.get(index[i].landmark) for i in ids]
             store.upsert(ids, result.vectors, landmarks)
             store.flush()
+            # Each landmark's share of the collection, as the catalogue gives it to the served pipeline.
+            shares = ExactIndex(ids, np.zeros((len(ids), 1), np.float32), landmarks)
             sift_key = local_features_key(index_sift, policy, fmt)
             sift_store = LocalFeatureStore(Path(tmp) / "sift", sift_key, fmt)
             for i in ids:
@@ -134,6 +143,7 @@ def main() -> None:
                     store,
                     SiftScorer(cache, query_sift, verification, min_inliers=fusion.min_inliers),
                     search,
+                    landmark_shares=shares,
                 ),
                 # Without the feature LRU, for the ratio.
                 "previous": SearchPipeline(
@@ -146,6 +156,7 @@ def main() -> None:
                         min_inliers=fusion.min_inliers,
                     ),
                     search,
+                    landmark_shares=shares,
                 ),
             }
             if not args.compare:

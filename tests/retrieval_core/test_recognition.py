@@ -129,6 +129,9 @@ def test_without_a_verified_answer_a_clear_majority_of_the_top_results_moves_fir
     moved = [h.image_id for h in recognised_landmark_first(hits, landmarks, 0.1, min_majority=0.8)]
     assert moved == [*range(2, 10), 12, 1, 10, 11]
     assert recognised_landmark_first(hits, landmarks, 0.1, min_majority=0.9) == hits  # 8 of 10 < 0.9
+    # Without geometry (VLAD, patches: no evidence at all) a majority of look-alikes moves nothing.
+    unverified = [_hit(h.image_id, h.fused_score) for h in hits]
+    assert recognised_landmark_first(unverified, landmarks, 0.1, min_majority=0.8) == unverified
     # A verified answer still decides, whatever the majority.
     verified = [_hit(13, 0.99, 120), *hits]
     first = recognised_landmark_first(verified, {**landmarks, 13: "a"}, 0.1, min_majority=0.5)

@@ -45,6 +45,13 @@ BASE = LadderOptions(
     landmark_first_majority=0.0,
     local_format="full",
 )
+# The served verification: fundamental matrix (12 inliers) and verified query expansion n=5 (15 inliers).
+FUNDAMENTAL_VQE: dict[str, object] = {
+    "geometry": "fundamental",
+    "min_inliers": 12,
+    "verified_expansion": 5,
+    "verified_expansion_inliers": 15,
+}
 LEVERS: dict[str, dict[str, object]] = {
     "baseline (384 px GeM, RootSIFT homography)": {},
     "input 512 px": {"image_size": 512},
@@ -92,20 +99,14 @@ LEVERS: dict[str, dict[str, object]] = {
     },
     **{
         f"fundamental (12) + verified QE n=5 (15) + landmark first (confidence {c})": {
-            "geometry": "fundamental",
-            "min_inliers": 12,
-            "verified_expansion": 5,
-            "verified_expansion_inliers": 15,
+            **FUNDAMENTAL_VQE,
             "landmark_first": c,
         }
         for c in (0.05, 0.1, 0.2, 0.4, 0.6)
     },
     **{
         f"fundamental (12) + verified QE n=5 (15) + landmark first (0.1), else a majority of {m:.0%}": {
-            "geometry": "fundamental",
-            "min_inliers": 12,
-            "verified_expansion": 5,
-            "verified_expansion_inliers": 15,
+            **FUNDAMENTAL_VQE,
             "landmark_first": 0.1,
             "landmark_first_majority": m,
         }
@@ -114,10 +115,7 @@ LEVERS: dict[str, dict[str, object]] = {
     **{
         f"fundamental (12) + verified QE n=5 (15) + landmark first (0.1), else a majority of {m:.0%} "
         f"at {lift:g}x its share": {
-            "geometry": "fundamental",
-            "min_inliers": 12,
-            "verified_expansion": 5,
-            "verified_expansion_inliers": 15,
+            **FUNDAMENTAL_VQE,
             "landmark_first": 0.1,
             "landmark_first_majority": m,
             "landmark_first_lift": lift,
@@ -134,10 +132,7 @@ LEVERS: dict[str, dict[str, object]] = {
     },
     **{
         f"fundamental (12) + verified QE n=5 (15){first} + match graph ({t} inliers, {k} neighbours)": {
-            "geometry": "fundamental",
-            "min_inliers": 12,
-            "verified_expansion": 5,
-            "verified_expansion_inliers": 15,
+            **FUNDAMENTAL_VQE,
             "landmark_first": 0.1 if first else 0.0,
             "graph_verification": t,
             "graph_neighbours": k,
@@ -147,10 +142,7 @@ LEVERS: dict[str, dict[str, object]] = {
     **{
         "served keypoints and format (fundamental (12), verified QE n=5 (15), landmark first (0.1), "
         f"500 query keypoints, index SIFT stored {fmt})": {
-            "geometry": "fundamental",
-            "min_inliers": 12,
-            "verified_expansion": 5,
-            "verified_expansion_inliers": 15,
+            **FUNDAMENTAL_VQE,
             "landmark_first": 0.1,
             "query_keypoints": 500,
             "local_format": fmt,

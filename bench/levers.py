@@ -45,10 +45,10 @@ BASE = LadderOptions(
     landmark_first_majority=0.0,
     local_format="full",
 )
-# The served verification: fundamental matrix (12 inliers) and verified query expansion n=5 (15 inliers).
+# The served verification: fundamental matrix (12 inliers), and verified query expansion n=5 (15 inliers).
+FUNDAMENTAL: dict[str, object] = {"geometry": "fundamental", "min_inliers": 12}
 FUNDAMENTAL_VQE: dict[str, object] = {
-    "geometry": "fundamental",
-    "min_inliers": 12,
+    **FUNDAMENTAL,
     "verified_expansion": 5,
     "verified_expansion_inliers": 15,
 }
@@ -65,7 +65,7 @@ LEVERS: dict[str, dict[str, object]] = {
     "verified first (15 inliers)": {"verified_first": 15},
     "verified first (25 inliers)": {"verified_first": 25},
     "upright SIFT": {"upright": True},
-    "fundamental matrix, min 12 inliers": {"geometry": "fundamental", "min_inliers": 12},
+    "fundamental matrix, min 12 inliers": FUNDAMENTAL,
     "2000 index keypoints": {"sift_keypoints": 2000, "query_keypoints": 1000},
     "SIFT at 1024 px, 2000 keypoints": {
         "sift_long_side": 1024,
@@ -75,28 +75,10 @@ LEVERS: dict[str, dict[str, object]] = {
     "768 px multi-scale (1, 0.707, 0.5)": {"image_size": 768, "scales": (0.707, 0.5)},
     "re-rank depth 50": {"rerank_depth": 50},
     "re-rank depth 200": {"rerank_depth": 200},
-    "fundamental (12) + verified first (15)": {
-        "geometry": "fundamental",
-        "min_inliers": 12,
-        "verified_first": 15,
-    },
-    "fundamental (12) + aQE n=2 + DBA k=2": {
-        "geometry": "fundamental",
-        "min_inliers": 12,
-        "query_expansion": 2,
-        "dba": 2,
-    },
-    "fundamental (12) + verified QE n=3 (20 inliers)": {
-        "geometry": "fundamental",
-        "min_inliers": 12,
-        "verified_expansion": 3,
-    },
-    "fundamental (12) + verified QE n=5 (15 inliers)": {
-        "geometry": "fundamental",
-        "min_inliers": 12,
-        "verified_expansion": 5,
-        "verified_expansion_inliers": 15,
-    },
+    "fundamental (12) + verified first (15)": {**FUNDAMENTAL, "verified_first": 15},
+    "fundamental (12) + aQE n=2 + DBA k=2": {**FUNDAMENTAL, "query_expansion": 2, "dba": 2},
+    "fundamental (12) + verified QE n=3 (20 inliers)": {**FUNDAMENTAL, "verified_expansion": 3},
+    "fundamental (12) + verified QE n=5 (15 inliers)": FUNDAMENTAL_VQE,
     **{
         f"fundamental (12) + verified QE n=5 (15) + landmark first (confidence {c})": {
             **FUNDAMENTAL_VQE,
@@ -123,10 +105,7 @@ LEVERS: dict[str, dict[str, object]] = {
         for m, lift in ((0.5, 3.0), (0.7, 3.0))
     },
     "fundamental (12) + verified QE n=5 (15) + landmark first (0.1) + verified first (15)": {
-        "geometry": "fundamental",
-        "min_inliers": 12,
-        "verified_expansion": 5,
-        "verified_expansion_inliers": 15,
+        **FUNDAMENTAL_VQE,
         "landmark_first": 0.1,
         "verified_first": 15,
     },
@@ -149,18 +128,9 @@ LEVERS: dict[str, dict[str, object]] = {
         }
         for fmt in ("2bit-uint16-k750", "full", "4bit-uint16-k750", "2bit-uint16", "4bit-uint16-k400")
     },
-    "fundamental (12) + re-rank depth 50": {"geometry": "fundamental", "min_inliers": 12, "rerank_depth": 50},
-    "fundamental (12), 600 query keypoints": {
-        "geometry": "fundamental",
-        "min_inliers": 12,
-        "query_keypoints": 600,
-    },
-    "fundamental (12) + upright SIFT + aQE n=2": {
-        "geometry": "fundamental",
-        "min_inliers": 12,
-        "upright": True,
-        "query_expansion": 2,
-    },
+    "fundamental (12) + re-rank depth 50": {**FUNDAMENTAL, "rerank_depth": 50},
+    "fundamental (12), 600 query keypoints": {**FUNDAMENTAL, "query_keypoints": 600},
+    "fundamental (12) + upright SIFT + aQE n=2": {**FUNDAMENTAL, "upright": True, "query_expansion": 2},
 }
 
 

@@ -6,6 +6,7 @@ ties are broken by insertion order, so rankings are reproducible.
 
 from __future__ import annotations
 
+import functools
 from collections import Counter
 from collections.abc import Mapping, Sequence
 
@@ -45,9 +46,13 @@ class ExactIndex:
     def shares(self, landmark_ids: Sequence[int]) -> dict[int, float]:
         """Each landmark's fraction of the index (``LandmarkShares``); landmarks it does not hold are left
         out."""
-        counts = Counter(label for label in self._landmarks if label is not None)
-        n = max(len(self.ids), 1)
+        counts, n = self._landmark_counts, max(len(self.ids), 1)
         return {label: counts[label] / n for label in landmark_ids if label in counts}
+
+    @functools.cached_property
+    def _landmark_counts(self) -> Counter[int]:
+        """Images per landmark, counted on first use (the index never changes)."""
+        return Counter(label for label in self._landmarks if label is not None)
 
     def search(
         self,

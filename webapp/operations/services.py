@@ -46,7 +46,7 @@ from webapp.embeddings.models import EmbeddingModelVersion
 from webapp.embeddings.services import collection_store
 from webapp.operations.models import ReconcileRun, Resend
 from webapp.reranking.local_features import schedule_linking, sift_store
-from webapp.reranking.models import MatchGraphScan
+from webapp.reranking.match_graph import unscanned_images
 from workers import task_names
 from workers.dispatch import send_batches_on_commit, send_on_commit
 
@@ -261,10 +261,7 @@ def _resend_links(cutoff: datetime, now: datetime) -> int:
     never verified into the current SIFT store's graph."""
     if not settings.RERANK_GRAPH_VERIFICATION:
         return 0
-    scanned = MatchGraphScan.objects.filter(features_key=sift_store().extractor_key).values("image_id")
-    never = Image.objects.filter(
-        status=Image.Status.INDEXED, indexed_at__lt=cutoff, local_features_at__lt=cutoff
-    ).exclude(pk__in=scanned)
+    never = unscanned_images().filter(indexed_at__lt=cutoff, local_features_at__lt=cutoff)
     return _resend(never, Resend.Kind.MATCH_GRAPH, cutoff, now, schedule_linking)
 
 

@@ -13,12 +13,13 @@ SIFT store).
 from __future__ import annotations
 
 import logging
+from collections import defaultdict
 from collections.abc import Callable, Hashable, Sequence
 
 import numpy as np
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 
 from retrieval_core.rerank.sift_scorer import VerificationConfig
 from retrieval_core.search.match_graph import MatchEdge, verify_edges
@@ -33,6 +34,7 @@ __all__ = [
     "schedule_linking",
     "served_match_graph",
     "unlinked_image_ids",
+    "unscanned_images",
 ]
 
 logger = logging.getLogger(__name__)
@@ -81,25 +83,33 @@ def link_images(
     ids = sorted({int(i) for i in image_ids})
     vectors = store.get_vectors(ids)
     ready = [i for i in ids if i in vectors and features.has(i)]
-    waiting = [i for i in ids if i not in set(ready)]
-    counts: dict[str, object] = {"linked": 0, "matches": 0, "waiting": waiting}
+    waiting = sorted(set(ids) - set(ready))
     n = settings.RERANK_GRAPH_NEIGHBOURS
     rows = store.search(np.stack([vectors[i] for i in ready]), k=n + 1) if ready else []
-    for done, (image_id, hits) in enumerate(zip(ready, rows, strict=True), start=1):
-        others = [int(hit.image_id) for hit in hits if hit.image_id != image_id][:n]  # type: ignore[call-overload]
-        edges = verify_edges([(image_id, other) for other in others], features, verification, floor)
-        _store_matches(image_id, others, edges, key)
-        counts["linked"] = done
-        counts["matches"] = int(counts["matches"]) + len(edges)  # type: ignore[call-overload]
+    checked = {
+        image_id: [int(hit.image_id) for hit in hits if hit.image_id != image_id][:n]  # type: ignore[call-overload]
+        for image_id, hits in zip(ready, rows, strict=True)
+    }
+    # One verification per unordered pair for the whole batch: each candidate's features load once, and a
+    # pair whose two photos list each other is not verified twice.
+    pairs = sorted({(min(a, b), max(a, b)) for a, others in checked.items() for b in others})
+    edges_of: defaultdict[int, list[MatchEdge]] = defaultdict(list)
+    for edge in verify_edges(pairs, features, verification, floor):
+        for image_id in edge[:2]:
+            edges_of[int(image_id)].append(edge)  # type: ignore[call-overload]
+    matches = 0
+    for done, image_id in enumerate(ready, start=1):
+        matches += _store_matches(image_id, checked[image_id], edges_of[image_id], key)
         if progress is not None:
             progress(done, len(ready))
     if waiting:
         logger.info("match graph: %d photos wait for their vector or local features", len(waiting))
-    return counts
+    return {"linked": len(ready), "matches": matches, "waiting": waiting}
 
 
-def _store_matches(image_id: int, checked: Sequence[int], edges: Sequence[MatchEdge], key: str) -> None:
-    """Replace the matches between ``image_id`` and the ``checked`` photos with ``edges``; record the scan."""
+def _store_matches(image_id: int, checked: Sequence[int], edges: Sequence[MatchEdge], key: str) -> int:
+    """Replace the matches between ``image_id`` and the ``checked`` photos with ``edges`` (the batch's
+    edges of ``image_id``); record the scan; how many matches ``image_id`` has in the batch."""
     rows = [
         ImageMatch(
             image_a_id=min(int(a), int(b)),  # type: ignore[call-overload]
@@ -127,12 +137,16 @@ def _store_matches(image_id: int, checked: Sequence[int], edges: Sequence[MatchE
             features_key=key,
             defaults={"neighbours": len(checked), "matches": len(rows)},
         )
+    return len(rows)
+
+
+def unscanned_images() -> QuerySet[Image]:
+    """Indexed photos not yet verified into the current SIFT store's graph."""
+    scanned = MatchGraphScan.objects.filter(features_key=sift_store().extractor_key).values("image_id")
+    return Image.objects.filter(status=Image.Status.INDEXED).exclude(pk__in=scanned)
 
 
 def unlinked_image_ids(*, rescan: bool = False) -> list[int]:
     """Indexed photos not yet scanned for the current SIFT store's graph (``rescan``: every indexed one)."""
-    indexed = Image.objects.filter(status=Image.Status.INDEXED)
-    if not rescan:
-        scanned = MatchGraphScan.objects.filter(features_key=sift_store().extractor_key)
-        indexed = indexed.exclude(pk__in=scanned.values("image_id"))
-    return list(indexed.order_by("pk").values_list("pk", flat=True))
+    images = Image.objects.filter(status=Image.Status.INDEXED) if rescan else unscanned_images()
+    return list(images.order_by("pk").values_list("pk", flat=True))

@@ -12,6 +12,7 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+from retrieval_core.search.served import SERVED
 from webapp.env import env_bool, env_float, env_int, env_list, env_path, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -28,7 +29,7 @@ HTTPS = env_bool("HTTPS", False)
 if env_bool("SECURE_PROXY_SSL_HEADER", HTTPS):  # the proxy says which scheme the client used
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", HTTPS)
-SECURE_REDIRECT_EXEMPT = [r"^healthz/$"]  # container health checks speak plain HTTP to the process
+SECURE_REDIRECT_EXEMPT = [r"^healthz/$", r"^readyz$", r"^metrics$"]  # probes and scrapers speak plain HTTP
 SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", HTTPS)
 CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", HTTPS)
 SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31_536_000 if HTTPS else 0)
@@ -51,9 +52,13 @@ INSTALLED_APPS = [
     "webapp.training",
     "webapp.accounts",
     "webapp.operations",
+    "workers",  # loads the Celery app (workers/celery.py) that webapp.dispatch sends tasks through
 ]
 
 MIDDLEWARE = [
+    # First: every request, refusals included, is timed (/metrics) and has an id (logs, X-Request-ID).
+    "webapp.metrics.RequestMetricsMiddleware",
+    "webapp.request_id.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # Before sessions, users and the body: a refused search costs a path lookup and a counter.
     "webapp.throttling.SearchThrottleMiddleware",
@@ -116,7 +121,7 @@ STATIC_ROOT = env_path("STATIC_ROOT", VAR_DIR / "static")
 MEDIA_URL = "media/"
 MEDIA_ROOT = env_path("MEDIA_ROOT", VAR_DIR / "media")
 SERVE_MEDIA = env_bool("SERVE_MEDIA", True)
-# Shared storage (README "Storage and growing beyond one machine"). Every process of a deployment reads
+# Shared storage. Every process of a deployment reads
 # what the others wrote, so MEDIA_ROOT, FEATURES_ROOT and VAR_DIR (training runs) must be folders shared by
 # all of them (a docker volume, a ReadWriteMany PersistentVolumeClaim; tests/deploy checks compose and k8s).
 # STORAGE_BACKEND=s3 moves the bulk, the per-image local features and CNN patches (~128 KB an image), to an
@@ -162,10 +167,11 @@ STORAGES = {
 UPLOAD_MAX_BYTES = env_int("UPLOAD_MAX_BYTES", 20 * 1024 * 1024)
 UPLOAD_MAX_FILES = env_int("UPLOAD_MAX_FILES", 200)
 # Decoding more pixels than this is treated as a decompression bomb.
-IMAGE_MAX_PIXELS = env_int("IMAGE_MAX_PIXELS", 64_000_000)
+IMAGE_MAX_PIXELS = env_int("IMAGE_MAX_PIXELS", SERVED.search.decode.max_pixels)
 # Query and index photos are decoded alike: a JPEG larger than needed is DCT-decoded down to no less than
-# this long side (2x the network's input size), then each feature resizes the same pixels.
-DECODE_DRAFT_LONG_SIDE = env_int("DECODE_DRAFT_LONG_SIDE", 768)
+# this long side (2x the network's input size, so no detail the network sees is lost), then each feature
+# resizes the same pixels.
+DECODE_DRAFT_LONG_SIDE = env_int("DECODE_DRAFT_LONG_SIDE", SERVED.search.decode.draft_long_side or 0)
 DATA_UPLOAD_MAX_MEMORY_SIZE = UPLOAD_MAX_BYTES + 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 4 * 1024 * 1024
 DATA_UPLOAD_MAX_NUMBER_FILES = UPLOAD_MAX_FILES
@@ -174,9 +180,9 @@ DATA_UPLOAD_MAX_NUMBER_FILES = UPLOAD_MAX_FILES
 MILVUS_URI = env_str("MILVUS_URI", "http://127.0.0.1:19530")
 MILVUS_TOKEN = env_str("MILVUS_TOKEN", "")
 MILVUS_COLLECTION_PREFIX = env_str("MILVUS_COLLECTION_PREFIX", "landmarks")
-# ANN index of a new collection (retrieval_core.index.milvus_store.AnnIndexParams; defaults chosen by
-# bench/ann_scale.py, README "ANN at scale"): HNSW | HNSW_SQ | IVF_FLAT | IVF_SQ8 | IVF_PQ | FLAT. An existing
-# collection keeps its index until rebuilt; ef / nprobe apply to searches at once.
+# ANN index of a new collection (retrieval_core.index.milvus_store.AnnIndexParams; the defaults keep recall
+# high at the collection sizes bench/ann_scale.py measures): HNSW | HNSW_SQ | IVF_FLAT | IVF_SQ8 | IVF_PQ |
+# FLAT. An existing collection keeps its index until rebuilt; ef / nprobe apply to searches at once.
 MILVUS_INDEX_TYPE = env_str("MILVUS_INDEX_TYPE", "HNSW")
 MILVUS_INDEX_M = env_int("MILVUS_INDEX_M", 16)
 MILVUS_INDEX_EF_CONSTRUCTION = env_int("MILVUS_INDEX_EF_CONSTRUCTION", 200)
@@ -189,81 +195,93 @@ if MILVUS_INDEX_TYPE not in ("HNSW", "HNSW_SQ", "IVF_FLAT", "IVF_SQ8", "IVF_PQ",
         "MILVUS_INDEX_TYPE must be HNSW, HNSW_SQ, IVF_FLAT, IVF_SQ8, IVF_PQ or FLAT, "
         f"not {MILVUS_INDEX_TYPE!r}"
     )
-EMBEDDING_BACKBONE = env_str("EMBEDDING_BACKBONE", "tf_efficientnet_lite0")
-EMBEDDING_WEIGHTS = env_str("EMBEDDING_WEIGHTS", "imagenet")
-EMBEDDING_IMAGE_SIZE = env_int("EMBEDDING_IMAGE_SIZE", 384)
-EMBEDDING_GEM_P = env_float("EMBEDDING_GEM_P", 3.0)
+# Search, embedding and re-ranking. Every default below is the served preset
+# (retrieval_core.search.served.SERVED); an environment variable overrides one value of it.
+EMBEDDING_BACKBONE = env_str("EMBEDDING_BACKBONE", SERVED.embedding.backbone)
+EMBEDDING_WEIGHTS = env_str("EMBEDDING_WEIGHTS", SERVED.embedding.weights)
+EMBEDDING_IMAGE_SIZE = env_int("EMBEDDING_IMAGE_SIZE", SERVED.embedding.image_size)
+EMBEDDING_GEM_P = env_float("EMBEDDING_GEM_P", SERVED.embedding.gem_p)
 # Extra input scales of a multi-scale descriptor, relative to EMBEDDING_IMAGE_SIZE (e.g. "0.707,0.5").
-EMBEDDING_SCALES = tuple(float(s) for s in env_list("EMBEDDING_SCALES", ""))
+EMBEDDING_SCALES = tuple(
+    float(s) for s in env_list("EMBEDDING_SCALES", ",".join(f"{s:g}" for s in SERVED.embedding.scales[1:]))
+)
 EMBEDDING_BATCH_SIZE = env_int("EMBEDDING_BATCH_SIZE", 16)
 INDEX_TASK_BATCH = env_int("INDEX_TASK_BATCH", 32)
-SEARCH_TOP_K = env_int("SEARCH_TOP_K", 10)
+SEARCH_TOP_K = env_int("SEARCH_TOP_K", SERVED.search.k)
 # Landmark recognition (retrieval_core.search.recognition): the top N re-ranked results vote; below the
 # confidence threshold the answer is "not in the collection". SEARCH_BATCH_MAX: images per batch request.
-RECOGNITION_TOP_N = env_int("RECOGNITION_TOP_N", 10)
-RECOGNITION_THRESHOLD = env_float("RECOGNITION_THRESHOLD", 0.25)
+RECOGNITION_TOP_N = env_int("RECOGNITION_TOP_N", SERVED.recognition.top_n)
+RECOGNITION_THRESHOLD = env_float("RECOGNITION_THRESHOLD", SERVED.recognition.threshold)
 SEARCH_BATCH_MAX = env_int("SEARCH_BATCH_MAX", 8)
 TORCH_THREADS = env_int("TORCH_THREADS", 0)
 
 # Re-ranking with local features (see webapp/reranking). RERANK_METHOD: sift | vlad | patches | none.
 FEATURES_ROOT = env_path("FEATURES_ROOT", VAR_DIR / "features")
-RERANK_METHOD = env_str("RERANK_METHOD", "sift")
-RERANK_TOP_K = env_int("RERANK_TOP_K", 100)
-FUSION_WEIGHT_GLOBAL = env_float("FUSION_WEIGHT_GLOBAL", 0.5)
-SIFT_MAX_KEYPOINTS = env_int("SIFT_MAX_KEYPOINTS", 1000)
-SIFT_QUERY_MAX_KEYPOINTS = env_int("SIFT_QUERY_MAX_KEYPOINTS", 500)
-SIFT_LONG_SIDE = env_int("SIFT_LONG_SIDE", 640)
-SIFT_UPRIGHT = env_bool("SIFT_UPRIGHT", False)  # orientation 0: for upright photos (street scenes)
-# How index images' SIFT is stored: full (1000 keypoints x 144 B) or <8|4|2>bit-<float32|uint16>[-k<K>]
-# (retrieval_core/features/compact.py). Default: the strongest 750 keypoints, 2-bit descriptors, 16-bit
-# geometry, ~30 KB per image instead of ~139 KB at the same re-rank mAP (README "Local features at scale").
+RERANK_METHOD = env_str("RERANK_METHOD", SERVED.rerank_method)
+# How many global candidates are re-ranked, and the global score's weight in the fused score until
+# `manage.py tune_fusion` stores one chosen on validation queries.
+RERANK_TOP_K = env_int("RERANK_TOP_K", SERVED.search.fusion.top_k)
+FUSION_WEIGHT_GLOBAL = env_float("FUSION_WEIGHT_GLOBAL", SERVED.search.fusion.weight_global)
+# SIFT of index photos and of queries: queries keep fewer keypoints, which halves matching time while
+# stored photos keep enough to be matched from any side.
+SIFT_MAX_KEYPOINTS = env_int("SIFT_MAX_KEYPOINTS", SERVED.index_sift.max_keypoints)
+SIFT_QUERY_MAX_KEYPOINTS = env_int("SIFT_QUERY_MAX_KEYPOINTS", SERVED.query_sift.max_keypoints)
+SIFT_LONG_SIDE = env_int("SIFT_LONG_SIDE", SERVED.index_sift.long_side)
+SIFT_UPRIGHT = env_bool("SIFT_UPRIGHT", SERVED.index_sift.upright)  # orientation 0: for upright photos
+# How index images' SIFT is stored: full or <8|4|2>bit-<float32|uint16>[-k<K>]
+# (retrieval_core/features/compact.py). The default keeps the strongest keypoints with coarsely quantised
+# descriptors and 16-bit geometry: a fraction of the full size, with the same re-ranking quality.
 # A new format starts a new feature folder: run build_local_features after changing it.
-LOCAL_FEATURES_FORMAT = env_str("LOCAL_FEATURES_FORMAT", "2bit-uint16-k750")
+LOCAL_FEATURES_FORMAT = env_str("LOCAL_FEATURES_FORMAT", SERVED.local_format)
 # Threads a cpu worker extracts one batch's SIFT with (make run gives each of its two workers one core:
 # Procfile, CPU_WORKER_THREADS / GPU_WORKER_THREADS).
 LOCAL_FEATURE_THREADS = env_int("LOCAL_FEATURE_THREADS", 1)
-# Verification: homography | fundamental; inliers below RERANK_MIN_INLIERS carry no evidence; a candidate
-# with RERANK_VERIFIED_FIRST inliers or more ranks above every unverified one (0 = off).
-RERANK_GEOMETRY = env_str("RERANK_GEOMETRY", "fundamental")
+# Verification: homography | fundamental (fundamental suits close 3-D scenes, but unrelated pairs reach
+# more inliers by chance, hence the higher floor); inliers below RERANK_MIN_INLIERS carry no evidence; a
+# candidate with RERANK_VERIFIED_FIRST inliers or more ranks above every unverified one (0 = off).
+RERANK_GEOMETRY = env_str("RERANK_GEOMETRY", SERVED.verification.geometry)
 if RERANK_GEOMETRY not in ("homography", "fundamental"):
     raise ImproperlyConfigured(f"RERANK_GEOMETRY must be homography or fundamental, not {RERANK_GEOMETRY!r}")
-RERANK_MIN_INLIERS = env_int("RERANK_MIN_INLIERS", 12)
-RERANK_VERIFIED_FIRST = env_int("RERANK_VERIFIED_FIRST", 0)
+RERANK_MIN_INLIERS = env_int("RERANK_MIN_INLIERS", SERVED.search.fusion.min_inliers)
+RERANK_VERIFIED_FIRST = env_int("RERANK_VERIFIED_FIRST", SERVED.search.fusion.verified_first)
 # Recognised landmark first: when the re-ranked results name a landmark with at least this confidence
-# (the answer's confidence, inlier-weighted votes), that landmark's photos among them rank first (0 = off).
-# 0.1, chosen on the leave-one-out dev benchmark: +0.2 / +1.4 there, +3.0 on wonders7's own queries
-# (README "Recognised landmark first"); no effect on an unlabelled collection.
-RERANK_LANDMARK_FIRST = env_float("RERANK_LANDMARK_FIRST", 0.1)
-# ... and when the verified votes name none, a landmark carried by at least this share of the top 10 results
-# (0 = off; README "Recognised landmark first"): 0.7, the lowest share at which the leave-one-out dev
-# benchmark does not lose (0.5 loses 1.6 on holidays_partial); +4.2 on wonders7's own queries.
-RERANK_LANDMARK_FIRST_MAJORITY = env_float("RERANK_LANDMARK_FIRST_MAJORITY", 0.7)
+# (the answer's confidence, inlier-weighted votes), that landmark's photos among them rank first (0 = off):
+# once geometry names the place, its other photos belong above look-alikes of other places. It uses the
+# collection's curated labels, so it does nothing on an unlabelled collection.
+RERANK_LANDMARK_FIRST = env_float("RERANK_LANDMARK_FIRST", SERVED.search.fusion.landmark_first)
+# ... and when the verified votes name none, a landmark carried by at least this share of the top results
+# (0 = off), high enough that a plain majority of look-alikes rarely moves the wrong place first ...
+RERANK_LANDMARK_FIRST_MAJORITY = env_float(
+    "RERANK_LANDMARK_FIRST_MAJORITY", SERVED.search.fusion.landmark_first_majority
+)
 # ... and only if that share is at least this many times the landmark's share of the indexed photos, so that a
 # large landmark does not move first by its size alone (0 = no such check).
-RERANK_LANDMARK_FIRST_LIFT = env_float("RERANK_LANDMARK_FIRST_LIFT", 3.0)
+RERANK_LANDMARK_FIRST_LIFT = env_float("RERANK_LANDMARK_FIRST_LIFT", SERVED.search.fusion.landmark_first_lift)
 # Verified query expansion: the query averaged with up to N SIFT-verified candidates (at least ..._INLIERS
-# inliers) and fused again with the cosines to that vector (0 = off).
-# On by default: +1.1 / +1.5 on the leave-one-out dev benchmark (sfm_landmarks / holidays_partial), +1.7 on
-# wonders7's own queries (README "Hard subset").
-RERANK_VERIFIED_EXPANSION = env_int("RERANK_VERIFIED_EXPANSION", 5)
-RERANK_VERIFIED_EXPANSION_INLIERS = env_int("RERANK_VERIFIED_EXPANSION_INLIERS", 15)
+# inliers) and fused again with the cosines to that vector (0 = off). Only geometrically verified photos
+# join the query, so it finds the landmark's other views without drifting to look-alikes.
+RERANK_VERIFIED_EXPANSION = env_int("RERANK_VERIFIED_EXPANSION", SERVED.search.verified_expansion)
+RERANK_VERIFIED_EXPANSION_INLIERS = env_int(
+    "RERANK_VERIFIED_EXPANSION_INLIERS", SERVED.search.verified_expansion_inliers
+)
 # Match graph (no labels needed, retrieval_core.search.match_graph): when indexed, each photo is verified
 # against its RERANK_GRAPH_NEIGHBOURS global neighbours and the matches are stored; a candidate chained to
 # the query through a verified candidate by links of at least RERANK_GRAPH_VERIFICATION inliers each fuses
-# as verified, with the weaker link's inliers (0 = off: no graph is built or read). README "Match graph".
-RERANK_GRAPH_VERIFICATION = env_int("RERANK_GRAPH_VERIFICATION", 0)
-RERANK_GRAPH_NEIGHBOURS = env_int("RERANK_GRAPH_NEIGHBOURS", 20)
+# as verified, with the weaker link's inliers (0 = off: no graph is built or read).
+RERANK_GRAPH_VERIFICATION = env_int("RERANK_GRAPH_VERIFICATION", SERVED.search.graph_verification)
+RERANK_GRAPH_NEIGHBOURS = env_int("RERANK_GRAPH_NEIGHBOURS", SERVED.graph_neighbours)
 # Candidates' local features kept in memory per server process (LRU; 0 = read every file each search).
 RERANK_FEATURE_CACHE_MB = env_int("RERANK_FEATURE_CACHE_MB", 256)
 # Alpha query expansion through Milvus: neighbours added to the query vector (0 = off) and their weight power.
-SEARCH_QUERY_EXPANSION = env_int("SEARCH_QUERY_EXPANSION", 0)
-SEARCH_QUERY_EXPANSION_ALPHA = env_float("SEARCH_QUERY_EXPANSION_ALPHA", 3.0)
+SEARCH_QUERY_EXPANSION = env_int("SEARCH_QUERY_EXPANSION", SERVED.search.expansion_neighbours)
+SEARCH_QUERY_EXPANSION_ALPHA = env_float("SEARCH_QUERY_EXPANSION_ALPHA", SERVED.search.expansion_alpha)
 # Database-side augmentation: each indexed vector summed with its nearest neighbours' (0 = off), kept fresh
 # as images arrive; raw vectors live in a second collection. Changing it needs `manage.py rebuild_index`.
-INDEX_DBA_NEIGHBOURS = env_int("INDEX_DBA_NEIGHBOURS", 0)
-INDEX_DBA_ALPHA = env_float("INDEX_DBA_ALPHA", 3.0)
-VLAD_CLUSTERS = env_int("VLAD_CLUSTERS", 64)
-PATCHES_TOP_N = env_int("PATCHES_TOP_N", 16)
+INDEX_DBA_NEIGHBOURS = env_int("INDEX_DBA_NEIGHBOURS", SERVED.dba_neighbours)
+INDEX_DBA_ALPHA = env_float("INDEX_DBA_ALPHA", SERVED.dba_alpha)
+VLAD_CLUSTERS = env_int("VLAD_CLUSTERS", SERVED.vlad_clusters)
+# CNN patches kept per image for the patch re-rank (0: none are stored).
+PATCHES_TOP_N = env_int("PATCHES_TOP_N", SERVED.search.patch_top_n)
 # Dataset analysis is coalesced (webapp/curation/analysis.py): requests within this many seconds, and all
 # those made while the images are still being indexed, become one analysis run.
 ANALYSIS_DEBOUNCE_SECONDS = env_float("ANALYSIS_DEBOUNCE_SECONDS", 2.0)
@@ -283,8 +301,8 @@ SEARCH_RATE_LIMIT = env_int("SEARCH_RATE_LIMIT", 120)
 SEARCH_RATE_WINDOW_SECONDS = env_int("SEARCH_RATE_WINDOW_SECONDS", 60)
 # Searches are CPU bound: by default one at a time per two cores (0 or less: no admission control).
 SEARCH_MAX_IN_FLIGHT = env_int("SEARCH_MAX_IN_FLIGHT", max(1, (os.cpu_count() or 2) // 2))
-# 0: refuse at once. A slot rarely frees within a few ms of a ~0.6 s search, and waiting holds a web thread
-# that a burst of refusals needs (bench/load.py: the former 20 ms default added 20 ms to every refusal).
+# 0: refuse at once. A slot rarely frees within a few milliseconds of a search, and waiting holds a web
+# thread that a burst of refusals needs (every refusal would take the whole wait longer).
 SEARCH_ADMISSION_WAIT_MS = env_int("SEARCH_ADMISSION_WAIT_MS", 0)
 # The client of a request, for rate limiting: REMOTE_ADDR, or behind a proxy the META key of the header it
 # sets (e.g. HTTP_X_REAL_IP; the proxy must overwrite it, never pass on the client's).
@@ -320,7 +338,7 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 600)}
 CELERY_TASK_ALWAYS_EAGER = False
 # Periodic upkeep, sent by the `celery beat` process (Procfile, docker-compose.yml) so no request does it.
-# Task names are workers.task_names constants, spelled out so the settings import nothing of the project.
+# Task names are webapp.task_names constants, spelled out so the settings import nothing of the project.
 CELERY_BEAT_SCHEDULE = {
     "purge-expired-queries": {
         "task": "workers.tasks.cpu.purge_expired_queries",
@@ -334,15 +352,37 @@ CELERY_BEAT_SCHEDULE = {
     },
 }
 
+# Logs go to stderr, one line per record, each with the id of the request (or of the request that queued
+# the task) it belongs to (webapp/request_id.py). LOG_FORMAT=json: one JSON object a line, for a log
+# collector (Loki, Elasticsearch, CloudWatch); plain: for a person at a terminal.
+LOG_FORMAT = env_str("LOG_FORMAT", "plain")
+if LOG_FORMAT not in ("plain", "json"):
+    raise ImproperlyConfigured(f"LOG_FORMAT must be plain or json, not {LOG_FORMAT!r}")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"request_id": {"()": "webapp.request_id.RequestIdLogFilter"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s]: %(message)s"},
+        "json": {
+            "()": "pythonjsonlogger.json.JsonFormatter",
+            "format": "%(asctime)s %(levelname)s %(name)s %(message)s %(request_id)s %(process)d",
+            "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"},
+        },
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT, "filters": ["request_id"]}
+    },
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
 
+# Metrics (webapp/metrics.py): /metrics on the web server; each Celery worker serves its own on this port
+# (0 = none; two workers on one machine need two ports: Procfile). METRICS_TOKEN: when set, a scrape must
+# send "Authorization: Bearer <token>" (Prometheus: authorization.credentials).
+WORKER_METRICS_PORT = env_int("WORKER_METRICS_PORT", 0)
+METRICS_TOKEN = env_str("METRICS_TOKEN", "")
+
 LOGIN_URL = "accounts:login"
-LOGIN_REDIRECT_URL = "catalog:collection"
+LOGIN_REDIRECT_URL = "operations:collection"
 LOGOUT_REDIRECT_URL = "search:search"

@@ -21,10 +21,10 @@ class SearchConfig:
     candidates verified with at least that many inliers, and fuse with the cosines to that vector (0 = off);
     graph_verification: a candidate chained to the query through the collection's match graph by links of
     at least this many inliers each (query -> verified candidate -> edge) fuses as if verified with the
-    weakest link's inliers (``retrieval_core.search.match_graph``; 0 = off; needs a graph);
-    overlap_query_features: extract the query's local features in a second thread while the global
-    embedding and the ANN search run (same features). Off by default: on 2 cores it slowed torch's
-    two-thread embedding threefold and saved nothing (bench/search_latency.py); try it with spare cores."""
+    weakest link's inliers (``retrieval_core.search.match_graph``; 0 = off; needs a graph).
+
+    These defaults are building blocks for tests and experiments; what is served is
+    ``retrieval_core.search.served.SERVED``."""
 
     k: int = 10
     fusion: FusionConfig = field(default_factory=FusionConfig)
@@ -35,7 +35,6 @@ class SearchConfig:
     verified_expansion: int = 0
     verified_expansion_inliers: int = 15
     graph_verification: int = 0
-    overlap_query_features: bool = False
 
     def __post_init__(self) -> None:
         if self.k <= 0:

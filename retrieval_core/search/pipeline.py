@@ -12,17 +12,14 @@ beyond them follow in global order with ``global_rank`` continuing after the hea
 from __future__ import annotations
 
 import dataclasses
-import functools
 import time
 from collections.abc import Hashable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
 from PIL import Image
 
-from retrieval_core.features.sift import LocalFeatures, extract_sift
 from retrieval_core.imaging import ImageSource
 from retrieval_core.index.filters import SearchFilters
 from retrieval_core.index.protocol import VectorHit, VectorIndex, VectorLookup
@@ -284,26 +281,12 @@ class SearchPipeline:
         started = time.perf_counter()
         image = photo if isinstance(photo, Image.Image) else self.decode(photo)
         decoded = time.perf_counter()
-        early = self._early_local_features(image)
         query = self.embed(image)
         embedded = time.perf_counter()
-        if early is not None:
-            query = dataclasses.replace(query, sift=early.result())
-        waited = time.perf_counter()
         result = self.search_query(query, k=k, exclude_ids=exclude_ids, filters=filters)
         result.timings_ms.update({"decode": _ms(decoded - started), "embed": _ms(embedded - decoded)})
-        if early is not None:  # what the local features still cost after the embedding was done
-            result.timings_ms["rerank_query_features"] = _ms(waited - embedded)
         result.timings_ms["total"] = _ms(time.perf_counter() - started)
         return result
-
-    def _early_local_features(self, image: Image.Image) -> Future[LocalFeatures] | None:
-        """The query's SIFT, started in a second thread so that it overlaps the embedding (OpenCV and torch
-        both release the GIL); None when the scorer needs no SIFT or overlapping is off."""
-        cfg = self.scorer.query_sift
-        if cfg is None or not self.config.overlap_query_features or self.method == "none":
-            return None
-        return _query_feature_pool().submit(extract_sift, np.asarray(image), cfg)
 
     def search_query(
         self,
@@ -348,12 +331,6 @@ def _matched_via(scored: ScoredCandidates) -> dict[Hashable, Hashable]:
     if scored.graph is None:
         return {}
     return {i: v for i, v in zip(scored.ids, scored.graph.via, strict=False) if v is not None}
-
-
-@functools.cache
-def _query_feature_pool() -> ThreadPoolExecutor:
-    """One small pool per process for early query features (a server's threads share it)."""
-    return ThreadPoolExecutor(max_workers=4, thread_name_prefix="query-features")
 
 
 def elapsed_ms(since: float) -> float:

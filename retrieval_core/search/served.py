@@ -1,0 +1,100 @@
+"""What the product serves: the one place its search defaults are written.
+
+``SERVED`` is read by ``webapp/settings.py`` (each environment variable overrides one field), and by the
+evaluation ladder, ``tune_fusion``, ``manage.py evaluate`` and every benchmark for any option they are not
+told. A served default changes here and nowhere else (``tests/retrieval_core/search/test_served_preset.py``
+fails on a second statement). The library's own dataclass defaults (``FusionConfig()``, ``SiftConfig()``,
+...) are building blocks for tests and experiments, not the served configuration.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from retrieval_core.features.sift import SiftConfig
+from retrieval_core.models.embedding import EmbeddingConfig
+from retrieval_core.rerank.fusion import FusionConfig
+from retrieval_core.rerank.scorer import RerankMethod
+from retrieval_core.rerank.sift_scorer import VerificationConfig
+from retrieval_core.search.config import SearchConfig
+from retrieval_core.search.decode import DecodePolicy
+from retrieval_core.search.recognition import RecognitionConfig
+
+__all__ = ["SERVED", "ServedConfig"]
+
+
+@dataclass(frozen=True)
+class ServedConfig:
+    """One search as served, and what indexing stores for it.
+
+    search: results, fusion (weight, re-rank depth, inlier floor, verified / landmark first), patches,
+    decoding and the query-side levers (``SearchConfig``);
+    rerank_method: the re-ranking a search runs when it names none;
+    recognition: how many results vote for the landmark, and the confidence below which none is named;
+    embedding: the global model E1 (the pretrained backbone a new deployment indexes with);
+    index_sift / query_sift: SIFT of index photos and of a query (fewer keypoints: matching cost halves);
+    verification: matching and geometric verification of the SIFT re-rank;
+    local_format: how index photos' SIFT is stored (``LocalFeatureFormat.parse`` name);
+    graph_neighbours: global neighbours each index photo is verified against for the match graph (read
+    only when ``search.graph_verification`` > 0);
+    dba_neighbours / dba_alpha: database-side augmentation of the indexed vectors (0 = off);
+    vlad_clusters: codebook size of the VLAD re-rank.
+    """
+
+    search: SearchConfig
+    rerank_method: RerankMethod
+    recognition: RecognitionConfig
+    embedding: EmbeddingConfig
+    index_sift: SiftConfig
+    query_sift: SiftConfig
+    verification: VerificationConfig
+    local_format: str
+    graph_neighbours: int
+    dba_neighbours: int
+    dba_alpha: float
+    vlad_clusters: int
+
+    def __post_init__(self) -> None:
+        if self.search.fusion.local_method != self.rerank_method and self.rerank_method != "none":
+            raise ValueError(
+                f"fusion.local_method {self.search.fusion.local_method!r} must be the served rerank_method "
+                f"{self.rerank_method!r}"
+            )
+
+
+SERVED = ServedConfig(
+    search=SearchConfig(
+        k=10,
+        fusion=FusionConfig(
+            weight_global=0.5,
+            top_k=100,
+            local_method="sift",
+            min_inliers=12,
+            verified_first=0,
+            landmark_first=0.1,
+            landmark_first_majority=0.7,
+            landmark_first_lift=3.0,
+        ),
+        patch_top_n=16,
+        decode=DecodePolicy(draft_long_side=768, max_pixels=64_000_000),
+        expansion_neighbours=0,
+        expansion_alpha=3.0,
+        verified_expansion=5,
+        verified_expansion_inliers=15,
+        graph_verification=0,
+    ),
+    rerank_method="sift",
+    recognition=RecognitionConfig(top_n=10, threshold=0.25),
+    embedding=EmbeddingConfig(
+        backbone="tf_efficientnet_lite0", weights="imagenet", image_size=384, gem_p=3.0, scales=(1.0,)
+    ),
+    index_sift=SiftConfig(max_keypoints=1000, long_side=640, upright=False),
+    query_sift=SiftConfig(max_keypoints=500, long_side=640, upright=False),
+    verification=VerificationConfig(geometry="fundamental"),
+    local_format="2bit-uint16-k750",
+    graph_neighbours=20,
+    dba_neighbours=0,
+    dba_alpha=3.0,
+    vlad_clusters=64,
+)
+"""The served configuration (see the module docstring)."""

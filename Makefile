@@ -39,6 +39,7 @@ typecheck: install
 	$(VENV)/bin/mypy
 
 test: install lint typecheck
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet
 	$(VENV)/bin/pytest
 	DATABASE_URL=$(TEST_POSTGRES_URL) $(VENV)/bin/pytest tests/webapp tests/workers tests/e2e -m "not browser"
 

@@ -118,7 +118,7 @@ def _dispatch_through(monkeypatch: pytest.MonkeyPatch, redis_url: str) -> None:
     """Dispatch sends through a Celery app configured like the real one but with this broker (and backend)."""
     from celery import Celery
 
-    from workers import dispatch
+    from webapp import dispatch
 
     app = Celery("dispatch-under-test", set_as_current=False)  # shared tasks keep using the real app
     app.config_from_object("django.conf:settings", namespace="CELERY")

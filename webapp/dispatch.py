@@ -1,7 +1,10 @@
 """Sending tasks by name once the transaction that wrote their rows commits (so workers always find them).
 
-Services import this module and `workers.task_names`, never a task module: the Celery app sends a task by
-its name, so task modules can import the services they wrap at their top without an import cycle.
+This layer sits below every app and imports none of them, nor any task module: services hand work to
+`send_on_commit`, and a low app announces what happened (`announce`, e.g. `Event.IMAGES_REGISTERED`)
+without knowing which apps react to it. Task modules import the services they wrap, so the dependency
+graph points one way: `workers` → services → this module. Tasks are sent through Celery's current app,
+which `workers/celery.py` creates (Django loads it as the installed app ``workers``) and makes the default.
 
 A broker outage at that moment is logged, not raised: the rows are saved and stay ``pending``, and
 ``manage.py requeue_pending`` (or re-running an import) sends them again. A web request never fails after
@@ -20,11 +23,14 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
+from typing import Final
 
+from celery import current_app as app
+from django.conf import settings
 from django.db import transaction
 from kombu.exceptions import OperationalError
 
-from workers.celery import app
+from webapp import task_names
 
 logger = logging.getLogger(__name__)
 
@@ -89,7 +95,7 @@ def recording() -> Iterator[Sends]:
 
 
 def send_on_commit(task_name: str, *args: object, **kwargs: object) -> SendTask:
-    """Send the task ``task_name`` (a `workers.task_names` constant) once the transaction commits."""
+    """Send the task ``task_name`` (a `webapp.task_names` constant) once the transaction commits."""
     send = SendTask(task_name, args, kwargs)
     sends = _recording.get()
     if sends is not None:
@@ -103,4 +109,27 @@ def send_batches_on_commit(task_name: str, items: Sequence[object], batch_size: 
     return [
         send_on_commit(task_name, list(items[start : start + batch_size]))
         for start in range(0, len(items), batch_size)
+    ]
+
+
+class Event(enum.StrEnum):
+    """Something an app announces; the apps above it react through the tasks that follow it."""
+
+    IMAGES_REGISTERED = "images registered"  # new photos in the catalogue: embed and index, extract features
+
+
+# The tasks that follow each event, in the order they are sent, each with the ids in batches.
+FOLLOWING_TASKS: Final[dict[Event, tuple[str, ...]]] = {
+    Event.IMAGES_REGISTERED: (task_names.INDEX_IMAGES, task_names.EXTRACT_LOCAL_FEATURES),
+}
+
+
+def announce(event: Event, ids: Sequence[int]) -> list[SendTask]:
+    """Send every task that follows ``event`` for ``ids`` (in batches of ``INDEX_TASK_BATCH``) once the
+    transaction commits."""
+    ids = [int(i) for i in ids]
+    return [
+        send
+        for task_name in FOLLOWING_TASKS[event]
+        for send in send_batches_on_commit(task_name, ids, settings.INDEX_TASK_BATCH)
     ]

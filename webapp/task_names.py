@@ -1,8 +1,9 @@
 """The names tasks are registered and sent under, in one place that imports no task module.
 
-Services send work by name (`workers.dispatch`), so they never import a task module and the dependency
-graph points one way: task modules → services → dispatch. The names are the tasks' module paths, which
-keeps messages already in a broker valid and lets CELERY_TASK_ROUTES route them by prefix (gpu / cpu).
+Services send work by name (`webapp.dispatch`), so they never import a task module and the dependency
+graph points one way: task modules (`workers`) → services → dispatch. The names are the tasks' module
+paths, which keeps messages already in a broker valid and lets CELERY_TASK_ROUTES route them by prefix
+(gpu / cpu).
 """
 
 from typing import Final

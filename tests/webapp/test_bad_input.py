@@ -9,7 +9,7 @@ import pytest
 from django.test import Client
 from PIL import Image as PILImage
 
-from workers import task_names
+from webapp import task_names
 
 pytestmark = pytest.mark.django_db
 

@@ -12,12 +12,12 @@ from django.test import Client
 
 from retrieval_core.datasets.synthetic import make_scene, render_view
 from tests.conftest import encode_jpeg
+from webapp import task_names
 from webapp.catalog.services import register_image
+from webapp.dispatch import recording
 from webapp.embeddings import services
 from webapp.reranking import local_features, match_graph
 from webapp.reranking.models import ImageMatch, MatchGraphScan
-from workers import task_names
-from workers.dispatch import recording
 
 pytestmark = [pytest.mark.services, pytest.mark.django_db(transaction=True)]
 

@@ -12,10 +12,10 @@ from pymilvus import DataType, MilvusClient
 from redis import Redis
 
 from tests.conftest import LiveServices
+from webapp import task_names
 from webapp.catalog.models import Image
 from webapp.catalog.services import register_image
 from webapp.embeddings.services import clear_caches, get_active_version, get_store
-from workers import task_names
 
 pytestmark = [pytest.mark.services, pytest.mark.django_db(transaction=True)]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.conf import settings
 
-from workers import task_names
+from webapp import task_names
 from workers.celery import app
 
 

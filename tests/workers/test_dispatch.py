@@ -10,10 +10,10 @@ from django.core.management import call_command
 from django.db import transaction
 
 from tests.conftest import LiveServices
+from webapp import task_names
 from webapp.catalog.services import register_image
-from workers import task_names
+from webapp.dispatch import Outcome, SendTask, recording, send_batches_on_commit, send_on_commit
 from workers.celery import app
-from workers.dispatch import Outcome, SendTask, recording, send_batches_on_commit, send_on_commit
 
 QUEUES = {  # first matching prefix
     "workers.tasks.gpu.": "gpu",
@@ -40,7 +40,7 @@ def test_a_broker_outage_is_logged_recorded_and_not_raised(
     broker_down: None, caplog: pytest.LogCaptureFixture
 ) -> None:
     send = SendTask(task_names.INDEX_IMAGES, ([1, 2],))
-    with caplog.at_level(logging.ERROR, logger="workers.dispatch"):
+    with caplog.at_level(logging.ERROR, logger="webapp.dispatch"):
         send()
     assert send.sent is False
     assert f"could not queue {task_names.INDEX_IMAGES}" in caplog.text

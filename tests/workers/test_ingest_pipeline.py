@@ -15,11 +15,11 @@ from redis import Redis
 
 from retrieval_core.datasets.synthetic import make_scene, render_view
 from tests.conftest import LiveServices, encode_jpeg
+from webapp import task_names
 from webapp.catalog.models import Image
 from webapp.catalog.services import register_image
 from webapp.curation import analysis
 from webapp.reranking import local_features
-from workers import task_names
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -75,7 +75,7 @@ class Image(models.Model):
         return (self.thumbnail or self.file).url
 
     def get_absolute_url(self) -> str:
-        return reverse("catalog:image-detail", args=[self.pk])
+        return reverse("search:image-detail", args=[self.pk])  # the page lives in the search app
 
 
 class ImageExif(models.Model):

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from django.db.models import Count, Q, QuerySet
 
+from webapp.accounts.selectors import AnyUser
 from webapp.catalog.models import Image, Landmark
 
 
@@ -74,3 +75,16 @@ def landmark_shares(landmark_ids: Sequence[int]) -> dict[int, float]:
         indexed.filter(landmark_id__in=list(landmark_ids)).values_list("landmark_id").annotate(n=Count("pk"))
     )
     return {int(landmark): n / total for landmark, n in counts}
+
+
+def landmark_refusal(user: AnyUser, name: str) -> str | None:
+    """Why ``user`` may not file photos under the landmark ``name`` (None: they may).
+
+    Naming an existing landmark needs nothing more; creating one needs ``catalog.add_landmark``.
+    """
+    name = name.strip()
+    if not name or Landmark.objects.filter(name=name).exists():
+        return None
+    if user.has_perm("catalog.add_landmark"):  # type: ignore[union-attr]
+        return None
+    return f"You may not create the landmark {name!r}: pick an existing one or ask a curator."

@@ -21,12 +21,11 @@ from PIL import Image as PILImage
 
 from retrieval_core.datasets.collection import UNLABELLED, read_collection_report
 from retrieval_core.imaging import ImageLoadError, load_image
+from webapp import task_names
 from webapp.catalog.exif import read_exif
 from webapp.catalog.models import Image, ImageExif, Landmark
 from webapp.catalog.uploads import check_upload_size
-from webapp.reranking.local_features import schedule_local_features
-from workers import task_names
-from workers.dispatch import send_batches_on_commit, send_on_commit
+from webapp.dispatch import Event, announce, send_on_commit
 
 logger = logging.getLogger(__name__)
 
@@ -122,9 +121,9 @@ def _store_file(name: str, content: bytes) -> str:
 
 
 def schedule_indexing(image_ids: Sequence[int]) -> None:
-    """Queue the images for embedding + indexing (and their local features) once the transaction commits."""
-    send_batches_on_commit(task_names.INDEX_IMAGES, [int(i) for i in image_ids], settings.INDEX_TASK_BATCH)
-    schedule_local_features(image_ids)
+    """Announce the registered images: once the transaction commits they are embedded + indexed and their
+    local features extracted (`webapp.dispatch.FOLLOWING_TASKS`)."""
+    announce(Event.IMAGES_REGISTERED, image_ids)
 
 
 def schedule_analysis(image_ids: Sequence[int]) -> None:

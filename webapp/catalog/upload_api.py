@@ -8,8 +8,8 @@ from django.views.decorators.http import require_POST
 
 from retrieval_core.imaging import ImageLoadError
 from webapp.accounts.permissions import token_required
-from webapp.accounts.selectors import landmark_refusal
 from webapp.catalog import services
+from webapp.catalog.selectors import landmark_refusal
 from webapp.catalog.uploads import UploadTooLarge, read_upload
 
 

@@ -4,8 +4,6 @@ from webapp.catalog import upload_api, views
 
 app_name = "catalog"
 urlpatterns = [
-    path("collection/", views.collection, name="collection"),
-    path("images/<int:pk>/", views.image_detail, name="image-detail"),
     path("api/collection/progress/", views.progress, name="progress"),
     path("api/images/", upload_api.upload_images, name="api-upload"),
 ]

@@ -23,15 +23,15 @@ from django.utils import timezone
 from redis import Redis
 
 from retrieval_core.imaging import ImageLoadError
+from webapp import task_names
 from webapp.catalog.models import Image
 from webapp.curation.models import ImageAnalysis, ImageCuration
 from webapp.curation.quality import AnalysisConfig, Neighbour, measure_quality, noise_evidence
 from webapp.curation.vectors import stored_vectors
+from webapp.dispatch import send_batches_on_commit, send_on_commit
 from webapp.embeddings.models import EmbeddingModelVersion
 from webapp.embeddings.services import get_store
 from webapp.media import MediaUnavailable, photo_bytes
-from workers import task_names
-from workers.dispatch import send_batches_on_commit, send_on_commit
 
 DEFAULT_CONFIG = AnalysisConfig()
 QUALITY_BATCH = 64

@@ -1,14 +1,14 @@
 """What a curator is told about the work an action hands to the workers: queued, or pending.
 
 Dispatch never raises for a broker outage (the change is saved either way), so these messages, built from
-what `workers.dispatch.recording` saw after the commit, are where the curator learns of one.
+what `webapp.dispatch.recording` saw after the commit, are where the curator learns of one.
 """
 
 from __future__ import annotations
 
 from django.contrib import messages
 
-from workers.dispatch import Outcome, Sends
+from webapp.dispatch import Outcome, Sends
 
 Message = tuple[int, str]  # (django.contrib.messages level, text)
 

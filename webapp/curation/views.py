@@ -23,8 +23,8 @@ from webapp.curation.actions import CurationError
 from webapp.curation.charts import overview_charts
 from webapp.curation.follow_up import analysis_message, reindexing_note
 from webapp.curation.models import CurationAction
+from webapp.dispatch import Sends, recording
 from webapp.reranking.scoring import RerankUnavailable
-from workers.dispatch import Sends, recording
 
 View = Callable[..., HttpResponse]
 _STORE_DOWN = (MilvusException, ConnectionError, TimeoutError)

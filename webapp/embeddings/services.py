@@ -22,12 +22,12 @@ from retrieval_core.models.embedding import IMAGENET, EmbeddingConfig
 from retrieval_core.search.dba import refresh_augmented
 from retrieval_core.search.decode import DecodePolicy, decode
 from retrieval_core.training.checkpoint import checkpoint_embedding_config
+from webapp import task_names
 from webapp.catalog.models import Image, ImageExif
+from webapp.dispatch import send_batches_on_commit, send_on_commit
 from webapp.embeddings.models import EmbeddingModelVersion
 from webapp.media import photo_bytes
 from webapp.storage import feature_blobs, is_stored_object, local_file, publish_file
-from workers import task_names
-from workers.dispatch import send_batches_on_commit, send_on_commit
 
 logger = logging.getLogger(__name__)
 _lock = threading.Lock()

@@ -15,10 +15,10 @@ from django.utils import timezone
 from retrieval_core.eval.ladder import run_ladder
 from retrieval_core.eval.options import LadderOptions
 from retrieval_core.eval.report import LadderReport
+from webapp import task_names
+from webapp.dispatch import send_on_commit
 from webapp.evaluation.models import EvaluationRun
 from webapp.media import list_media, replace_media
-from workers import task_names
-from workers.dispatch import send_on_commit
 
 _PROGRESS_INTERVAL_S = 1.0
 

@@ -40,15 +40,15 @@ from redis.exceptions import RedisError
 
 from retrieval_core.features.compact import is_known_meta
 from retrieval_core.storage import LocalBlobStore
+from webapp import task_names
 from webapp.catalog.models import Image
 from webapp.catalog.services import schedule_analysis, schedule_indexing
+from webapp.dispatch import send_batches_on_commit, send_on_commit
 from webapp.embeddings.models import EmbeddingModelVersion
 from webapp.embeddings.services import collection_store
 from webapp.operations.models import ReconcileRun, Resend
 from webapp.reranking.local_features import schedule_linking, sift_store
 from webapp.reranking.match_graph import unscanned_images
-from workers import task_names
-from workers.dispatch import send_batches_on_commit, send_on_commit
 
 logger = logging.getLogger(__name__)
 

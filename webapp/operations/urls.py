@@ -1,6 +1,9 @@
 from django.urls import path
 
-from webapp.operations import views
+from webapp.operations import collection_page, views
 
 app_name = "operations"
-urlpatterns = [path("healthz/", views.healthz, name="healthz")]
+urlpatterns = [
+    path("collection/", collection_page.collection, name="collection"),
+    path("healthz/", views.healthz, name="healthz"),
+]

@@ -36,13 +36,13 @@ from retrieval_core.features.vlad import (
 from retrieval_core.imaging import ImageLoadError
 from retrieval_core.index.milvus_store import MilvusVectorStore
 from retrieval_core.search.decode import index_local_features, local_features_key
+from webapp import task_names
 from webapp.catalog.models import Image
+from webapp.dispatch import send_batches_on_commit
 from webapp.embeddings.services import collection_store, decode_policy
 from webapp.media import photo_bytes
 from webapp.reranking.models import VladCodebook
 from webapp.storage import feature_blobs, put_file, read_file
-from workers import task_names
-from workers.dispatch import send_batches_on_commit
 
 logger = logging.getLogger(__name__)
 

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from PIL import Image as PILImage
 
 from retrieval_core.atomic import atomic_write
 from retrieval_core.datasets.collection import UNLABELLED, read_collection
@@ -48,11 +49,16 @@ from retrieval_core.training.mining import (
     MiningState,
     summarise,
 )
+from webapp import task_names
+from webapp.catalog.exif import read_exif
+from webapp.catalog.models import Image
+from webapp.dispatch import send_on_commit
+from webapp.embeddings.services import get_active_version, get_store
 from webapp.media import LocalPath, photo_bytes
+from webapp.reranking.local_features import sift_store
 from webapp.storage import lasting_local_copy
+from webapp.training.lifecycle import finish_run, run_dir
 from webapp.training.models import MiningRun, TrainingRun
-from workers import task_names
-from workers.dispatch import send_on_commit
 
 logger = logging.getLogger(__name__)
 
@@ -74,8 +80,6 @@ class MiningSource:
 
 
 def mining_dir(mining: MiningRun) -> Path:
-    from webapp.training.services import run_dir
-
     return run_dir(mining.training_run) / "mining"
 
 
@@ -90,10 +94,6 @@ def load_result(mining: MiningRun) -> MiningResult:
 
 def folder_gps(paths: Mapping[ImageKey, Path]) -> dict[ImageKey, GeoPoint]:
     """GPS from the EXIF of a folder's photos (the catalogue keeps it in ImageExif); headers only."""
-    from PIL import Image as PILImage
-
-    from webapp.catalog.exif import read_exif
-
     found: dict[ImageKey, GeoPoint] = {}
     for image_id, path in paths.items():
         try:
@@ -113,8 +113,6 @@ def mined_paths(mining: MiningRun, ids: Iterable[ImageKey], local_path: LocalPat
     run = mining.training_run
     if run.root:
         return {item.relpath: item.path for item in read_collection(Path(run.root)) if item.relpath in wanted}
-    from webapp.catalog.models import Image
-
     keys = [int(key) for key in wanted if key.isdigit()]
     return {
         str(image.pk): local_path(image.file.name)
@@ -124,8 +122,6 @@ def mined_paths(mining: MiningRun, ids: Iterable[ImageKey], local_path: LocalPat
 
 def _cancelled(mining: MiningRun) -> bool:
     """A cancel request ends the mining (chunks stay saved) and the run as cancelled."""
-    from webapp.training.services import finish_run
-
     if not TrainingRun.objects.filter(pk=mining.training_run_id, cancel_requested=True).exists():
         return False
     _update(mining, status=MiningRun.Status.FAILED, error="cancelled")
@@ -138,8 +134,6 @@ def _update(mining: MiningRun, **fields: object) -> None:
 
 
 def _fail(mining: MiningRun, error: str) -> None:
-    from webapp.training.services import finish_run
-
     _update(mining, status=MiningRun.Status.FAILED, error=error)
     finish_run(mining.training_run, TrainingRun.Status.FAILED, error=f"mining failed: {error}")
 
@@ -184,10 +178,6 @@ def _folder_source(mining: MiningRun, root: Path, progress: Progress | None, ext
 
 def _catalogue_source() -> MiningSource:
     """Usable catalogue images indexed by the active version, with their stored SIFT, labels and GPS."""
-    from webapp.catalog.models import Image
-    from webapp.embeddings.services import get_active_version, get_store
-    from webapp.reranking.local_features import sift_store
-
     images = (
         Image.objects.exclude(status=Image.Status.FAILED)
         .exclude(curation__is_noise=True)

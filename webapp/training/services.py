@@ -9,7 +9,6 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from django.conf import settings
 from django.utils import timezone
 
 from retrieval_core.datasets.collection import CollectionItem, read_collection
@@ -18,15 +17,16 @@ from retrieval_core.eval.splits import split_within_landmarks
 from retrieval_core.training import TrainConfig, TrainEvent, ValidationSet, train
 from retrieval_core.training.mining import MiningConfig
 from retrieval_core.training.self_supervised import held_out_images, mined_split
+from webapp import task_names
 from webapp.curation.selectors import as_collection_items, training_images
+from webapp.dispatch import send_on_commit
 from webapp.embeddings.models import EmbeddingModelVersion
 from webapp.embeddings.services import register_checkpoint
 from webapp.media import LocalPath, local_media_paths
 from webapp.storage import StoredFileUnavailable, lasting_local_copy
+from webapp.training.lifecycle import run_dir
 from webapp.training.mining import folder_gps, load_result, mined_paths
 from webapp.training.models import MiningRun, TrainingRun
-from workers import task_names
-from workers.dispatch import send_on_commit
 
 _SAVE_EVERY_S = 2.0
 _MAX_LOSS_POINTS = 500
@@ -115,11 +115,6 @@ def request_cancel(run: TrainingRun) -> None:
     if run.is_finished:
         raise ValueError(f"run {run.pk} has already finished ({run.status})")
     TrainingRun.objects.filter(pk=run.pk).update(cancel_requested=True)
-
-
-def run_dir(run: TrainingRun) -> Path:
-    """Checkpoints of this run; the creation time keeps a reused id from resuming someone else's run."""
-    return Path(settings.VAR_DIR) / "training" / f"{run.pk}-{run.created_at:%Y%m%dT%H%M%S%f}"
 
 
 def training_items(run: TrainingRun, local_path: LocalPath) -> list[CollectionItem]:
@@ -260,13 +255,6 @@ def _training_data(
     paths = mined_paths(mining, result.ids, local_path)
     split = mined_split(result, {key: paths[str(key)] for key in result.ids}, seed=config.seed)
     return split.train, split.val_queries, split.val_index
-
-
-def finish_run(run: TrainingRun, status: str, **fields: object) -> None:
-    """End a run with ``status`` (and e.g. ``error``) unless it has already ended."""
-    TrainingRun.objects.filter(pk=run.pk, finished_at__isnull=True).update(
-        status=status, finished_at=timezone.now(), **fields
-    )
 
 
 def _finish(run: TrainingRun, status: str, **fields: object) -> None:

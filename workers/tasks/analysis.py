@@ -10,8 +10,8 @@ import logging
 from celery import Task, shared_task
 from pymilvus.exceptions import MilvusException
 
+from webapp import task_names
 from webapp.curation import analysis
-from workers import task_names
 from workers.tasks.progress import reporter
 
 logger = logging.getLogger(__name__)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from celery import Task, shared_task
 
+from webapp import task_names
 from webapp.reranking import local_features, match_graph
 from webapp.search import retention
-from workers import task_names
 from workers.tasks.progress import reporter
 
 

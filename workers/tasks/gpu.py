@@ -7,10 +7,10 @@ import logging
 from celery import Task, shared_task
 from pymilvus.exceptions import MilvusException
 
+from webapp import task_names
 from webapp.embeddings import services as embeddings
 from webapp.evaluation import services as evaluation
 from webapp.training import services as training
-from workers import task_names
 from workers.tasks.progress import reporter
 
 logger = logging.getLogger(__name__)

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from celery import Task, shared_task
 
+from webapp import task_names
 from webapp.training import mining
-from workers import task_names
 from workers.tasks.progress import reporter
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from celery import shared_task
 
+from webapp import task_names
 from webapp.operations import services
-from workers import task_names
 
 
 @shared_task(name=task_names.RECONCILE, acks_late=True)

@@ -92,7 +92,7 @@ def _noise_action(photo: bytes) -> CurationAction:
 
 WRITES = [
     Write(
-        "catalog:collection", "catalog.add_image",
+        "operations:collection", "catalog.add_image",
         lambda tmp, photo: Setup({}, {"photos": [_photo(photo)]}),
         lambda response: Image.objects.exists(),
     ),

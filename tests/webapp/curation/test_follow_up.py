@@ -13,8 +13,8 @@ from django.contrib import messages
 from django.test import Client
 from redis import Redis
 
+from webapp import task_names
 from webapp.catalog.models import Image
-from workers import task_names
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -34,7 +34,7 @@ def _restore(client: Client, image: Image) -> messages.storage.base.Message:
 def test_a_restore_with_the_broker_down_is_saved_and_says_the_reindexing_is_pending(
     broker_down: None, curator_client: Client, images: list[Image], caplog: pytest.LogCaptureFixture
 ) -> None:
-    with caplog.at_level(logging.ERROR, logger="workers.dispatch"):
+    with caplog.at_level(logging.ERROR, logger="webapp.dispatch"):
         message = _restore(curator_client, images[0])
     assert message.level == messages.WARNING
     assert "restored 1 image(s). Re-indexing is pending: the task queue is unreachable" in message.message

@@ -15,6 +15,7 @@ from redis import Redis
 
 from retrieval_core.datasets.synthetic import make_scene, render_view
 from tests.conftest import LiveServices, encode_jpeg
+from webapp import task_names
 from webapp.catalog.models import Image
 from webapp.catalog.services import register_image
 from webapp.embeddings.models import EmbeddingModelVersion
@@ -23,7 +24,6 @@ from webapp.operations import services
 from webapp.operations.models import ReconcileRun
 from webapp.reranking.local_features import extract_local_features, sift_store
 from webapp.reranking.models import MatchGraphScan
-from workers import task_names
 
 pytestmark = [pytest.mark.services, pytest.mark.django_db]
 DIM = 8

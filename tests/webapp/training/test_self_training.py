@@ -18,9 +18,9 @@ from threadpoolctl import threadpool_limits
 
 from retrieval_core.datasets.synthetic import write_collection
 from retrieval_core.training.self_supervised import cluster_agreement
+from webapp import task_names
 from webapp.training import mining as mining_service
 from webapp.training.models import MiningRun, TrainingRun
-from workers import task_names
 
 TRAIN = ["--epochs", "2", "--steps-per-epoch", "2", "--p", "2", "--k", "4", "--image-size", "64"]
 MINE = ["--neighbours", "5", "--min-inliers", "12"]

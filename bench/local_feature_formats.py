@@ -36,7 +36,8 @@ from retrieval_core.features.compact import FULL_FORMAT, LocalFeatureFormat, as_
 from retrieval_core.features.store import LocalFeatureStore
 from retrieval_core.search.decode import DecodePolicy, local_features_key
 
-BASE = LadderOptions(vlad_k=0, patches=0, leave_one_out=True, validation_fraction=0.2, query_keypoints=500)
+# Served search settings, the E5 rung alone, on the leave-one-out protocol.
+BASE = LadderOptions(vlad_k=0, patches=0, leave_one_out=True, validation_fraction=0.2)
 FORMATS = (
     "full",
     "2bit-uint16-k750",
@@ -50,8 +51,8 @@ FORMATS = (
 def fill_from_full(cache: FeatureCache, options: LadderOptions, fmt: LocalFeatureFormat) -> int:
     """Store every index image's full-format SIFT in ``fmt`` as well (what extracting in ``fmt`` would
     store); returns how many images were written."""
-    kwargs = options.ladder_kwargs()
-    sift, policy = kwargs["sift"], DecodePolicy.for_embedding(kwargs["models"][0])
+    config, _ = options.configs()
+    sift, policy = config.index_sift, DecodePolicy.for_embedding(config.embedding)
     full = cache.sift_store(local_features_key(sift, policy))
     target = cache.sift_store(local_features_key(sift, policy, fmt), fmt)
     file_ids = list(full.ids())
@@ -115,10 +116,10 @@ def main() -> None:
                 fill_from_full(FeatureCache(cache_dir, collection=root), options, fmt)
             report = run_ladder(root, cache_dir=cache_dir, **options.ladder_kwargs())
             e1, e5 = report.row("E1"), report.row("E5")
-            kwargs = options.ladder_kwargs()
-            policy = DecodePolicy.for_embedding(kwargs["models"][0])
+            config, _ = options.configs()
+            policy = DecodePolicy.for_embedding(config.embedding)
             store = FeatureCache(cache_dir, collection=root).sift_store(
-                local_features_key(kwargs["sift"], policy, fmt)
+                local_features_key(config.index_sift, policy, fmt)
             )
             size, keypoints, load_ms = store_figures(store)
             results.setdefault(fmt, {})[root.name] = (

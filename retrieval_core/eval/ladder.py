@@ -45,15 +45,16 @@ from retrieval_core.eval.extraction import (
     patch_key,
 )
 from retrieval_core.eval.feature_cache import FeatureCache
+from retrieval_core.eval.ladder_config import LadderConfig
 from retrieval_core.eval.metrics import (
     average_precision_at_k,
     global_average_precision,
     precision_at_k,
     recall_at_k,
 )
-from retrieval_core.eval.protocol import EvalProtocol, EvalQuery, ProtocolConfig, QuerySet, build_protocol
+from retrieval_core.eval.protocol import EvalProtocol, EvalQuery, QuerySet, build_protocol
 from retrieval_core.eval.report import REPEATED_ROW, LadderReport, LadderRow
-from retrieval_core.features.compact import FULL_FORMAT, LocalFeatureFormat
+from retrieval_core.features.compact import LocalFeatureFormat
 from retrieval_core.features.global_ import GlobalDescriptorExtractor
 from retrieval_core.features.sift import LocalFeatures, SiftConfig
 from retrieval_core.features.vlad import VladEncoder, fit_pca_whitening, train_codebook, vlad
@@ -71,7 +72,8 @@ from retrieval_core.search.decode import DecodePolicy, local_features_key
 from retrieval_core.search.match_graph import InMemoryMatchGraph, MatchGraph, build_match_graph
 from retrieval_core.search.pipeline import Embedder, ScoredCandidates, SearchPipeline, rank_candidates
 from retrieval_core.search.recognition import apply_threshold, choose_threshold, recognise
-from retrieval_core.search.tuning import DEFAULT_GRID, tune_fusion_weight
+from retrieval_core.search.served import SERVED, ServedConfig
+from retrieval_core.search.tuning import tune_fusion_weight
 
 __all__ = ["LadderProgress", "run_ladder"]
 
@@ -79,13 +81,7 @@ LadderProgress = Callable[[str, int, int], None]
 """``progress(stage, done, total)``."""
 
 _LOCAL_IDS: dict[LocalMethod, str] = {"sift": "E5", "vlad": "E6", "patches": "E7"}
-_PRETRAINED, _SIFT, _VERIFICATION, _FUSION = (
-    EmbeddingConfig(),
-    SiftConfig(),
-    VerificationConfig(),
-    FusionConfig(),
-)
-_PATCHES, _PROTOCOL = PatchConfig(), ProtocolConfig()
+_LADDER = LadderConfig()
 
 Scored = dict[str, tuple[ScoredCandidates, float]]
 """Per query relpath: the pipeline's scored candidates and the seconds the pipeline took."""
@@ -106,26 +102,16 @@ class _Global:
 
 @dataclass(frozen=True, eq=False)
 class _Run:
-    """What every stage of one ladder run shares."""
+    """What every stage of one ladder run shares: how it searches (``served``) and what it evaluates."""
 
     proto: EvalProtocol
     cache: FeatureCache
-    top_k: int
-    grid: Sequence[float]
-    fusion: FusionConfig
+    served: ServedConfig
+    ladder: LadderConfig
     notes: list[str]
     progress: LadderProgress | None
-    whiten: int = 0
-    expansion_neighbours: int = 0
-    expansion_alpha: float = 3.0
     labels: Mapping[str, str] = field(default_factory=dict)
     """relpath -> landmark, for recognition GAP (empty: the collection has no labels)."""
-    dba_neighbours: int = 0
-    dba_alpha: float = 3.0
-    verified_expansion: int = 0
-    verified_expansion_inliers: int = 20
-    graph_verification: int = 0
-    graph_neighbours: int = 10
     paths: dict[str, Path] = field(init=False)
     sets: dict[str, QuerySet] = field(init=False)
 
@@ -135,6 +121,10 @@ class _Run:
             self, "sets", {"reported": self.proto.reported, "validation": self.proto.validation}
         )
 
+    @property
+    def search(self) -> SearchConfig:
+        return self.served.search
+
     def stage(self, name: str) -> Callable[[int, int], None] | None:
         progress = self.progress
         return None if progress is None else lambda done, total: progress(name, done, total)
@@ -142,89 +132,45 @@ class _Run:
 
 def run_ladder(
     root: Path,
+    config: ServedConfig = SERVED,
+    ladder: LadderConfig = _LADDER,
     *,
     cache_dir: Path,
-    models: Sequence[EmbeddingConfig] = (_PRETRAINED,),
-    model_ids: Sequence[str] | None = None,
-    sift: SiftConfig = _SIFT,
-    query_sift: SiftConfig | None = None,
-    local_format: LocalFeatureFormat = FULL_FORMAT,
-    verification: VerificationConfig = _VERIFICATION,
-    fusion: FusionConfig = _FUSION,
-    vlad_k: int = 64,
-    vlad_whiten: int = 0,
-    whiten: int = 0,
-    expansion_neighbours: int = 0,
-    expansion_alpha: float = 3.0,
-    dba_neighbours: int = 0,
-    verified_expansion: int = 0,
-    verified_expansion_inliers: int = 20,
-    graph_verification: int = 0,
-    graph_neighbours: int = 10,
-    patches: PatchConfig | None = _PATCHES,
-    fusion_grid: Sequence[float] = DEFAULT_GRID,
-    top_k: int = 100,
-    rerank_depth: int = 0,
-    protocol: ProtocolConfig = _PROTOCOL,
     device: str | None = None,
-    batch_size: int = 16,
     progress: LadderProgress | None = None,
 ) -> LadderReport:
     """Run every rung on the collection at ``root`` and return the report (see the module docstring).
 
-    ``vlad_k=0`` skips E6 (``vlad_whiten`` > 0 PCA-whitens its VLADs to that many dimensions, as
-    ``build_local_features --vlad-whiten`` does), ``patches=None`` skips E7; ``whiten`` > 0 PCA-whitens the
-    global vectors to that many dimensions, learnt on the index without labels (as ``learn_whitening``
-    serves it); ``expansion_neighbours`` > 0 turns on alpha query expansion, ``dba_neighbours`` > 0 on
-    database-side augmentation of the index vectors (same alpha); ``rerank_depth`` (default
-    ``top_k``) is how many global candidates are re-ranked, as ``RERANK_TOP_K`` in serving;
-    ``query_sift`` (default ``sift``) may use fewer keypoints for queries; ``local_format`` is how index
-    images' SIFT is stored (``LOCAL_FEATURES_FORMAT``; queries stay at full precision, as in serving).
-    ``graph_verification`` > 0 builds each index's match graph (every index image verified against its
-    ``graph_neighbours`` global neighbours, as ``build_match_graph`` does at index time) and lifts E5's
-    candidates chained to the query through it. Features are cached under ``cache_dir``.
+    ``config`` is how every row searches, the served preset unless told otherwise: its fusion (re-rank
+    depth ``fusion.top_k``, inlier floor, verified / landmark first), query expansion, verified expansion,
+    index and query SIFT, verification, the stored format of index SIFT (queries stay at full precision, as
+    in serving), database-side augmentation, and the match graph (``search.graph_verification`` > 0 builds
+    each index's graph, every index image verified against its ``graph_neighbours`` global neighbours as
+    ``build_match_graph`` does at index time, and lifts E5's candidates chained to the query through it).
+    ``ladder`` names the rows, the fusion grid and the protocol (``LadderConfig``). Features are cached
+    under ``cache_dir``.
     """
-    if not models:
-        raise ValueError("need at least one model (the first is the pretrained E1)")
-    ids = list(model_ids) if model_ids is not None else [f"E{i}" for i in range(1, len(models) + 1)]
+    models, ids = ladder.rows(config.embedding)
     if (
         len(ids) != len(models)
         or len(set(ids)) != len(ids)
         or set(ids) & {*_LOCAL_IDS.values(), REPEATED_ROW}
     ):
         raise ValueError(f"model ids {ids} must be unique, one per model, and not E5-E7 or 'best'")
-    if top_k < 10:
-        raise ValueError(f"top_k must be at least 10, got {top_k}")
-    query_sift = query_sift or sift
-    proto = build_protocol(root, protocol)
+    sift, query_sift, verification = config.index_sift, config.query_sift, config.verification
+    local_format = LocalFeatureFormat.parse(config.local_format)
+    proto = build_protocol(root, ladder.protocol)
     if not proto.queries:
         raise ValueError(f"{root}: no reported query has a relevant index image ({proto.summary()})")
     cache = FeatureCache(cache_dir, collection=proto.root)
-    run = _Run(
-        proto,
-        cache,
-        top_k,
-        fusion_grid,
-        dataclasses.replace(fusion, top_k=rerank_depth or top_k),
-        [*proto.notes],
-        progress,
-        whiten,
-        expansion_neighbours,
-        expansion_alpha,
-        _landmark_labels(proto.root),
-        dba_neighbours=dba_neighbours,
-        dba_alpha=expansion_alpha,
-        verified_expansion=verified_expansion,
-        verified_expansion_inliers=verified_expansion_inliers,
-        graph_verification=graph_verification,
-        graph_neighbours=graph_neighbours,
-    )
+    run = _Run(proto, cache, config, ladder, [*proto.notes], progress, _landmark_labels(proto.root))
+    patches, vlad_k, vlad_whiten = ladder.patches, ladder.vlad_k, ladder.vlad_whiten
 
     models_run: list[_Global] = []
     rows: list[LadderRow] = []
-    for model_id, config in zip(ids, models, strict=True):
-        extractor = GlobalDescriptorExtractor.from_config(config, device)
-        models_run.append(_run_global(run, model_id, extractor, patches, batch_size))
+    for model_id, embedding in zip(ids, models, strict=True):
+        extractor = GlobalDescriptorExtractor.from_config(embedding, device)
+        models_run.append(_run_global(run, model_id, extractor, patches, ladder.batch_size))
         rows.append(_global_row(run, models_run[-1]))
 
     best_model = _best_global(run, models_run, rows)
@@ -250,22 +196,28 @@ def run_ladder(
         "local_format": local_format.name,
         "decode": dataclasses.asdict(policy),
         "verification": dataclasses.asdict(verification),
-        "fusion": dataclasses.asdict(run.fusion),
+        "fusion": dataclasses.asdict(run.search.fusion),
         "vlad_k": vlad_k,
         "vlad_whiten": vlad_whiten,
-        "whiten": whiten,
-        "expansion": {"neighbours": expansion_neighbours, "alpha": expansion_alpha},
-        "dba_neighbours": dba_neighbours,
-        "verified_expansion": {"neighbours": verified_expansion, "inliers": verified_expansion_inliers},
-        "graph_verification": {"inliers": graph_verification, "neighbours": graph_neighbours},
+        "whiten": ladder.whiten,
+        "expansion": {"neighbours": run.search.expansion_neighbours, "alpha": run.search.expansion_alpha},
+        "dba_neighbours": config.dba_neighbours,
+        "verified_expansion": {
+            "neighbours": run.search.verified_expansion,
+            "inliers": run.search.verified_expansion_inliers,
+        },
+        "graph_verification": {
+            "inliers": run.search.graph_verification,
+            "neighbours": config.graph_neighbours,
+        },
         "patches": None if patches is None else dataclasses.asdict(patches),
-        "fusion_grid": [float(v) for v in fusion_grid],
-        "protocol": dataclasses.asdict(protocol),
+        "fusion_grid": [float(v) for v in ladder.fusion_grid],
+        "protocol": dataclasses.asdict(ladder.protocol),
     }
     return LadderReport(
         root=proto.root,
         protocol=proto.summary(),
-        top_k=top_k,
+        top_k=ladder.top_k,
         rows=tuple(rows),
         queries=proto.queries,
         settings=settings,
@@ -303,15 +255,17 @@ def _run_global(
     key = global_key(extractor)
     embedder: Embedder = extractor
     transform: Callable[[np.ndarray], np.ndarray] = lambda matrix: matrix.astype(np.float32)  # noqa: E731
-    if run.whiten:
+    if run.ladder.whiten:
         # Learnt on the index images only (in leave-one-out: the whole collection), never on labels.
         fitted = sorted({*run.proto.index, *run.proto.validation.index})
-        whitening = fit_whitening(cache.load_matrix(key, fitted), run.whiten)
+        whitening = fit_whitening(cache.load_matrix(key, fitted), run.ladder.whiten)
         whitened = _Whitened(extractor, whitening)
         embedder, transform = whitened, whitened.whiten
 
     def database(names: Sequence[str]) -> np.ndarray:
-        return augment_database(transform(cache.load_matrix(key, names)), run.dba_neighbours, run.dba_alpha)
+        return augment_database(
+            transform(cache.load_matrix(key, names)), run.served.dba_neighbours, run.served.dba_alpha
+        )
 
     # The index's curated labels as integer ids, as Milvus returns them with each hit (recognition, and
     # FusionConfig.landmark_first); a query's own label is never looked up.
@@ -360,14 +314,8 @@ def _score(
     """Candidates and raw scores of every query of both sets, through the product's pipeline (with each
     set's match graph, when given)."""
     out: dict[str, Scored] = {}
-    config = SearchConfig(
-        k=run.top_k,
-        fusion=run.fusion,
-        expansion_neighbours=run.expansion_neighbours,
-        expansion_alpha=run.expansion_alpha,
-        verified_expansion=run.verified_expansion,
-        verified_expansion_inliers=run.verified_expansion_inliers,
-        graph_verification=run.graph_verification if graphs else 0,
+    config = dataclasses.replace(
+        run.search, k=run.ladder.top_k, graph_verification=run.search.graph_verification if graphs else 0
     )
     for name, query_set in run.sets.items():
         out[name] = {}
@@ -379,7 +327,7 @@ def _score(
             features = query_features(query.relpath)
             t0 = time.perf_counter()
             itself = (query.relpath,) if query_set.leave_one_out else ()
-            hits = pipeline.candidates(features, run.top_k, exclude_ids=itself)
+            hits = pipeline.candidates(features, run.ladder.top_k, exclude_ids=itself)
             scored = pipeline.score(features, hits, exclude_ids=itself)
             out[name][query.relpath] = (scored, time.perf_counter() - t0)
     return out
@@ -414,14 +362,14 @@ def _rankings(scored: Scored, fusion: FusionConfig) -> dict[str, tuple[str, ...]
 
 def _validation_map(run: _Run, scored: Scored, fusion: FusionConfig) -> float | None:
     queries = run.proto.validation.queries
-    return _scores(queries, _rankings(scored, fusion), run.top_k)[0] if queries and scored else None
+    return _scores(queries, _rankings(scored, fusion), run.ladder.top_k)[0] if queries and scored else None
 
 
 def _global_row(run: _Run, model: _Global) -> LadderRow:
     scored = _score(run, model, GlobalOnlyScorer(), lambda q: QueryFeatures(vector=model.vectors[q]))
-    rankings = _rankings(scored["reported"], run.fusion)
-    gap, threshold = _recognition(run, scored, run.fusion)
-    mean_ap, p10, recall, per_query = _scores(run.proto.queries, rankings, run.top_k)
+    rankings = _rankings(scored["reported"], run.search.fusion)
+    gap, threshold = _recognition(run, scored, run.search.fusion)
+    mean_ap, p10, recall, per_query = _scores(run.proto.queries, rankings, run.ladder.top_k)
     latency = [model.embed_seconds[q] + seconds for q, (_, seconds) in scored["reported"].items()]
     return LadderRow(
         id=model.model_id,
@@ -433,7 +381,7 @@ def _global_row(run: _Run, model: _Global) -> LadderRow:
         p95_latency_ms=_percentile_ms(latency, 95),
         index_bytes=_global_bytes(run, model),
         weight_global=None,
-        validation_map=_validation_map(run, scored["validation"], run.fusion),
+        validation_map=_validation_map(run, scored["validation"], run.search.fusion),
         per_query_ap=per_query,
         rankings=rankings,
         gap=gap,
@@ -515,7 +463,7 @@ def _sift_row(
     """E5: verified SIFT inliers fused with the global score."""
     index_key, query_key = _ensure_sift(run, sift, query_sift, policy, fmt)
     scorer = SiftScorer(
-        _CachedSift(run.cache, index_key), query_sift, verification, min_inliers=run.fusion.min_inliers
+        _CachedSift(run.cache, index_key), query_sift, verification, min_inliers=run.search.fusion.min_inliers
     )
     query_features, extract = _with_query_sift(run, model, query_key)
     graphs = _match_graphs(run, model, _CachedSift(run.cache, index_key), verification)
@@ -530,7 +478,7 @@ def _match_graphs(
 ) -> dict[str, MatchGraph]:
     """Each query set's index match graph (none when ``graph_verification`` is off); sets with the same
     index images share one. Built from index images only, without labels, as indexing builds it."""
-    if not run.graph_verification:
+    if not run.search.graph_verification:
         return {}
     built: dict[tuple[str, ...], MatchGraph] = {}
     out: dict[str, MatchGraph] = {}
@@ -542,14 +490,14 @@ def _match_graphs(
                 index.ids,
                 index,
                 features,
-                neighbours=run.graph_neighbours,
-                min_inliers=run.graph_verification,
+                neighbours=run.served.graph_neighbours,
+                min_inliers=run.search.graph_verification,
                 verification=verification,
             )
             built[key] = InMemoryMatchGraph(edges)
             seconds = time.perf_counter() - started
             run.notes.append(
-                f"match graph of {len(key)} index images ({run.graph_neighbours} neighbours each): "
+                f"match graph of {len(key)} index images ({run.served.graph_neighbours} neighbours each): "
                 f"{len(edges)} verified edges in {seconds:.1f} s ({1e3 * seconds / max(len(key), 1):.0f} ms "
                 "an image)"
             )
@@ -632,8 +580,8 @@ def _local_row(
     local_bytes: int,
 ) -> LadderRow:
     """Tune v on validation, rank the reported queries with it, score."""
-    proto, k = run.proto, run.top_k
-    fusion = dataclasses.replace(run.fusion, local_method=method)
+    proto, k = run.proto, run.ladder.top_k
+    fusion = dataclasses.replace(run.search.fusion, local_method=method)
     validation = [q for q in proto.validation.queries if q.relpath in scored["validation"]]
     weight, table = fusion.weight_global, list[tuple[float, float]]()
     if validation:
@@ -642,7 +590,7 @@ def _local_row(
             [q.positives for q in validation],
             [q.junk for q in validation],
             fusion=fusion,
-            grid=run.grid,
+            grid=run.ladder.fusion_grid,
             k=k,
         )
     chosen = dataclasses.replace(fusion, weight_global=weight)
@@ -714,11 +662,11 @@ def _recognition(
 
 
 def _global_levers(run: _Run) -> str:
-    levers = [f"PCA-whitened to {run.whiten}"] * bool(run.whiten)
-    if run.expansion_neighbours:
-        levers.append(f"aQE n={run.expansion_neighbours} a={run.expansion_alpha:g}")
-    if run.dba_neighbours:
-        levers.append(f"DBA k={run.dba_neighbours}")
+    levers = [f"PCA-whitened to {run.ladder.whiten}"] * bool(run.ladder.whiten)
+    if run.search.expansion_neighbours:
+        levers.append(f"aQE n={run.search.expansion_neighbours} a={run.search.expansion_alpha:g}")
+    if run.served.dba_neighbours:
+        levers.append(f"DBA k={run.served.dba_neighbours}")
     return "".join(f", {lever}" for lever in levers)
 
 

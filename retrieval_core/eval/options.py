@@ -1,41 +1,49 @@
 """The knobs of an evaluation run, in one place for the bench script, the Django command and the web UI.
 
-`LadderOptions` is plain data (it round-trips through JSON, so a stored run says exactly how it was made);
-`ladder_kwargs` turns it into `run_ladder` arguments and `add_arguments` exposes it on any argparse parser.
+`LadderOptions` is plain data (it round-trips through JSON, so a stored run says exactly how it was made).
+Every option that serving also has defaults to the served preset (``retrieval_core.search.served.SERVED``);
+`configs` turns the options into ``run_ladder``'s ``ServedConfig`` and ``LadderConfig``, and
+`add_arguments` exposes them on any argparse parser with ``None`` defaults, meaning "as served".
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from dataclasses import asdict, dataclass, fields
-from typing import Any
+from typing import Any, cast
 
 from retrieval_core.eval.extraction import PatchConfig
+from retrieval_core.eval.ladder_config import LadderConfig
 from retrieval_core.eval.protocol import ProtocolConfig
 from retrieval_core.eval.splits import SplitConfig
-from retrieval_core.features.compact import LocalFeatureFormat
-from retrieval_core.features.sift import SiftConfig
-from retrieval_core.models.embedding import EmbeddingConfig
-from retrieval_core.rerank.fusion import FusionConfig
-from retrieval_core.rerank.sift_scorer import VerificationConfig
+from retrieval_core.rerank.verification import GeometryMethod
+from retrieval_core.search.served import SERVED, ServedConfig
 from retrieval_core.search.tuning import DEFAULT_GRID
 
 __all__ = ["LadderOptions"]
 
+_FUSION, _SEARCH = SERVED.search.fusion, SERVED.search
+_GEOMETRIES: tuple[GeometryMethod, ...] = ("homography", "fundamental")
+
 
 @dataclass(frozen=True)
 class LadderOptions:
-    """E1 = ``backbone`` with ImageNet weights; each checkpoint adds a row (E2, E4, ... or ``model_ids``)."""
+    """E1 = ``backbone`` with ImageNet weights; each checkpoint adds a row (E2, E4, ... or ``model_ids``).
 
-    backbone: str = "tf_efficientnet_lite0"
-    image_size: int = 384
+    Search options default to the served preset; ``top_k``, the protocol, ``grid``, ``whiten`` and the
+    checkpoints are the evaluation's own. ``query_keypoints`` 0: as ``sift_keypoints``; ``vlad_k`` 0 skips
+    E6, ``patches`` 0 skips E7; ``rerank_depth`` 0: ``top_k``."""
+
+    backbone: str = SERVED.embedding.backbone
+    image_size: int = SERVED.embedding.image_size
     checkpoints: tuple[str, ...] = ()
     model_ids: tuple[str, ...] = ()
-    sift_keypoints: int = 1000
-    query_keypoints: int = 500  # as served (SIFT_QUERY_MAX_KEYPOINTS); 0: same as sift_keypoints
-    sift_long_side: int = 640
-    vlad_k: int = 64  # 0 skips E6
-    patches: int = 32  # 0 skips E7
+    sift_keypoints: int = SERVED.index_sift.max_keypoints
+    query_keypoints: int = SERVED.query_sift.max_keypoints
+    sift_long_side: int = SERVED.index_sift.long_side
+    vlad_k: int = SERVED.vlad_clusters
+    patches: int = _SEARCH.patch_top_n
     top_k: int = 100
     grid: tuple[float, ...] = DEFAULT_GRID
     seed: int = 0
@@ -45,77 +53,105 @@ class LadderOptions:
     validation_per_landmark: int = 2
     leave_one_out: bool = False
     whiten: int = 0  # PCA-whitening of the global vectors to this many dims, learnt without labels
-    query_expansion: int = 0  # alpha-QE neighbours (0 = off)
-    expansion_alpha: float = 3.0
-    verified_first: int = 0  # SIFT: candidates with this many inliers rank above all others (0 = off)
-    landmark_first: float = 0.1  # as served (RERANK_LANDMARK_FIRST): the recognised landmark first; 0 = off
-    landmark_first_majority: float = 0.7  # as served: without verified votes, the top 10's majority (0 = off)
-    landmark_first_lift: float = 3.0  # ... at least this many times the landmark's share of the index
-    geometry: str = "fundamental"  # or "homography" (the served default is RERANK_GEOMETRY)
-    min_inliers: int = 12
-    upright: bool = False
-    scales: tuple[float, ...] = ()  # extra multi-scale factors after 1.0
-    rerank_depth: int = 0  # candidates re-ranked (0: top_k)
-    dba: int = 0  # database-side augmentation neighbours (0 = off)
-    verified_expansion: int = 5  # as served (RERANK_VERIFIED_EXPANSION); 0 = off
-    verified_expansion_inliers: int = 15
-    graph_verification: int = 0  # match-graph chains with links of this many inliers (0 = off)
-    graph_neighbours: int = 10  # global neighbours each index image is verified against for the graph
-    local_format: str = "2bit-uint16-k750"  # as served (LOCAL_FEATURES_FORMAT); "full" keeps every keypoint
+    query_expansion: int = _SEARCH.expansion_neighbours
+    expansion_alpha: float = _SEARCH.expansion_alpha
+    verified_first: int = _FUSION.verified_first
+    landmark_first: float = _FUSION.landmark_first
+    landmark_first_majority: float = _FUSION.landmark_first_majority
+    landmark_first_lift: float = _FUSION.landmark_first_lift
+    geometry: str = SERVED.verification.geometry
+    min_inliers: int = _FUSION.min_inliers
+    upright: bool = SERVED.index_sift.upright
+    scales: tuple[float, ...] = SERVED.embedding.scales[1:]  # extra multi-scale factors after 1.0
+    rerank_depth: int = _FUSION.top_k
+    dba: int = SERVED.dba_neighbours
+    verified_expansion: int = _SEARCH.verified_expansion
+    verified_expansion_inliers: int = _SEARCH.verified_expansion_inliers
+    graph_verification: int = _SEARCH.graph_verification
+    graph_neighbours: int = SERVED.graph_neighbours
+    local_format: str = SERVED.local_format
+
+    def __post_init__(self) -> None:
+        if self.geometry not in _GEOMETRIES:
+            raise ValueError(f"geometry must be one of {', '.join(_GEOMETRIES)}, got {self.geometry!r}")
+
+    def configs(self) -> tuple[ServedConfig, LadderConfig]:
+        """How every row searches (the served preset with these options) and what the ladder runs."""
+        embedding = dataclasses.replace(
+            SERVED.embedding, backbone=self.backbone, image_size=self.image_size, scales=(1.0, *self.scales)
+        )
+        models = (embedding, *(dataclasses.replace(embedding, weights=path) for path in self.checkpoints))
+        index_sift = dataclasses.replace(
+            SERVED.index_sift,
+            max_keypoints=self.sift_keypoints,
+            long_side=self.sift_long_side,
+            upright=self.upright,
+        )
+        fusion = dataclasses.replace(
+            _FUSION,
+            top_k=self.rerank_depth or self.top_k,
+            min_inliers=self.min_inliers,
+            verified_first=self.verified_first,
+            landmark_first=self.landmark_first,
+            landmark_first_majority=self.landmark_first_majority,
+            landmark_first_lift=self.landmark_first_lift,
+        )
+        search = dataclasses.replace(
+            _SEARCH,
+            fusion=fusion,
+            expansion_neighbours=self.query_expansion,
+            expansion_alpha=self.expansion_alpha,
+            verified_expansion=self.verified_expansion,
+            verified_expansion_inliers=self.verified_expansion_inliers,
+            graph_verification=self.graph_verification,
+        )
+        served = dataclasses.replace(
+            SERVED,
+            search=search,
+            embedding=embedding,
+            index_sift=index_sift,
+            query_sift=dataclasses.replace(
+                index_sift, max_keypoints=self.query_keypoints or self.sift_keypoints
+            ),
+            verification=dataclasses.replace(
+                SERVED.verification, geometry=cast(GeometryMethod, self.geometry)
+            ),
+            local_format=self.local_format,
+            graph_neighbours=self.graph_neighbours,
+            dba_neighbours=self.dba,
+            dba_alpha=self.expansion_alpha,
+        )
+        ladder = LadderConfig(
+            models=models,
+            model_ids=self.model_ids,
+            vlad_k=self.vlad_k,
+            patches=PatchConfig(top_n=self.patches) if self.patches else None,
+            whiten=self.whiten,
+            fusion_grid=self.grid,
+            top_k=self.top_k,
+            protocol=self.protocol(),
+        )
+        return served, ladder
 
     def ladder_kwargs(self) -> dict[str, Any]:
-        scales = (1.0, *self.scales)
-        models = [EmbeddingConfig(backbone=self.backbone, image_size=self.image_size, scales=scales)]
-        models += [
-            EmbeddingConfig(backbone=self.backbone, weights=path, image_size=self.image_size, scales=scales)
-            for path in self.checkpoints
-        ]
-        return {
-            "models": models,
-            "model_ids": list(self.model_ids) or None,
-            "sift": SiftConfig(
-                max_keypoints=self.sift_keypoints, long_side=self.sift_long_side, upright=self.upright
-            ),
-            "query_sift": SiftConfig(
-                max_keypoints=self.query_keypoints, long_side=self.sift_long_side, upright=self.upright
-            )
-            if self.query_keypoints
-            else None,
-            "local_format": LocalFeatureFormat.parse(self.local_format),
-            "verification": VerificationConfig(geometry=self.geometry),  # type: ignore[arg-type]
-            "fusion": FusionConfig(
-                min_inliers=self.min_inliers,
-                verified_first=self.verified_first,
-                landmark_first=self.landmark_first,
-                landmark_first_majority=self.landmark_first_majority,
-                landmark_first_lift=self.landmark_first_lift,
-            ),
-            "whiten": self.whiten,
-            "expansion_neighbours": self.query_expansion,
-            "expansion_alpha": self.expansion_alpha,
-            "rerank_depth": self.rerank_depth,
-            "dba_neighbours": self.dba,
-            "verified_expansion": self.verified_expansion,
-            "verified_expansion_inliers": self.verified_expansion_inliers,
-            "graph_verification": self.graph_verification,
-            "graph_neighbours": self.graph_neighbours,
-            "vlad_k": self.vlad_k,
-            "patches": PatchConfig(top_n=self.patches) if self.patches else None,
-            "fusion_grid": self.grid,
-            "top_k": self.top_k,
-            "protocol": ProtocolConfig(
-                split=SplitConfig(
-                    seed=self.seed,
-                    train_fraction=self.train_fraction,
-                    validation_fraction=self.validation_fraction,
-                    queries_per_landmark=self.queries_per_landmark,
-                ),
+        """``run_ladder(root, cache_dir=..., **options.ladder_kwargs())``."""
+        config, ladder = self.configs()
+        return {"config": config, "ladder": ladder}
+
+    def protocol(self) -> ProtocolConfig:
+        """Which images are queries, validation queries and index."""
+        return ProtocolConfig(
+            split=SplitConfig(
                 seed=self.seed,
-                validation_per_landmark=self.validation_per_landmark,
-                validation_fraction=self.validation_fraction if self.leave_one_out else 0.2,
-                leave_one_out=self.leave_one_out,
+                train_fraction=self.train_fraction,
+                validation_fraction=self.validation_fraction,
+                queries_per_landmark=self.queries_per_landmark,
             ),
-        }
+            seed=self.seed,
+            validation_per_landmark=self.validation_per_landmark,
+            validation_fraction=self.validation_fraction if self.leave_one_out else 0.2,
+            leave_one_out=self.leave_one_out,
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -134,10 +170,17 @@ class LadderOptions:
 
     @staticmethod
     def add_arguments(parser: argparse.ArgumentParser) -> None:
-        """Add one ``--option`` per field (``--checkpoint`` repeatable, ``--grid`` comma-separated)."""
-        defaults = LadderOptions()
-        parser.add_argument("--backbone", default=defaults.backbone)
-        parser.add_argument("--image-size", type=int, default=defaults.image_size)
+        """Add one ``--option`` per field (``--checkpoint`` repeatable, ``--grid`` comma-separated). An
+        option left out is None: the served value (or the evaluation's own default)."""
+        served = LadderOptions()
+
+        def option(flag: str, kind: type, what: str = "") -> None:
+            name = flag.removeprefix("--").replace("-", "_")
+            default = getattr(served, name)
+            parser.add_argument(flag, type=kind, default=None, help=f"{what} (default: {default})".lstrip())
+
+        option("--backbone", str)
+        option("--image-size", int)
         parser.add_argument(
             "--checkpoint",
             "--model",
@@ -147,97 +190,95 @@ class LadderOptions:
             help="a trained checkpoint to evaluate as one more row (repeatable)",
         )
         parser.add_argument("--model-ids", default="", help="comma-separated row ids, one per model")
-        parser.add_argument("--sift-keypoints", type=int, default=defaults.sift_keypoints)
-        parser.add_argument(
-            "--query-keypoints",
-            type=int,
-            default=defaults.query_keypoints,
-            help="query SIFT keypoints, as SIFT_QUERY_MAX_KEYPOINTS (0: same as --sift-keypoints)",
-        )
-        parser.add_argument("--sift-long-side", type=int, default=defaults.sift_long_side)
-        parser.add_argument("--vlad-k", type=int, default=defaults.vlad_k, help="0 skips E6")
-        parser.add_argument(
-            "--patches", type=int, default=defaults.patches, help="patches per image; 0 skips E7"
-        )
-        parser.add_argument("--top-k", type=int, default=defaults.top_k)
+        option("--sift-keypoints", int, "index SIFT keypoints")
+        option("--query-keypoints", int, "query SIFT keypoints (0: same as --sift-keypoints)")
+        option("--sift-long-side", int)
+        option("--vlad-k", int, "VLAD words; 0 skips E6")
+        option("--patches", int, "patches per image; 0 skips E7")
+        option("--top-k", int, "candidates per query, and the k of mAP@k")
         parser.add_argument(
             "--grid", default="", help="comma-separated fusion weights (default 0, 0.05, ..., 1)"
         )
-        parser.add_argument("--seed", type=int, default=defaults.seed)
-        parser.add_argument("--train-fraction", type=float, default=defaults.train_fraction)
-        parser.add_argument("--validation-fraction", type=float, default=defaults.validation_fraction)
-        parser.add_argument("--queries-per-landmark", type=int, default=defaults.queries_per_landmark)
-        parser.add_argument("--validation-per-landmark", type=int, default=defaults.validation_per_landmark)
-        parser.add_argument("--whiten", type=int, default=0, help="PCA-whitening dims (0: off)")
-        parser.add_argument("--query-expansion", type=int, default=0, help="alpha-QE neighbours (0: off)")
-        parser.add_argument("--expansion-alpha", type=float, default=defaults.expansion_alpha)
-        parser.add_argument(
-            "--verified-first", type=int, default=0, help="SIFT inliers that rank a candidate first (0: off)"
-        )
-        parser.add_argument(
+        option("--seed", int)
+        option("--train-fraction", float)
+        option("--validation-fraction", float)
+        option("--queries-per-landmark", int)
+        option("--validation-per-landmark", int)
+        option("--whiten", int, "PCA-whitening dims (0: off)")
+        option("--query-expansion", int, "alpha-QE neighbours (0: off)")
+        option("--expansion-alpha", float)
+        option("--verified-first", int, "SIFT inliers that rank a candidate first (0: off)")
+        option(
             "--landmark-first",
-            type=float,
-            default=defaults.landmark_first,
-            help="confidence from which the recognised landmark's photos rank first (0: off)",
+            float,
+            "confidence from which the recognised landmark's photos rank first (0: off)",
         )
-        parser.add_argument(
+        option(
             "--landmark-first-majority",
-            type=float,
-            default=defaults.landmark_first_majority,
-            help="with landmark first on and nothing verified, the share of the top results one landmark "
-            "must carry to move first (0: off)",
+            float,
+            "with landmark first on and nothing verified, the share of the top results one landmark must "
+            "carry to move first (0: off)",
         )
-        parser.add_argument(
+        option(
             "--landmark-first-lift",
-            type=float,
-            default=defaults.landmark_first_lift,
-            help="with --landmark-first-majority: the majority must also be this many times the landmark's "
-            "share of the collection (0: off)",
-        )
-        parser.add_argument("--geometry", choices=["homography", "fundamental"], default=defaults.geometry)
-        parser.add_argument("--min-inliers", type=int, default=defaults.min_inliers)
-        parser.add_argument("--upright", action="store_true", help="upright SIFT (orientation 0)")
-        parser.add_argument(
-            "--dba", type=int, default=0, help="database-side augmentation neighbours (0: off)"
+            float,
+            "with --landmark-first-majority: the majority must also be this many times the landmark's share "
+            "of the collection (0: off)",
         )
         parser.add_argument(
+            "--geometry", choices=_GEOMETRIES, default=None, help=f"(default: {served.geometry})"
+        )
+        option("--min-inliers", int)
+        parser.add_argument(
+            "--upright",
+            action=argparse.BooleanOptionalAction,
+            default=None,
+            help=f"upright SIFT (orientation 0; default: {served.upright})",
+        )
+        option("--dba", int, "database-side augmentation neighbours (0: off)")
+        option(
             "--verified-expansion",
-            type=int,
-            default=defaults.verified_expansion,
-            help="average the query with up to N verified candidates and fuse again (0: off)",
+            int,
+            "average the query with up to N verified candidates and fuse again (0: off)",
         )
-        parser.add_argument(
-            "--verified-expansion-inliers", type=int, default=defaults.verified_expansion_inliers
-        )
-        parser.add_argument(
+        option("--verified-expansion-inliers", int)
+        option(
             "--graph-verification",
-            type=int,
-            default=defaults.graph_verification,
-            help="lift candidates chained to the query through the index's match graph by links of at "
-            "least this many inliers (0: off)",
+            int,
+            "lift candidates chained to the query through the index's match graph by links of at least this "
+            "many inliers (0: off)",
         )
-        parser.add_argument("--graph-neighbours", type=int, default=defaults.graph_neighbours)
-        parser.add_argument("--rerank-depth", type=int, default=0, help="candidates re-ranked (0: --top-k)")
-        parser.add_argument(
+        option("--graph-neighbours", int)
+        option("--rerank-depth", int, "candidates re-ranked (0: --top-k)")
+        option(
             "--local-format",
-            default=defaults.local_format,
-            help="how index SIFT is stored: full, or <8|4|2>bit-<float32|uint16>[-k<keypoints>]",
+            str,
+            "how index SIFT is stored: full, or <8|4|2>bit-<float32|uint16>[-k<keypoints>]",
         )
-        parser.add_argument("--scales", default="", help="extra multi-scale factors, e.g. 0.707,0.5")
+        parser.add_argument(
+            "--scales",
+            default=None,
+            help="extra multi-scale factors, e.g. 0.707,0.5 (default: "
+            f"{','.join(f'{s:g}' for s in served.scales) or 'none'})",
+        )
         parser.add_argument(
             "--leave-one-out",
             action="store_true",
+            default=None,
             help="every labelled image is a query against all the others (itself removed); "
             "--validation-fraction of them are held out for tuning",
         )
 
     @classmethod
     def from_arguments(cls, values: dict[str, Any]) -> LadderOptions:
-        """Options from parsed arguments (a namespace's ``vars`` or Django's ``options``)."""
-        picked = {f.name: values[f.name] for f in fields(cls) if f.name in values}
+        """Options from parsed arguments (a namespace's ``vars`` or Django's ``options``); an option that
+        is absent or None keeps its default."""
+        picked = {f.name: values[f.name] for f in fields(cls) if values.get(f.name) is not None}
         picked["checkpoints"] = tuple(values.get("checkpoints") or ())
         picked["model_ids"] = tuple(v for v in (values.get("model_ids") or "").split(",") if v)
         grid = values.get("grid") or ""
         picked["grid"] = tuple(float(v) for v in grid.split(",")) if grid else DEFAULT_GRID
-        picked["scales"] = tuple(float(v) for v in (values.get("scales") or "").split(",") if v)
+        scales = values.get("scales")
+        if scales is not None:
+            picked["scales"] = tuple(float(v) for v in scales.split(",") if v)
         return cls(**picked)

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -7,18 +8,40 @@ import pytest
 import torch
 
 from retrieval_core.datasets.synthetic import write_collection
+from retrieval_core.eval.extraction import PatchConfig
 from retrieval_core.eval.ladder import run_ladder
+from retrieval_core.eval.ladder_config import LadderConfig
 from retrieval_core.eval.protocol import ProtocolConfig
 from retrieval_core.eval.report import LadderReport
 from retrieval_core.eval.splits import SplitConfig
 from retrieval_core.features.sift import SiftConfig
 from retrieval_core.models.embedding import EmbeddingConfig, build_embedding_net
+from retrieval_core.rerank.sift_scorer import VerificationConfig
+from retrieval_core.search.config import SearchConfig
 from retrieval_core.search.decode import DecodePolicy, local_features_key
+from retrieval_core.search.recognition import RecognitionConfig
+from retrieval_core.search.served import ServedConfig
 
 PRETRAINED = EmbeddingConfig(image_size=160)
 SIFT = SiftConfig(max_keypoints=300)
 PROTOCOL = ProtocolConfig(split=SplitConfig(seed=1, train_fraction=0.0, validation_fraction=0.25))
 FIRST_GRID = (0.0, 0.25, 0.5, 0.75, 1.0)
+# Small and fast: the library's building-block defaults, 300 SIFT keypoints for index and queries alike.
+SEARCH = ServedConfig(
+    search=SearchConfig(),
+    rerank_method="sift",
+    recognition=RecognitionConfig(),
+    embedding=PRETRAINED,
+    index_sift=SIFT,
+    query_sift=SIFT,
+    verification=VerificationConfig(),
+    local_format="full",
+    graph_neighbours=10,
+    dba_neighbours=0,
+    dba_alpha=3.0,
+    vlad_clusters=8,
+)
+ONE_MODEL = LadderConfig(vlad_k=0, patches=None, fusion_grid=FIRST_GRID, protocol=PROTOCOL)
 
 
 @dataclass(frozen=True)
@@ -32,16 +55,10 @@ class World:
 def _run(
     world_root: Path, cache: Path, models: list[EmbeddingConfig], grid: tuple[float, ...]
 ) -> LadderReport:
-    return run_ladder(
-        world_root,
-        cache_dir=cache,
-        models=models,
-        sift=SIFT,
-        vlad_k=8,
-        fusion_grid=grid,
-        protocol=PROTOCOL,
-        device="cpu",
+    ladder = LadderConfig(
+        models=tuple(models), vlad_k=8, patches=PatchConfig(), fusion_grid=grid, protocol=PROTOCOL
     )
+    return run_ladder(world_root, SEARCH, ladder, cache_dir=cache, device="cpu")
 
 
 @pytest.fixture(scope="module")
@@ -100,25 +117,22 @@ def test_second_run_with_another_grid_extracts_nothing(world: World) -> None:
 
 def test_model_ids_and_top_k_are_checked(world: World) -> None:
     with pytest.raises(ValueError, match="model ids"):
-        run_ladder(world.root, cache_dir=world.cache, models=[PRETRAINED], model_ids=["E5"])
+        run_ladder(
+            world.root, SEARCH, LadderConfig(models=(PRETRAINED,), model_ids=("E5",)), cache_dir=world.cache
+        )
+    with pytest.raises(ValueError, match="model ids"):
+        run_ladder(world.root, SEARCH, LadderConfig(model_ids=("E1", "E2")), cache_dir=world.cache)
     with pytest.raises(ValueError, match="top_k"):
-        run_ladder(world.root, cache_dir=world.cache, models=[PRETRAINED], top_k=5)
-    with pytest.raises(ValueError, match="at least one model"):
-        run_ladder(world.root, cache_dir=world.cache, models=[])
+        LadderConfig(top_k=5)
+    # No model named: the search configuration's own embedding is E1.
+    assert LadderConfig().rows(PRETRAINED) == ((PRETRAINED,), ["E1"])
 
 
 def test_leave_one_out_searches_every_query_against_all_others(world: World) -> None:
-    report = run_ladder(
-        world.root,
-        cache_dir=world.cache,
-        models=[PRETRAINED],
-        sift=SIFT,
-        vlad_k=0,
-        patches=None,
-        fusion_grid=FIRST_GRID,
-        protocol=ProtocolConfig(leave_one_out=True, validation_fraction=0.25),
-        device="cpu",
+    loo = dataclasses.replace(
+        ONE_MODEL, protocol=ProtocolConfig(leave_one_out=True, validation_fraction=0.25)
     )
+    report = run_ladder(world.root, SEARCH, loo, cache_dir=world.cache, device="cpu")
     reported = {q.relpath for q in report.queries}
     assert len(reported) == 12  # 16 images, 4 held out for validation
     for row in report.rows:
@@ -128,19 +142,9 @@ def test_leave_one_out_searches_every_query_against_all_others(world: World) -> 
 
 
 def test_whitening_and_query_expansion_run_through_the_same_pipeline(world: World) -> None:
+    levers = dataclasses.replace(SEARCH, search=SearchConfig(expansion_neighbours=1), dba_neighbours=1)
     report = run_ladder(
-        world.root,
-        cache_dir=world.cache,
-        models=[PRETRAINED],
-        sift=SIFT,
-        vlad_k=0,
-        patches=None,
-        whiten=6,
-        expansion_neighbours=1,
-        dba_neighbours=1,
-        fusion_grid=FIRST_GRID,
-        protocol=PROTOCOL,
-        device="cpu",
+        world.root, levers, dataclasses.replace(ONE_MODEL, whiten=6), cache_dir=world.cache, device="cpu"
     )
     e1 = report.row("E1")
     assert "PCA-whitened to 6" in e1.method and "aQE n=1" in e1.method and "DBA k=1" in e1.method

@@ -31,7 +31,7 @@ def _start(request: HttpRequest) -> HttpResponse:
     root = request.POST.get("root", "").strip()
     try:
         options = LadderOptions(
-            image_size=int(request.POST.get("image_size") or 384),
+            image_size=int(request.POST.get("image_size") or LadderOptions.image_size),
             checkpoints=tuple(
                 line.strip() for line in request.POST.get("checkpoints", "").splitlines() if line.strip()
             ),

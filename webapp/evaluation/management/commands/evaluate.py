@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path, PurePosixPath
+from typing import cast
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
@@ -11,7 +12,7 @@ from tqdm import tqdm
 
 from retrieval_core.eval.options import LadderOptions
 from retrieval_core.index.protocol import CollectionMissingError
-from retrieval_core.rerank.scorer import RERANK_METHODS
+from retrieval_core.rerank.scorer import RERANK_METHODS, RerankMethod
 from webapp.evaluation import services
 from webapp.evaluation.served import evaluate_served
 from webapp.media import read_media
@@ -93,7 +94,7 @@ class Command(BaseCommand):
             raise CommandError(
                 f"unknown --rerank {', '.join(sorted(unknown))}; use {', '.join(RERANK_METHODS)}"
             )
-        protocol = ladder.ladder_kwargs()["protocol"]
+        protocol = ladder.protocol()
         with tqdm(unit="query", disable=not verbose) as bar:
 
             def progress(stage: str, done: int, total: int) -> None:
@@ -102,7 +103,9 @@ class Command(BaseCommand):
                 bar.refresh()
 
             try:
-                report = evaluate_served(root, methods, protocol=protocol, progress=progress)  # type: ignore[arg-type]
+                report = evaluate_served(
+                    root, cast(list[RerankMethod], methods), protocol=protocol, progress=progress
+                )
             except (ValueError, RerankUnavailable, CollectionMissingError) as error:
                 raise CommandError(str(error)) from error
         if out is not None:

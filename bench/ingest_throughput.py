@@ -60,11 +60,18 @@ def procfile_processes(procfile: Path) -> list[str]:
     return [name for name in names if name != "web"]
 
 
-def start_stack(procfile: Path, run_dir: Path) -> subprocess.Popen:
+def start_stack(procfile: Path, run_dir: Path, processes: list[str] | None = None) -> subprocess.Popen:
+    """honcho over ``processes`` of the Procfile (default: all but the web server)."""
     bin_dir = Path(sys.executable).parent
     with open(run_dir / "stack.log", "ab") as log:
         return subprocess.Popen(
-            [str(bin_dir / "honcho"), "-f", str(procfile), "start", *procfile_processes(procfile)],
+            [
+                str(bin_dir / "honcho"),
+                "-f",
+                str(procfile),
+                "start",
+                *(processes or procfile_processes(procfile)),
+            ],
             cwd=ROOT,
             env={**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"},
             stdout=log,

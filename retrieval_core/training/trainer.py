@@ -45,7 +45,7 @@ from retrieval_core.training.losses import ArcFaceHead, LinearClassifierHead, co
 from retrieval_core.training.sampler import PKSampler
 from retrieval_core.training.validation import ValidationSet, Validator
 
-__all__ = ["TrainEvent", "TrainResult", "train"]
+__all__ = ["TrainEvent", "TrainResult", "autocast_dtype", "train"]
 
 # Most training images embedded to initialise whitening (PCA needs a sample, not the whole set).
 _WHITENING_SAMPLE = 4096
@@ -122,6 +122,14 @@ def train(
     return _Run(config, train_items, validation, Path(out_dir)).run(progress, should_stop, resume)
 
 
+def autocast_dtype(device: torch.device) -> torch.dtype:
+    """Mixed-precision dtype of a run on ``device``: bf16 (no loss scaling needed), fp16 with loss scaling
+    on CUDA cards without bf16 (pre-Ampere)."""
+    if device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        return torch.float16
+    return torch.bfloat16
+
+
 class _Run:
     def __init__(
         self,
@@ -136,7 +144,7 @@ class _Run:
         cuda = self.device.type == "cuda"
         self.amp = cuda if config.amp is None else config.amp
         self.channels_last = cuda if config.channels_last is None else config.channels_last
-        self.amp_dtype = torch.float16 if cuda and not torch.cuda.is_bf16_supported() else torch.bfloat16
+        self.amp_dtype = autocast_dtype(self.device)
 
         self.dataset = CollectionDataset(
             train_items,

@@ -89,9 +89,17 @@ def get_extractor(config: EmbeddingConfig) -> GlobalDescriptorExtractor:
         torch.set_num_threads(settings.TORCH_THREADS)
     with _lock:
         if config.weights == IMAGENET or not is_stored_object(config.weights):
-            return GlobalDescriptorExtractor.from_config(config)
-        with local_file(config.weights) as path:
-            return GlobalDescriptorExtractor.from_config(dataclasses.replace(config, weights=str(path)))
+            extractor = GlobalDescriptorExtractor.from_config(config)
+        else:
+            with local_file(config.weights) as path:
+                local = dataclasses.replace(config, weights=str(path))
+                extractor = GlobalDescriptorExtractor.from_config(local)
+    # Which device a process embeds on is decided here (CUDA when present): say so once, in its log.
+    logger.info(
+        "embedding model %s %s (%d px) loaded on %s",
+        config.backbone, config.weights, config.image_size, extractor.device,
+    )  # fmt: skip
+    return extractor
 
 
 @lru_cache(maxsize=16)

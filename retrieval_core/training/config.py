@@ -47,7 +47,10 @@ class TrainConfig:
             It is stored beside the model in checkpoints; see `retrieval_core.training.whitening`.
         freeze_batchnorm: keep BatchNorm statistics and affine parameters fixed: PxK batches are small and
             hold K views of each landmark, so their statistics are biased estimates of the data's.
-        workers: threads decoding and augmenting images ahead of the network.
+        frozen_stages: the backbone's stem and this many early stages keep their starting weights
+            (`retrieval_core.training.freezing`); 0 trains every layer.
+        workers: threads decoding and augmenting images ahead of the network; None = one per core, at most
+            8 (a GPU step takes a few milliseconds: two threads left a card waiting for data).
         device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``…; None = CUDA when available.
     """
 
@@ -72,7 +75,8 @@ class TrainConfig:
     arcface: bool = False
     whitening: bool = False
     freeze_batchnorm: bool = True
-    workers: int = 2
+    frozen_stages: int = 0
+    workers: int | None = None
     device: str | None = None
 
     def __post_init__(self) -> None:
@@ -96,7 +100,9 @@ class TrainConfig:
             raise ValueError(f"warmup_fraction must be in [0, 1), got {self.warmup_fraction}")
         if self.margin <= 0 or self.hard_negative_weight < 0 or self.weight_decay < 0:
             raise ValueError("margin must be positive; hard_negative_weight and weight_decay not negative")
-        if self.workers < 1:
+        if self.frozen_stages < 0:
+            raise ValueError(f"frozen_stages must not be negative, got {self.frozen_stages}")
+        if self.workers is not None and self.workers < 1:
             raise ValueError(f"workers must be at least 1, got {self.workers}")
 
     @property

@@ -1,8 +1,11 @@
 """The ``self`` recipe around mining: validation from mined pairs, held-out evaluation images, agreement.
 
 - `mined_split`: pseudo-landmarks become training items; whole components are held out for validation
-  (checkpoint selection by mAP@100 on mined pairs the model never trained on), with the hard-negative
-  partners of the validation queries and a sample of other images as distractors.
+  (checkpoint selection by mAP@100 on mined pairs the model never trained on). Validation is scored like
+  the real leave-one-out evaluation: every member of a held-out component is a query, searched against
+  the whole mined collection (its own component mates are the positives; every other photo, covered by
+  mining or not, is a distractor), so a model that pulls verified pairs together while scrambling the
+  rest of the collection loses, as it loses on the real figure.
 - `held_out_images`: what an honest evaluation keeps away from mining: the reported queries, their
   positives and junk (by image) and, where labels or GPS allow, everything of the same landmark or within a
   radius of them (by component).
@@ -49,16 +52,18 @@ def mined_split(
     *,
     seed: int = 0,
     validation_fraction: float = 0.2,
-    queries_per_component: int = 1,
-    distractors: int = 200,
+    queries_per_component: int | None = None,
+    distractors: int = 4000,
 ) -> MinedSplit:
     """Training and validation items from a mining result (``paths``: file of every id in ``result.ids``).
 
     A seeded ``validation_fraction`` of the pseudo-landmarks (at least one, and never so many that fewer
-    than two remain to train on) is held out whole: in each, ``queries_per_component`` images are queries
-    and the rest their positives. The validation index adds the queries' hard-negative partners and up to
-    ``distractors`` training images (seeded), labelled with their own pseudo-landmark so they never count
-    as hits. Raises ``ValueError`` when fewer than three pseudo-landmarks were mined.
+    than two remain to train on) is held out whole. In each, every image is a query searched against the
+    others (leave-one-out, None) or ``queries_per_component`` images are queries and the rest their
+    positives. The validation index adds the queries' hard-negative partners and up to ``distractors``
+    other images of the collection (seeded; training images under their own pseudo-landmark, images no
+    pair covered as unlabelled), which never count as hits. Raises ``ValueError`` when fewer than three
+    pseudo-landmarks were mined.
     """
     if not 0 < validation_fraction < 1:
         raise ValueError(f"validation_fraction must be in (0, 1), got {validation_fraction}")
@@ -81,8 +86,12 @@ def mined_split(
     index: list[CollectionItem] = []
     for name in sorted(validation):
         members = sorted(components[name], key=lambda i: _hash(seed, "image", i))
-        queries += [item(i) for i in members[:queries_per_component]]
-        index += [item(i) for i in members[queries_per_component:]]
+        if queries_per_component is None:  # leave-one-out: the queries are in the index too
+            queries += [item(i) for i in members]
+            index += [item(i) for i in members]
+        else:
+            queries += [item(i) for i in members[:queries_per_component]]
+            index += [item(i) for i in members[queries_per_component:]]
     query_names = {q.relpath for q in queries}
     chosen = query_names | {i.relpath for i in index}
     partners: list[ImageKey] = []
@@ -92,7 +101,7 @@ def mined_split(
                 partners.append(other)
                 chosen.add(str(other))
     index += [item(i) for i in partners]
-    others = [t for t in train if t.relpath not in chosen]
+    others = [item(i) for i in result.ids if str(i) not in chosen]
     index += sorted(others, key=lambda t: _hash(seed, "distractor", t.relpath))[:distractors]
     return MinedSplit(_by_relpath(train), _by_relpath(queries), _by_relpath(index))
 

@@ -41,6 +41,7 @@ from retrieval_core.training.checkpoint import (
 )
 from retrieval_core.training.config import TrainConfig
 from retrieval_core.training.data import CollectionDataset
+from retrieval_core.training.freezing import freeze_early_stages
 from retrieval_core.training.losses import ArcFaceHead, LinearClassifierHead, contrastive_loss
 from retrieval_core.training.sampler import PKSampler
 from retrieval_core.training.validation import ValidationSet, Validator
@@ -145,6 +146,7 @@ class _Run:
         self.amp = cuda if config.amp is None else config.amp
         self.channels_last = cuda if config.channels_last is None else config.channels_last
         self.amp_dtype = autocast_dtype(self.device)
+        self.workers = config.workers or min(8, os.cpu_count() or 1)
 
         self.dataset = CollectionDataset(
             train_items,
@@ -162,6 +164,7 @@ class _Run:
         if config.freeze_batchnorm:
             for module in _batchnorms(self.net):
                 module.requires_grad_(False)
+        freeze_early_stages(self.net.backbone, config.frozen_stages)
         self.whitening = LearnedWhitening(self.net.dim).to(self.device) if config.whitening else None
         self.head = _head(config, self.net.dim, len(self.dataset.classes))
         if self.head is not None:
@@ -205,7 +208,7 @@ class _Run:
             self._start()
         emit = progress or (lambda event: None)
         bs = self.config.batch_size
-        with ThreadPoolExecutor(self.config.workers, thread_name_prefix="train-data") as pool:
+        with ThreadPoolExecutor(self.workers, thread_name_prefix="train-data") as pool:
             while self.state.epoch < self.config.epochs:
                 epoch = self.state.epoch
                 self.sampler.load_state_dict({"epoch": epoch, "position": self.state.position})
@@ -353,7 +356,7 @@ class _Run:
             self.whitening.load_state_dict(init.state_dict())
             return
         extractor = GlobalDescriptorExtractor(self.net, _embedding_config(self.config), self.device)
-        result = extractor.extract_paths([item.path for item in items], workers=self.config.workers)
+        result = extractor.extract_paths([item.path for item in items], workers=self.workers)
         self.whitening.init_from_pca(torch.from_numpy(result.vectors))
 
     # -- checkpoints ---------------------------------------------------------------------------------

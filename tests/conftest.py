@@ -79,7 +79,11 @@ def celery_worker_process(
 ) -> Iterator[subprocess.Popen]:
     """A real ``celery worker`` process consuming both queues, against the test database."""
     log_path = environment.RUN_DIR / "worker.log"
-    env = {**os.environ, "DATABASE_URL": _database_url_of_test_db()}
+    env = {
+        **os.environ,
+        "DATABASE_URL": _database_url_of_test_db(),
+        "WORKER_METRICS_PORT": str(environment.WORKER_METRICS_PORT),
+    }
     with open(log_path, "ab") as log:
         worker = subprocess.Popen(
             [

@@ -20,6 +20,7 @@ if not os.environ.get("KEEP_TEST_RUN_DIR"):  # set it to keep logs, screenshots 
     atexit.register(shutil.rmtree, RUN_DIR, ignore_errors=True)
 REDIS_PORT = free_port()
 MILVUS_PORT = free_port()
+WORKER_METRICS_PORT = free_port()  # the suite's Celery worker serves its metrics here (tests/conftest.py)
 
 os.environ.update(
     {

@@ -382,6 +382,9 @@ LOGGING = {
 # send "Authorization: Bearer <token>" (Prometheus: authorization.credentials).
 WORKER_METRICS_PORT = env_int("WORKER_METRICS_PORT", 0)
 METRICS_TOKEN = env_str("METRICS_TOKEN", "")
+# Read by prometheus_client itself: set (an empty folder of this machine's) in a process that runs several
+# processes, so their metrics add up (gunicorn sets it, deploy/gunicorn.conf.py; a prefork Celery worker).
+PROMETHEUS_MULTIPROC_DIR = env_str("PROMETHEUS_MULTIPROC_DIR", "")
 
 LOGIN_URL = "accounts:login"
 LOGIN_REDIRECT_URL = "operations:collection"

@@ -35,6 +35,8 @@ from django.urls import Resolver404, resolve
 from redis import Redis
 from redis.exceptions import RedisError
 
+from webapp.metrics import REFUSALS
+
 logger = logging.getLogger(__name__)
 
 # The searches: URL name -> the methods that search (the search page's GET searches only with ?similar=).
@@ -51,6 +53,7 @@ class Refusal:
     status: int  # 429 (this client asks too often) or 503 (the server is saturated)
     retry_after: int  # seconds
     message: str
+    reason: str  # the refusals metric's label: rate_limit | admission
 
 
 @lru_cache(maxsize=4)
@@ -83,7 +86,8 @@ def check_rate(client: str, *, cost: int = 1, now: float | None = None) -> Refus
     if count <= limit:
         return None
     retry_after = max(1, int((slot + 1) * window - now + 0.999))
-    return Refusal(429, retry_after, f"Too many searches: at most {limit} per {window} s; retry later.")
+    message = f"Too many searches: at most {limit} per {window} s; retry later."
+    return Refusal(429, retry_after, message, "rate_limit")
 
 
 class AdmissionGate:
@@ -119,6 +123,7 @@ def _drain(request: HttpRequest, chunk: int = 256 * 1024) -> None:
 
 def refused(request: HttpRequest, refusal: Refusal, started: float | None = None) -> JsonResponse:
     """The refusal's response (429 or 503 with ``Retry-After``), after dropping the unread upload."""
+    REFUSALS.labels(refusal.reason).inc()
     _drain(request)
     response = JsonResponse({"error": refusal.message}, status=refusal.status)
     response["Retry-After"] = str(refusal.retry_after)
@@ -149,7 +154,7 @@ class SearchThrottleMiddleware:
         if refusal is not None:
             return refused(request, refusal, started)
         if not self.gate.try_enter(settings.SEARCH_ADMISSION_WAIT_MS / 1000):
-            busy = Refusal(503, 1, "The server is busy with other searches; retry in a second.")
+            busy = Refusal(503, 1, "The server is busy with other searches; retry in a second.", "admission")
             return refused(request, busy, started)
         try:
             return self.get_response(request)

@@ -27,6 +27,7 @@ from webapp.catalog.models import Image, ImageExif
 from webapp.dispatch import send_batches_on_commit, send_on_commit
 from webapp.embeddings.models import EmbeddingModelVersion
 from webapp.media import photo_bytes
+from webapp.metrics import IMAGES_INDEX_FAILED, IMAGES_INDEXED, metered_store
 from webapp.storage import feature_blobs, is_stored_object, local_file, publish_file
 
 logger = logging.getLogger(__name__)
@@ -104,7 +105,8 @@ def get_extractor(config: EmbeddingConfig) -> GlobalDescriptorExtractor:
 
 @lru_cache(maxsize=16)
 def _store(uri: str, collection: str, dim: int, index: AnnIndexParams) -> MilvusVectorStore:
-    return MilvusVectorStore(uri, collection, dim, index=index, token=settings.MILVUS_TOKEN)
+    token = settings.MILVUS_TOKEN
+    return metered_store(lambda: MilvusVectorStore(uri, collection, dim, index=index, token=token))
 
 
 def index_params() -> AnnIndexParams:
@@ -173,6 +175,8 @@ def index_images(
             status=Image.Status.INDEXED, index_error="", indexed_at=timezone.now()
         )
         mark_failed([images[index].pk for index in failed], list(failed.values()))
+    IMAGES_INDEXED.inc(len(ok))
+    IMAGES_INDEX_FAILED.inc(len(failed))
     return {"indexed": len(ok), "failed": len(failed)}
 
 

@@ -46,6 +46,7 @@ from webapp.catalog.services import schedule_analysis, schedule_indexing
 from webapp.dispatch import send_batches_on_commit, send_on_commit
 from webapp.embeddings.models import EmbeddingModelVersion
 from webapp.embeddings.services import collection_store
+from webapp.metrics import MILVUS_ERRORS, RECONCILE_RESENT
 from webapp.operations.models import ReconcileRun, Resend
 from webapp.reranking.local_features import schedule_linking, sift_store
 from webapp.reranking.match_graph import unscanned_images
@@ -57,6 +58,16 @@ SEARCHABLE = (Image.Status.PENDING, Image.Status.INDEXED)
 # How workers.tasks.gpu.index_images records images it gave up on because Milvus was unreachable.
 TRANSIENT_FAILURE = "vector store unavailable"
 _MILVUS_PAGE = 4096
+# The `ReconcileRun` fields that count drift (re-sent work, deleted vectors), one metric label each.
+DRIFT_KINDS = (
+    "requeued_pending",
+    "missing_local_features",
+    "unreadable_local_features",
+    "missing_vectors",
+    "orphan_vectors",
+    "stale_analysis",
+    "unlinked_images",
+)
 
 
 @dataclass(frozen=True)
@@ -94,6 +105,7 @@ def _reconcile(stale: timedelta, now: datetime) -> ReconcileRun:
     try:
         _reconcile_vectors(run, cutoff, now)
     except (MilvusException, ConnectionError, TimeoutError) as error:
+        MILVUS_ERRORS.labels("reconcile").inc()
         logger.warning("could not compare the catalogue with Milvus: %s", error)
         errors.append(f"Milvus: {error}")
     run.stale_analysis = _resend_analysis(cutoff, now)
@@ -101,6 +113,8 @@ def _reconcile(stale: timedelta, now: datetime) -> ReconcileRun:
     run.error = "; ".join(errors)
     run.finished_at = timezone.now()
     run.save()
+    for kind in DRIFT_KINDS:
+        RECONCILE_RESENT.labels(kind).inc(getattr(run, kind))
     if run.drift:
         logger.warning(
             "reconcile: %d pending re-sent, %d/%d missing/unreadable local features, %d missing, %d orphan "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import logging
 import time
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -18,21 +19,32 @@ from retrieval_core.index.filters import SearchFilters
 from retrieval_core.rerank.fusion import RerankedHit
 from retrieval_core.rerank.scorer import RerankMethod
 from retrieval_core.search.decode import decode
+from retrieval_core.search.geolocation import (
+    GeolocationConfig,
+    Location,
+    Unlocated,
+    estimate_location,
+    geo_candidates,
+)
 from retrieval_core.search.pipeline import elapsed_ms
 from retrieval_core.search.recognition import Recognition, RecognitionConfig, recognise
 from webapp.catalog.exif import read_exif
-from webapp.catalog.models import Image
+from webapp.catalog.models import Image, ImageExif
 from webapp.catalog.selectors import images_by_ids
 from webapp.catalog.uploads import check_upload_size
 from webapp.embeddings.services import decode_policy, get_active_version
 from webapp.media import photo_bytes
+from webapp.metrics import observe_search
 from webapp.reranking.models import SearchQuery
 from webapp.search.pipeline import served_pipeline
+
+logger = logging.getLogger(__name__)
 
 __all__ = [
     "SearchHit",
     "SearchResponse",
     "keep_query_photo",
+    "locate",
     "match_points",
     "recognition_config",
     "search_by_photo",
@@ -69,6 +81,22 @@ class SearchResponse:
     filters: dict[str, object] = field(default_factory=dict)
     match_graph: dict[str, int] | None = None
     """``{min_inliers, lifted}`` when the match graph was read (None: off, or not a SIFT re-rank)."""
+    location: Location | Unlocated = field(default_factory=lambda: Unlocated("not estimated"))
+    """Where the photo was taken, estimated from its matches' positions, or why not."""
+
+    def location_dict(self) -> dict[str, object] | None:
+        """``{latitude, longitude, radius_m, confidence, supporting_image_ids, method}`` or None."""
+        loc = self.location
+        if not isinstance(loc, Location):
+            return None
+        return {
+            "latitude": round(loc.latitude, 7),
+            "longitude": round(loc.longitude, 7),
+            "radius_m": round(loc.radius_m, 1),
+            "confidence": loc.confidence,
+            "supporting_image_ids": [int(cast(int, pk)) for pk in loc.supporting_image_ids],
+            "method": loc.method,
+        }
 
     def page_url(self, hit: SearchHit) -> str:
         url = hit.image.get_absolute_url()
@@ -112,6 +140,8 @@ class SearchResponse:
             },
             "filters": self.filters,
             "prediction": self.prediction_dict(),
+            "location": self.location_dict(),
+            "location_reason": self.location.reason if isinstance(self.location, Unlocated) else None,
             "rerank": {
                 "method": self.rerank_method,
                 "weight_global": self.weight_global,
@@ -185,6 +215,7 @@ def search_by_photo(
     # Votes use the catalogue's current labels (a relabel counts at once).
     prediction = recognise(ranked, {pk: image.landmark_id for pk, image in catalogue.items()}, config)
     names = {img.landmark.pk: img.landmark.name for img in catalogue.values() if img.landmark is not None}
+    location = locate(ranked, catalogue, result.method)
     hits = [
         SearchHit(
             rank=rank,
@@ -205,6 +236,7 @@ def search_by_photo(
     if keep_query and any(evidence.values()):
         query_id = str(keep_query_photo(content, evidence).id)
     timings["total"] = elapsed_ms(started)
+    observe_search(timings)
     return SearchResponse(
         hits=hits,
         model_version=version.name,
@@ -219,7 +251,36 @@ def search_by_photo(
         query_image_id=None if query_image is None else query_image.pk,
         filters=_filters_dict(filters),
         match_graph=_match_graph_summary(pipeline.config.graph_verification, result.matched_via),
+        location=location,
     )
+
+
+def locate(
+    ranked: Sequence[RerankedHit], catalogue: Mapping[int, Image], method: str
+) -> Location | Unlocated:
+    """Where the photo was taken, from the catalogue positions of its re-ranked matches (``labels.csv`` or
+    EXIF GPS, both stored as the image's EXIF position); Unlocated with the reason otherwise."""
+    config = GeolocationConfig()
+    positions = {
+        pk: position
+        for pk in (_pk(hit) for hit in ranked[: config.top_n])
+        if (position := _image_position(catalogue[pk])) is not None
+    }
+    if not positions:
+        has_gps = ImageExif.objects.filter(latitude__isnull=False, longitude__isnull=False).exists()
+        return Unlocated(
+            "none of the best matches has a known position"
+            if has_gps
+            else "the collection has no photo positions (no GPS in EXIF, no latitude,longitude in labels.csv)"
+        )
+    scored = [
+        (_pk(hit), hit.fused_score, None if hit.evidence is None else hit.evidence.inliers)
+        for hit in ranked[: config.top_n]
+    ]
+    answer = estimate_location(geo_candidates(scored, positions), config)
+    if isinstance(answer, Location) and answer.method == "first_result":
+        logger.info("location is the first result's position: no verified match (re-rank %s)", method)
+    return answer
 
 
 def _matched_via(matched_via: Mapping[Hashable, Hashable], hit: RerankedHit) -> int | None:

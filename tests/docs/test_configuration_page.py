@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ast
 import re
+from collections.abc import Set
 from pathlib import Path
 
 from webapp import env
@@ -72,7 +73,7 @@ def variables_documented(markdown: str) -> set[str]:
     return names
 
 
-def drift(source: str, markdown: str, also_read: set[str] = frozenset()) -> tuple[set[str], set[str]]:
+def drift(source: str, markdown: str, also_read: Set[str] = frozenset()) -> tuple[set[str], set[str]]:
     """(read but not documented, documented but not read)."""
     read = variables_read(source) | set(also_read)
     documented = variables_documented(markdown)

@@ -155,11 +155,13 @@ def load_checkpoint(path: Path, parts: RunParts) -> RunProgress:
         parts.head.load_state_dict(checkpoint["head"])
     parts.optimizer.load_state_dict(checkpoint["optimizer"])
     parts.scheduler.load_state_dict(checkpoint["scheduler"])
-    parts.scaler.load_state_dict(checkpoint["scaler"])
+    if checkpoint["scaler"]:  # empty from a run without fp16 loss scaling (CPU, bf16): keep a fresh one
+        parts.scaler.load_state_dict(checkpoint["scaler"])
     parts.sampler.load_state_dict(checkpoint["sampler"])
     torch.set_rng_state(checkpoint["rng"]["torch"])
     if torch.cuda.is_available() and checkpoint["rng"]["cuda"]:
-        torch.cuda.set_rng_state_all(checkpoint["rng"]["cuda"])
+        # One state per card of the machine that saved it; this one may have fewer.
+        torch.cuda.set_rng_state_all(checkpoint["rng"]["cuda"][: torch.cuda.device_count()])
     metrics = checkpoint["metrics"]
     return RunProgress(
         epoch=checkpoint["epoch"],

@@ -184,3 +184,19 @@ def test_whitening_from_pca_decorrelates_and_keeps_the_main_directions():
     basis = torch.linalg.qr(reduced.linear.weight.T.double()).Q
     assert (centred @ basis).pow(2).sum() > 0.8 * centred.pow(2).sum()
     assert torch.allclose(reduced(x).norm(dim=-1), torch.ones(500))
+
+
+def test_a_run_without_loss_scaling_resumes_where_fp16_needs_it(collection, tmp_path, monkeypatch):
+    """A bf16 or CPU run saves an empty loss-scaler state; resumed on a card without bf16 (fp16 with loss
+    scaling) it continues with a fresh scaler instead of failing to load the empty one."""
+    from retrieval_core.training import trainer
+
+    config = dataclasses.replace(CONFIG, amp=True, epochs=1)
+    stopped, _ = _run(config, collection, tmp_path / "run", should_stop=iter([False, True]).__next__)
+    assert stopped.stopped and torch.load(stopped.last_checkpoint, weights_only=True)["scaler"] == {}
+
+    monkeypatch.setattr(trainer, "autocast_dtype", lambda device: torch.float16)
+    resumed, events = _run(config, collection, tmp_path / "run", resume=stopped.last_checkpoint)
+    assert not resumed.stopped and resumed.steps == 2
+    assert all(np.isfinite(_losses(events)))
+    assert torch.load(resumed.last_checkpoint, weights_only=True)["scaler"]["scale"] > 0

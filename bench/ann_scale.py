@@ -449,7 +449,7 @@ class FaissEngine:
         import faiss
 
         self.faiss = faiss
-        # One thread: on 2 cores shared with other work, OpenMP's spinning threads built HNSW 2x slower.
+        # One thread: on 2 busy cores, OpenMP's spinning threads built HNSW 2x slower.
         faiss.omp_set_num_threads(1)
         self.index: object = None
 

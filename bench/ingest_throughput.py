@@ -272,8 +272,8 @@ def main() -> None:
 
         root = subset(args.dataset, args.limit, run_dir / "subset")
         paths = [item.path for item in read_collection_report(root).items]
-        # The best thread count of the bare pipeline: every core on a quiet machine, but torch's pool of
-        # 2 slows down far more than 1 thread does when other work preempts it.
+        # The best thread count of the bare pipeline: every core on an idle machine, but torch's pool of
+        # 2 slows down far more than 1 thread does when other processes preempt it.
         runs = {threads: bare_embedding(paths, threads) for threads in sorted({1, os.cpu_count() or 1})}
         by_threads = {threads: wall for threads, (wall, _) in runs.items()}
         best_threads = min(by_threads, key=lambda threads: by_threads[threads])
@@ -294,7 +294,7 @@ def main() -> None:
     bare = 2 * len(paths) / (bare_before + bare_after)
     end_to_end = n / (done - start)
     busy = load_during > (os.cpu_count() or 1)
-    shared = " (above the core count: other work shared the machine)" if busy else ""
+    shared = " (above the core count: wall-clock figures include waiting for a CPU)" if busy else ""
     print(
         f"{args.dataset} ({n} images), {os.cpu_count()} cores, load average {load_before:.1f} at start, "
         f"up to {load_during:.1f} around the import{shared}"
@@ -310,7 +310,7 @@ def main() -> None:
         f"({done - start:.1f} s, of which registering {registered - start:.1f} s)"
     )
     print(f"  ratio end to end / bare      {end_to_end / bare:6.2f}   (target >= 0.45 on 2 cores)")
-    # CPU time hardly depends on other work sharing the cores, wall time does: what an idle machine would
+    # CPU time hardly depends on other processes on the cores, wall time does: what an idle machine would
     # give, if the workers overlap perfectly and the bare pipeline used every core fully (both optimistic).
     used = {label: stack_after.get(label, 0.0) - stack_before.get(label, 0.0) for label in stack_after}
     used["importer"] = importer_cpu

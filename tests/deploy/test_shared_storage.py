@@ -1,8 +1,8 @@
 """Every path that one app process writes and another reads is on storage they share, in docker-compose.yml
 and in the Kubernetes manifests (deploy/k8s): a shared named volume, a ReadWriteMany claim, or the bucket.
 
-The checker (tests/deploy/shared_paths.py) takes the path settings from webapp/settings.py itself, so the
-issue-13 bug (FEATURES_ROOT left on each container's own disk) is caught; the last tests show it would be.
+The checker (tests/deploy/shared_paths.py) takes the path settings from webapp/settings.py itself, so a
+compose file that leaves FEATURES_ROOT on each container's own disk is caught; the last tests show it would be.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ def test_the_shared_paths_include_media_features_and_training_runs() -> None:
     assert all(paths[name].is_relative_to(PurePosixPath("/data")) for name in ("MEDIA_ROOT", "FEATURES_ROOT"))
 
 
-def test_the_compose_file_before_issue_13_fails_the_check() -> None:
+def test_a_compose_file_with_features_on_each_containers_own_disk_fails_the_check() -> None:
     """Each container had its own /app/var/features (SIFT, codebooks) and /app/var (training runs)."""
     compose = _compose()
     old = copy.deepcopy(compose)

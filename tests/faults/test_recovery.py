@@ -19,9 +19,9 @@ from webapp.reranking.local_features import sift_store
 
 pytestmark = [pytest.mark.services, pytest.mark.django_db(transaction=True)]
 # 6 indexing batches of INDEX_TASK_BATCH=8 (tests/environment.py). The fault strikes as soon as the first
-# batch is indexed (seen within FIRST_BATCH_POLL_S), so even a quiet machine has batches left to lose.
-# Recovery includes indexing everything after the fault, which on 2 cores shared with other work takes
-# most of the bound: a Redis-restart run under a load average of 16 spent ~200 s indexing 96 images
+# batch is indexed (seen within FIRST_BATCH_POLL_S), so even an idle machine has batches left to lose.
+# Recovery includes indexing everything after the fault, which on 2 busy cores takes most of the bound:
+# a Redis-restart run under a load average of 16 spent ~200 s indexing 96 images
 # (13 s a batch); 48 images keep that under half the bound. (The Redis test's flakiness itself was a
 # feature batch failing on its progress report while Redis was away, leaving a stored file unrecorded,
 # which the reconciler did not look for: both fixed, workers/tasks/progress.py, webapp/operations.)

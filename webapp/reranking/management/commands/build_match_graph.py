@@ -11,7 +11,7 @@ from webapp.reranking import match_graph
 
 class Command(BaseCommand):
     help = (
-        "Build the match graph (README 'Match graph'): every indexed photo not scanned yet for the current "
+        "Build the match graph: every indexed photo not scanned yet for the current "
         "SIFT settings (all of them with --rescan) is verified against its RERANK_GRAPH_NEIGHBOURS global "
         "neighbours, and its matches are stored. Needs the photos' vectors and local features."
     )

@@ -2,7 +2,7 @@
 and in the Kubernetes manifests (deploy/k8s): a shared named volume, a ReadWriteMany claim, or the bucket.
 
 The checker (tests/deploy/shared_paths.py) takes the path settings from webapp/settings.py itself, so a
-compose file that leaves FEATURES_ROOT on each container's own disk is caught; the last tests show it would be.
+compose file that leaves FEATURES_ROOT on each container's own disk is caught: the last tests show it.
 """
 
 from __future__ import annotations

@@ -22,7 +22,8 @@ from PIL import Image
 
 from retrieval_core.features.global_ import GlobalDescriptorExtractor
 from retrieval_core.imaging import load_image, resize_long_side
-from retrieval_core.models.embedding import EmbeddingConfig, build_embedding_net
+from retrieval_core.models.embedding import build_embedding_net
+from retrieval_core.search.served import SERVED, replace_given
 
 _SYNTHETIC_SIZES = [(1280, 960), (1280, 720), (960, 1280), (1280, 853)]
 
@@ -89,7 +90,9 @@ def main() -> None:
     )
     parser.add_argument("--images", required=True, help="folder of JPEGs, or a number of JPEGs to synthesise")
     parser.add_argument("--limit", type=int, default=96, help="use at most this many images of a folder")
-    parser.add_argument("--image-size", type=int, default=384)
+    parser.add_argument(
+        "--image-size", type=int, default=None, help="default: the served EMBEDDING_IMAGE_SIZE"
+    )
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--threads", type=int, default=2, help="decoding threads")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs of each; the fastest counts")
@@ -105,7 +108,7 @@ def main() -> None:
         if not paths:
             parser.error(f"no JPEG images in {args.images}")
 
-        cfg = EmbeddingConfig(image_size=args.image_size)
+        cfg = replace_given(SERVED.embedding, image_size=args.image_size)
         extractor = RecordingExtractor(build_embedding_net(cfg), cfg, device="cpu")
         n = len(paths)
         print(

@@ -31,14 +31,14 @@ import numpy as np
 
 from retrieval_core.datasets.collection import read_collection
 from retrieval_core.datasets.synthetic import make_scene, render_view
-from retrieval_core.features.sift import LocalFeatures, SiftConfig, extract_sift
+from retrieval_core.features.sift import LocalFeatures, extract_sift
 from retrieval_core.features.store import LocalFeatureStore
-from retrieval_core.search.decode import DecodePolicy, index_local_features
+from retrieval_core.search.decode import index_local_features
+from retrieval_core.search.served import SERVED
 from retrieval_core.storage import CachedBlobStore, LocalBlobStore, S3BlobStore
 from retrieval_core.storage.dev_server import local_s3_server
 
-SERVED_SIFT = SiftConfig(max_keypoints=1000, long_side=640)  # webapp settings SIFT_MAX_KEYPOINTS / LONG_SIDE
-SERVED_DECODE = DecodePolicy(draft_long_side=768, max_pixels=64_000_000)  # DECODE_DRAFT_LONG_SIDE
+SERVED_SIFT, SERVED_DECODE = SERVED.index_sift, SERVED.search.decode
 
 
 def dataset_features(root: Path) -> list[LocalFeatures]:
@@ -62,11 +62,15 @@ def main() -> None:
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--dataset", type=Path, help="a collection folder (labels.csv or one per landmark)")
     source.add_argument("--synthetic", type=int, help="this many synthetic 640x480 scenes instead")
-    parser.add_argument("--candidates", type=int, default=100, help="ids per load_many (RERANK_TOP_K)")
+    parser.add_argument(
+        "--candidates", type=int, default=None, help="ids per load_many (default: the served RERANK_TOP_K)"
+    )
     parser.add_argument("--repeats", type=int, default=30)
     parser.add_argument("--parallel", default="1,16", help="concurrent GETs to try, comma-separated")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
+    if args.candidates is None:
+        args.candidates = SERVED.search.fusion.top_k
     parallel = [int(p) for p in args.parallel.split(",")]
 
     started = time.perf_counter()

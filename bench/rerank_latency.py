@@ -9,7 +9,8 @@ matching, verification, fusion. The whole collection is
 the candidate list (cycled up to ``--candidates``), with made-up descending global scores, so the figures
 are the cost of re-ranking alone; the global ANN search comes on top. The query's own landmark is always
 among the candidates, so the run also tells how often the strongest local evidence (most inliers) is on
-an image of the query's landmark.
+an image of the query's landmark. Options left out take the served value
+(``retrieval_core.search.served.SERVED``).
 """
 
 from __future__ import annotations
@@ -28,13 +29,13 @@ from PIL import Image as PILImage
 
 from retrieval_core.datasets.collection import CollectionItem, read_collection
 from retrieval_core.datasets.synthetic import make_scene, render_view
-from retrieval_core.features.sift import SiftConfig, extract_sift
+from retrieval_core.features.sift import extract_sift
 from retrieval_core.features.store import LocalFeatureStore
 from retrieval_core.imaging import load_image
-from retrieval_core.rerank.fusion import FusionConfig
 from retrieval_core.rerank.scorer import QueryFeatures
-from retrieval_core.rerank.sift_scorer import SiftScorer, VerificationConfig
+from retrieval_core.rerank.sift_scorer import SiftScorer
 from retrieval_core.search.pipeline import ScoredCandidates, rank_candidates
+from retrieval_core.search.served import SERVED, replace_given
 
 STAGES = ("extract_query", "load", "match", "verify", "fuse")
 
@@ -106,28 +107,31 @@ def main() -> None:
     )
     source.add_argument("--synthetic", type=int, metavar="N", help="N synthetic images (2 views per scene)")
     parser.add_argument("--queries", type=int, default=20)
-    parser.add_argument("--candidates", type=int, default=100)
-    parser.add_argument("--index-keypoints", type=int, default=1000)
-    parser.add_argument("--query-keypoints", type=int, default=500)
-    parser.add_argument("--long-side", type=int, default=640)
+    # Left out (None): the served value.
+    parser.add_argument("--candidates", type=int, help="candidates re-ranked (RERANK_TOP_K)")
+    parser.add_argument("--index-keypoints", type=int, help="SIFT_MAX_KEYPOINTS")
+    parser.add_argument("--query-keypoints", type=int, help="SIFT_QUERY_MAX_KEYPOINTS")
+    parser.add_argument("--long-side", type=int, help="SIFT_LONG_SIDE")
     parser.add_argument("--threads", type=int, default=1, help="OpenCV + BLAS threads (default 1)")
-    parser.add_argument("--geometry", choices=("homography", "fundamental"), default="homography")
+    parser.add_argument("--geometry", choices=("homography", "fundamental"), help="RERANK_GEOMETRY")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
-    index_cfg = SiftConfig(max_keypoints=args.index_keypoints, long_side=args.long_side)
-    query_cfg = SiftConfig(max_keypoints=args.query_keypoints, long_side=args.long_side)
+    index_cfg = replace_given(SERVED.index_sift, max_keypoints=args.index_keypoints, long_side=args.long_side)
+    query_cfg = replace_given(SERVED.query_sift, max_keypoints=args.query_keypoints, long_side=args.long_side)
+    fusion = replace_given(SERVED.search.fusion, top_k=args.candidates)
+    candidates = fusion.top_k
     if args.synthetic:
         collection, queries = synthetic_images(args.synthetic, args.queries, (480, 640), args.seed)
     else:
-        collection, queries = dataset_images(args.dataset, args.queries, args.long_side)
+        collection, queries = dataset_images(args.dataset, args.queries, index_cfg.long_side)
     if not collection or not queries:
         raise SystemExit("need at least one collection image and one query")
-    fusion = FusionConfig(top_k=args.candidates)
 
     with threads(args.threads), tempfile.TemporaryDirectory() as tmp:
         store = LocalFeatureStore(Path(tmp), index_cfg.key)
-        scorer = SiftScorer(store, query_cfg, VerificationConfig(geometry=args.geometry))
+        verification = replace_given(SERVED.verification, geometry=args.geometry)
+        scorer = SiftScorer(store, query_cfg, verification, min_inliers=fusion.min_inliers)
         start = time.perf_counter()
         n_keypoints = []
         for image in collection:
@@ -150,9 +154,9 @@ def main() -> None:
             same = [i for i in ids if landmark_of[i] == query.landmark]
             others = [ids[j] for j in rng.permutation(len(ids)) if landmark_of[ids[j]] != query.landmark]
             pool = (same + others) or ids
-            cand_ids = [pool[i % len(pool)] for i in range(args.candidates)]
+            cand_ids = [pool[i % len(pool)] for i in range(candidates)]
             cand_ids = [cand_ids[j] for j in rng.permutation(len(cand_ids))]
-            scores = np.sort(rng.uniform(0.3, 0.9, args.candidates))[::-1]
+            scores = np.sort(rng.uniform(0.3, 0.9, candidates))[::-1]
 
             t0 = time.perf_counter()
             local = scorer.score(
@@ -179,7 +183,7 @@ def main() -> None:
                 best = max(hits, key=lambda h: h.local_score or 0.0)
                 top1_correct += landmark_of[best.image_id] == query.landmark
 
-    print(f"{len(queries)} queries x {args.candidates} candidates (query {args.query_keypoints} keypoints)")
+    print(f"{len(queries)} queries x {candidates} candidates (query {query_cfg.max_keypoints} keypoints)")
     print(f"{'stage':<14}{'p50 ms':>9}{'p95 ms':>9}{'mean ms':>9}")
     for stage, values in per_stage.items():
         ms = np.array(values) * 1e3

@@ -5,8 +5,8 @@ product's decode policy), then runs each query through the same pipeline ``POST 
 decode, global embedding, ANN top-K in Milvus, query SIFT, loading the candidates' SIFT, matching,
 verification, fusion; and prints p50/p95 per stage and end to end, plus top-1 accuracy before and after
 re-ranking. Target (2 cores): end-to-end p50 <= 0.4 s with K = 100. (The HTTP layer and the catalogue join
-come on top: see bench/load.py.) Every option defaults to the served setting: the compact local-feature
-format, verified query expansion, the recognised landmark first (Milvus holds each photo's landmark id).
+come on top: see bench/load.py.) Every option left out takes the served value
+(``retrieval_core.search.served.SERVED``); Milvus holds each photo's landmark id, as served.
 
     .venv/bin/python bench/search_latency.py --dataset ../shared/datasets/sfm_landmarks --queries 30
 """
@@ -24,18 +24,15 @@ import torch
 from retrieval_core.datasets.collection import landmark_ids, read_collection
 from retrieval_core.features.compact import LocalFeatureFormat
 from retrieval_core.features.global_ import GlobalDescriptorExtractor
-from retrieval_core.features.sift import SiftConfig
 from retrieval_core.features.store import LocalFeatureStore
 from retrieval_core.index.exact import ExactIndex
 from retrieval_core.index.milvus_store import MilvusVectorStore
-from retrieval_core.models.embedding import EmbeddingConfig
 from retrieval_core.rerank.feature_cache import CachedFeatureSource
-from retrieval_core.rerank.fusion import FusionConfig
-from retrieval_core.rerank.sift_scorer import SiftScorer, VerificationConfig
+from retrieval_core.rerank.sift_scorer import SiftScorer
 from retrieval_core.runtime import limit_native_threads
-from retrieval_core.search.config import SearchConfig
 from retrieval_core.search.decode import DecodePolicy, decode, index_local_features, local_features_key
 from retrieval_core.search.pipeline import SearchPipeline
+from retrieval_core.search.served import SERVED, replace_given
 from webapp import localstack
 
 STAGES = (
@@ -56,21 +53,20 @@ def main() -> None:
     )
     parser.add_argument("--dataset", type=Path, required=True, help="collection folder")
     parser.add_argument("--queries", type=int, default=30)
-    parser.add_argument("--top-k", type=int, default=100)
-    parser.add_argument("--image-size", type=int, default=384)
-    parser.add_argument("--index-keypoints", type=int, default=1000)
-    parser.add_argument("--query-keypoints", type=int, default=500)
-    parser.add_argument("--weight-global", type=float, default=0.5)
-    parser.add_argument("--geometry", choices=["fundamental", "homography"], default="fundamental")
-    parser.add_argument("--min-inliers", type=int, default=12, help="as RERANK_MIN_INLIERS (served: 12)")
-    parser.add_argument("--verified-expansion", type=int, default=5, help="RERANK_VERIFIED_EXPANSION")
-    parser.add_argument("--verified-expansion-inliers", type=int, default=15)
-    parser.add_argument("--landmark-first", type=float, default=0.1, help="RERANK_LANDMARK_FIRST")
-    parser.add_argument(
-        "--landmark-first-majority", type=float, default=0.7, help="RERANK_LANDMARK_FIRST_MAJORITY"
-    )
-    parser.add_argument("--landmark-first-lift", type=float, default=3.0, help="RERANK_LANDMARK_FIRST_LIFT")
-    parser.add_argument("--local-format", default="2bit-uint16-k750", help="LOCAL_FEATURES_FORMAT")
+    # Left out (None): the served value.
+    parser.add_argument("--top-k", type=int, help="candidates re-ranked (RERANK_TOP_K)")
+    parser.add_argument("--image-size", type=int, help="EMBEDDING_IMAGE_SIZE")
+    parser.add_argument("--index-keypoints", type=int, help="SIFT_MAX_KEYPOINTS")
+    parser.add_argument("--query-keypoints", type=int, help="SIFT_QUERY_MAX_KEYPOINTS")
+    parser.add_argument("--weight-global", type=float, help="FUSION_WEIGHT_GLOBAL")
+    parser.add_argument("--geometry", choices=["fundamental", "homography"], help="RERANK_GEOMETRY")
+    parser.add_argument("--min-inliers", type=int, help="RERANK_MIN_INLIERS")
+    parser.add_argument("--verified-expansion", type=int, help="RERANK_VERIFIED_EXPANSION")
+    parser.add_argument("--verified-expansion-inliers", type=int, help="RERANK_VERIFIED_EXPANSION_INLIERS")
+    parser.add_argument("--landmark-first", type=float, help="RERANK_LANDMARK_FIRST")
+    parser.add_argument("--landmark-first-majority", type=float, help="RERANK_LANDMARK_FIRST_MAJORITY")
+    parser.add_argument("--landmark-first-lift", type=float, help="RERANK_LANDMARK_FIRST_LIFT")
+    parser.add_argument("--local-format", help="LOCAL_FEATURES_FORMAT")
     parser.add_argument("--threads", type=int, default=2, help="torch threads; BLAS and OpenCV run on 1")
     parser.add_argument(
         "--compare",
@@ -89,12 +85,13 @@ def main() -> None:
     )
     queries = [items[i] for i in sorted(query_positions)]
     index = [item for i, item in enumerate(items) if i not in query_positions]
-    embedding = EmbeddingConfig(image_size=args.image_size)
+    embedding = replace_given(SERVED.embedding, image_size=args.image_size)
     extractor = GlobalDescriptorExtractor.from_config(embedding)
-    policy = DecodePolicy.for_embedding(embedding)
-    index_sift = SiftConfig(max_keypoints=args.index_keypoints)
-    query_sift = SiftConfig(max_keypoints=args.query_keypoints)
-    fusion = FusionConfig(
+    policy = DecodePolicy.for_embedding(embedding, SERVED.search.decode.max_pixels)
+    index_sift = replace_given(SERVED.index_sift, max_keypoints=args.index_keypoints)
+    query_sift = replace_given(SERVED.query_sift, max_keypoints=args.query_keypoints)
+    fusion = replace_given(
+        SERVED.search.fusion,
         weight_global=args.weight_global,
         top_k=args.top_k,
         min_inliers=args.min_inliers,
@@ -102,14 +99,14 @@ def main() -> None:
         landmark_first_majority=args.landmark_first_majority,
         landmark_first_lift=args.landmark_first_lift,
     )
-    search = SearchConfig(
-        k=10,
+    search = replace_given(
+        SERVED.search,
         fusion=fusion,
         decode=policy,
         verified_expansion=args.verified_expansion,
         verified_expansion_inliers=args.verified_expansion_inliers,
     )
-    fmt = LocalFeatureFormat.parse(args.local_format)
+    fmt = LocalFeatureFormat.parse(args.local_format or SERVED.local_format)
     label_ids = landmark_ids(item.landmark for item in index)  # as Milvus holds them
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -135,7 +132,7 @@ def main() -> None:
             print(
                 f"indexed {len(ids)} images in {time.perf_counter() - started:.1f} s; {len(queries)} queries"
             )
-            verification = VerificationConfig(geometry=args.geometry)  # type: ignore[arg-type]
+            verification = replace_given(SERVED.verification, geometry=args.geometry)
             cache = CachedFeatureSource(sift_store, 256 * 2**20)
             variants = {
                 "product": SearchPipeline(

@@ -9,7 +9,9 @@ fails on a second statement). The library's own dataclass defaults (``FusionConf
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from retrieval_core.features.sift import SiftConfig
 from retrieval_core.models.embedding import EmbeddingConfig
@@ -20,7 +22,12 @@ from retrieval_core.search.config import SearchConfig
 from retrieval_core.search.decode import DecodePolicy
 from retrieval_core.search.recognition import RecognitionConfig
 
-__all__ = ["SERVED", "ServedConfig"]
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+__all__ = ["SERVED", "ServedConfig", "replace_given"]
+
+_Config = TypeVar("_Config", bound="DataclassInstance")
 
 
 @dataclass(frozen=True)
@@ -98,3 +105,9 @@ SERVED = ServedConfig(
     vlad_clusters=64,
 )
 """The served configuration (see the module docstring)."""
+
+
+def replace_given(config: _Config, **changes: Any) -> _Config:
+    """``dataclasses.replace`` with only the changes that are not None: a command-line option left out
+    (argparse default None) keeps the served value."""
+    return dataclasses.replace(config, **{k: v for k, v in changes.items() if v is not None})

@@ -7,17 +7,18 @@ that ``POST /api/search/`` runs; its candidates are scored once and every v only
 
 from __future__ import annotations
 
+import dataclasses
 from collections import defaultdict
 from collections.abc import Callable
 
 import numpy as np
 from django.conf import settings
 
-from retrieval_core.rerank.fusion import FusionConfig
 from retrieval_core.rerank.scorer import RerankMethod
 from retrieval_core.search.tuning import tune_fusion_weight
 from webapp.catalog.models import Image
 from webapp.media import photo_bytes
+from webapp.reranking.fusion import fusion_config
 from webapp.reranking.models import FusionSetting
 from webapp.search.pipeline import served_pipeline
 
@@ -58,7 +59,8 @@ def tune_fusion(
     queries = validation_queries(seed=seed, per_landmark=per_landmark)
     if not queries:
         raise ValueError("no labelled, indexed images to tune on: import a labelled collection first")
-    probe = FusionConfig(weight_global=1.0, top_k=settings.RERANK_TOP_K, local_method=method)
+    # The served fusion (inlier floor, verified and landmark first) at the served depth; only v varies.
+    probe = dataclasses.replace(fusion_config(method), weight_global=1.0, top_k=settings.RERANK_TOP_K)
     pipeline = served_pipeline(method, fusion=probe)
     members: dict[int, set[int]] = defaultdict(set)
     for pk, landmark_id in Image.objects.filter(status=Image.Status.INDEXED).values_list("pk", "landmark_id"):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from tqdm import tqdm
 
@@ -15,11 +16,16 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("--method", choices=["sift", "vlad", "patches"], default="sift")
+        parser.add_argument(
+            "--method", choices=["sift", "vlad", "patches"], default=None, help="default: RERANK_METHOD"
+        )
         parser.add_argument("--seed", type=int, default=0)
         parser.add_argument("--per-landmark", type=int, default=2, help="validation queries per landmark")
 
-    def handle(self, *args: object, method: str, seed: int, per_landmark: int, **options: object) -> None:
+    def handle(
+        self, *args: object, method: str | None, seed: int, per_landmark: int, **options: object
+    ) -> None:
+        method = method or settings.RERANK_METHOD
         with tqdm(desc=f"tuning {method}", unit="query", disable=options["verbosity"] == 0) as bar:
 
             def progress(done: int, total: int) -> None:

@@ -2,15 +2,17 @@
 
 Layouts (``detect_layout`` checks them in this order):
 
-- ``labels_csv``: ``root/labels.csv`` with columns ``image,landmark[,split]``; ``image`` is relative to
-  ``root``; an empty ``split`` means "not assigned" (``None``). The shared development sets use it.
+- ``labels_csv``: ``root/labels.csv`` with columns ``image,landmark[,split][,latitude,longitude]``; ``image``
+  is relative to ``root``; an empty ``split`` means "not assigned" (``None``). The shared development sets
+  use it. ``latitude,longitude`` (decimal degrees, both or neither per row) say where a photo was taken for
+  collections whose GPS is not in EXIF; they win over EXIF.
 - ``gldv2``: Google Landmarks v2 files ``train.csv`` (``id,url,landmark_id``) and/or ``index.csv`` (``id``).
   Image ``abc…`` lies at ``train/a/b/c/abc….jpg`` (``index/a/b/c/…`` for the index) or directly at
   ``a/b/c/abc….jpg`` under ``root``, as the official tar files unpack. Train images get ``split=None`` (the
   caller decides what is trained on); index images get ``split="index"`` and, since ``index.csv`` has no
   labels, ``landmark=UNLABELLED`` unless it carries a ``landmark_id`` column.
-- ``folders``: one folder per landmark, ``root/<landmark>/**/*.jpg|jpeg|png|webp``; hidden files and folders
-  are ignored.
+- ``folders``: one folder per landmark, ``root/<landmark>/**/*.jpg|jpeg|png|webp|heic|heif|avif``; hidden
+  files and folders are ignored.
 - ``flat``: photos directly under ``root`` and no landmark folders: every image is unlabelled.
 
 In ``labels.csv`` an empty ``landmark`` means unlabelled (``UNLABELLED``): such images are indexed and
@@ -24,16 +26,19 @@ labels, no images at all) raises ``CollectionFormatError``.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Literal
 
+from retrieval_core.datasets.positions import Position, valid_position
+
 Layout = Literal["gldv2", "labels_csv", "folders", "flat"]
 LAYOUTS: tuple[Layout, ...] = ("gldv2", "labels_csv", "folders", "flat")
 
-IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp"})
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".heic", ".heif", ".avif"})
 UNLABELLED = ""
 """Landmark of images whose label is unknown (GLDv2 index images): usable as distractors only."""
 
@@ -62,6 +67,8 @@ class CollectionItem:
     relpath: str
     landmark: str
     split: str | None
+    position: Position | None = None
+    """``(latitude, longitude)`` from ``labels.csv`` (None: not given there; EXIF may still have it)."""
 
 
 @dataclass(frozen=True)
@@ -110,15 +117,19 @@ def read_collection_report(root: Path, layout: Layout | None = None) -> Collecti
         raise CollectionFormatError(f"unknown layout {layout!r}; expected one of {', '.join(LAYOUTS)}")
     root = root.resolve()
     skipped: list[str] = []
+    positions: dict[str, Position] = {}
     if layout == "labels_csv":
-        rows = _read_labels_csv(root, skipped)
+        rows = _read_labels_csv(root, skipped, positions)
     elif layout == "gldv2":
         rows = _read_gldv2(root, skipped)
     elif layout == "flat":
         rows = _read_flat(root, skipped)
     else:
         rows = _read_folders(root, skipped)
-    items = _deduplicate(root, rows, skipped)
+    items = [
+        dataclasses.replace(item, position=positions[item.relpath]) if item.relpath in positions else item
+        for item in _deduplicate(root, rows, skipped)
+    ]
     if not items:
         detail = f" ({len(skipped)} rows/files skipped, first: {skipped[0]})" if skipped else ""
         raise CollectionFormatError(f"no images found in {root} ({layout} layout){detail}")
@@ -172,14 +183,36 @@ def _csv_rows(path: Path, required: tuple[str, ...]) -> Iterator[tuple[int, dict
             yield reader.line_num, {k: (v or "").strip() for k, v in row.items() if isinstance(k, str)}
 
 
-def _read_labels_csv(root: Path, skipped: list[str]) -> Iterator[tuple[str, str, str | None]]:
+def _read_labels_csv(
+    root: Path, skipped: list[str], positions: dict[str, Position]
+) -> Iterator[tuple[str, str, str | None]]:
+    """Rows of ``labels.csv``; positions given in its ``latitude,longitude`` columns go to ``positions``."""
     for line, row in _csv_rows(root / "labels.csv", ("image", "landmark")):
         where = f"labels.csv line {line}"
         relpath = _safe_relpath(row["image"], where)
         if not (root / relpath).is_file():
             skipped.append(f"{relpath}: file missing ({where})")
             continue
+        position = _csv_position(row, where)
+        if position is not None:
+            positions[relpath] = position
         yield relpath, row["landmark"], row.get("split") or None
+
+
+def _csv_position(row: dict[str, str], where: str) -> Position | None:
+    """The row's ``latitude,longitude`` (both empty or absent: None); a half or invalid pair is refused."""
+    raw = (row.get("latitude", ""), row.get("longitude", ""))
+    if not any(raw):
+        return None
+    try:
+        latitude, longitude = (float(value) for value in raw)
+    except ValueError:
+        raise CollectionFormatError(
+            f"{where}: latitude,longitude must both be decimal degrees, got {raw[0]!r},{raw[1]!r}"
+        ) from None
+    if not valid_position(latitude, longitude):
+        raise CollectionFormatError(f"{where}: ({latitude}, {longitude}) is not a position on Earth")
+    return latitude, longitude
 
 
 def _read_gldv2(root: Path, skipped: list[str]) -> Iterator[tuple[str, str, str | None]]:

@@ -45,6 +45,15 @@ def test_labels_csv_with_splits_and_an_unreadable_file(tmp_path: Path) -> None:
     assert Image.objects.count() == 3
 
 
+def test_labels_csv_positions_are_stored_as_the_photos_positions(tmp_path: Path) -> None:
+    for i in range(2):
+        _jpeg(tmp_path / f"{i}.jpg", i)
+    (tmp_path / "labels.csv").write_text("image,landmark,latitude,longitude\n0.jpg,,51.5,-0.125\n1.jpg,,,\n")
+    assert "2 new" in _import(tmp_path)
+    stored = {image.source: (image.exif.latitude, image.exif.longitude) for image in Image.objects.all()}
+    assert stored == {"0.jpg": (51.5, -0.125), "1.jpg": (None, None)}
+
+
 def test_gldv2_layout(tmp_path: Path) -> None:
     rows = []
     for i, image_id in enumerate(["abc123", "abd456", "fed789"]):

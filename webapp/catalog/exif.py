@@ -9,10 +9,11 @@ from datetime import UTC, datetime
 from PIL import ExifTags
 from PIL import Image as PILImage
 
+from retrieval_core.datasets.positions import exif_position
+
 logger = logging.getLogger(__name__)
 
 _EXIF_IFD = ExifTags.IFD.Exif
-_GPS_IFD = ExifTags.IFD.GPSInfo
 _DATETIME_ORIGINAL = ExifTags.Base.DateTimeOriginal
 _DATETIME = ExifTags.Base.DateTime
 
@@ -39,14 +40,14 @@ def read_exif(image: PILImage.Image) -> ExifData:
         ("taken_at", _taken_at),
         ("camera_make", lambda e: _text(e.get(ExifTags.Base.Make))),
         ("camera_model", lambda e: _text(e.get(ExifTags.Base.Model))),
-        ("orientation", _orientation),
+        ("orientation", lambda e: _orientation(e, image.info.get("original_orientation"))),
     ):
         try:
             fields[name] = reader(exif)
         except Exception as error:
             logger.warning("ignoring malformed EXIF %s: %s", name, error)
     try:
-        fields["latitude"], fields["longitude"] = _gps(exif)
+        fields["latitude"], fields["longitude"] = exif_position(exif) or (None, None)
     except Exception as error:
         logger.warning("ignoring malformed EXIF GPS: %s", error)
     return ExifData(**fields)  # type: ignore[arg-type]
@@ -73,30 +74,10 @@ def _taken_at(exif: PILImage.Exif) -> datetime | None:
         return None
 
 
-def _orientation(exif: PILImage.Exif) -> int | None:
-    value = exif.get(ExifTags.Base.Orientation)
+def _orientation(exif: PILImage.Exif, original: object = None) -> int | None:
+    """``original``: the orientation a HEIF decoder applied itself (its EXIF then says 1)."""
+    value = exif.get(ExifTags.Base.Orientation) if original is None else original
     if value is None:
         return None
     value = int(value)
     return value if 1 <= value <= 8 else None
-
-
-def _gps(exif: PILImage.Exif) -> tuple[float | None, float | None]:
-    gps = exif.get_ifd(_GPS_IFD)
-    if not gps:
-        return None, None
-    latitude = _degrees(gps.get(ExifTags.GPS.GPSLatitude), gps.get(ExifTags.GPS.GPSLatitudeRef), "S")
-    longitude = _degrees(gps.get(ExifTags.GPS.GPSLongitude), gps.get(ExifTags.GPS.GPSLongitudeRef), "W")
-    if latitude is None or longitude is None:
-        return None, None
-    if not (-90 <= latitude <= 90 and -180 <= longitude <= 180):
-        return None, None
-    return latitude, longitude
-
-
-def _degrees(dms: object, ref: object, negative_ref: str) -> float | None:
-    if dms is None:
-        return None
-    degrees, minutes, seconds = (float(part) for part in dms)  # type: ignore[union-attr]
-    value = degrees + minutes / 60 + seconds / 3600
-    return -value if _text(ref).upper() == negative_ref else value

@@ -6,6 +6,7 @@ commits. Registering the same bytes from the same source twice returns the exist
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import logging
@@ -30,7 +31,10 @@ from webapp.dispatch import Event, announce, send_on_commit
 logger = logging.getLogger(__name__)
 
 THUMBNAIL_SIZE = 320
-_EXTENSIONS = {"JPEG": ".jpg", "PNG": ".png", "WEBP": ".webp", "BMP": ".bmp", "TIFF": ".tif", "GIF": ".gif"}
+_EXTENSIONS = {
+    "JPEG": ".jpg", "PNG": ".png", "WEBP": ".webp", "BMP": ".bmp", "TIFF": ".tif", "GIF": ".gif",
+    "HEIF": ".heic", "AVIF": ".avif",
+}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -64,8 +68,12 @@ def register_image(
     landmark: Landmark | None = None,
     split: str = "",
     schedule: bool = True,
+    position: tuple[float, float] | None = None,
 ) -> RegisteredImage:
-    """Validate, store and record one photo; raise ImageLoadError with a user-facing message if bad."""
+    """Validate, store and record one photo; raise ImageLoadError with a user-facing message if bad.
+
+    ``position``: where the photo was taken when the collection says so (``labels.csv``); it wins over EXIF.
+    """
     check_upload_size(len(content), original_name)
     sha256 = hashlib.sha256(content).hexdigest()
     existing = Image.objects.filter(sha256=sha256, source=source).first()
@@ -76,6 +84,8 @@ def register_image(
     with PILImage.open(io.BytesIO(content)) as header:
         image_format = header.format or "UNKNOWN"
         exif = read_exif(header)
+    if position is not None:
+        exif = dataclasses.replace(exif, latitude=position[0], longitude=position[1])
     stored_name = _store_file(f"images/{sha256[:2]}/{sha256}{_EXTENSIONS.get(image_format, '.img')}", content)
     thumbnail_name = _store_file(f"thumbs/{sha256[:2]}/{sha256}.jpg", _thumbnail_jpeg(decoded))
     try:
@@ -167,6 +177,7 @@ def import_collection(
                 landmark=landmark,
                 split=_split_value(item.split),
                 schedule=False,
+                position=item.position,
             )
         except (ImageLoadError, OSError) as error:
             report.failed.append((item.relpath, str(error)))

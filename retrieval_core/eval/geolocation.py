@@ -9,12 +9,15 @@ better by answering less.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
+from pathlib import Path
 
 import numpy as np
 
-from retrieval_core.datasets.positions import Position
+from retrieval_core.datasets.collection import CollectionFormatError, read_collection
+from retrieval_core.datasets.positions import Position, collection_positions
+from retrieval_core.rerank.fusion import RerankedHit
 from retrieval_core.search.geolocation import (
     CONFIDENCE_RADIUS_M,
     DEFAULT_CONFIG,
@@ -23,6 +26,7 @@ from retrieval_core.search.geolocation import (
     Location,
     distance_m,
     estimate_location,
+    geo_candidates,
 )
 
 __all__ = [
@@ -34,6 +38,9 @@ __all__ = [
     "compare_geolocation",
     "fit_confidence",
     "geolocation_scores",
+    "geolocation_summary",
+    "protocol_positions",
+    "ranked_cases",
 ]
 
 THRESHOLDS_M: tuple[float, ...] = (25.0, 100.0, 1000.0)
@@ -156,3 +163,46 @@ def fit_confidence(
     model = LogisticRegression(C=10.0).fit(np.array(features), np.array(outcomes))
     w_evidence, w_share = (float(w) for w in model.coef_[0])
     return float(model.intercept_[0]), w_evidence, w_share
+
+
+def protocol_positions(root: Path, images: Iterable[str]) -> dict[str, Position]:
+    """relpath -> position of the evaluated images that have one: ``labels.csv``'s columns where the
+    collection has them, else the photo's EXIF GPS (empty: the collection has no positions)."""
+    wanted = set(images)
+    try:
+        given = {item.relpath: item.position for item in read_collection(root)}
+    except CollectionFormatError:
+        given = {}
+    return collection_positions((name, root / name, given.get(name)) for name in sorted(wanted))
+
+
+def ranked_cases(
+    rankings: Mapping[str, Sequence[RerankedHit]], positions: Mapping[str, Position], top_n: int
+) -> list[GeoCase]:
+    """One case per query with a position: its first ``top_n`` hits that have one, with their global
+    score and verified inliers, as the served search hands them to the estimator."""
+    cases = []
+    for query, hits in rankings.items():
+        if query not in positions:
+            continue
+        scored = [
+            (str(hit.image_id), hit.global_score, None if hit.evidence is None else hit.evidence.inliers)
+            for hit in hits[:top_n]
+        ]
+        cases.append(GeoCase(query, positions[query], tuple(geo_candidates(scored, positions))))
+    return cases
+
+
+def geolocation_summary(
+    rankings: Mapping[str, Mapping[str, Sequence[RerankedHit]]],
+    positions: Mapping[str, Position],
+    config: GeolocationConfig = DEFAULT_CONFIG,
+) -> dict[str, object] | None:
+    """Query set name -> the estimator against 1-NN on its queries (``GeolocationComparison.as_dict``);
+    None when no query has a position."""
+    out: dict[str, object] = {}
+    for name, by_query in rankings.items():
+        cases = ranked_cases(by_query, positions, config.top_n)
+        if cases:
+            out[name] = compare_geolocation(cases, config).as_dict()
+    return out or None

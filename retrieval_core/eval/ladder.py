@@ -45,6 +45,7 @@ from retrieval_core.eval.extraction import (
     patch_key,
 )
 from retrieval_core.eval.feature_cache import FeatureCache
+from retrieval_core.eval.geolocation import geolocation_summary, protocol_positions
 from retrieval_core.eval.ladder_config import LadderConfig
 from retrieval_core.eval.metrics import (
     average_precision_at_k,
@@ -70,8 +71,14 @@ from retrieval_core.search.config import SearchConfig
 from retrieval_core.search.dba import augment_database
 from retrieval_core.search.decode import DecodePolicy, local_features_key
 from retrieval_core.search.match_graph import InMemoryMatchGraph, MatchGraph, build_match_graph
-from retrieval_core.search.pipeline import Embedder, ScoredCandidates, SearchPipeline, rank_candidates
-from retrieval_core.search.recognition import apply_threshold, choose_threshold, recognise
+from retrieval_core.search.pipeline import (
+    Embedder,
+    ScoredCandidates,
+    SearchPipeline,
+    rank_and_recognise,
+    rank_candidates,
+)
+from retrieval_core.search.recognition import apply_threshold, choose_threshold
 from retrieval_core.search.served import SERVED, ServedConfig
 from retrieval_core.search.tuning import tune_fusion_weight
 
@@ -111,6 +118,8 @@ class _Run:
     notes: list[str]
     progress: LadderProgress | None
     labels: Mapping[str, str] = field(default_factory=dict)
+    positions: Mapping[str, tuple[float, float]] = field(default_factory=dict)
+    """relpath -> (latitude, longitude), for geolocation (empty: the collection has no positions)."""
     """relpath -> landmark, for recognition GAP (empty: the collection has no labels)."""
     paths: dict[str, Path] = field(init=False)
     sets: dict[str, QuerySet] = field(init=False)
@@ -163,7 +172,8 @@ def run_ladder(
     if not proto.queries:
         raise ValueError(f"{root}: no reported query has a relevant index image ({proto.summary()})")
     cache = FeatureCache(cache_dir, collection=proto.root)
-    run = _Run(proto, cache, config, ladder, [*proto.notes], progress, _landmark_labels(proto.root))
+    labels, positions = _landmark_labels(proto.root), protocol_positions(proto.root, proto.images)
+    run = _Run(proto, cache, config, ladder, [*proto.notes], progress, labels, positions)
     patches, vlad_k, vlad_whiten = ladder.patches, ladder.vlad_k, ladder.vlad_whiten
 
     models_run: list[_Global] = []
@@ -385,6 +395,7 @@ def _global_row(run: _Run, model: _Global) -> LadderRow:
         per_query_ap=per_query,
         rankings=rankings,
         gap=gap,
+        geolocation=_geolocation(run, scored, run.search.fusion),
         recognition_threshold=threshold,
     )
 
@@ -616,6 +627,7 @@ def _local_row(
         rankings=rankings,
         tuning=tuple(table),
         gap=recognition[0],
+        geolocation=_geolocation(run, scored, chosen),
         recognition_threshold=recognition[1],
     )
 
@@ -623,6 +635,18 @@ def _local_row(
 def _percentile_ms(seconds: Sequence[float], q: float) -> float:
     """The ``q``-th percentile of per-query seconds, in milliseconds (NaN: no queries)."""
     return 1e3 * float(np.nanpercentile(seconds, q)) if len(seconds) else float("nan")
+
+
+def _geolocation(run: _Run, scored: Mapping[str, Scored], fusion: FusionConfig) -> dict[str, object] | None:
+    """Where each query was taken, estimated as served from the row's own ranking, against the first
+    result's position (``retrieval_core.eval.geolocation``); None without positions."""
+    if not run.positions:
+        return None
+    rankings = {
+        name: {q: rank_candidates(s, fusion) for q, (s, _) in by_query.items()}
+        for name, by_query in scored.items()
+    }
+    return geolocation_summary(rankings, run.positions, run.served.geolocation)
 
 
 def _landmark_labels(root: Path) -> dict[str, str]:
@@ -637,10 +661,11 @@ def _landmark_labels(root: Path) -> dict[str, str]:
 def _recognition(
     run: _Run, scored: Mapping[str, Scored], fusion: FusionConfig
 ) -> tuple[float | None, float | None]:
-    """GAP on the reported queries with the threshold chosen on the validation ones (``recognise`` over
-    the same ranking the product shows); None, None without labels."""
+    """GAP on the reported queries with the threshold chosen on the validation ones (the recognition the
+    product makes, ``rank_and_recognise``, from the index's label ids); None, None without labels."""
     if not run.labels:
         return None, None
+    names: dict[Hashable | None, str] = {i: name for name, i in landmark_ids(run.labels.values()).items()}
 
     def predictions(
         queries: Sequence[EvalQuery], name: str
@@ -650,8 +675,8 @@ def _recognition(
             if q.relpath not in scored[name]:
                 out.append((None, 0.0))
                 continue
-            answer = recognise(rank_candidates(scored[name][q.relpath][0], fusion), run.labels)
-            out.append((None if answer.landmark is None else str(answer.landmark), answer.confidence))
+            _, answer = rank_and_recognise(scored[name][q.relpath][0], fusion, run.search.recognition)
+            out.append((names.get(answer.landmark), answer.confidence))
         return out, [run.labels.get(q.relpath) for q in queries]
 
     threshold = 0.0

@@ -67,6 +67,9 @@ class LadderRow:
     """The "not in the collection" confidence threshold, chosen on the validation queries."""
     p95_latency_ms: float = float("nan")
     """The 95th percentile of the same per-query latencies as ``median_latency_ms``."""
+    geolocation: Mapping[str, Any] | None = None
+    """Query set -> the location estimator against the first result's position (share within 25 m, 100 m,
+    1 km and median error; ``retrieval_core.eval.geolocation``); None when the collection has no GPS."""
 
 
 @dataclass(frozen=True)
@@ -106,7 +109,7 @@ class LadderReport:
                 f"{_pct(r.recall_at_k)} | {_pct(r.validation_map)} | {v} | {_gap(r)} | "
                 f"{_latency(r)} | {_size(r.index_bytes)} |"
             )
-        return "\n".join(lines) + "\n"
+        return "\n".join(lines + _geolocation_table(self.rows)) + "\n"
 
     def to_dict(self, *, rankings: bool = False) -> dict[str, Any]:
         rows = []
@@ -150,6 +153,36 @@ class LadderReport:
         row = self.row(worst_of) if worst_of else self.rows[-1]
         paths.append(plot_worst_queries(self, row, out / f"worst_queries_{row.id}.png", n_worst))
         return paths
+
+
+def _geolocation_table(rows: Sequence[LadderRow]) -> list[str]:
+    """Where the photos were taken: the estimator and the first result's position, per row and query set."""
+    located = [row for row in rows if row.geolocation]
+    if not located:
+        return []
+    lines = [
+        "",
+        "Geolocation (estimated position vs the first result's position, 1-NN):",
+        "",
+        "| id | queries | ≤ 25 m | ≤ 100 m | ≤ 1 km | median error "
+        "| 1-NN ≤ 25 m | 1-NN ≤ 100 m | 1-NN ≤ 1 km | 1-NN median |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for row in located:
+        for name, result in (row.geolocation or {}).items():
+            estimator, first = result["estimator"], result["first_result"]
+            lines.append(
+                f"| {row.id} | {name} ({estimator['queries']}) | "
+                + " | ".join(_pct(v) for v in estimator["within"].values())
+                + f" | {_metres(estimator['median_error_m'])} | "
+                + " | ".join(_pct(v) for v in first["within"].values())
+                + f" | {_metres(first['median_error_m'])} |"
+            )
+    return lines
+
+
+def _metres(value: float) -> str:
+    return "-" if math.isnan(value) else "∞" if math.isinf(value) else f"{value:.0f} m"
 
 
 def _gap(row: LadderRow) -> str:

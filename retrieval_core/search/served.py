@@ -10,7 +10,7 @@ fails on a second statement). The library's own dataclass defaults (``FusionConf
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from retrieval_core.features.sift import SiftConfig
@@ -20,6 +20,7 @@ from retrieval_core.rerank.scorer import RerankMethod
 from retrieval_core.rerank.sift_scorer import VerificationConfig
 from retrieval_core.search.config import SearchConfig
 from retrieval_core.search.decode import DecodePolicy
+from retrieval_core.search.geolocation import GeolocationConfig
 from retrieval_core.search.recognition import RecognitionConfig
 
 if TYPE_CHECKING:
@@ -35,9 +36,9 @@ class ServedConfig:
     """One search as served, and what indexing stores for it.
 
     search: results, fusion (weight, re-rank depth, inlier floor, verified / landmark first), patches,
-    decoding and the query-side levers (``SearchConfig``);
+    decoding, the query-side levers and recognition (how many results vote for the landmark, and the
+    confidence below which none is named) (``SearchConfig``);
     rerank_method: the re-ranking a search runs when it names none;
-    recognition: how many results vote for the landmark, and the confidence below which none is named;
     embedding: the global model E1 (the pretrained backbone a new deployment indexes with);
     index_sift / query_sift: SIFT of index photos and of a query (fewer keypoints: matching cost halves);
     verification: matching and geometric verification of the SIFT re-rank;
@@ -45,12 +46,12 @@ class ServedConfig:
     graph_neighbours: global neighbours each index photo is verified against for the match graph (read
     only when ``search.graph_verification`` > 0);
     dba_neighbours / dba_alpha: database-side augmentation of the indexed vectors (0 = off);
-    vlad_clusters: codebook size of the VLAD re-rank.
+    vlad_clusters: codebook size of the VLAD re-rank;
+    geolocation: how a search estimates where its photo was taken from its matches' positions.
     """
 
     search: SearchConfig
     rerank_method: RerankMethod
-    recognition: RecognitionConfig
     embedding: EmbeddingConfig
     index_sift: SiftConfig
     query_sift: SiftConfig
@@ -60,6 +61,7 @@ class ServedConfig:
     dba_neighbours: int
     dba_alpha: float
     vlad_clusters: int
+    geolocation: GeolocationConfig = field(default_factory=GeolocationConfig)
 
     def __post_init__(self) -> None:
         if self.search.fusion.local_method != self.rerank_method and self.rerank_method != "none":
@@ -89,9 +91,9 @@ SERVED = ServedConfig(
         verified_expansion=5,
         verified_expansion_inliers=15,
         graph_verification=0,
+        recognition=RecognitionConfig(top_n=10, threshold=0.25),
     ),
     rerank_method="sift",
-    recognition=RecognitionConfig(top_n=10, threshold=0.25),
     embedding=EmbeddingConfig(
         backbone="tf_efficientnet_lite0", weights="imagenet", image_size=384, gem_p=3.0, scales=(1.0,)
     ),
@@ -103,6 +105,16 @@ SERVED = ServedConfig(
     dba_neighbours=0,
     dba_alpha=3.0,
     vlad_clusters=64,
+    geolocation=GeolocationConfig(
+        top_n=50,
+        group_radius_m=40.0,
+        verified_inliers=12,
+        verified_weight=5.0,
+        inlier_saturation=20.0,
+        score_temperature=0.02,
+        min_radius_m=10.0,
+        confidence_weights=(-2.007, 0.401, 3.122),
+    ),
 )
 """The served configuration (see the module docstring)."""
 

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import dataclasses
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,7 +20,6 @@ from retrieval_core.models.embedding import EmbeddingConfig, build_embedding_net
 from retrieval_core.rerank.sift_scorer import VerificationConfig
 from retrieval_core.search.config import SearchConfig
 from retrieval_core.search.decode import DecodePolicy, local_features_key
-from retrieval_core.search.recognition import RecognitionConfig
 from retrieval_core.search.served import ServedConfig
 
 PRETRAINED = EmbeddingConfig(image_size=160)
@@ -30,7 +30,6 @@ FIRST_GRID = (0.0, 0.25, 0.5, 0.75, 1.0)
 SEARCH = ServedConfig(
     search=SearchConfig(),
     rerank_method="sift",
-    recognition=RecognitionConfig(),
     embedding=PRETRAINED,
     index_sift=SIFT,
     query_sift=SIFT,
@@ -150,3 +149,31 @@ def test_whitening_and_query_expansion_run_through_the_same_pipeline(world: Worl
     assert "PCA-whitened to 6" in e1.method and "aQE n=1" in e1.method and "DBA k=1" in e1.method
     assert 0.0 <= e1.map_at_k <= 1.0 and sum(report.extracted.values()) == 0  # cached features reused
     assert report.settings["whiten"] == 6
+
+
+def test_gps_tagged_collection_reports_geolocation_against_the_first_result(
+    world: World, tmp_path: Path
+) -> None:
+    """Each landmark's photos carry one position (labels.csv columns): the 1-NN figure is the share of
+    queries whose first result is of their own landmark, and the estimator is measured beside it."""
+    root = tmp_path / "gps"
+    shutil.copytree(world.root, root)
+    images = sorted(path.relative_to(root).as_posix() for path in root.rglob("*.jpg"))
+    rows = [f"{name},{name.split('/')[0]},,{48 + 0.01 * int(name[9:12])},11.5" for name in images]
+    (root / "labels.csv").write_text("image,landmark,split,latitude,longitude\n" + "\n".join(rows) + "\n")
+    report = run_ladder(root, SEARCH, ONE_MODEL, cache_dir=tmp_path / "cache", device="cpu")
+    for row in report.rows:
+        assert row.geolocation is not None and set(row.geolocation) == {"reported", "validation"}
+        reported = row.geolocation["reported"]
+        own_landmark_first = [
+            ranking[0].split("/")[0] == query.split("/")[0] for query, ranking in row.rankings.items()
+        ]
+        assert reported["first_result"]["queries"] == len(report.queries)
+        assert reported["first_result"]["within"]["25m"] == pytest.approx(
+            sum(own_landmark_first) / len(own_landmark_first)
+        )
+        within = reported["estimator"]["within"]
+        assert 0.0 <= within["25m"] <= within["100m"] <= within["1000m"] <= 1.0
+    assert report.row("E5").geolocation["reported"]["estimator"]["within"]["25m"] >= 2 / 3  # type: ignore[index]
+    assert "Geolocation (estimated position" in report.to_markdown()
+    assert world.report.rows[0].geolocation is None  # no positions: nothing claimed

@@ -11,12 +11,20 @@ import math
 import os
 from typing import BinaryIO
 
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError, features
+from pillow_heif import register_heif_opener
 
 __all__ = ["SUPPORTED_FORMATS", "ImageLoadError", "load_image", "resize_long_side"]
 
+# Phone photos: HEIF/HEIC (iPhones' default) through libheif. Registered on import, so every PIL
+# `Image.open` of the process (EXIF reading, thumbnails) reads them. libheif applies the orientation while
+# decoding and reports the EXIF orientation as 1, keeping the original in ``info["original_orientation"]``.
+register_heif_opener()
+# AVIF is Pillow's own (its wheels ship libavif).
+_AVIF = frozenset({"AVIF"}) if features.check("avif") else frozenset()
+
 # PIL format names; GIF and multi-page TIFF are read from their first frame.
-SUPPORTED_FORMATS: frozenset[str] = frozenset({"JPEG", "PNG", "WEBP", "BMP", "TIFF", "GIF"})
+SUPPORTED_FORMATS: frozenset[str] = frozenset({"JPEG", "PNG", "WEBP", "BMP", "TIFF", "GIF", "HEIF"}) | _AVIF
 
 ImageSource = bytes | str | os.PathLike[str] | BinaryIO
 

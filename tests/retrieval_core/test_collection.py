@@ -230,3 +230,17 @@ def test_flat_folder_is_unlabelled(tmp_path: Path) -> None:
         ("b.png", UNLABELLED),
     ]
     assert any("notes.txt" in reason for reason in report.skipped)
+
+
+def test_phone_photo_files_are_part_of_a_folder_collection(tmp_path: Path) -> None:
+    """iPhones name their photos IMG_0001.HEIC: HEIC, HEIF and AVIF files are read like JPEGs."""
+    for name in ("tower/IMG_0001.HEIC", "tower/b.heif", "bridge/c.avif", "bridge/d.jpg", "bridge/e.txt"):
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_bytes(b"x")
+    items = read_collection(tmp_path)
+    assert [(item.relpath, item.landmark) for item in items] == [
+        ("bridge/c.avif", "bridge"),
+        ("bridge/d.jpg", "bridge"),
+        ("tower/IMG_0001.HEIC", "tower"),
+        ("tower/b.heif", "tower"),
+    ]

@@ -167,3 +167,29 @@ def test_path_argument_types_are_accepted(tmp_path: Path):
     path = tmp_path / "x.bmp"
     _gradient(8, 6).save(path)
     assert load_image(str(path)).size == load_image(path).size == (8, 6)
+
+
+@pytest.mark.parametrize("image_format", ["HEIF", "AVIF"])
+def test_phone_formats_decode_upright(image_format):
+    """HEIC and AVIF, written with EXIF orientation 6 (a phone held upright), decode like the JPEG does."""
+    from tests.phone_photos import encode_phone_photo
+
+    array = np.zeros((40, 80, 3), np.uint8)
+    array[:, :, 2] = 255
+    array[:16, :16] = (255, 0, 0)  # red mark in the stored top-left corner
+    data = encode_phone_photo(array, image_format, orientation=6)
+    with Image.open(io.BytesIO(data)) as header:
+        assert header.format == image_format
+    loaded = load_image(data)
+    assert loaded.mode == "RGB" and loaded.size == (40, 80)
+    r, _, b = loaded.getpixel((loaded.width - 4, 4))  # the mark is now top-right
+    assert r > 200 and b < 60
+    assert loaded.getpixel((4, 4))[2] > 200
+
+
+def test_a_truncated_heic_is_a_clear_error():
+    from tests.phone_photos import encode_phone_photo
+
+    data = encode_phone_photo(np.full((64, 64, 3), 90, np.uint8), "HEIF")
+    with pytest.raises(ImageLoadError):
+        load_image(data[: len(data) // 2])

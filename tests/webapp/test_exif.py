@@ -6,9 +6,11 @@ import io
 from datetime import UTC, datetime
 
 import numpy as np
+import pytest
 from PIL import ExifTags
 from PIL import Image as PILImage
 
+from tests.phone_photos import LATITUDE, LONGITUDE, PHONE_FORMATS, TAKEN_AT, encode_phone_photo
 from webapp.catalog.exif import read_exif
 
 
@@ -53,3 +55,16 @@ def test_bad_date_and_out_of_range_gps_are_dropped() -> None:
     data = read_exif(_jpeg_with_exif(exif))
     assert data.taken_at is None
     assert data.latitude is None and data.longitude is None
+
+
+@pytest.mark.parametrize("image_format", PHONE_FORMATS)
+def test_phone_photos_keep_time_gps_orientation_and_camera(image_format: str) -> None:
+    """HEIC's decoder applies the orientation itself and reports 1: the catalogue keeps the original 6."""
+    data = encode_phone_photo(np.full((32, 48, 3), 120, np.uint8), image_format, orientation=6)
+    with PILImage.open(io.BytesIO(data)) as image:
+        assert image.format == image_format
+        exif = read_exif(image)
+    assert exif.taken_at == TAKEN_AT
+    assert exif.orientation == 6
+    assert exif.camera_make == "Apple" and exif.camera_model == "iPhone 15"
+    assert abs(exif.latitude - LATITUDE) < 1e-6 and abs(exif.longitude - LONGITUDE) < 1e-6

@@ -74,7 +74,7 @@ def _taken_at(exif: PILImage.Exif) -> datetime | None:
         return None
 
 
-def _orientation(exif: PILImage.Exif, original: object = None) -> int | None:
+def _orientation(exif: PILImage.Exif, original: int | None = None) -> int | None:
     """``original``: the orientation a HEIF decoder applied itself (its EXIF then says 1)."""
     value = exif.get(ExifTags.Base.Orientation) if original is None else original
     if value is None:

@@ -13,6 +13,14 @@ landmarks from mining, which then sees the rest WITHOUT labels. Training is the 
 ImageNet on the mined pseudo-landmarks, the checkpoint chosen by validation mAP@100 on mined validation
 pairs; the reported queries decide nothing. Prints mining statistics, agreement of the mined components
 with the true landmarks of the mined images, timings, and global mAP@100 before / after per set.
+
+``--unlabelled`` takes one ROOT with its own evaluation protocol (``ground_truth.json``) and treats it as
+an unlabelled library, as ``train --recipe self ROOT`` does: every photo but its ``split=query`` ones is
+mined, without labels; the printed checkpoints are then scored by ``manage.py evaluate ROOT --checkpoint``
+(the ImageNet row in the same run):
+
+    .venv/bin/python bench/self_supervised.py ../shared/datasets/indoor_tower --unlabelled \
+        --out /tmp/ft/indoor_tower --frozen-stages 4 --lr 1e-5 --supervised
 """
 
 from __future__ import annotations
@@ -39,7 +47,7 @@ from retrieval_core.features.global_ import GlobalDescriptorExtractor
 from retrieval_core.models.embedding import EmbeddingConfig
 from retrieval_core.training import TrainConfig, TrainEvent, ValidationSet, checkpoint_embedding_config, train
 from retrieval_core.training.collection_mining import DEFAULT_SIFT, prepare_collection_features
-from retrieval_core.training.mining import MiningConfig, mine
+from retrieval_core.training.mining import MiningConfig, MiningState, mine, summarise
 from retrieval_core.training.self_supervised import cluster_agreement, held_out_images, mined_split
 
 
@@ -112,7 +120,16 @@ def main() -> None:
         help="also train the supervised e3 recipe with the same schedule on the same photos mining saw, "
         "with their true labels, and report it beside the self-supervised model",
     )
+    parser.add_argument("--frozen-stages", type=int, default=0, help="backbone stages kept at ImageNet's")
+    parser.add_argument("--whitening", action="store_true", help="learn a whitening layer after GeM")
+    parser.add_argument(
+        "--unlabelled",
+        action="store_true",
+        help="one ROOT, mined without labels except its split=query photos; score with `evaluate`",
+    )
     args = parser.parse_args()
+    if args.unlabelled and len(args.roots) != 1:
+        parser.error("--unlabelled takes exactly one ROOT")
     torch.set_num_threads(args.threads)
     cv2.setNumThreads(1)
     threadpool_limits(1)  # BLAS in matching: one thread is fastest on 2 shared cores
@@ -121,10 +138,14 @@ def main() -> None:
     def log(message: str) -> None:
         print(f"[{time.perf_counter() - start:7.1f} s] {message}", file=sys.stderr, flush=True)
 
-    items = merged_items(args.roots)
+    if args.unlabelled:  # the folder's own protocol scores; its query photos are never mined
+        items = [item for item in read_collection(args.roots[0]) if item.split != "query"]
+        queries = []
+    else:
+        items = merged_items(args.roots)
+        queries = evaluation_queries(items, args.seed, args.eval_fraction, args.queries_per_landmark)
     paths = {item.relpath: item.path for item in items}
-    truth = {item.relpath: item.landmark for item in items}
-    queries = evaluation_queries(items, args.seed, args.eval_fraction, args.queries_per_landmark)
+    truth = {item.relpath: item.landmark for item in items if item.landmark}
     query_names = {q.relpath for q in queries}
     index = [item for item in items if item.relpath not in query_names]
     reported = [
@@ -142,11 +163,12 @@ def main() -> None:
     t_features = time.perf_counter() - t0
     log(f"features (global {args.image_size} px + RootSIFT 1000 @ 640 px): {t_features:.0f} s")
 
-    config = MiningConfig(neighbours=args.neighbours, min_inliers=args.min_inliers)
+    config = MiningConfig(neighbours=args.neighbours)  # verification; --min-inliers only summarises
     t0 = time.perf_counter()
     mined_ids = [i for i in features.ids if i not in held]
+    state_dir = args.out / f"mining-{args.seed}-{args.neighbours}"
     result = mine(
-        args.out / f"mining-{args.seed}-{args.neighbours}-{args.min_inliers}",
+        state_dir,
         mined_ids,
         features.index,
         features.sift,
@@ -154,8 +176,10 @@ def main() -> None:
         progress=lambda s, d, t: log(f"{s} {d}/{t}") if d == t or d % 5 == 0 else None,
     )
     assert result is not None
+    if args.min_inliers != config.min_inliers:
+        result = summarise(MiningState.open(state_dir).with_threshold(args.min_inliers))
     t_mining = time.perf_counter() - t0
-    agreement = cluster_agreement({i: truth[i] for i in mined_ids}, result)
+    agreement = cluster_agreement({i: truth[i] for i in mined_ids if i in truth}, result)
     stats = {k: v for k, v in result.statistics.items() if k != "component_sizes"}
     log(f"mining: {t_mining:.0f} s; {json.dumps(stats)}")
     log(f"component sizes: {result.statistics['component_sizes'][:30]}")
@@ -164,7 +188,8 @@ def main() -> None:
         f"purity {agreement.purity:.3f}, coverage {agreement.coverage:.3f}"
     )
 
-    split = mined_split(result, paths, seed=args.seed)
+    mined_paths: dict[str | int, Path] = {key: path for key, path in paths.items()}
+    split = mined_split(result, mined_paths, seed=args.seed)
     validation = ValidationSet(split.val_queries, split.val_index)
     train_config = TrainConfig(
         recipe="e3",
@@ -175,6 +200,8 @@ def main() -> None:
         lr=args.lr,
         image_size=args.image_size,
         seed=args.seed,
+        frozen_stages=args.frozen_stages,
+        whitening=args.whitening,
         workers=args.threads,
         device="cpu",
     )
@@ -189,7 +216,8 @@ def main() -> None:
             score = 100 * (event.validation_map or 0)
             log(f"epoch {event.epoch}: loss {event.loss:.4f} val mAP@100 {score:.2f}")
 
-    schedule = f"{args.epochs}x{args.steps_per_epoch}-{args.image_size}-lr{args.lr:g}"
+    schedule = f"{args.epochs}x{args.steps_per_epoch}-{args.image_size}-lr{args.lr:g}-f{args.frozen_stages}"
+    schedule += "-w" if args.whitening else ""
     run_dir = args.out / f"run-{args.seed}-{schedule}"
     trained = train(train_config, split.train, validation, run_dir, progress=report)
     t_training = time.perf_counter() - t0
@@ -206,11 +234,11 @@ def main() -> None:
             raise SystemExit(f"{len(features.ids) - len(extracted.indices)} images failed to decode")
         return extracted.vectors
 
-    vectors = {"ImageNet": features.index.vectors, "self": embed(trained.best_checkpoint)}
+    checkpoints = {"self": trained.best_checkpoint}
     if args.supervised:
         # The photos mining saw, with their true labels: what e3 would learn from the same pool.
         seen = set(mined_ids)
-        pool = [item for item in items if item.relpath in seen]
+        pool = [item for item in items if item.relpath in seen and item.relpath in truth]
         train_items, val_queries, val_index = split_within_landmarks(pool, seed=args.seed, val_queries=1)
         log(f"supervised e3: {len(train_items)} labelled photos, {len(val_queries)} validation queries")
         t0 = time.perf_counter()
@@ -223,14 +251,21 @@ def main() -> None:
         )
         assert supervised.best_checkpoint is not None
         log(f"supervised training: {time.perf_counter() - t0:.0f} s, best epoch {supervised.best_epoch}")
-        vectors["e3 (labels)"] = embed(supervised.best_checkpoint)
-    sets = sorted({q.relpath.split("/", 1)[0] for q in queries})
-    print(f"\nmAP@100 (%) on reported queries never used for mining ({args.image_size} px, global only)")
-    print(f"{'set':20s} {'queries':>8s}" + "".join(f"{name:>13s}" for name in vectors))
-    for name in [*sets, "all"]:
-        chosen = [q for q in reported if name == "all" or q.relpath.startswith(f"{name}/")]
-        scores = [100 * _map_at_100(chosen, features.ids, v, query_names) for v in vectors.values()]
-        print(f"{name:20s} {len(chosen):8d}" + "".join(f"{score:13.2f}" for score in scores))
+        checkpoints["e3 (labels)"] = supervised.best_checkpoint
+    if args.unlabelled:
+        flags = " ".join(f"--checkpoint {path}" for path in checkpoints.values())
+        print(f"\ncheckpoints: {json.dumps({name: str(path) for name, path in checkpoints.items()})}")
+        print(f"score them: manage.py evaluate {args.roots[0]} --image-size {args.image_size} {flags}")
+    else:
+        vectors = {"ImageNet": features.index.vectors}
+        vectors.update({name: embed(path) for name, path in checkpoints.items()})
+        sets = sorted({q.relpath.split("/", 1)[0] for q in queries})
+        print(f"\nmAP@100 (%) on reported queries never used for mining ({args.image_size} px, global only)")
+        print(f"{'set':20s} {'queries':>8s}" + "".join(f"{name:>13s}" for name in vectors))
+        for name in [*sets, "all"]:
+            chosen = [q for q in reported if name == "all" or q.relpath.startswith(f"{name}/")]
+            scores = [100 * _map_at_100(chosen, features.ids, v, query_names) for v in vectors.values()]
+            print(f"{name:20s} {len(chosen):8d}" + "".join(f"{score:13.2f}" for score in scores))
     before_val, after_val = 100 * (trained.initial_map or 0), 100 * (trained.best_map or 0)
     print(f"\nvalidation (mined) mAP@100: {before_val:.2f} -> {after_val:.2f}")
     print(

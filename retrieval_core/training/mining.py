@@ -299,6 +299,12 @@ class MiningState:
             ]
         return out
 
+    def with_threshold(self, min_inliers: int) -> MiningState:
+        """The same verified pairs summarised at another positive threshold, without verifying again
+        (verification stores raw inlier counts; ``min_inliers`` only decides `summarise`)."""
+        config = dataclasses.replace(self.config, min_inliers=min_inliers)
+        return MiningState(self.directory, config, self.ids, self.pairs)
+
     # -- manifest --
 
     @classmethod

@@ -179,10 +179,14 @@ class RequestMetricsMiddleware:
     def __call__(self, request: HttpRequest) -> HttpResponse:
         started = time.perf_counter()
         response = self.get_response(request)
-        REQUEST_LATENCY.labels(route_name(request), request.method or "", str(response.status_code)).observe(
+        method = request.method if request.method in _METHODS else "other"  # a client names any method
+        REQUEST_LATENCY.labels(route_name(request), method, str(response.status_code)).observe(
             time.perf_counter() - started
         )
         return response
+
+
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
 def route_name(request: HttpRequest) -> str:

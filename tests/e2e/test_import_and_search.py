@@ -58,6 +58,8 @@ def test_new_view_of_a_landmark_retrieves_it_first(
         assert min(hit["inliers"] for hit in same) > 30
         assert max(hit["inliers"] for hit in other) < 15
         assert all(hit["local_score"] is not None for hit in results)
+        # No photo of this collection has a position: no location, and the reason why.
+        assert payload["location"] is None and "no photo positions" in payload["location_reason"]
 
     # The result page draws the verified matches between the query and the result.
     best = results[0]

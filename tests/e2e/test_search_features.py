@@ -95,6 +95,13 @@ def test_unlabelled_import_recognition_filters_batch_similar_and_contract(
         assert payload["results"][0]["image_id"] in prediction["evidence"]["voters"]
         assert payload["query"]["position"]["latitude"] == pytest.approx(PLACES[name][0][0], abs=1e-4)
         assert all(hit["position"] is not None for hit in payload["results"])
+        # Where it was taken: the verified matches' place (landmark_000 and _002 are 2 km apart).
+        location = payload["location"]
+        assert location["method"] == "verified_group" and payload["location_reason"] is None
+        assert location["latitude"] == pytest.approx(PLACES[name][0][0], abs=2e-4)
+        assert location["longitude"] == pytest.approx(PLACES[name][0][1], abs=2e-4)
+        assert payload["results"][0]["image_id"] in location["supporting_image_ids"]
+        assert location["radius_m"] >= 10 and 0.5 < location["confidence"] <= 1
     stranger = encode_jpeg(render_view(make_scene(4242, (240, 320)), rng, out_size=(240, 320))[0])
     response = client.post("/api/search/", {"image": io.BytesIO(stranger)})
     unknown = contract.check("/api/search/", "post", response)["prediction"]
@@ -139,6 +146,7 @@ def test_unlabelled_import_recognition_filters_batch_similar_and_contract(
     assert [s["status"] for s in batch["searches"]] == [200, 400, 200]
     assert batch["searches"][0]["result"]["prediction"]["landmark"]["name"] == "landmark_000"
     assert batch["searches"][2]["result"]["prediction"]["landmark"]["name"] == "landmark_002"
+    assert batch["searches"][2]["result"]["location"]["latitude"] == pytest.approx(48.8764, abs=2e-4)
     assert "not an image" in batch["searches"][1]["error"]
     contract.check("/api/search/batch/", "post", client.post("/api/search/batch/", {}))
 
@@ -155,6 +163,8 @@ def test_unlabelled_import_recognition_filters_batch_similar_and_contract(
         and similar["prediction"]["landmark"]["name"] == "landmark_001"
     )
     assert similar["query"]["position"]["latitude"] == pytest.approx(41.8902, abs=1e-4)
+    assert similar["location"]["latitude"] == pytest.approx(41.8902, abs=2e-4)
+    assert source.pk not in similar["location"]["supporting_image_ids"]
     filtered = client.get(f"/api/images/{source.pk}/similar/", {"landmark": str(landmarks["landmark_000"])})
     assert {
         h["landmark"]["name"]

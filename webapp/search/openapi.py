@@ -38,7 +38,7 @@ def _errors(*codes: int) -> dict[str, Any]:
     return {str(code): _json(_ERROR, meaning[code]) for code in codes}
 
 
-_PARAMETERS = {
+_PARAMETERS: dict[str, dict[str, object]] = {
     "k": {"type": "integer", "minimum": 1, "maximum": 100, "description": "results (default SEARCH_TOP_K)"},
     "rerank": {"type": "string", "enum": ["sift", "vlad", "patches", "none"]},
     "landmark": {"type": "integer", "description": "only images of this landmark id"},
@@ -295,6 +295,48 @@ OPENAPI: dict[str, Any] = {
             },
             "Landmark": _LANDMARK,
             "Position": _POSITION,
+            "Location": {
+                "type": ["object", "null"],
+                "description": "Where the photo was taken, estimated from the positions (EXIF GPS or "
+                "labels.csv) of its re-ranked matches; null when it cannot be (location_reason says why).",
+                "required": [
+                    "latitude",
+                    "longitude",
+                    "radius_m",
+                    "confidence",
+                    "supporting_image_ids",
+                    "method",
+                ],
+                "additionalProperties": False,
+                "properties": {
+                    "latitude": {"type": "number", "minimum": -90, "maximum": 90},
+                    "longitude": {"type": "number", "minimum": -180, "maximum": 180},
+                    "radius_m": {
+                        "type": "number",
+                        "minimum": 0,
+                        "description": "How far the supporting matches spread around it, in metres.",
+                    },
+                    "confidence": {
+                        "type": "number",
+                        "minimum": 0,
+                        "maximum": 1,
+                        "description": "Calibrated probability that it is within 25 m of the truth.",
+                    },
+                    "supporting_image_ids": {
+                        "type": "array",
+                        "items": {"type": "integer"},
+                        "minItems": 1,
+                        "description": "The matches the position rests on, strongest first.",
+                    },
+                    "method": {
+                        "type": "string",
+                        "enum": ["verified_group", "agreeing_matches", "first_result", "best_match"],
+                        "description": "verified_group: verified matches at one place; agreeing_matches: "
+                        "several near-best matches at one place, none verified; first_result / best_match: "
+                        "one match's position, nothing agreeing with it.",
+                    },
+                },
+            },
             "Prediction": {
                 "type": "object",
                 "required": ["landmark", "confidence", "recognised", "evidence"],
@@ -371,6 +413,8 @@ OPENAPI: dict[str, Any] = {
                     "query",
                     "filters",
                     "prediction",
+                    "location",
+                    "location_reason",
                     "rerank",
                     "timings_ms",
                     "results",
@@ -399,6 +443,12 @@ OPENAPI: dict[str, Any] = {
                         },
                     },
                     "prediction": {"$ref": "#/components/schemas/Prediction"},
+                    "location": {"$ref": "#/components/schemas/Location"},
+                    "location_reason": {
+                        "type": ["string", "null"],
+                        "description": "Why location is null (the collection has no positions, none of the "
+                        "best matches has one); null when there is a location.",
+                    },
                     "rerank": {
                         "type": "object",
                         "required": ["method", "weight_global"],

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import logging
 import time
 from collections.abc import Hashable, Mapping, Sequence
@@ -20,14 +19,14 @@ from retrieval_core.rerank.fusion import RerankedHit
 from retrieval_core.rerank.scorer import RerankMethod
 from retrieval_core.search.decode import decode
 from retrieval_core.search.geolocation import (
-    GeolocationConfig,
     Location,
     Unlocated,
     estimate_location,
     geo_candidates,
 )
 from retrieval_core.search.pipeline import elapsed_ms
-from retrieval_core.search.recognition import Recognition, RecognitionConfig, recognise
+from retrieval_core.search.recognition import Recognition
+from retrieval_core.search.served import SERVED
 from webapp.catalog.exif import read_exif
 from webapp.catalog.models import Image, ImageExif
 from webapp.catalog.selectors import images_by_ids
@@ -36,9 +35,12 @@ from webapp.embeddings.services import decode_policy, get_active_version
 from webapp.media import photo_bytes
 from webapp.metrics import observe_search
 from webapp.reranking.models import SearchQuery
-from webapp.search.pipeline import served_pipeline
+from webapp.search.pipeline import recognition_config, served_pipeline
 
 logger = logging.getLogger(__name__)
+
+GEOLOCATION = SERVED.geolocation
+"""The estimator as served (calibrated on validation queries; ``retrieval_core.search.served``)."""
 
 __all__ = [
     "SearchHit",
@@ -188,14 +190,16 @@ def search_by_photo(
     top-``RERANK_TOP_K`` is re-ranked with ``method`` (default ``RERANK_METHOD``); the best ``k`` are
     returned with their fused, global and local scores. With SIFT evidence and ``keep_query``, the query is
     kept so result pages can draw the matches. ``filters`` (landmark, capture date, radius) are applied
-    by Milvus before the top-k; the response also names the predicted landmark (``recognise`` over the
-    re-ranked hits, current catalogue labels). ``query_image``: the collection image searched from
-    ("more like this"), excluded from its own results.
+    by Milvus before the top-k; the response also names the predicted landmark (the pipeline's one
+    recognition over the re-ranked hits, with the labels the index holds: a relabel re-labels the index at
+    once). ``query_image``: the collection image searched from ("more like this"), excluded from its own
+    results. The photo is decoded once, here, with the served decode policy, so bad input is refused
+    before any service is contacted; the pipeline and the EXIF position read the decoded photo.
     """
     k = k or settings.SEARCH_TOP_K
     check_upload_size(len(content), "the photo")
     started = time.perf_counter()
-    image = decode(content, decode_policy())  # bad input is refused before any service is contacted
+    image = decode(content, decode_policy())
     decoded_ms = elapsed_ms(started)
     version = get_active_version()
     pipeline = served_pipeline(method or settings.RERANK_METHOD, version=version)
@@ -203,8 +207,8 @@ def search_by_photo(
     result = pipeline.search(image, k=k, exclude_ids=exclude, filters=filters)
     result.timings_ms["decode"] = decoded_ms
     mark = time.perf_counter()
-    config = recognition_config()
-    catalogue = images_by_ids([_pk(hit) for hit in result.hits[: max(k, config.top_n) + 20]])
+    looked_at = max(k, pipeline.config.recognition.top_n, GEOLOCATION.top_n) + 20
+    catalogue = images_by_ids([_pk(hit) for hit in result.hits[:looked_at]])
     # An image deleted from the catalogue but not yet from Milvus is skipped, not shown broken.
     ranked = [
         hit
@@ -212,8 +216,7 @@ def search_by_photo(
         if _pk(hit) in catalogue and catalogue[_pk(hit)].status != Image.Status.EXCLUDED
     ]
     present = ranked[:k]
-    # Votes use the catalogue's current labels (a relabel counts at once).
-    prediction = recognise(ranked, {pk: image.landmark_id for pk, image in catalogue.items()}, config)
+    prediction = result.recognition  # named once, by the pipeline, from the labels the index holds
     names = {img.landmark.pk: img.landmark.name for img in catalogue.values() if img.landmark is not None}
     location = locate(ranked, catalogue, result.method)
     hits = [
@@ -247,7 +250,7 @@ def search_by_photo(
         timings_ms=timings,
         prediction=prediction,
         landmark_names=names,
-        query_position=_image_position(query_image) if query_image is not None else _photo_position(content),
+        query_position=_image_position(query_image) if query_image is not None else _photo_position(image),
         query_image_id=None if query_image is None else query_image.pk,
         filters=_filters_dict(filters),
         match_graph=_match_graph_summary(pipeline.config.graph_verification, result.matched_via),
@@ -260,11 +263,9 @@ def locate(
 ) -> Location | Unlocated:
     """Where the photo was taken, from the catalogue positions of its re-ranked matches (``labels.csv`` or
     EXIF GPS, both stored as the image's EXIF position); Unlocated with the reason otherwise."""
-    config = GeolocationConfig()
+    head = ranked[: GEOLOCATION.top_n]
     positions = {
-        pk: position
-        for pk in (_pk(hit) for hit in ranked[: config.top_n])
-        if (position := _image_position(catalogue[pk])) is not None
+        pk: position for pk in map(_pk, head) if (position := _image_position(catalogue[pk])) is not None
     }
     if not positions:
         has_gps = ImageExif.objects.filter(latitude__isnull=False, longitude__isnull=False).exists()
@@ -274,12 +275,11 @@ def locate(
             else "the collection has no photo positions (no GPS in EXIF, no latitude,longitude in labels.csv)"
         )
     scored = [
-        (_pk(hit), hit.fused_score, None if hit.evidence is None else hit.evidence.inliers)
-        for hit in ranked[: config.top_n]
+        (_pk(hit), hit.global_score, None if hit.evidence is None else hit.evidence.inliers) for hit in head
     ]
-    answer = estimate_location(geo_candidates(scored, positions), config)
-    if isinstance(answer, Location) and answer.method == "first_result":
-        logger.info("location is the first result's position: no verified match (re-rank %s)", method)
+    answer = estimate_location(geo_candidates(scored, positions), GEOLOCATION)
+    if isinstance(answer, Location) and answer.method in ("first_result", "best_match"):
+        logger.info("location is one match's position: nothing agrees with it (re-rank %s)", method)
     return answer
 
 
@@ -302,10 +302,6 @@ def search_similar(
     """ "More like this": search from a collection image's own file through the same pipeline (so SIFT
     re-ranking and the match drawings work as for an upload), the image itself excluded."""
     return search_by_photo(photo_bytes(image.file), k=k, method=method, filters=filters, query_image=image)
-
-
-def recognition_config() -> RecognitionConfig:
-    return RecognitionConfig(top_n=settings.RECOGNITION_TOP_N, threshold=settings.RECOGNITION_THRESHOLD)
 
 
 def _filters_dict(filters: SearchFilters | None) -> dict[str, object]:
@@ -335,11 +331,10 @@ def _image_position(image: Image) -> tuple[float, float] | None:
     return (exif.latitude, exif.longitude)
 
 
-def _photo_position(content: bytes) -> tuple[float, float] | None:
-    """The query photo's EXIF GPS (it was decoded already, so opening it again cannot fail badly)."""
+def _photo_position(photo: PILImage.Image) -> tuple[float, float] | None:
+    """The query photo's EXIF GPS, from the decoded photo (decoding keeps the EXIF block)."""
     try:
-        with PILImage.open(io.BytesIO(content)) as photo:
-            exif = read_exif(photo)
+        exif = read_exif(photo)
     except Exception:
         return None
     if exif.latitude is None or exif.longitude is None:

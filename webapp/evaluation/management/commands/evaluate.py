@@ -122,3 +122,17 @@ class Command(BaseCommand):
                 f"| served {row['method']} | {100 * row['map@100']:.2f} | {row['queries']} | "
                 f"{row['p50_ms']:.0f} | {row['p95_ms']:.0f} |"
             )
+        located = [row for row in report["rows"] if row.get("geolocation")]  # type: ignore[attr-defined]
+        if located:
+            self.stdout.write(
+                "\nGeolocation (the served location vs the first result's position, 1-NN):\n\n"
+                "| method | answer | queries | ≤ 25 m | ≤ 100 m | ≤ 1 km | median error |\n"
+                "|---|---|---|---|---|---|---|"
+            )
+        for row in located:
+            for name, scores in row["geolocation"].items():
+                within = " | ".join(f"{100 * share:.1f}" for share in scores["within"].values())
+                self.stdout.write(
+                    f"| served {row['method']} | {name} | {scores['queries']} | {within} | "
+                    f"{scores['median_error_m']:.0f} m |"
+                )

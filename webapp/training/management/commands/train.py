@@ -45,6 +45,12 @@ class Command(BaseCommand):
         parser.add_argument("--image-size", type=int, default=defaults.image_size)
         parser.add_argument("--arcface", action="store_true")
         parser.add_argument("--whitening", action="store_true", help="learn a whitening layer after GeM")
+        parser.add_argument(
+            "--frozen-stages",
+            type=int,
+            default=defaults.frozen_stages,
+            help="keep the backbone's stem and this many early stages at their starting weights",
+        )
         parser.add_argument("--seed", type=int, default=defaults.seed)
         parser.add_argument("--device", help="cpu, cuda, cuda:1 (default: cuda when available)")
         parser.add_argument("--queue", action="store_true", help="run on the gpu workers instead of here")
@@ -87,6 +93,7 @@ class Command(BaseCommand):
                 image_size=int(options["image_size"]),  # type: ignore[call-overload]
                 arcface=bool(options["arcface"]),
                 whitening=bool(options["whitening"]),
+                frozen_stages=int(options["frozen_stages"]),  # type: ignore[call-overload]
                 seed=int(options["seed"]),  # type: ignore[call-overload]
                 device=options["device"],  # type: ignore[arg-type]
             )

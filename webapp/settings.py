@@ -210,8 +210,8 @@ INDEX_TASK_BATCH = env_int("INDEX_TASK_BATCH", 32)
 SEARCH_TOP_K = env_int("SEARCH_TOP_K", SERVED.search.k)
 # Landmark recognition (retrieval_core.search.recognition): the top N re-ranked results vote; below the
 # confidence threshold the answer is "not in the collection". SEARCH_BATCH_MAX: images per batch request.
-RECOGNITION_TOP_N = env_int("RECOGNITION_TOP_N", SERVED.recognition.top_n)
-RECOGNITION_THRESHOLD = env_float("RECOGNITION_THRESHOLD", SERVED.recognition.threshold)
+RECOGNITION_TOP_N = env_int("RECOGNITION_TOP_N", SERVED.search.recognition.top_n)
+RECOGNITION_THRESHOLD = env_float("RECOGNITION_THRESHOLD", SERVED.search.recognition.threshold)
 SEARCH_BATCH_MAX = env_int("SEARCH_BATCH_MAX", 8)
 TORCH_THREADS = env_int("TORCH_THREADS", 0)
 

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from retrieval_core.rerank.fusion import FusionConfig
 from retrieval_core.search.decode import DecodePolicy
+from retrieval_core.search.recognition import RecognitionConfig
 
 __all__ = ["SearchConfig"]
 
@@ -21,7 +22,8 @@ class SearchConfig:
     candidates verified with at least that many inliers, and fuse with the cosines to that vector (0 = off);
     graph_verification: a candidate chained to the query through the collection's match graph by links of
     at least this many inliers each (query -> verified candidate -> edge) fuses as if verified with the
-    weakest link's inliers (``retrieval_core.search.match_graph``; 0 = off; needs a graph).
+    weakest link's inliers (``retrieval_core.search.match_graph``; 0 = off; needs a graph);
+    recognition: how the ranking's landmark is named (once per search; ``fusion.landmark_first`` reuses it).
 
     These defaults are building blocks for tests and experiments; what is served is
     ``retrieval_core.search.served.SERVED``."""
@@ -35,6 +37,7 @@ class SearchConfig:
     verified_expansion: int = 0
     verified_expansion_inliers: int = 15
     graph_verification: int = 0
+    recognition: RecognitionConfig = field(default_factory=RecognitionConfig)
 
     def __post_init__(self) -> None:
         if self.k <= 0:

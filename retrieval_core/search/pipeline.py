@@ -29,7 +29,13 @@ from retrieval_core.search.config import SearchConfig
 from retrieval_core.search.dba import augment_one
 from retrieval_core.search.decode import decode
 from retrieval_core.search.match_graph import GraphLift, MatchGraph, transitive_inliers
-from retrieval_core.search.recognition import LandmarkShares, recognised_landmark_first
+from retrieval_core.search.recognition import (
+    LandmarkShares,
+    Recognition,
+    RecognitionConfig,
+    recognise,
+    recognised_landmark_first,
+)
 
 __all__ = [
     "Embedder",
@@ -38,6 +44,7 @@ __all__ = [
     "SearchPipeline",
     "SearchResult",
     "expand_query",
+    "rank_and_recognise",
     "rank_candidates",
 ]
 
@@ -88,7 +95,8 @@ class ScoredCandidates:
 @dataclass(frozen=True, eq=False)
 class SearchResult:
     """Ranked hits (best first), the method that really ran, the weight used, per-stage milliseconds;
-    ``matched_via``: candidate -> the verified candidate its match-graph chain goes through."""
+    ``matched_via``: candidate -> the verified candidate its match-graph chain goes through;
+    ``recognition``: the landmark the hits name (the index's labels), computed once per search."""
 
     hits: list[RerankedHit]
     method: RerankMethod
@@ -98,15 +106,29 @@ class SearchResult:
     query: QueryFeatures
     landmark_ids: dict[Hashable, int | None] = field(default_factory=dict)
     matched_via: dict[Hashable, Hashable] = field(default_factory=dict)
+    recognition: Recognition = field(default_factory=lambda: Recognition(None, 0.0, False))
 
 
-def rank_candidates(scored: ScoredCandidates, fusion: FusionConfig) -> list[RerankedHit]:
-    """Fuse the head (``len(scored.local.raw)`` candidates) and append the rest in global order.
+def rank_candidates(
+    scored: ScoredCandidates, fusion: FusionConfig, recognition: RecognitionConfig | None = None
+) -> list[RerankedHit]:
+    """The ranking of ``rank_and_recognise``, for callers that need no landmark."""
+    return rank_and_recognise(scored, fusion, recognition)[0]
+
+
+def rank_and_recognise(
+    scored: ScoredCandidates, fusion: FusionConfig, recognition: RecognitionConfig | None = None
+) -> tuple[list[RerankedHit], Recognition]:
+    """Fuse the head (``len(scored.local.raw)`` candidates) and append the rest in global order; and the
+    landmark the fused ranking names (``recognise`` over its first ``recognition.top_n`` hits, with the
+    candidates' index labels).
 
     With verified expansion the global part of the fusion (and each hit's ``global_score``) is the cosine
     to the expanded query; ``global_rank`` stays the original order. With ``fusion.landmark_first`` the
-    head's photos of the landmark it is recognised as move first (``recognised_landmark_first``). With a
-    match graph, a head candidate fuses its chain's inliers where they exceed its own."""
+    head's photos of the recognised landmark then move first (``recognised_landmark_first``, reusing the
+    same recognition: a search recognises once). With a match graph, a head candidate fuses its chain's
+    inliers where they exceed its own."""
+    recognition = recognition or RecognitionConfig()
     head = len(scored.local.raw)
     scores = scored.global_scores if scored.expanded_scores is None else scored.expanded_scores
     candidates = [Candidate(i, float(s)) for i, s in zip(scored.ids, scores, strict=True)]
@@ -115,8 +137,14 @@ def rank_candidates(scored: ScoredCandidates, fusion: FusionConfig) -> list[Rera
     else:
         fusion = dataclasses.replace(fusion, local_method=scored.method)
     hits = rank_fused(candidates[:head], scored.local_raw(), fusion, scored.local.evidence)
+    rest_scores = normalise_global(np.asarray(scores[head:], np.float64))
+    rest = [
+        RerankedHit(c.image_id, c.global_score, None, float(g), head + i)
+        for i, (c, g) in enumerate(zip(candidates[head:], rest_scores, strict=True))
+    ]
+    landmarks = dict(zip(scored.ids, scored.landmark_ids, strict=True))
+    answer = recognise([*hits, *rest], landmarks, recognition)
     if fusion.landmark_first:
-        landmarks = dict(zip(scored.ids, scored.landmark_ids, strict=True))
         hits = recognised_landmark_first(
             hits,
             landmarks,
@@ -124,13 +152,10 @@ def rank_candidates(scored: ScoredCandidates, fusion: FusionConfig) -> list[Rera
             fusion.landmark_first_majority,
             scored.landmark_shares,
             fusion.landmark_first_lift,
+            answer=answer,
+            voters=recognition.top_n,
         )
-    rest = normalise_global(np.asarray(scores[head:], np.float64))
-    hits += [
-        RerankedHit(c.image_id, c.global_score, None, float(g), head + i)
-        for i, (c, g) in enumerate(zip(candidates[head:], rest, strict=True))
-    ]
-    return hits
+    return hits + rest, answer
 
 
 class SearchPipeline:
@@ -266,8 +291,11 @@ class SearchPipeline:
         floor = min(by_id.values(), default=0.0)
         return np.array([by_id.get(i, floor) for i in ids], np.float64)
 
-    def rank(self, scored: ScoredCandidates, fusion: FusionConfig | None = None) -> list[RerankedHit]:
-        return rank_candidates(scored, fusion or self.fusion)
+    def rank(
+        self, scored: ScoredCandidates, fusion: FusionConfig | None = None
+    ) -> tuple[list[RerankedHit], Recognition]:
+        """The ranked hits and the landmark they name (``rank_and_recognise``)."""
+        return rank_and_recognise(scored, fusion or self.fusion, self.config.recognition)
 
     def search(
         self,
@@ -277,14 +305,17 @@ class SearchPipeline:
         exclude_ids: Sequence[Hashable] = (),
         filters: SearchFilters | None = None,
     ) -> SearchResult:
-        """Decode (unless given decoded), embed and search; see `search_query`."""
+        """Decode (unless given decoded: a photo is decoded once, by whoever has it first), embed and
+        search; see `search_query`. ``decode`` is timed only when this call decoded."""
         started = time.perf_counter()
         image = photo if isinstance(photo, Image.Image) else self.decode(photo)
         decoded = time.perf_counter()
         query = self.embed(image)
         embedded = time.perf_counter()
         result = self.search_query(query, k=k, exclude_ids=exclude_ids, filters=filters)
-        result.timings_ms.update({"decode": _ms(decoded - started), "embed": _ms(embedded - decoded)})
+        if not isinstance(photo, Image.Image):
+            result.timings_ms["decode"] = _ms(decoded - started)
+        result.timings_ms["embed"] = _ms(embedded - decoded)
         result.timings_ms["total"] = _ms(time.perf_counter() - started)
         return result
 
@@ -303,7 +334,7 @@ class SearchPipeline:
         ann = time.perf_counter() - t
         scored = self.score(query, hits, exclude_ids=exclude_ids, filters=filters)
         t = time.perf_counter()
-        ranked = self.rank(scored)
+        ranked, recognition = self.rank(scored)
         timings = {"ann": ann, **{f"rerank_{s}": v for s, v in scored.timings.items()}}
         timings["fuse"] = time.perf_counter() - t
         return SearchResult(
@@ -315,6 +346,7 @@ class SearchPipeline:
             query=query,
             landmark_ids=dict(zip(scored.ids, scored.landmark_ids, strict=True)),
             matched_via=_matched_via(scored),
+            recognition=recognition,
         )
 
 

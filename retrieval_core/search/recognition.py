@@ -126,9 +126,14 @@ def recognised_landmark_first(
     min_majority: float = 0.0,
     shares: LandmarkShares | None = None,
     min_lift: float = 0.0,
+    *,
+    answer: Recognition | None = None,
+    voters: int = RecognitionConfig().top_n,
 ) -> list[RerankedHit]:
-    """The ranked ``hits`` with those of the landmark they name (``recognise`` with ``min_confidence`` as
-    its threshold) moved first, each part in its own order; unchanged when no landmark is recognised.
+    """The ranked ``hits`` with those of the landmark they name (``recognise``, named with at least
+    ``min_confidence``) moved first, each part in its own order; unchanged when no landmark is recognised.
+    ``answer``: the search's own recognition of these hits, reused (a search recognises once); None:
+    recognised here over the first ``voters`` hits.
 
     What "the same place" means in a curated collection: once the verified votes name the landmark, its
     other photos belong above look-alikes of other places, even those that share no verifiable surface
@@ -137,16 +142,18 @@ def recognised_landmark_first(
     wrong landmark's photos first is worse than not moving any (CNN patches on sfm_landmarks fell from
     98.84 to 80.71 mAP@100 when they could). The one exception, ``min_majority`` > 0: when geometry was
     checked (SIFT evidence) but the verified votes name no landmark, one that at least that share of the
-    voters (the top ``RecognitionConfig.top_n`` results, unlabelled ones counted) carry moves first; with
+    voters (the top ``voters`` results, unlabelled ones counted) carry moves first; with
     ``min_lift`` > 0, only if that share is also at least ``min_lift`` times its share of the collection
     (asked of ``shares`` only then; a landmark it does not know never moves), so that a large landmark
     filling the top results of a small one's photo by its size alone does not. Without geometry (VLAD,
     patches, global) the majority rule does nothing: on sfm_landmarks it took E7 from 98.84 to 80.66."""
-    answer = recognise(hits, landmarks, RecognitionConfig(threshold=min_confidence))
-    if answer.recognised and answer.weighted_by == "inliers":
+    if answer is None:
+        answer = recognise(hits, landmarks, RecognitionConfig(top_n=voters))
+    named = answer.landmark is not None and answer.confidence >= min_confidence
+    if named and answer.weighted_by == "inliers":
         winner = answer.landmark
     elif min_majority and any(hit.evidence is not None for hit in hits):  # a verifier ran, found nothing
-        winner = _majority(hits[: RecognitionConfig().top_n], landmarks, min_majority, shares, min_lift)
+        winner = _majority(hits[:voters], landmarks, min_majority, shares, min_lift)
     else:
         winner = None
     if winner is None:

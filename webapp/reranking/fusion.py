@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from django.conf import settings
 
 from retrieval_core.rerank.fusion import FusionConfig
 from retrieval_core.rerank.scorer import RerankMethod
+from retrieval_core.search.served import SERVED
 from webapp.reranking.models import FusionSetting
 
 __all__ = ["fusion_config"]
@@ -18,7 +21,8 @@ def fusion_config(method: RerankMethod) -> FusionConfig:
     tuned = FusionSetting.objects.filter(method=method).first()
     weight = tuned.weight_global if tuned else settings.FUSION_WEIGHT_GLOBAL
     top_k = tuned.top_k if tuned else settings.RERANK_TOP_K
-    return FusionConfig(
+    return dataclasses.replace(
+        SERVED.search.fusion,
         weight_global=weight,
         top_k=top_k,
         local_method=method,

@@ -8,11 +8,13 @@ queries (`retrieval_core.search.decode`), so query and index features see the sa
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
+from typing import cast
 
 import numpy as np
 from django.conf import settings
@@ -35,7 +37,10 @@ from retrieval_core.features.vlad import (
 )
 from retrieval_core.imaging import ImageLoadError
 from retrieval_core.index.milvus_store import MilvusVectorStore
+from retrieval_core.rerank.sift_scorer import VerificationConfig
+from retrieval_core.rerank.verification import GeometryMethod
 from retrieval_core.search.decode import index_local_features, local_features_key
+from retrieval_core.search.served import SERVED
 from webapp import task_names
 from webapp.catalog.models import Image
 from webapp.dispatch import send_batches_on_commit
@@ -50,9 +55,18 @@ logger = logging.getLogger(__name__)
 def sift_config(*, query: bool = False) -> SiftConfig:
     """Index images keep more keypoints than queries: matching cost is their product."""
     keypoints = settings.SIFT_QUERY_MAX_KEYPOINTS if query else settings.SIFT_MAX_KEYPOINTS
-    return SiftConfig(
-        max_keypoints=keypoints, long_side=settings.SIFT_LONG_SIDE, upright=settings.SIFT_UPRIGHT
+    return dataclasses.replace(
+        SERVED.query_sift if query else SERVED.index_sift,
+        max_keypoints=keypoints,
+        long_side=settings.SIFT_LONG_SIDE,
+        upright=settings.SIFT_UPRIGHT,
     )
+
+
+def verification_config() -> VerificationConfig:
+    """How SIFT matches are verified, at search time and when the match graph is built (``RERANK_GEOMETRY``
+    on the served verification)."""
+    return dataclasses.replace(SERVED.verification, geometry=cast(GeometryMethod, settings.RERANK_GEOMETRY))
 
 
 def local_format() -> LocalFeatureFormat:

@@ -17,6 +17,7 @@ from retrieval_core.rerank.fusion import FusionConfig
 from retrieval_core.rerank.scorer import RerankMethod
 from retrieval_core.search.config import SearchConfig
 from retrieval_core.search.pipeline import SearchPipeline
+from retrieval_core.search.recognition import RecognitionConfig
 from webapp.catalog.selectors import landmark_shares
 from webapp.embeddings.models import EmbeddingModelVersion
 from webapp.embeddings.services import collection_store, decode_policy, get_active_version, get_extractor
@@ -24,7 +25,7 @@ from webapp.reranking.fusion import fusion_config
 from webapp.reranking.match_graph import served_match_graph
 from webapp.reranking.scoring import build_scorer
 
-__all__ = ["CatalogueLandmarkShares", "served_pipeline"]
+__all__ = ["CatalogueLandmarkShares", "recognition_config", "served_pipeline"]
 
 
 class CatalogueLandmarkShares:
@@ -32,6 +33,12 @@ class CatalogueLandmarkShares:
 
     def shares(self, landmark_ids: Sequence[int]) -> dict[int, float]:
         return landmark_shares(landmark_ids)
+
+
+def recognition_config() -> RecognitionConfig:
+    """How a search names its landmark: the top ``RECOGNITION_TOP_N`` results vote, and below
+    ``RECOGNITION_THRESHOLD`` confidence the answer is "not in the collection"."""
+    return RecognitionConfig(top_n=settings.RECOGNITION_TOP_N, threshold=settings.RECOGNITION_THRESHOLD)
 
 
 def served_pipeline(
@@ -56,6 +63,7 @@ def served_pipeline(
         verified_expansion=settings.RERANK_VERIFIED_EXPANSION if method == "sift" else 0,
         verified_expansion_inliers=settings.RERANK_VERIFIED_EXPANSION_INLIERS,
         graph_verification=settings.RERANK_GRAPH_VERIFICATION if method == "sift" else 0,
+        recognition=recognition_config(),
     )
     return SearchPipeline(
         get_extractor(version.config),

@@ -21,11 +21,10 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import Q, QuerySet
 
-from retrieval_core.rerank.sift_scorer import VerificationConfig
 from retrieval_core.search.match_graph import MatchEdge, verify_edges
 from webapp.catalog.models import Image
 from webapp.embeddings.services import get_active_version, get_store
-from webapp.reranking.local_features import schedule_linking, sift_store
+from webapp.reranking.local_features import schedule_linking, sift_store, verification_config
 from webapp.reranking.models import ImageMatch, MatchGraphScan
 
 __all__ = [
@@ -79,7 +78,7 @@ def link_images(
     version = get_active_version()
     store, features = get_store(version), sift_store()
     key, floor = features.extractor_key, settings.RERANK_MIN_INLIERS
-    verification = VerificationConfig(geometry=settings.RERANK_GEOMETRY)
+    verification = verification_config()
     ids = sorted({int(i) for i in image_ids})
     vectors = store.get_vectors(ids)
     ready = [i for i in ids if i in vectors and features.has(i)]

@@ -13,7 +13,7 @@ from django.conf import settings
 from retrieval_core.rerank.feature_cache import CachedFeatureSource
 from retrieval_core.rerank.patch_scorer import PatchScorer
 from retrieval_core.rerank.scorer import GlobalOnlyScorer, LocalScorer, RerankMethod
-from retrieval_core.rerank.sift_scorer import SiftScorer, VerificationConfig
+from retrieval_core.rerank.sift_scorer import SiftScorer
 from retrieval_core.rerank.vlad_scorer import VladScorer
 from webapp.embeddings.models import EmbeddingModelVersion
 from webapp.embeddings.services import patch_store
@@ -21,6 +21,7 @@ from webapp.reranking.local_features import (
     active_codebook,
     sift_config,
     sift_store,
+    verification_config,
     vlad_encoder,
     vlad_store,
 )
@@ -38,9 +39,8 @@ def build_scorer(method: RerankMethod, version: EmbeddingModelVersion, *, min_in
     if method == "none":
         return GlobalOnlyScorer()
     if method == "sift":
-        verification = VerificationConfig(geometry=settings.RERANK_GEOMETRY)
         return SiftScorer(
-            cached_sift_features(), sift_config(query=True), verification, min_inliers=min_inliers
+            cached_sift_features(), sift_config(query=True), verification_config(), min_inliers=min_inliers
         )
     if method == "vlad":
         codebook = active_codebook()

@@ -39,11 +39,13 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
 from retrieval_core.index.milvus_store import AnnIndexParams, MilvusVectorStore
+from retrieval_core.index.protocol import integer_id
 from retrieval_core.models.embedding import EmbeddingConfig
 
 K = 100
@@ -60,8 +62,9 @@ class Sweep:
     def settings(self) -> list[AnnIndexParams]:
         if not self.search:
             return [self.build]
-        field = "ef_search" if self.build.index_type.startswith("HNSW") else "nprobe"
-        return [replace(self.build, **{field: value}) for value in self.search]
+        if self.build.index_type.startswith("HNSW"):
+            return [replace(self.build, ef_search=value) for value in self.search]
+        return [replace(self.build, nprobe=value) for value in self.search]
 
 
 def _hnsw(index_type: str, m: int, ef_construction: int, efs: tuple[int, ...]) -> Sweep:
@@ -423,7 +426,7 @@ class MilvusEngine:
         store = self.store
         assert store is not None
         store.index = store.served_index = setting
-        return lambda query: [int(hit.image_id) for hit in store.search(query, k=K)[0]]
+        return lambda query: [integer_id(hit.image_id) for hit in store.search(query, k=K)[0]]
 
     def memory_gib(self) -> float | None:
         return server_rss_gib(self.pid)
@@ -451,7 +454,7 @@ class FaissEngine:
         self.faiss = faiss
         # One thread: on 2 busy cores, OpenMP's spinning threads built HNSW 2x slower.
         faiss.omp_set_num_threads(1)
-        self.index: object = None
+        self.index: Any = None  # a faiss index of the type `build` chose: hnsw, nprobe exist on some only
 
     def unsupported(self, index_type: str) -> str | None:
         return None
@@ -491,12 +494,12 @@ class FaissEngine:
     def searcher(self, setting: AnnIndexParams) -> Callable[[np.ndarray], list[int]]:
         index = self.index
         if setting.index_type.startswith("HNSW"):
-            index.hnsw.efSearch = setting.search_params(K)["ef"]  # type: ignore[attr-defined]
+            index.hnsw.efSearch = setting.search_params(K)["ef"]
         elif setting.index_type.startswith("IVF"):
-            index.nprobe = setting.search_params(K)["nprobe"]  # type: ignore[attr-defined]
+            index.nprobe = setting.search_params(K)["nprobe"]
 
         def search(query: np.ndarray) -> list[int]:
-            _, ids = index.search(query[None, :], K)  # type: ignore[attr-defined]
+            _, ids = index.search(query[None, :], K)
             return [int(i) for i in ids[0] if i >= 0]
 
         return search

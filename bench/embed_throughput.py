@@ -15,6 +15,7 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -31,8 +32,8 @@ _SYNTHETIC_SIZES = [(1280, 960), (1280, 720), (960, 1280), (1280, 853)]
 class RecordingExtractor(GlobalDescriptorExtractor):
     """Remembers the shape of every batch it runs, to replay them on the bare network."""
 
-    def __init__(self, *args: object, **kwargs: object) -> None:
-        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+    def __init__(self, *args: Any, **kwargs: Any) -> None:  # whatever GlobalDescriptorExtractor takes
+        super().__init__(*args, **kwargs)
         self.batch_shapes: list[tuple[int, ...]] = []
 
     def embed_batch_with_patches(

@@ -32,7 +32,7 @@ import numpy as np
 from retrieval_core.datasets.collection import read_collection
 from retrieval_core.datasets.synthetic import make_scene, render_view
 from retrieval_core.features.sift import LocalFeatures, extract_sift
-from retrieval_core.features.store import LocalFeatureStore
+from retrieval_core.features.store import LoadedFeatures, LocalFeatureStore
 from retrieval_core.search.decode import index_local_features
 from retrieval_core.search.served import SERVED
 from retrieval_core.storage import CachedBlobStore, LocalBlobStore, S3BlobStore
@@ -94,7 +94,7 @@ def main() -> None:
         for image_id, feats in zip(ids, features, strict=True):
             remote.save(image_id, feats)
         sizes = [local.path_for(i).stat().st_size for i in ids]
-        stores: dict[str, Callable[[list[int]], object]] = {"local disk": local.load_many}
+        stores: dict[str, Callable[[list[int]], LoadedFeatures]] = {"local disk": local.load_many}
         for count in parallel:
             store = LocalFeatureStore(S3BlobStore(replace(s3, prefix="features", parallel_gets=count)), key)
             stores[f"S3 (moto, loopback), {count} GET{'s' if count > 1 else ''} in flight"] = store.load_many
@@ -116,7 +116,7 @@ def main() -> None:
                 loaded = load(draw)
                 times[name].append((time.perf_counter() - start) * 1000)
                 cpu[name].append((time.process_time() - start_cpu) * 1000)  # this (client) process only
-                assert not loaded.missing, f"{name}: missing {loaded.missing[:3]}"  # type: ignore[attr-defined]
+                assert not loaded.missing, f"{name}: missing {loaded.missing[:3]}"
 
     print(f"stored bytes per image: mean {np.mean(sizes) / 1024:.1f} KiB "
           f"(load of {args.candidates} candidates = {args.candidates * np.mean(sizes) / 2**20:.1f} MiB)")

@@ -29,6 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -60,7 +61,7 @@ def procfile_processes(procfile: Path) -> list[str]:
     return [name for name in names if name != "web"]
 
 
-def start_stack(procfile: Path, run_dir: Path, processes: list[str] | None = None) -> subprocess.Popen:
+def start_stack(procfile: Path, run_dir: Path, processes: list[str] | None = None) -> subprocess.Popen[bytes]:
     """honcho over ``processes`` of the Procfile (default: all but the web server)."""
     bin_dir = Path(sys.executable).parent
     with open(run_dir / "stack.log", "ab") as log:
@@ -80,7 +81,7 @@ def start_stack(procfile: Path, run_dir: Path, processes: list[str] | None = Non
         )
 
 
-def stop_stack(stack: subprocess.Popen) -> None:
+def stop_stack(stack: subprocess.Popen[bytes]) -> None:
     if stack.poll() is None:
         os.killpg(stack.pid, signal.SIGTERM)
         try:
@@ -90,7 +91,7 @@ def stop_stack(stack: subprocess.Popen) -> None:
             stack.wait()
 
 
-def wait_for_workers(stack: subprocess.Popen, queues: set[str], timeout: float) -> None:
+def wait_for_workers(stack: subprocess.Popen[bytes], queues: set[str], timeout: float) -> None:
     """Until some worker consumes each of ``queues`` (the stack's own workers: its Redis is private)."""
     from workers.celery import app
 
@@ -128,11 +129,11 @@ def analysed(image_ids: list[int]) -> int:
     ).count()
 
 
-def wait(what: str, done: object, timeout: float, stack: subprocess.Popen) -> float:
+def wait(what: str, done: Callable[[], bool], timeout: float, stack: subprocess.Popen[bytes]) -> float:
     """Poll ``done()`` every 0.25 s; returns the time.perf_counter() at which it first held."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if done():  # type: ignore[operator]
+        if done():
             return time.perf_counter()
         if stack.poll() is not None:
             raise SystemExit(f"the stack stopped while waiting for {what}; see stack.log")
@@ -157,7 +158,7 @@ def subset(root: Path, limit: int | None, folder: Path) -> Path:
 
 
 def import_and_wait(
-    root: Path, stack: subprocess.Popen, timeout: float
+    root: Path, stack: subprocess.Popen[bytes], timeout: float
 ) -> tuple[list[int], float, float, float]:
     """Import ``root``; returns (image ids, start, registered, all indexed with local features)."""
     from webapp.catalog.services import import_collection
@@ -287,7 +288,7 @@ def main() -> None:
         bare_after, _ = bare_embedding(paths, best_threads)  # before and after: a load that changed shows
     finally:
         stop_stack(stack)
-    runs = log_count(run_dir, r"analyse_pending\[[^\]]+\] succeeded") - 1  # the warm-up's run
+    analysis_runs = log_count(run_dir, r"analyse_pending\[[^\]]+\] succeeded") - 1  # the warm-up's run
     quality_tasks = log_count(run_dir, r"analyse_images\[[^\]]+\] succeeded") - 1
 
     n = len(ids)
@@ -330,7 +331,7 @@ def main() -> None:
     )
     print(
         f"  dataset analysis done {analysis_done - start:.1f} s after the import started: "
-        f"{runs} coalesced run(s), {quality_tasks} quality task(s)"
+        f"{analysis_runs} coalesced run(s), {quality_tasks} quality task(s)"
     )
     if args.keep:
         print(f"  run folder kept: {run_dir}")

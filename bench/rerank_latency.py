@@ -18,7 +18,7 @@ from __future__ import annotations
 import argparse
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Hashable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -131,7 +131,7 @@ def main() -> None:
     with threads(args.threads), tempfile.TemporaryDirectory() as tmp:
         store = LocalFeatureStore(Path(tmp), index_cfg.key)
         verification = replace_given(SERVED.verification, geometry=args.geometry)
-        scorer = SiftScorer(store, query_cfg, verification, min_inliers=fusion.min_inliers)
+        scorer = SiftScorer(store, query_cfg, verification, min_inliers=fusion.min_inliers)  # type: ignore[arg-type]  # keys str | int, protocol Hashable (see LocalFeatureSource)
         start = time.perf_counter()
         n_keypoints = []
         for image in collection:
@@ -144,7 +144,7 @@ def main() -> None:
             f"{np.mean(n_keypoints):.0f} keypoints/image ({index_cfg.key}); threads={args.threads}"
         )
 
-        landmark_of = {image.image_id: image.landmark for image in collection}
+        landmark_of: dict[Hashable, str] = {image.image_id: image.landmark for image in collection}
         ids = [image.image_id for image in collection]
         rng = np.random.default_rng(args.seed)
         per_stage: dict[str, list[float]] = {stage: [] for stage in (*STAGES, "total")}

@@ -27,6 +27,7 @@ from retrieval_core.features.global_ import GlobalDescriptorExtractor
 from retrieval_core.features.store import LocalFeatureStore
 from retrieval_core.index.exact import ExactIndex
 from retrieval_core.index.milvus_store import MilvusVectorStore
+from retrieval_core.index.protocol import integer_id
 from retrieval_core.rerank.feature_cache import CachedFeatureSource
 from retrieval_core.rerank.sift_scorer import SiftScorer
 from retrieval_core.runtime import limit_native_threads
@@ -133,7 +134,7 @@ def main() -> None:
                 f"indexed {len(ids)} images in {time.perf_counter() - started:.1f} s; {len(queries)} queries"
             )
             verification = replace_given(SERVED.verification, geometry=args.geometry)
-            cache = CachedFeatureSource(sift_store, 256 * 2**20)
+            cache = CachedFeatureSource(sift_store, 256 * 2**20)  # type: ignore[arg-type]  # keys str | int, protocol Hashable (see LocalFeatureSource)
             variants = {
                 "product": SearchPipeline(
                     extractor,
@@ -147,7 +148,7 @@ def main() -> None:
                     extractor,
                     store,
                     SiftScorer(
-                        sift_store,
+                        sift_store,  # type: ignore[arg-type]  # keys str | int, protocol Hashable (see LocalFeatureSource)
                         query_sift,
                         verification,
                         min_inliers=fusion.min_inliers,
@@ -170,8 +171,9 @@ def main() -> None:
                     for stage in (*STAGES, "fuse", "total"):
                         stages[name].setdefault(stage, []).append(searched.timings_ms.get(stage, 0.0))
                     by_global = min(searched.hits, key=lambda hit: hit.global_rank)
-                    correct[name][0] += index[int(by_global.image_id)].landmark == query.landmark  # type: ignore[call-overload]
-                    correct[name][1] += index[int(searched.hits[0].image_id)].landmark == query.landmark  # type: ignore[call-overload]
+                    first = searched.hits[0]
+                    correct[name][0] += index[integer_id(by_global.image_id)].landmark == query.landmark
+                    correct[name][1] += index[integer_id(first.image_id)].landmark == query.landmark
         finally:
             localstack.stop(milvus)
 

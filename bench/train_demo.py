@@ -110,6 +110,7 @@ def main() -> None:
     after = checkpoint_embedding_config(result.best_checkpoint)
     nets = {"before": build_embedding_net(before), "after": build_embedding_net(after)}
     print(f"{'mAP@100 (%)':32s} {'before':>8s} {'after':>8s}")
+    assert result.initial_map is not None and result.best_map is not None, "train() was given validation data"
     print(f"{'validation':32s} {100 * result.initial_map:8.2f} {100 * result.best_map:8.2f}")
     for name, test in test_sets.items():
         scores = [

@@ -78,7 +78,7 @@ class BareStep:
             c = self.config
             loss = contrastive_loss(embeddings, self.labels, c.margin, c.hard_negative_weight)
             self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            loss.backward()  # type: ignore[no-untyped-call]  # torch leaves Tensor.backward unannotated
             self.optimizer.step()
             rates.append(self.x.shape[0] / (time.perf_counter() - start))
         return rates[WARMUP_STEPS:]

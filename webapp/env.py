@@ -6,9 +6,14 @@ The record lets a test check that docker-compose sets exactly the variables the 
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TypeVar
+
+from django.core.exceptions import ImproperlyConfigured
 
 READ_VARIABLES: set[str] = set()
+Choice = TypeVar("Choice", bound=str)
 
 
 def env_str(name: str, default: str) -> str:
@@ -39,6 +44,16 @@ def env_bool(name: str, default: bool) -> bool:
     if raw in {"0", "false", "no", "off", ""}:
         return False
     raise ValueError(f"environment variable {name} must be a boolean, got {raw!r}")
+
+
+def env_choice(name: str, default: Choice, choices: Sequence[Choice]) -> Choice:
+    """One of ``choices`` (e.g. a ``Literal``'s values, so the setting keeps that type); anything else stops
+    the start-up."""
+    raw = env_str(name, default)
+    for choice in choices:
+        if raw == choice:
+            return choice
+    raise ImproperlyConfigured(f"{name} must be {' or '.join(choices)}, not {raw!r}")
 
 
 def env_list(name: str, default: str) -> list[str]:

@@ -80,12 +80,14 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def wait_for_port(port: int, process: subprocess.Popen | None = None, timeout: float = 60.0) -> None:
+def wait_for_port(port: int, process: subprocess.Popen[bytes] | None = None, timeout: float = 60.0) -> None:
     """Block until something accepts TCP connections on 127.0.0.1:port."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process is not None and process.poll() is not None:
-            raise RuntimeError(f"{process.args[0]} exited with {process.returncode} before listening")
+            args = process.args
+            program = args if isinstance(args, str | bytes | os.PathLike) else args[0]
+            raise RuntimeError(f"{os.fsdecode(program)} exited with {process.returncode} before listening")
         if _listening(port):
             return
         time.sleep(0.2)
@@ -100,7 +102,7 @@ def _listening(port: int) -> bool:
 
 def _start(
     command: Sequence[str], port: int, log_path: Path, timeout: float = 60.0, own_group: bool = False
-) -> subprocess.Popen:
+) -> subprocess.Popen[bytes]:
     """Start ``command`` and wait until it listens on ``port``. ``own_group``: in a process group of its
     own, for a launcher that runs the server as its child (``stop`` then ends both)."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -114,15 +116,15 @@ def _start(
     return process
 
 
-def start_redis(port: int, data_dir: Path) -> subprocess.Popen:
+def start_redis(port: int, data_dir: Path) -> subprocess.Popen[bytes]:
     return _start(redis_command(port, data_dir), port, data_dir / "redis.log")
 
 
-def start_milvus(port: int, data_dir: Path) -> subprocess.Popen:
+def start_milvus(port: int, data_dir: Path) -> subprocess.Popen[bytes]:
     return _start(milvus_command(port, data_dir), port, data_dir.parent / f"{data_dir.name}.log")
 
 
-def start_milvus_standalone(port: int, data_dir: Path) -> subprocess.Popen:
+def start_milvus_standalone(port: int, data_dir: Path) -> subprocess.Popen[bytes]:
     """Milvus standalone on ``port``, returned once it answers requests: its proxy listens a few seconds
     before the coordinators are ready."""
     from pymilvus import MilvusClient
@@ -151,7 +153,7 @@ def start_milvus_standalone(port: int, data_dir: Path) -> subprocess.Popen:
             time.sleep(0.5)
 
 
-def stop(process: subprocess.Popen, timeout: float = 10.0) -> None:
+def stop(process: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
     """Terminate the server, then kill it after ``timeout``. A server started in a group of its own is
     signalled as a group, so a launcher's child (``milvus-server`` runs ``milvus``) goes with it."""
     try:

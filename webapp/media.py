@@ -39,7 +39,7 @@ class MediaUnavailable(ConnectionError):
     callers retry or fail the task rather than mark the photo bad."""
 
 
-class MediaS3Storage(S3Storage):
+class MediaS3Storage(S3Storage):  # type: ignore[misc]  # django-storages ships no type information
     """django-storages' S3 storage on the bucket, endpoint and credentials of the feature store (AWS_*),
     under ``STORAGE_PREFIX/media/``.
 
@@ -103,6 +103,8 @@ def photo_bytes(photo: FieldFile | str) -> bytes:
     ``ImageLoadError``, as decoding a missing path did, so the photo is reported failed with the reason;
     an unreachable store raises `MediaUnavailable` instead."""
     name = photo if isinstance(photo, str) else photo.name
+    if not name:
+        raise ImageLoadError("File not found: the photo has no file")
     try:
         return read_media(name)
     except FileNotFoundError:
@@ -170,7 +172,7 @@ def list_media(folder: str) -> list[str]:
     return sorted(f"{folder.rstrip('/')}/{file}" for file in files)
 
 
-def serve_media(request: HttpRequest, name: str) -> HttpResponse:
+def serve_media(request: HttpRequest, name: str) -> HttpResponse | FileResponse:
     """``MEDIA_URL<name>`` from the storage, local or S3 (with ``SERVE_MEDIA``; else a proxy serves it).
     A missing file is a 404, a name outside the media store a 400, an unreachable store a 503."""
     try:

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import get_args
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+from retrieval_core.rerank.scorer import RERANK_METHODS
+from retrieval_core.rerank.verification import GeometryMethod
 from retrieval_core.search.served import SERVED
-from webapp.env import env_bool, env_float, env_int, env_list, env_path, env_str
+from webapp.env import env_bool, env_choice, env_float, env_int, env_list, env_path, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = env_path("VAR_DIR", BASE_DIR / "var")
@@ -217,7 +220,7 @@ TORCH_THREADS = env_int("TORCH_THREADS", 0)
 
 # Re-ranking with local features (see webapp/reranking). RERANK_METHOD: sift | vlad | patches | none.
 FEATURES_ROOT = env_path("FEATURES_ROOT", VAR_DIR / "features")
-RERANK_METHOD = env_str("RERANK_METHOD", SERVED.rerank_method)
+RERANK_METHOD = env_choice("RERANK_METHOD", SERVED.rerank_method, RERANK_METHODS)
 # How many global candidates are re-ranked, and the global score's weight in the fused score until
 # `manage.py tune_fusion` stores one chosen on validation queries.
 RERANK_TOP_K = env_int("RERANK_TOP_K", SERVED.search.fusion.top_k)
@@ -239,9 +242,7 @@ LOCAL_FEATURE_THREADS = env_int("LOCAL_FEATURE_THREADS", 1)
 # Verification: homography | fundamental (fundamental suits close 3-D scenes, but unrelated pairs reach
 # more inliers by chance, hence the higher floor); inliers below RERANK_MIN_INLIERS carry no evidence; a
 # candidate with RERANK_VERIFIED_FIRST inliers or more ranks above every unverified one (0 = off).
-RERANK_GEOMETRY = env_str("RERANK_GEOMETRY", SERVED.verification.geometry)
-if RERANK_GEOMETRY not in ("homography", "fundamental"):
-    raise ImproperlyConfigured(f"RERANK_GEOMETRY must be homography or fundamental, not {RERANK_GEOMETRY!r}")
+RERANK_GEOMETRY = env_choice("RERANK_GEOMETRY", SERVED.verification.geometry, get_args(GeometryMethod))
 RERANK_MIN_INLIERS = env_int("RERANK_MIN_INLIERS", SERVED.search.fusion.min_inliers)
 RERANK_VERIFIED_FIRST = env_int("RERANK_VERIFIED_FIRST", SERVED.search.fusion.verified_first)
 # Recognised landmark first: when the re-ranked results name a landmark with at least this confidence

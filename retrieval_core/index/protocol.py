@@ -14,10 +14,18 @@ import numpy as np
 
 from retrieval_core.index.filters import SearchFilters
 
-__all__ = ["CollectionMissingError", "ImageId", "VectorHit", "VectorIndex", "VectorLookup"]
+__all__ = ["CollectionMissingError", "ImageId", "VectorHit", "VectorIndex", "VectorLookup", "integer_id"]
 
 ImageId = Hashable
 """An image's key: the catalogue's integer primary key, or a relpath in evaluation."""
+
+
+def integer_id(key: ImageId) -> int:
+    """The integer key ``key`` holds (a catalogue primary key, a row number): an int, or its decimal text
+    as a file name gives it back. Anything else raises ``TypeError``, as ``int()`` would."""
+    if isinstance(key, int | str):
+        return int(key)
+    raise TypeError(f"an integer image key is an int or its text, not {key!r}")
 
 
 class CollectionMissingError(LookupError):

@@ -7,7 +7,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import timedelta
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.utils import timezone
 
 from webapp.accounts.models import ApiToken
@@ -26,7 +26,7 @@ def _digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def issue_token(user: AbstractBaseUser, name: str) -> IssuedToken:
+def issue_token(user: User, name: str) -> IssuedToken:
     token = secrets.token_urlsafe(TOKEN_BYTES)
     record = ApiToken.objects.create(
         user=user, name=name[:100] or "api", prefix=token[:8], key_hash=_digest(token)
@@ -38,7 +38,7 @@ def revoke_token(record: ApiToken) -> None:
     ApiToken.objects.filter(pk=record.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())
 
 
-def user_for_token(token: str) -> AbstractBaseUser | None:
+def user_for_token(token: str) -> User | None:
     """The active user a token belongs to, or None (unknown, revoked, inactive user)."""
     if not token:
         return None

@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.contrib import messages
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
+from django.contrib.auth.models import User
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
@@ -25,14 +26,16 @@ class LogoutView(auth_views.LogoutView):  # POST only (Django's own rule): a lin
 @login_required
 @require_http_methods(["GET", "POST"])
 def tokens(request: HttpRequest) -> HttpResponse:
+    user = request.user
+    assert isinstance(user, User), "login_required lets only signed-in users in"
     issued = None
     if request.method == "POST":
-        issued = services.issue_token(request.user, request.POST.get("name", "").strip())  # type: ignore[arg-type]
+        issued = services.issue_token(user, request.POST.get("name", "").strip())
         messages.success(request, "Token issued: copy it now, it is not shown again.")
     return render(
         request,
         "accounts/tokens.html",
-        {"tokens": selectors.tokens_of(request.user), "issued": issued},  # type: ignore[arg-type]
+        {"tokens": selectors.tokens_of(user), "issued": issued},
     )
 
 

@@ -50,7 +50,7 @@ def read_exif(image: PILImage.Image) -> ExifData:
         fields["latitude"], fields["longitude"] = exif_position(exif) or (None, None)
     except Exception as error:
         logger.warning("ignoring malformed EXIF GPS: %s", error)
-    return ExifData(**fields)  # type: ignore[arg-type]
+    return ExifData(**fields)  # type: ignore[arg-type]  # each field from its reader above
 
 
 def _text(value: object) -> str:

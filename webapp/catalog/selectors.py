@@ -85,6 +85,6 @@ def landmark_refusal(user: AnyUser, name: str) -> str | None:
     name = name.strip()
     if not name or Landmark.objects.filter(name=name).exists():
         return None
-    if user.has_perm("catalog.add_landmark"):  # type: ignore[union-attr]
+    if user.has_perm("catalog.add_landmark"):
         return None
     return f"You may not create the landmark {name!r}: pick an existing one or ask a curator."

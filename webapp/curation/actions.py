@@ -11,11 +11,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import fields, replace
 
 import numpy as np
-from django.contrib.auth.base_user import AbstractBaseUser
-from django.contrib.auth.models import AnonymousUser
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
 
+from webapp.accounts.selectors import AnyUser
 from webapp.catalog.models import Image, Landmark
 from webapp.catalog.services import schedule_indexing
 from webapp.curation.models import CurationAction, CurationChange, ImageCuration
@@ -23,8 +22,6 @@ from webapp.curation.selectors import ImageState, can_curate, curation_states
 from webapp.curation.vectors import stored_vectors
 from webapp.embeddings.models import EmbeddingModelVersion
 from webapp.embeddings.services import delete_vectors, get_store, photo_scalars
-
-User = AbstractBaseUser | AnonymousUser
 
 
 class CurationError(Exception):
@@ -50,7 +47,7 @@ _CHANGES: dict[str, Callable[[ImageState], ImageState]] = {
         s, is_noise=False, exclude_from_training=False, in_index=True
     ),
 }
-_SUMMARIES = {
+_SUMMARIES: dict[str, str] = {
     CurationAction.Kind.RELABEL: "relabelled {n} image(s) to {landmark}",
     CurationAction.Kind.CONFIRM_LABEL: "confirmed the label of {n} image(s)",
     CurationAction.Kind.MARK_NOISE: "marked {n} image(s) as noise",
@@ -65,7 +62,7 @@ def curate(
     kind: str,
     image_ids: Sequence[int],
     *,
-    user: User,
+    user: AnyUser,
     landmark: Landmark | None = None,
     note: str = "",
 ) -> CurationAction | None:
@@ -78,9 +75,12 @@ def curate(
     _check_curator(user)
     if kind not in CURATION_KINDS:
         raise CurationError(f"unknown action {kind!r}; use one of: {', '.join(CURATION_KINDS)}")
-    if kind == CurationAction.Kind.RELABEL and landmark is None:
-        raise CurationError("relabelling needs the landmark to relabel to")
-    change = _relabel(landmark.pk) if kind == CurationAction.Kind.RELABEL else _CHANGES[kind]  # type: ignore[union-attr]
+    if kind == CurationAction.Kind.RELABEL:
+        if landmark is None:
+            raise CurationError("relabelling needs the landmark to relabel to")
+        change = _relabel(landmark.pk)
+    else:
+        change = _CHANGES[kind]
     ids = sorted({int(i) for i in image_ids})
     if not ids:
         raise CurationError("select at least one image")
@@ -100,7 +100,7 @@ def curate(
     return action
 
 
-def undo(action_id: int, *, user: User) -> CurationAction:
+def undo(action_id: int, *, user: AnyUser) -> CurationAction:
     """Restore the state the images had before the action, as a new (itself undoable) action.
 
     A field changed again since (by a later action) keeps its newer value; if every field did, the undo
@@ -157,7 +157,7 @@ def _reverted(now: ImageState, before: ImageState, after: ImageState, landmarks:
     return replace(now, **values)
 
 
-def _check_curator(user: User) -> None:
+def _check_curator(user: AnyUser) -> None:
     if not can_curate(user):
         raise PermissionDenied("only staff with permission to change images can curate")
 
@@ -169,7 +169,7 @@ def _locked_images(ids: Sequence[int]) -> dict[int, Image]:
 
 def _record(
     kind: str,
-    user: User,
+    user: AnyUser,
     summary: str,
     note: str,
     before: dict[int, ImageState],

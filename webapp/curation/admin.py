@@ -5,6 +5,7 @@ above the catalogue."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from django import forms
 from django.contrib import admin, messages
@@ -13,6 +14,7 @@ from django.db.models import Count, Q, QuerySet
 from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.html import format_html
+from django_stubs_ext import WithAnnotations
 from pymilvus.exceptions import MilvusException
 
 from webapp.catalog.models import Image, ImageExif, Landmark
@@ -22,15 +24,24 @@ from webapp.curation.follow_up import analysis_message, reindexing_note
 from webapp.curation.models import CurationAction, CurationChange, ImageAnalysis, ImageCuration
 from webapp.dispatch import recording
 
+if TYPE_CHECKING:
+    _Inline = admin.options.InlineModelAdmin[Any, Any]
+else:
+    _Inline = object
 
-class _ReadOnly:
+
+class _Counted(TypedDict):
+    image_count: int
+
+
+class _ReadOnly(_Inline):
     """Shown, never edited here: verdicts change only through audited actions, analysis only by tasks."""
 
     extra = 0
     can_delete = False
 
     def has_view_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return selectors.can_curate(request.user) or super().has_view_permission(request, obj)  # type: ignore[misc]
+        return selectors.can_curate(request.user) or super().has_view_permission(request, obj)
 
     def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
         return False
@@ -39,30 +50,28 @@ class _ReadOnly:
         return False
 
 
-class ImageAnalysisInline(_ReadOnly, admin.StackedInline):
+class ImageAnalysisInline(_ReadOnly, admin.StackedInline[ImageAnalysis, Image]):
     model = ImageAnalysis
     fk_name = "image"
 
 
-class ImageCurationInline(_ReadOnly, admin.StackedInline):
+class ImageCurationInline(_ReadOnly, admin.StackedInline[ImageCuration, Image]):
     model = ImageCuration
 
 
-class ImageHistoryInline(_ReadOnly, admin.TabularInline):
+class ImageHistoryInline(_ReadOnly, admin.TabularInline[CurationChange, Image]):
     model = CurationChange
     verbose_name_plural = "curation history"
-    fields = ["action", "before", "after"]
-    readonly_fields = fields
+    fields = readonly_fields = ("action", "before", "after")
 
 
-class CurationChangeInline(_ReadOnly, admin.TabularInline):
+class CurationChangeInline(_ReadOnly, admin.TabularInline[CurationChange, CurationAction]):
     model = CurationChange
-    fields = ["image", "before", "after"]
-    readonly_fields = fields
+    fields = readonly_fields = ("image", "before", "after")
 
 
 @admin.register(CurationAction)
-class CurationActionAdmin(admin.ModelAdmin):
+class CurationActionAdmin(admin.ModelAdmin[CurationAction]):
     list_display = ["id", "created_at", "user", "kind", "summary", "images", "undone"]
     list_filter = ["kind", "user"]
     search_fields = ["summary", "note", "user__username"]
@@ -74,8 +83,8 @@ class CurationActionAdmin(admin.ModelAdmin):
         return super().get_queryset(request).select_related("user").annotate(image_count=Count("changes"))
 
     @admin.display(ordering="image_count")
-    def images(self, action: CurationAction) -> int:
-        return action.image_count  # type: ignore[attr-defined]
+    def images(self, action: WithAnnotations[CurationAction, _Counted]) -> int:
+        return action.image_count
 
     @admin.display(boolean=True)
     def undone(self, action: CurationAction) -> bool:
@@ -84,17 +93,17 @@ class CurationActionAdmin(admin.ModelAdmin):
     def has_module_permission(self, request: HttpRequest) -> bool:
         return selectors.can_curate(request.user) or super().has_module_permission(request)
 
-    def has_view_permission(self, request: HttpRequest, obj: object = None) -> bool:
+    def has_view_permission(self, request: HttpRequest, obj: CurationAction | None = None) -> bool:
         """Whoever may curate may read the trail of curation (theirs and their colleagues')."""
         return selectors.can_curate(request.user) or super().has_view_permission(request, obj)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
-    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+    def has_change_permission(self, request: HttpRequest, obj: CurationAction | None = None) -> bool:
         return False
 
-    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
+    def has_delete_permission(self, request: HttpRequest, obj: CurationAction | None = None) -> bool:
         return False  # the audit trail is not editable
 
     def has_curate_permission(self, request: HttpRequest) -> bool:
@@ -120,7 +129,7 @@ class CurationActionAdmin(admin.ModelAdmin):
 
 
 @admin.register(Landmark)
-class LandmarkAdmin(admin.ModelAdmin):
+class LandmarkAdmin(admin.ModelAdmin[Landmark]):
     list_display = ["name", "external_id", "image_count", "review", "created_at"]
     search_fields = ["name", "external_id"]
     actions = ["rerun_analysis"]
@@ -129,8 +138,8 @@ class LandmarkAdmin(admin.ModelAdmin):
         return super().get_queryset(request).annotate(image_count=Count("images"))
 
     @admin.display(ordering="image_count")
-    def image_count(self, landmark: Landmark) -> int:
-        return landmark.image_count  # type: ignore[attr-defined]
+    def image_count(self, landmark: WithAnnotations[Landmark, _Counted]) -> int:
+        return landmark.image_count
 
     @admin.display(description="")
     def review(self, landmark: Landmark) -> str:
@@ -147,7 +156,7 @@ class LandmarkAdmin(admin.ModelAdmin):
         self.message_user(request, message, level)
 
 
-class ImageExifInline(admin.StackedInline):
+class ImageExifInline(admin.StackedInline[ImageExif, Image]):
     model = ImageExif
     extra = 0
 
@@ -175,7 +184,7 @@ class FlagFilter(admin.SimpleListFilter):
         "not_analysed": ("not analysed yet", Q(analysis__isnull=True)),
     }
 
-    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin[Image]) -> list[tuple[str, str]]:
         return [(key, label) for key, (label, _) in self.FLAGS.items()]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[Image]) -> QuerySet[Image]:
@@ -195,7 +204,7 @@ def _curation_action(kind: str, description: str) -> Callable[..., None]:
 
 
 @admin.register(Image)
-class ImageAdmin(admin.ModelAdmin):
+class ImageAdmin(admin.ModelAdmin[Image]):
     list_display = ["preview", "id", "original_name", "landmark", "split", "status", "noise", "flags"]
     list_filter = [FlagFilter, "status", "split", ("landmark", admin.RelatedOnlyFieldListFilter)]
     search_fields = ["original_name", "source", "sha256", "landmark__name"]

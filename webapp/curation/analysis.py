@@ -18,11 +18,12 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 from django.conf import settings
-from django.db.models import Min, Q
+from django.db.models import Min, Q, QuerySet
 from django.utils import timezone
 from redis import Redis
 
 from retrieval_core.imaging import ImageLoadError
+from retrieval_core.index.milvus_store import MilvusVectorStore
 from webapp import task_names
 from webapp.catalog.models import Image
 from webapp.curation.models import ImageAnalysis, ImageCuration
@@ -149,9 +150,9 @@ def queue_collection_analysis(landmark_ids: Sequence[int] | None = None) -> dict
     return queue_analysis(list(images.values_list("pk", flat=True)))
 
 
-def _landmark_keys(images: object) -> list[int | None]:
+def _landmark_keys(images: QuerySet[Image]) -> list[int | None]:
     """Landmark ids of the images, None standing for "unlabelled" (JSON-friendly task arguments)."""
-    keys = set(images.values_list("landmark_id", flat=True).distinct())  # type: ignore[attr-defined]
+    keys = set(images.values_list("landmark_id", flat=True).distinct())
     return sorted(keys, key=lambda key: -1 if key is None else key)
 
 
@@ -243,9 +244,11 @@ def analyse_neighbours(
     return {"analysed": analysed, "suspected": suspected}
 
 
-def _landmark_neighbour_rows(store: object, key: int | None, config: AnalysisConfig) -> list[ImageAnalysis]:
+def _landmark_neighbour_rows(
+    store: MilvusVectorStore, key: int | None, config: AnalysisConfig
+) -> list[ImageAnalysis]:
     candidates = Image.objects.filter(_of_landmark(key), status=Image.Status.INDEXED).order_by("pk")
-    vectors = stored_vectors(store, list(candidates.values_list("pk", flat=True)))  # type: ignore[arg-type]
+    vectors = stored_vectors(store, list(candidates.values_list("pk", flat=True)))
     ids = sorted(vectors)
     if not ids:
         return []
@@ -257,7 +260,7 @@ def _landmark_neighbour_rows(store: object, key: int | None, config: AnalysisCon
     total = np.sum(members, axis=0) if members else None
     hits = []
     for start in range(0, len(ids), _SEARCH_BATCH):
-        hits.extend(store.search(matrix[start : start + _SEARCH_BATCH], k=config.neighbours + 5))  # type: ignore[attr-defined]
+        hits.extend(store.search(matrix[start : start + _SEARCH_BATCH], k=config.neighbours + 5))
     neighbour_ids = {hit.image_id for per_image in hits for hit in per_image}
     labels = dict(Image.objects.filter(pk__in=neighbour_ids).values_list("pk", "landmark_id"))
     voiceless = set(  # a curator said these are noise: they do not vote on anyone's label

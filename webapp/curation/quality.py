@@ -7,7 +7,6 @@ The numbers are what the analysis stores; the thresholds that turn them into fla
 from __future__ import annotations
 
 import io
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -146,11 +145,12 @@ def noise_evidence(
         return NoiseEvidence(near_duplicate_of, nearest)
     similarities = np.array([n.similarity for n in votes])
     weights = np.exp((similarities - similarities.max()) / config.vote_temperature)
-    weight_of: Counter[int] = Counter()
+    weight_of: dict[int, float] = {}
     for n, weight in zip(votes, weights, strict=True):
-        weight_of[n.landmark_id] += float(weight)  # type: ignore[index]
-    disagreement = 1.0 - weight_of[landmark_id] / float(weights.sum())
-    label, weight = weight_of.most_common(1)[0]
+        if n.landmark_id is not None:  # always: only labelled neighbours vote
+            weight_of[n.landmark_id] = weight_of.get(n.landmark_id, 0.0) + float(weight)
+    disagreement = 1.0 - weight_of.get(landmark_id, 0.0) / float(weights.sum())
+    label, weight = max(weight_of.items(), key=lambda item: item[1])  # the first of equals, as most_common
     suggested = label if label != landmark_id and weight > weights.sum() / 2 else None
     centroid = float(vector @ rest / norm)
     distance = min(1.0, max(0.0, (1.0 - centroid) * config.centroid_scale))

@@ -7,9 +7,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, fields
 
 from django.db.models import BooleanField, Case, Count, F, Q, QuerySet, Value, When
-from django.db.models.functions import ExtractHour, ExtractMonth, ExtractYear
+from django.db.models.functions import Extract, ExtractHour, ExtractMonth, ExtractYear
 
 from retrieval_core.datasets.collection import UNLABELLED, CollectionItem
+from webapp.accounts.selectors import AnyUser
 from webapp.catalog.models import Image, ImageExif, Landmark
 from webapp.curation.models import CurationAction, ImageAnalysis, ImageCuration
 from webapp.media import LocalPath
@@ -19,13 +20,9 @@ _TRAINING_SPLITS = (Image.Split.TRAIN, Image.Split.NONE)
 _EVALUATION_SPLITS = (Image.Split.VALIDATION, Image.Split.QUERY, Image.Split.INDEX, Image.Split.NONE)
 
 
-def can_curate(user: object) -> bool:
+def can_curate(user: AnyUser) -> bool:
     """Staff who may change images: the admin's own rule, so the admin and the review page agree."""
-    return bool(
-        getattr(user, "is_active", False)
-        and getattr(user, "is_staff", False)
-        and user.has_perm("catalog.change_image")  # type: ignore[attr-defined]
-    )
+    return bool(user.is_active and user.is_staff and user.has_perm("catalog.change_image"))
 
 
 @dataclass(frozen=True)
@@ -44,7 +41,8 @@ class ImageState:
     @classmethod
     def from_dict(cls, data: dict[str, object]) -> ImageState:
         names = {field.name for field in fields(cls)}
-        return cls(**{name: value for name, value in data.items() if name in names})  # type: ignore[arg-type]
+        kept = {name: value for name, value in data.items() if name in names}
+        return cls(**kept)  # type: ignore[arg-type]  # the audit trail's JSON, written by as_dict
 
 
 def curation_states(images: Mapping[int, Image]) -> dict[int, ImageState]:
@@ -181,10 +179,11 @@ def dataset_overview(top: int = 25) -> DatasetOverview:
         ("removed from the index", counts["removed"]),
     ]
     dated = ImageExif.objects.filter(taken_at__isnull=False)
-    years = _counted(dated.annotate(key=ExtractYear("taken_at")))
-    months = _counted(dated.annotate(key=ExtractMonth("taken_at")))
-    hours = _counted(dated.annotate(key=ExtractHour("taken_at")))
+    years = _counted(dated, ExtractYear("taken_at"))
+    months = _counted(dated, ExtractMonth("taken_at"))
+    hours = _counted(dated, ExtractHour("taken_at"))
     located = ImageExif.objects.filter(latitude__isnull=False, longitude__isnull=False)
+    shown = located.order_by("pk").values_list("longitude", "latitude")[:GPS_POINTS_SHOWN]
     cameras = (
         ImageExif.objects.exclude(camera_make="", camera_model="")
         .values("camera_make", "camera_model")
@@ -203,14 +202,20 @@ def dataset_overview(top: int = 25) -> DatasetOverview:
         months=[(calendar.month_abbr[m], months.get(m, 0)) for m in range(1, 13)],
         hours=[(f"{h:02d}", hours.get(h, 0)) for h in range(24)],
         cameras=[(_camera_name(row["camera_make"], row["camera_model"]), row["n"]) for row in cameras],
-        gps_points=list(located.order_by("pk").values_list("longitude", "latitude")[:GPS_POINTS_SHOWN]),
+        gps_points=[
+            (longitude, latitude)
+            for longitude, latitude in shown
+            if longitude is not None and latitude is not None  # always: `located` has both
+        ],
         with_exif_date=sum(years.values()),
         with_gps=located.count(),
     )
 
 
-def _counted(rows: QuerySet[ImageExif]) -> dict[int, int]:
-    return {int(row["key"]): row["n"] for row in rows.values("key").annotate(n=Count("pk")).order_by()}
+def _counted(rows: QuerySet[ImageExif], part: Extract) -> dict[int, int]:
+    """How many of ``rows`` fall on each value of ``part`` (a year, a month, an hour)."""
+    counts = rows.annotate(key=part).values("key").annotate(n=Count("pk")).order_by()
+    return {int(row["key"]): row["n"] for row in counts}
 
 
 def _camera_name(make: str, model: str) -> str:

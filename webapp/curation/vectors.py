@@ -11,6 +11,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from retrieval_core.index.milvus_store import MilvusVectorStore
+from retrieval_core.index.protocol import integer_id
 
 _QUERY_CHUNK = 1000  # well under Milvus's 16384 rows per query
 
@@ -20,5 +21,6 @@ def stored_vectors(store: MilvusVectorStore, image_ids: Sequence[int]) -> dict[i
     found: dict[int, np.ndarray] = {}
     ids = [int(i) for i in image_ids]
     for start in range(0, len(ids), _QUERY_CHUNK):
-        found.update(store.get_vectors(ids[start : start + _QUERY_CHUNK]))
+        chunk = store.get_vectors(ids[start : start + _QUERY_CHUNK])
+        found.update((integer_id(key), vector) for key, vector in chunk.items())
     return found

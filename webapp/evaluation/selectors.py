@@ -25,5 +25,5 @@ def comparison(runs: list[EvaluationRun]) -> tuple[list[str], list[list[object]]
         rows = (run.report or {}).get("rows", [])
         per_run.append({row["id"]: row["map_at_k"] for row in rows})
         row_ids += [row["id"] for row in rows if row["id"] not in row_ids]
-    table = [[row_id, *[values.get(row_id) for values in per_run]] for row_id in row_ids]
+    table: list[list[object]] = [[row_id, *[values.get(row_id) for values in per_run]] for row_id in row_ids]
     return row_ids, table

@@ -16,6 +16,7 @@ from retrieval_core.eval.ladder import run_ladder
 from retrieval_core.eval.options import LadderOptions
 from retrieval_core.eval.report import LadderReport
 from webapp import task_names
+from webapp.accounts.selectors import AnyUser
 from webapp.dispatch import send_on_commit
 from webapp.evaluation.models import EvaluationRun
 from webapp.media import list_media, replace_media
@@ -23,17 +24,17 @@ from webapp.media import list_media, replace_media
 _PROGRESS_INTERVAL_S = 1.0
 
 
-def create_run(root: Path, options: LadderOptions, *, user: object | None = None) -> EvaluationRun:
+def create_run(root: Path, options: LadderOptions, *, user: AnyUser | None = None) -> EvaluationRun:
     if not Path(root).is_dir():
         raise ValueError(f"{root} is not a folder")
     return EvaluationRun.objects.create(
         root=str(Path(root).resolve()),
         options=options.to_dict(),
-        created_by=user,  # type: ignore[misc]
+        created_by=user if user is not None and user.is_authenticated else None,
     )
 
 
-def start_evaluation(root: Path, options: LadderOptions, *, user: object | None = None) -> EvaluationRun:
+def start_evaluation(root: Path, options: LadderOptions, *, user: AnyUser | None = None) -> EvaluationRun:
     """Record a run and queue it on the gpu workers once the transaction commits."""
     run = create_run(root, options, user=user)
     send_on_commit(task_names.EVALUATE_COLLECTION, run.pk)

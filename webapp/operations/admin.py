@@ -1,10 +1,11 @@
 from django.contrib import admin
+from django.http import HttpRequest
 
 from webapp.operations.models import ReconcileRun
 
 
 @admin.register(ReconcileRun)
-class ReconcileRunAdmin(admin.ModelAdmin):
+class ReconcileRunAdmin(admin.ModelAdmin[ReconcileRun]):
     list_display = (
         "started_at",
         "finished_at",
@@ -19,5 +20,5 @@ class ReconcileRunAdmin(admin.ModelAdmin):
     )
     readonly_fields = [field.name for field in ReconcileRun._meta.fields]
 
-    def has_add_permission(self, request: object) -> bool:
+    def has_add_permission(self, request: HttpRequest) -> bool:
         return False

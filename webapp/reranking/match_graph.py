@@ -15,12 +15,14 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from collections.abc import Callable, Hashable, Sequence
+from typing import TypedDict
 
 import numpy as np
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Q, QuerySet
 
+from retrieval_core.index.protocol import integer_id
 from retrieval_core.search.match_graph import MatchEdge, verify_edges
 from webapp.catalog.models import Image
 from webapp.embeddings.services import get_active_version, get_store
@@ -46,7 +48,7 @@ class DatabaseMatchGraph:
         self.features_key, self.min_inliers = features_key, min_inliers
 
     def neighbours(self, image_ids: Sequence[Hashable]) -> dict[Hashable, dict[Hashable, int]]:
-        wanted = [int(i) for i in image_ids]  # type: ignore[call-overload]
+        wanted = [integer_id(i) for i in image_ids]
         rows = ImageMatch.objects.filter(
             Q(image_a_id__in=wanted) | Q(image_b_id__in=wanted),
             features_key=self.features_key,
@@ -67,9 +69,17 @@ def served_match_graph() -> DatabaseMatchGraph | None:
     return DatabaseMatchGraph(sift_store().extractor_key, threshold) if threshold else None
 
 
+class LinkCounts(TypedDict):
+    """What `link_images` did: photos verified, matches stored, ids waiting for their data."""
+
+    linked: int
+    matches: int
+    waiting: list[int]
+
+
 def link_images(
     image_ids: Sequence[int], *, progress: Callable[[int, int], None] | None = None
-) -> dict[str, object]:
+) -> LinkCounts:
     """Verify each photo against its global neighbours and store the matches; idempotent (a re-run
     replaces the photo's matches with what it finds now).
 
@@ -86,16 +96,16 @@ def link_images(
     n = settings.RERANK_GRAPH_NEIGHBOURS
     rows = store.search(np.stack([vectors[i] for i in ready]), k=n + 1) if ready else []
     checked = {
-        image_id: [int(hit.image_id) for hit in hits if hit.image_id != image_id][:n]  # type: ignore[call-overload]
+        image_id: [integer_id(hit.image_id) for hit in hits if hit.image_id != image_id][:n]
         for image_id, hits in zip(ready, rows, strict=True)
     }
     # One verification per unordered pair for the whole batch: each candidate's features load once, and a
     # pair whose two photos list each other is not verified twice.
     pairs = sorted({(min(a, b), max(a, b)) for a, others in checked.items() for b in others})
     edges_of: defaultdict[int, list[MatchEdge]] = defaultdict(list)
-    for edge in verify_edges(pairs, features, verification, floor):
+    for edge in verify_edges(pairs, features, verification, floor):  # type: ignore[arg-type]  # keys str | int, protocol Hashable (see LocalFeatureSource)
         for image_id in edge[:2]:
-            edges_of[int(image_id)].append(edge)  # type: ignore[call-overload]
+            edges_of[integer_id(image_id)].append(edge)
     matches = 0
     for done, image_id in enumerate(ready, start=1):
         matches += _store_matches(image_id, checked[image_id], edges_of[image_id], key)
@@ -111,8 +121,8 @@ def _store_matches(image_id: int, checked: Sequence[int], edges: Sequence[MatchE
     edges of ``image_id``); record the scan; how many matches ``image_id`` has in the batch."""
     rows = [
         ImageMatch(
-            image_a_id=min(int(a), int(b)),  # type: ignore[call-overload]
-            image_b_id=max(int(a), int(b)),  # type: ignore[call-overload]
+            image_a_id=min(integer_id(a), integer_id(b)),
+            image_b_id=max(integer_id(a), integer_id(b)),
             features_key=key,
             inliers=inliers,
         )

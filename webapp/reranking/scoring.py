@@ -66,7 +66,7 @@ def build_scorer(method: RerankMethod, version: EmbeddingModelVersion, *, min_in
                 f"patch re-ranking needs CNN patches of model {version.name}, and none are stored: set "
                 "PATCHES_TOP_N > 0 and re-index (activate the version again), or search with rerank=sift."
             )
-        return PatchScorer(store)
+        return PatchScorer(store)  # type: ignore[arg-type]  # keys str | int, protocol Hashable (see PatchSource)
     raise ValueError(f"unknown re-ranking method {method!r}")
 
 
@@ -86,7 +86,8 @@ def cached_sift_features() -> CachedFeatureSource:
     with _caches_lock:
         cache = _caches.get(key)
         if cache is None:
-            cache = _caches[key] = CachedFeatureSource(store, settings.RERANK_FEATURE_CACHE_MB * 2**20)
+            capacity = settings.RERANK_FEATURE_CACHE_MB * 2**20
+            cache = _caches[key] = CachedFeatureSource(store, capacity)  # type: ignore[arg-type]  # keys str | int, protocol Hashable (see LocalFeatureSource)
         return cache
 
 

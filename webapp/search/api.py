@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
-from functools import lru_cache
+from functools import lru_cache, partial
 
 from django.conf import settings
+from django.core.files.uploadedfile import UploadedFile
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
@@ -104,7 +105,7 @@ def search_batch_api(request: HttpRequest) -> JsonResponse:
         return JsonResponse({"error": str(error)}, status=400)
     searches = []
     for position, upload in enumerate(uploads):
-        payload, status = run_search(lambda upload=upload: _search(read_upload(upload), params))
+        payload, status = run_search(partial(_search_upload, upload, params))
         if status == 503:  # the index is down or missing: the whole batch fails the same way
             return JsonResponse(payload, status=status)
         ok = status == 200
@@ -139,3 +140,7 @@ def openapi_document() -> dict[str, object]:
 
 def _search(content: bytes, params: SearchParams) -> SearchResponse:
     return search_by_photo(content, k=params.k, method=params.method, filters=params.filters)
+
+
+def _search_upload(upload: UploadedFile, params: SearchParams) -> SearchResponse:
+    return _search(read_upload(upload), params)

@@ -46,7 +46,7 @@ def parse_search_params(data: Mapping[str, str]) -> SearchParams:
     method = values["rerank"] or None
     if method is not None and method not in RERANK_METHODS:
         raise BadParameter(f"rerank must be one of {', '.join(RERANK_METHODS)}")
-    return SearchParams(k=k, method=method, filters=_filters(values))  # type: ignore[arg-type]
+    return SearchParams(k=k, method=method, filters=_filters(values))
 
 
 def _filters(values: Mapping[str, str]) -> SearchFilters:

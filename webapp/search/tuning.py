@@ -34,7 +34,8 @@ def validation_queries(*, seed: int = 0, per_landmark: int = 2) -> list[Image]:
         return marked
     by_landmark: dict[int, list[Image]] = defaultdict(list)
     for image in indexed.exclude(split=Image.Split.QUERY).order_by("pk"):
-        by_landmark[image.landmark_id].append(image)
+        if image.landmark_id is not None:  # always: `indexed` holds labelled images only
+            by_landmark[image.landmark_id].append(image)
     rng = np.random.default_rng(seed)
     picked: list[Image] = []
     for landmark_id in sorted(by_landmark):
@@ -62,7 +63,7 @@ def tune_fusion(
     # The served fusion (inlier floor, verified and landmark first) at the served depth; only v varies.
     probe = dataclasses.replace(fusion_config(method), weight_global=1.0, top_k=settings.RERANK_TOP_K)
     pipeline = served_pipeline(method, fusion=probe)
-    members: dict[int, set[int]] = defaultdict(set)
+    members: dict[int | None, set[int]] = defaultdict(set)  # None: the unlabelled photos
     for pk, landmark_id in Image.objects.filter(status=Image.Status.INDEXED).values_list("pk", "landmark_id"):
         members[landmark_id].add(pk)
     scored, positives = [], []

@@ -18,9 +18,10 @@ from __future__ import annotations
 import base64
 import json
 import logging
-from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import cv2
 import numpy as np
@@ -61,6 +62,7 @@ from webapp.training.lifecycle import finish_run, run_dir
 from webapp.training.models import MiningRun, TrainingRun
 
 logger = logging.getLogger(__name__)
+Key = TypeVar("Key", bound=ImageKey)  # a folder's relative paths, or catalogue ids
 
 Progress = Callable[[str, int, int], None]
 SAMPLE_PAIRS = 6
@@ -92,9 +94,9 @@ def load_result(mining: MiningRun) -> MiningResult:
     return MiningResult.from_dict(json.loads(result_path(mining).read_text()))
 
 
-def folder_gps(paths: Mapping[ImageKey, Path]) -> dict[ImageKey, GeoPoint]:
+def folder_gps(paths: Mapping[Key, Path]) -> dict[Key, GeoPoint]:
     """GPS from the EXIF of a folder's photos (the catalogue keeps it in ImageExif); headers only."""
-    found: dict[ImageKey, GeoPoint] = {}
+    found: dict[Key, GeoPoint] = {}
     for image_id, path in paths.items():
         try:
             with PILImage.open(path) as image:
@@ -204,7 +206,7 @@ def _catalogue_source() -> MiningSource:
         labels,
         gps,
         get_store(get_active_version()),
-        sift_store(),
+        sift_store(),  # type: ignore[arg-type]  # keys str | int, protocol Hashable (see LocalFeatureSource)
     )
 
 
@@ -342,7 +344,7 @@ def sample_pairs(result: MiningResult, source: MiningSource, config: MiningConfi
     return samples
 
 
-def _drawing(source: MiningSource, config: MiningConfig, a: Hashable, b: Hashable) -> str:
+def _drawing(source: MiningSource, config: MiningConfig, a: ImageKey, b: ImageKey) -> str:
     loaded = source.features.load_many([a, b])
     scorer = SiftScorer(source.features, config.sift, config.verification, min_inliers=0)
     scores = scorer.score(QueryFeatures(vector=np.zeros(0, np.float32), sift=loaded[a]), [b])

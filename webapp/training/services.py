@@ -18,6 +18,7 @@ from retrieval_core.training import TrainConfig, TrainEvent, ValidationSet, trai
 from retrieval_core.training.mining import MiningConfig
 from retrieval_core.training.self_supervised import held_out_images, mined_split
 from webapp import task_names
+from webapp.accounts.selectors import AnyUser
 from webapp.curation.selectors import as_collection_items, training_images
 from webapp.dispatch import send_on_commit
 from webapp.embeddings.models import EmbeddingModelVersion
@@ -32,18 +33,18 @@ _SAVE_EVERY_S = 2.0
 _MAX_LOSS_POINTS = 500
 
 
-def create_run(config: TrainConfig, *, root: Path | None = None, user: object | None = None) -> TrainingRun:
+def create_run(config: TrainConfig, *, root: Path | None = None, user: AnyUser | None = None) -> TrainingRun:
     if root is not None and not Path(root).is_dir():
         raise ValueError(f"{root} is not a folder")
     return TrainingRun.objects.create(
         root=str(Path(root).resolve()) if root else "",
         config=config.to_dict(),
-        created_by=user,  # type: ignore[misc]
+        created_by=user if user is not None and user.is_authenticated else None,
     )
 
 
 def start_training(
-    config: TrainConfig, *, root: Path | None = None, user: object | None = None
+    config: TrainConfig, *, root: Path | None = None, user: AnyUser | None = None
 ) -> TrainingRun:
     """Record a run and queue it on the gpu workers once the transaction commits."""
     run = create_run(config, root=root, user=user)
@@ -56,7 +57,7 @@ def create_self_run(
     mining: MiningConfig,
     *,
     root: Path | None = None,
-    user: object | None = None,
+    user: AnyUser | None = None,
     held_out: Sequence[str | int] = (),
 ) -> TrainingRun:
     """Record a ``self`` run: mining (`webapp.training.mining`) first, then contrastive training on the
@@ -73,7 +74,7 @@ def start_self_training(
     mining: MiningConfig,
     *,
     root: Path | None = None,
-    user: object | None = None,
+    user: AnyUser | None = None,
     held_out: Sequence[str | int] = (),
 ) -> TrainingRun:
     """`create_self_run`, then queue its mining (which queues the training when it is done)."""

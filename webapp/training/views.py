@@ -28,7 +28,7 @@ def run_list(request: HttpRequest) -> HttpResponse:
             if request.POST.get("init_version"):
                 init = services.version_weights(request.POST["init_version"])
             config = TrainConfig(
-                recipe="e3" if recipe == "self" else recipe,  # type: ignore[arg-type]
+                recipe="e3" if recipe == "self" else recipe,  # type: ignore[arg-type]  # TrainConfig refuses others
                 init_weights=init,
                 epochs=int(request.POST.get("epochs") or 10),
                 steps_per_epoch=int(request.POST["steps_per_epoch"])

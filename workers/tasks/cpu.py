@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from celery import Task, shared_task
 
 from webapp import task_names
@@ -17,7 +19,7 @@ def ping() -> str:
 
 
 @shared_task(name=task_names.EXTRACT_LOCAL_FEATURES, bind=True, acks_late=True)
-def extract_local_features(self: Task, image_ids: list[int], force: bool = False) -> dict[str, int]:
+def extract_local_features(self: Task[Any, Any], image_ids: list[int], force: bool = False) -> dict[str, int]:
     """SIFT (and VLAD, once a codebook exists) for a batch of images; idempotent."""
     return local_features.extract_local_features(
         image_ids, force=force, progress=reporter(self, "local features")
@@ -25,12 +27,12 @@ def extract_local_features(self: Task, image_ids: list[int], force: bool = False
 
 
 @shared_task(name=task_names.LINK_IMAGES, bind=True, acks_late=True, max_retries=20)
-def link_images(self: Task, image_ids: list[int]) -> dict[str, object]:
+def link_images(self: Task[Any, Any], image_ids: list[int]) -> match_graph.LinkCounts:
     """Verify a batch of photos against their global neighbours into the match graph; idempotent. Photos
     whose vector or local features are not stored yet (the gpu and cpu queues run apart) are tried again
     in a minute, up to 20 times."""
     counts = match_graph.link_images(image_ids, progress=reporter(self, "match graph"))
-    waiting = list(counts["waiting"])  # type: ignore[call-overload]
+    waiting = counts["waiting"]
     if waiting:
         raise self.retry(args=(waiting,), countdown=60)
     return counts

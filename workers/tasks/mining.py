@@ -4,6 +4,8 @@ and only the task that completes the last chunk summarises and queues the traini
 
 from __future__ import annotations
 
+from typing import Any
+
 from celery import Task, shared_task
 
 from webapp import task_names
@@ -12,7 +14,7 @@ from workers.tasks.progress import reporter
 
 
 @shared_task(name=task_names.MINE_PREPARE, bind=True, acks_late=True)
-def prepare_mining(self: Task, mining_id: int) -> dict[str, object]:
+def prepare_mining(self: Task[Any, Any], mining_id: int) -> dict[str, object]:
     """Features (folder collections), candidate pairs, then one verify task per chunk."""
     report = reporter(self, "mining candidates")
     state = mining.prepare(mining_id, progress=lambda stage, done, total: report(done, total))
@@ -20,7 +22,7 @@ def prepare_mining(self: Task, mining_id: int) -> dict[str, object]:
 
 
 @shared_task(name=task_names.MINE_VERIFY, bind=True, acks_late=True)
-def verify_chunk(self: Task, mining_id: int, number: int) -> dict[str, object]:
+def verify_chunk(self: Task[Any, Any], mining_id: int, number: int) -> dict[str, object]:
     """Verify one chunk; the last one summarises and queues the training run."""
     finished = mining.verify(mining_id, number)
     return {"mining": mining_id, "chunk": number, "finished": finished}

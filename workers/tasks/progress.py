@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from typing import Any
 
 from celery import Task
 
 logger = logging.getLogger(__name__)
 
 
-def reporter(task: Task, stage: str) -> Callable[[int, int], None]:
+def reporter(task: Task[Any, Any], stage: str) -> Callable[[int, int], None]:
     """A ``progress(done, total)`` callback that records state PROGRESS with the counts.
 
     Progress is for people watching: a result backend that cannot be reached (Redis restarting) is logged and

@@ -21,8 +21,8 @@ class Command(BaseCommand):
             help="work older than this counts as lost (default RECONCILE_STALE_SECONDS)",
         )
 
-    def handle(self, *args: object, **options: object) -> None:
-        outcome = reconcile(stale_seconds=options["stale_seconds"])  # type: ignore[arg-type]
+    def handle(self, *args: object, stale_seconds: int | None, **options: object) -> None:
+        outcome = reconcile(stale_seconds=stale_seconds)
         if outcome.run is None:
             self.stdout.write("another reconcile run is in progress; nothing done")
             return

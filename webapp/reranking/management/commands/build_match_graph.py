@@ -35,9 +35,9 @@ class Command(BaseCommand):
         with tqdm(total=len(ids), desc="match graph", unit="img", disable=quiet) as bar:
             for start in range(0, len(ids), batch):
                 counts = match_graph.link_images(ids[start : start + batch])
-                totals["linked"] += int(counts["linked"])  # type: ignore[call-overload]
-                totals["matches"] += int(counts["matches"])  # type: ignore[call-overload]
-                totals["waiting"] += len(counts["waiting"])  # type: ignore[arg-type]
+                totals["linked"] += counts["linked"]
+                totals["matches"] += counts["matches"]
+                totals["waiting"] += len(counts["waiting"])
                 bar.update(len(ids[start : start + batch]))
         self.stdout.write(
             f"{totals['linked']} photos verified against up to {settings.RERANK_GRAPH_NEIGHBOURS} "

@@ -6,6 +6,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from tqdm import tqdm
 
+from retrieval_core.rerank.scorer import RerankMethod
 from webapp.search import tuning
 
 
@@ -23,7 +24,7 @@ class Command(BaseCommand):
         parser.add_argument("--per-landmark", type=int, default=2, help="validation queries per landmark")
 
     def handle(
-        self, *args: object, method: str | None, seed: int, per_landmark: int, **options: object
+        self, *args: object, method: RerankMethod | None, seed: int, per_landmark: int, **options: object
     ) -> None:
         method = method or settings.RERANK_METHOD
         with tqdm(desc=f"tuning {method}", unit="query", disable=options["verbosity"] == 0) as bar:

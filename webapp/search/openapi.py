@@ -451,10 +451,14 @@ OPENAPI: dict[str, Any] = {
                     },
                     "rerank": {
                         "type": "object",
-                        "required": ["method", "weight_global"],
+                        "required": ["method", "weight_global", "min_inliers"],
                         "properties": {
                             "method": {"type": "string", "enum": ["sift", "vlad", "patches", "none"]},
                             "weight_global": {"type": "number"},
+                            "min_inliers": {
+                                "type": "integer",
+                                "description": "Inliers from which a result counts as a verified match.",
+                            },
                             "match_graph": {
                                 "type": ["object", "null"],
                                 "description": "Set when the match graph was read: the inliers each link "

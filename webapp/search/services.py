@@ -84,6 +84,8 @@ class SearchResponse:
     match_graph: dict[str, int] | None = None
     """``{min_inliers, lifted}`` when the match graph was read (None: off, or not a SIFT re-rank)."""
     location: Location | Unlocated = field(default_factory=lambda: Unlocated("not estimated"))
+    min_inliers: int = 0
+    """Inliers from which a result counts as a verified match (the fusion's floor)."""
     """Where the photo was taken, estimated from its matches' positions, or why not."""
 
     def location_dict(self) -> dict[str, object] | None:
@@ -147,6 +149,7 @@ class SearchResponse:
             "rerank": {
                 "method": self.rerank_method,
                 "weight_global": self.weight_global,
+                "min_inliers": self.min_inliers,
                 "match_graph": self.match_graph,
             },
             "timings_ms": self.timings_ms,
@@ -255,6 +258,7 @@ def search_by_photo(
         filters=_filters_dict(filters),
         match_graph=_match_graph_summary(pipeline.config.graph_verification, result.matched_via),
         location=location,
+        min_inliers=pipeline.fusion.min_inliers,
     )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import logging
+from typing import Any
 
 import numpy as np
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
@@ -58,6 +59,15 @@ def search_api(request: HttpRequest) -> JsonResponse:
     return JsonResponse(payload, status=status)
 
 
+def verified_matches(payload: dict[str, Any]) -> dict[str, int] | None:
+    """``{count, best}`` of the shown results with at least the verified inliers (None: none shown), so the
+    page never says "not in the collection" while it shows a verified match of the photo."""
+    floor = payload["rerank"].get("min_inliers") or 0
+    inliers = [hit["inliers"] for hit in payload["results"] if hit["inliers"] is not None]
+    verified = [n for n in inliers if floor and n >= floor]
+    return {"count": len(verified), "best": max(verified)} if verified else None
+
+
 @require_http_methods(["GET", "POST"])
 def search_page(request: HttpRequest) -> HttpResponse:
     context: dict[str, object] = {}
@@ -73,6 +83,8 @@ def search_page(request: HttpRequest) -> HttpResponse:
         else:
             payload, status = search_from_image(image_id, request.GET)
         context["error" if status != 200 else "response"] = payload.get("error", payload)
+    if isinstance(context.get("response"), dict):
+        context["verified"] = verified_matches(context["response"])
     context["landmarks"] = Landmark.objects.order_by("name").values("pk", "name")
     context["form"] = {name: request.POST.get(name) or request.GET.get(name) or "" for name in FILTER_FIELDS}
     return render(request, "search/search.html", context, status=status)

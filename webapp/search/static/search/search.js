@@ -7,63 +7,128 @@
   const results = document.getElementById("results");
   const preview = document.getElementById("query-preview");
   const prediction = document.getElementById("prediction");
+  const locationLine = document.getElementById("location");
   const map = document.getElementById("results-map");
   const FILTERS = ["landmark", "taken_after", "taken_before", "lat", "lon", "radius_m"];
 
+  // The answer: the landmark when one is recognised; otherwise, never "not in the collection" while a
+  // verified match is shown (a collection without landmark names still finds the same place); and where
+  // the photo was taken when the collection has positions. The server renders the same words
+  // (templates/search/search.html).
   function showPrediction(data) {
     const p = data.prediction;
     prediction.replaceChildren();
+    const verified = data.results.filter((hit) => hit.inliers !== null && hit.inliers >= data.rerank.min_inliers);
     if (p.recognised) {
       const name = document.createElement("strong");
       name.textContent = p.landmark.name;
       prediction.append("This is ", name, ` (${p.confidence.toFixed(2)})`);
+    } else if (verified.length) {
+      const best = Math.max(...verified.map((hit) => hit.inliers));
+      const found = document.createElement("strong");
+      found.textContent = `${verified.length} verified match${verified.length === 1 ? "" : "es"}`;
+      prediction.append("Found in the collection: ", found, ` (best: ${best} inliers)`);
     } else {
       const guess = p.evidence.best_guess;
       prediction.textContent = "Not in the collection"
         + (guess ? ` (closest: ${guess.name}, ${p.confidence.toFixed(2)})` : "");
     }
+    locationLine.replaceChildren();
+    const loc = data.location;
+    if (loc) {
+      const place = document.createElement("strong");
+      place.textContent = `${loc.latitude.toFixed(5)}, ${loc.longitude.toFixed(5)}`;
+      const n = loc.supporting_image_ids.length;
+      locationLine.append(
+        "Taken near ", place,
+        ` (within ${Math.round(loc.radius_m)} m, confidence ${loc.confidence.toFixed(2)}; ` +
+        `from ${n} match${n === 1 ? "" : "es"}, ${METHODS[loc.method]})`,
+      );
+    } else if (data.location_reason) {
+      locationLine.textContent = "No location: " + data.location_reason;
+    }
+  }
+  const METHODS = {
+    verified_group: "verified",
+    agreeing_matches: "close matches that agree, none verified",
+    first_result: "the first result's position",
+    best_match: "the most similar match's position",
+  };
+
+  // The same offline map as the image page (webapp/catalog/maps.py): positions in metres around their
+  // centre, a grid and a scale bar in metres, the estimated location as a circle of its radius; no tiles.
+  function niceScale(span) {
+    const target = Math.max(span / 4, 1), power = 10 ** Math.floor(Math.log10(target));
+    return Math.max(...[1, 2, 5].map((step) => step * power).filter((m) => m <= target));
   }
 
-  // The same offline map as the image page (webapp/catalog/maps.py): equirectangular around the points,
-  // a degree graticule, no tiles, nothing fetched.
   function positionMap(data) {
     const points = data.results.filter((hit) => hit.position)
       .map((hit) => ({ lat: hit.position.latitude, lon: hit.position.longitude, label: `#${hit.rank}`, kind: "result" }));
     if (data.query.position) {
       points.push({ lat: data.query.position.latitude, lon: data.query.position.longitude, label: "your photo", kind: "query" });
     }
+    const area = data.location;
     map.replaceChildren();
-    if (!points.length) return;
-    const ns = "http://www.w3.org/2000/svg", width = 320, height = 200;
-    const lats = points.map((p) => p.lat), lons = points.map((p) => p.lon);
-    const span = Math.max(Math.max(...lats) - Math.min(...lats), Math.max(...lons) - Math.min(...lons), 0.01) * 1.3;
+    if (!points.length && !area) return;
+    const ns = "http://www.w3.org/2000/svg", width = 320, height = 200, perDegree = 111195;
+    const lats = points.map((p) => p.lat).concat(area ? [area.latitude] : []);
+    const lons = points.map((p) => p.lon).concat(area ? [area.longitude] : []);
     const midLat = (Math.max(...lats) + Math.min(...lats)) / 2, midLon = (Math.max(...lons) + Math.min(...lons)) / 2;
+    const east = perDegree * Math.cos(midLat * Math.PI / 180);
+    const metres = (lat, lon) => [(lon - midLon) * east, (lat - midLat) * perDegree];
+    const reach = Math.max(...lats.map((lat, i) => Math.max(...metres(lat, lons[i]).map(Math.abs))), area ? area.radius_m : 0);
+    const span = Math.max(2 * reach * 1.3, 200);
     const scale = Math.min(width, height) / span;
-    const svg = document.createElementNS(ns, "svg");
-    svg.setAttribute("class", "position-map");
-    svg.setAttribute("width", width);
-    svg.setAttribute("height", height);
-    svg.setAttribute("role", "img");
-    svg.setAttribute("aria-label", "where the photos were taken");
-    const background = document.createElementNS(ns, "rect");
-    background.setAttribute("width", width);
-    background.setAttribute("height", height);
-    background.setAttribute("fill", "#eef3f7");
-    svg.appendChild(background);
+    const xy = (lat, lon) => {
+      const [x, y] = metres(lat, lon);
+      return [width / 2 + x * scale, height / 2 - y * scale];
+    };
+    const el = (name, attributes) => {
+      const node = document.createElementNS(ns, name);
+      for (const [key, value] of Object.entries(attributes)) node.setAttribute(key, value);
+      return node;
+    };
+    const svg = el("svg", { class: "position-map", width: width, height: height, role: "img",
+      "aria-label": "where the photos were taken" });
+    svg.appendChild(el("rect", { width: width, height: height, fill: "#eef3f7" }));
+    const bar = niceScale(span), step = bar * scale;
+    const grid = el("g", { stroke: "#c9d6e0", "stroke-width": 0.5 });
+    for (let i = -Math.ceil(width / step); i <= Math.ceil(width / step); i++) {
+      const x = (width / 2 + i * step).toFixed(1);
+      grid.appendChild(el("line", { x1: x, y1: 0, x2: x, y2: height }));
+    }
+    for (let i = -Math.ceil(height / step); i <= Math.ceil(height / step); i++) {
+      const y = (height / 2 + i * step).toFixed(1);
+      grid.appendChild(el("line", { x1: 0, y1: y, x2: width, y2: y }));
+    }
+    svg.appendChild(grid);
+    const titled = (node, text) => {
+      const title = document.createElementNS(ns, "title");
+      title.textContent = text;
+      node.appendChild(title);
+      return node;
+    };
+    if (area) {
+      const [x, y] = xy(area.latitude, area.longitude);
+      svg.appendChild(titled(el("circle", { class: "map-location", cx: x.toFixed(1), cy: y.toFixed(1),
+        r: Math.max(area.radius_m * scale, 3).toFixed(1), fill: "#ff7f0e", "fill-opacity": 0.25, stroke: "#ff7f0e",
+        "stroke-width": 2 }), `estimated location (${area.latitude.toFixed(5)}, ${area.longitude.toFixed(5)}) ± ${Math.round(area.radius_m)} m`));
+    }
     points.sort((a, b) => (a.kind === "query") - (b.kind === "query"));
     for (const p of points) {
-      const dot = document.createElementNS(ns, "circle");
-      dot.setAttribute("class", "map-" + p.kind);
-      dot.setAttribute("cx", (width / 2 + (p.lon - midLon) * scale).toFixed(1));
-      dot.setAttribute("cy", (height / 2 - (p.lat - midLat) * scale).toFixed(1));
-      dot.setAttribute("r", p.kind === "query" ? 7 : 5);
-      dot.setAttribute("fill", p.kind === "query" ? "#d62728" : "#1f77b4");
-      dot.setAttribute("stroke", "white");
-      const title = document.createElementNS(ns, "title");
-      title.textContent = `${p.label} (${p.lat.toFixed(5)}, ${p.lon.toFixed(5)})`;
-      dot.appendChild(title);
-      svg.appendChild(dot);
+      const [x, y] = xy(p.lat, p.lon);
+      svg.appendChild(titled(el("circle", { class: "map-" + p.kind, cx: x.toFixed(1), cy: y.toFixed(1),
+        r: p.kind === "query" ? 7 : 5, fill: p.kind === "query" ? "#d62728" : "#1f77b4", stroke: "white" }),
+        `${p.label} (${p.lat.toFixed(5)}, ${p.lon.toFixed(5)})`));
     }
+    const scaleBar = el("g", { class: "map-scale" });
+    scaleBar.appendChild(el("line", { x1: 8, y1: height - 8, x2: (8 + step).toFixed(1), y2: height - 8, stroke: "#333",
+      "stroke-width": 2 }));
+    const label = el("text", { x: 8, y: height - 12, "font-size": 10, fill: "#333" });
+    label.textContent = bar >= 1000 ? `${bar / 1000} km` : `${bar} m`;
+    scaleBar.appendChild(label);
+    svg.appendChild(scaleBar);
     map.appendChild(svg);
   }
 
@@ -113,6 +178,7 @@
       if (value) body.append(name, value);
     }
     prediction.replaceChildren();
+    locationLine.replaceChildren();
     map.replaceChildren();
     try {
       const reply = await fetch(form.dataset.api, { method: "POST", body: body });

@@ -196,7 +196,7 @@ def main() -> None:
     for root in args.roots:
         hard: frozenset[str] | None = None
         for name, change in levers.items():
-            options = dataclasses.replace(base, **change)  # type: ignore[arg-type]
+            options = dataclasses.replace(base, **change)  # type: ignore[arg-type]  # LEVERS: field -> value of its type
             started = time.perf_counter()
             report = run_ladder(root, cache_dir=args.cache / root.name, **options.ladder_kwargs())
             e1, e5 = report.row("E1"), report.row("E5")

@@ -111,7 +111,7 @@ def scrape_registry(extra: Iterable[Collector] = ()) -> CollectorRegistry:
     """A registry for one scrape: every process's metrics (multiprocess) or this one's, plus ``extra``."""
     registry = CollectorRegistry(auto_describe=False)
     if multiprocess_dir():
-        MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        MultiProcessCollector(registry)  # type: ignore[no-untyped-call]  # prometheus_client leaves it unannotated
     else:
         registry.register(_DefaultRegistry())
     for collector in extra:

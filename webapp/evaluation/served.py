@@ -125,7 +125,7 @@ def evaluate_served(
             if progress is not None:
                 progress(f"served {method}", done, len(proto.queries))
         mean = float(np.mean(list(per_query.values()))) if per_query else float("nan")
-        geolocation = (
+        geolocation: dict[str, object] | None = (
             {name: geolocation_scores(values).as_dict() for name, values in errors.items()}
             if errors["estimator"]
             else None

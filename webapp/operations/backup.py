@@ -257,7 +257,7 @@ def _add_collection(tar: tarfile.TarFile, scratch: Path, name: str) -> Collectio
     arrays = {field: np.asarray(values) for field, values in columns.items()}
     arrays["vector"] = np.asarray(columns["vector"], dtype=np.float32).reshape(-1, dim)
     path = scratch / f"{name}.npz"
-    np.savez_compressed(path, **arrays)  # type: ignore[arg-type]
+    np.savez_compressed(path, **arrays)  # type: ignore[arg-type]  # numpy's stub types **arrays as allow_pickle too
     tar.add(path, f"vectors/{name}.npz")
     return CollectionDump(name, dim, len(arrays["id"]), fields)
 

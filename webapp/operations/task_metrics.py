@@ -79,7 +79,7 @@ def _serve_metrics(**_: object) -> None:
 def _pool_process_exit(pid: int = 0, **_: object) -> None:
     """A prefork child that exits: its counters still count, its running-tasks gauge no longer."""
     if multiprocess_dir():
-        multiprocess.mark_process_dead(pid or os.getpid())  # type: ignore[no-untyped-call]
+        multiprocess.mark_process_dead(pid or os.getpid())  # type: ignore[no-untyped-call]  # unannotated upstream
 
 
 def connect_celery() -> None:

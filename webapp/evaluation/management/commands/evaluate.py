@@ -117,12 +117,14 @@ class Command(BaseCommand):
         self.stdout.write(
             f"{report['protocol']}\n\n| method | mAP@100 | queries | p50 ms | p95 ms |\n|---|---|---|---|---|"
         )
-        for row in report["rows"]:  # type: ignore[attr-defined]
+        rows = report["rows"]
+        assert isinstance(rows, list), "evaluate_served reports a list of rows"
+        for row in rows:
             self.stdout.write(
                 f"| served {row['method']} | {100 * row['map@100']:.2f} | {row['queries']} | "
                 f"{row['p50_ms']:.0f} | {row['p95_ms']:.0f} |"
             )
-        located = [row for row in report["rows"] if row.get("geolocation")]  # type: ignore[attr-defined]
+        located = [row for row in rows if row.get("geolocation")]
         if located:
             self.stdout.write(
                 "\nGeolocation (the served location vs the first result's position, 1-NN):\n\n"

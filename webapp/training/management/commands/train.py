@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from tqdm import tqdm
@@ -74,45 +75,45 @@ class Command(BaseCommand):
             help="self: never mine ROOT's reported evaluation queries, their positives or their landmarks",
         )
 
-    def handle(self, *args: object, **options: object) -> None:
+    def handle(self, *args: object, **options: Any) -> None:  # argparse's values, as declared above
         self_recipe = options["recipe"] == "self"
         try:
             init = str(options["init"])
             if options["init_version"]:
                 init = services.version_weights(str(options["init_version"]))
             config = TrainConfig(
-                recipe="e3" if self_recipe else options["recipe"],  # type: ignore[arg-type]
+                recipe="e3" if self_recipe else options["recipe"],
                 init_weights=init,
                 backbone=str(options["backbone"]),
-                epochs=int(options["epochs"]),  # type: ignore[call-overload]
-                steps_per_epoch=options["steps_per_epoch"],  # type: ignore[arg-type]
-                p=int(options["p"]),  # type: ignore[call-overload]
-                k=int(options["k"]),  # type: ignore[call-overload]
-                lr=float(options["lr"]),  # type: ignore[arg-type]
-                margin=float(options["margin"]),  # type: ignore[arg-type]
-                image_size=int(options["image_size"]),  # type: ignore[call-overload]
+                epochs=int(options["epochs"]),
+                steps_per_epoch=options["steps_per_epoch"],
+                p=int(options["p"]),
+                k=int(options["k"]),
+                lr=float(options["lr"]),
+                margin=float(options["margin"]),
+                image_size=int(options["image_size"]),
                 arcface=bool(options["arcface"]),
                 whitening=bool(options["whitening"]),
-                frozen_stages=int(options["frozen_stages"]),  # type: ignore[call-overload]
-                seed=int(options["seed"]),  # type: ignore[call-overload]
-                device=options["device"],  # type: ignore[arg-type]
+                frozen_stages=int(options["frozen_stages"]),
+                seed=int(options["seed"]),
+                device=options["device"],
             )
             if self_recipe:
                 mining = MiningConfig(
-                    neighbours=int(options["neighbours"]),  # type: ignore[call-overload]
-                    min_inliers=int(options["min_inliers"]),  # type: ignore[call-overload]
-                    min_negative_distance_m=float(options["negative_distance"]),  # type: ignore[arg-type]
+                    neighbours=int(options["neighbours"]),
+                    min_inliers=int(options["min_inliers"]),
+                    min_negative_distance_m=float(options["negative_distance"]),
                 )
                 held_out = (
-                    services.protocol_held_out(options["root"])  # type: ignore[arg-type]
+                    services.protocol_held_out(options["root"])
                     if options["hold_out_queries"]
                     else []
                 )
                 start_self = services.start_self_training if options["queue"] else services.create_self_run
-                run = start_self(config, mining, root=options["root"], held_out=held_out)  # type: ignore[arg-type]
+                run = start_self(config, mining, root=options["root"], held_out=held_out)
             else:
                 start = services.start_training if options["queue"] else services.create_run
-                run = start(config, root=options["root"])  # type: ignore[arg-type]
+                run = start(config, root=options["root"])
         except ValueError as error:
             raise CommandError(str(error)) from error
         if options["queue"]:

@@ -54,6 +54,7 @@ from retrieval_core.eval.metrics import (
     recall_at_k,
 )
 from retrieval_core.eval.protocol import EvalProtocol, EvalQuery, QuerySet, build_protocol
+from retrieval_core.eval.recognition_threshold import apply_threshold, choose_threshold
 from retrieval_core.eval.report import REPEATED_ROW, LadderReport, LadderRow
 from retrieval_core.features.compact import LocalFeatureFormat
 from retrieval_core.features.global_ import GlobalDescriptorExtractor
@@ -78,7 +79,6 @@ from retrieval_core.search.pipeline import (
     rank_and_recognise,
     rank_candidates,
 )
-from retrieval_core.search.recognition import apply_threshold, choose_threshold
 from retrieval_core.search.served import SERVED, ServedConfig
 from retrieval_core.search.tuning import tune_fusion_weight
 

@@ -12,7 +12,7 @@ matches are unlabelled is not confidently given the landmark of a weaker one.
   ``1 - exp(-max(inliers - 8, 0) / 20)``), else its fused score.
 
 Below ``RecognitionConfig.threshold`` the answer is "not in the collection" (``recognised`` False); the
-threshold is chosen on validation queries (``choose_threshold``) by GAP.
+threshold is chosen on validation queries by GAP (``retrieval_core.eval.recognition_threshold``).
 """
 
 from __future__ import annotations
@@ -24,15 +24,12 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from retrieval_core.eval.metrics import global_average_precision
 from retrieval_core.rerank.fusion import RerankedHit, promote
 
 __all__ = [
     "LandmarkShares",
     "Recognition",
     "RecognitionConfig",
-    "apply_threshold",
-    "choose_threshold",
     "recognise",
     "recognised_landmark_first",
 ]
@@ -44,10 +41,6 @@ class LandmarkShares(Protocol):
     def shares(self, landmark_ids: Sequence[Any]) -> Mapping[Any, float]:
         """landmark id -> its fraction of the indexed photos (ids it does not know are left out)."""
         ...
-
-
-THRESHOLD_GRID: tuple[float, ...] = tuple(round(0.05 * i, 2) for i in range(20))
-"""Thresholds ``choose_threshold`` tries: 0, 0.05, ..., 0.95."""
 
 
 @dataclass(frozen=True)
@@ -186,39 +179,6 @@ def _majority(
         if not share >= min_lift * prior:
             return None
     return label
-
-
-def choose_threshold(
-    predictions: Sequence[tuple[Hashable | None, float]],
-    truths: Sequence[Hashable | None],
-    grid: Sequence[float] = THRESHOLD_GRID,
-) -> tuple[float, float]:
-    """The "not in the collection" threshold chosen on validation queries, and the GAP it gives there.
-
-    ``predictions``: per query (landmark, confidence); ``truths``: per query its landmark (None: not in the
-    collection). GAP alone never favours a threshold (dropping the least confident predictions cannot
-    raise it), so the threshold maximises right minus wrong answers among those given (an abstention
-    scores 0; ties: the lowest threshold); the GAP is that of the answers kept. No queries: 0 and NaN.
-    """
-    if not predictions:
-        return 0.0, float("nan")
-    best, best_net = 0.0, -math.inf
-    for threshold in grid:
-        answered = [
-            (p, t) for (p, c), t in zip(predictions, truths, strict=True) if p is not None and c >= threshold
-        ]
-        right = sum(p == t for p, t in answered)
-        net = right - (len(answered) - right)
-        if net > best_net:
-            best, best_net = float(threshold), net
-    return best, global_average_precision(apply_threshold(predictions, best), truths)
-
-
-def apply_threshold(
-    predictions: Sequence[tuple[Hashable | None, float]], threshold: float
-) -> list[tuple[Hashable | None, float]]:
-    """Predictions below ``threshold`` become "no prediction" ``(None, 0.0)``."""
-    return [(p, c) if p is not None and c >= threshold else (None, 0.0) for p, c in predictions]
 
 
 def _vote(hit: RerankedHit, verified: bool) -> float:

@@ -6,13 +6,9 @@ import numpy as np
 import pytest
 
 from retrieval_core.eval.metrics import global_average_precision
+from retrieval_core.eval.recognition_threshold import choose_threshold
 from retrieval_core.rerank.fusion import MatchEvidence, RerankedHit
-from retrieval_core.search.recognition import (
-    RecognitionConfig,
-    choose_threshold,
-    recognise,
-    recognised_landmark_first,
-)
+from retrieval_core.search.recognition import RecognitionConfig, recognise, recognised_landmark_first
 
 
 def _hit(image_id: int, fused: float, inliers: int | None = None) -> RerankedHit:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import re
 from pathlib import Path
 
 import yaml
@@ -55,13 +56,28 @@ def test_every_long_running_service_has_a_healthcheck_and_persistent_data_has_vo
         assert volume in compose["volumes"]
 
 
-def test_workers_consume_their_queues_and_the_gpu_worker_asks_for_a_gpu() -> None:
+def test_workers_consume_their_queues_and_the_gpu_worker_is_an_opt_in_profile() -> None:
+    """`docker compose up` on a machine without a GPU: the cpu worker serves both queues; the GPU worker
+    (which reserves an NVIDIA device) starts only with ``--profile gpu``, and nothing else needs a profile."""
     services = _compose()["services"]
     cpu, gpu = services["worker-cpu"]["command"], services["worker-gpu"]["command"]
-    assert cpu[cpu.index("-Q") + 1] == "cpu"
+    queues = re.fullmatch(r"\$\{CPU_WORKER_QUEUES:-([a-z,]+)\}", cpu[cpu.index("-Q") + 1])
+    assert queues is not None and set(queues.group(1).split(",")) == {"cpu", "gpu"}
     assert gpu[gpu.index("-Q") + 1] == "gpu"
+    assert services["worker-gpu"]["profiles"] == ["gpu"]
+    assert [name for name, service in services.items() if "profiles" in service] == ["worker-gpu"]
     devices = services["worker-gpu"]["deploy"]["resources"]["reservations"]["devices"]
     assert devices[0]["capabilities"] == ["gpu"]
+    routed = {route["queue"] for route in webapp.settings.CELERY_TASK_ROUTES.values()}
+    assert routed <= set(queues.group(1).split(",")), "the default stack leaves a queue without a worker"
+
+
+def test_the_image_runs_as_an_unprivileged_user() -> None:
+    dockerfile = (ROOT / "deploy" / "Dockerfile").read_text()
+    users = re.findall(r"^USER\s+(\S+)", dockerfile, re.MULTILINE)
+    assert users and users[-1] not in {"root", "0"}
+    # the folders the compose volumes mount are made (and owned) in the image
+    assert "/data" in dockerfile and "/beat" in dockerfile and "chown" in dockerfile
 
 
 def test_local_procfile_consumes_every_routed_queue_and_runs_a_real_web_server() -> None:

@@ -51,7 +51,10 @@ LocalMethod = Literal["sift", "vlad", "patches"]
 
 @dataclass(frozen=True)
 class FusionConfig:
-    """fused = weight_global * global + (1 - weight_global) * local, over the ``top_k`` global hits."""
+    """fused = weight_global * global + (1 - weight_global) * local, over the ``top_k`` global hits.
+
+    These defaults are building blocks for tests and experiments; what is served is
+    ``retrieval_core.search.served.SERVED.search.fusion``."""
 
     weight_global: float = 0.7
     top_k: int = 100

@@ -127,7 +127,7 @@ SERVE_MEDIA = env_bool("SERVE_MEDIA", True)
 # Shared storage. Every process of a deployment reads
 # what the others wrote, so MEDIA_ROOT, FEATURES_ROOT and VAR_DIR (training runs) must be folders shared by
 # all of them (a docker volume, a ReadWriteMany PersistentVolumeClaim; tests/deploy checks compose and k8s).
-# STORAGE_BACKEND=s3 moves the bulk, the per-image local features and CNN patches (~128 KB an image), to an
+# STORAGE_BACKEND=s3 moves the bulk, each image's local features and CNN patches, to an
 # S3-compatible bucket (MinIO, AWS S3, Ceph RGW) under STORAGE_PREFIX/sift and STORAGE_PREFIX/patches.
 STORAGE_BACKEND = env_str("STORAGE_BACKEND", "local")
 if STORAGE_BACKEND not in ("local", "s3"):
@@ -225,8 +225,8 @@ RERANK_METHOD = env_choice("RERANK_METHOD", SERVED.rerank_method, RERANK_METHODS
 # `manage.py tune_fusion` stores one chosen on validation queries.
 RERANK_TOP_K = env_int("RERANK_TOP_K", SERVED.search.fusion.top_k)
 FUSION_WEIGHT_GLOBAL = env_float("FUSION_WEIGHT_GLOBAL", SERVED.search.fusion.weight_global)
-# SIFT of index photos and of queries: queries keep fewer keypoints, which halves matching time while
-# stored photos keep enough to be matched from any side.
+# SIFT of index photos and of queries: queries keep fewer keypoints, which makes matching cheaper (its cost
+# grows with both counts), while stored photos keep enough to be matched from any side.
 SIFT_MAX_KEYPOINTS = env_int("SIFT_MAX_KEYPOINTS", SERVED.index_sift.max_keypoints)
 SIFT_QUERY_MAX_KEYPOINTS = env_int("SIFT_QUERY_MAX_KEYPOINTS", SERVED.query_sift.max_keypoints)
 SIFT_LONG_SIDE = env_int("SIFT_LONG_SIDE", SERVED.index_sift.long_side)
@@ -339,7 +339,7 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 600)}
 CELERY_TASK_ALWAYS_EAGER = False
 # Periodic upkeep, sent by the `celery beat` process (Procfile, docker-compose.yml) so no request does it.
-# Task names are webapp.task_names constants, spelled out so the settings import nothing of the project.
+# Task names are webapp.task_names constants, spelled out so the settings import no app.
 CELERY_BEAT_SCHEDULE = {
     "purge-expired-queries": {
         "task": "workers.tasks.cpu.purge_expired_queries",

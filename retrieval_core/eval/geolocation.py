@@ -8,6 +8,7 @@ better by answering less.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
@@ -30,12 +31,14 @@ from retrieval_core.search.geolocation import (
 )
 
 __all__ = [
+    "CHOSEN_ON_VALIDATION",
     "THRESHOLDS_M",
     "GeoCase",
     "GeolocationComparison",
     "GeolocationScores",
     "choose_geolocation_config",
     "compare_geolocation",
+    "default_grid",
     "fit_confidence",
     "geolocation_scores",
     "geolocation_summary",
@@ -44,6 +47,23 @@ __all__ = [
 ]
 
 THRESHOLDS_M: tuple[float, ...] = (25.0, 100.0, 1000.0)
+CHOSEN_ON_VALIDATION = "reported, config chosen on validation"
+"""The summary entry that re-chooses the estimator's config on the run's validation queries."""
+
+
+def default_grid() -> list[GeolocationConfig]:
+    """The configs ``choose_geolocation_config`` tries in an evaluation (the served one was chosen so):
+    candidates looked at, group radius, visual-vote temperature (0: off) and the weight of verified
+    evidence (0: off)."""
+    grid = [
+        GeolocationConfig(
+            top_n=top_n, group_radius_m=radius, score_temperature=temperature, verified_weight=weight
+        )
+        for top_n, radius, temperature, weight in itertools.product(
+            (10, 20, 50), (25.0, 40.0, 60.0), (0.0, 0.01, 0.02, 0.05), (0.0, 5.0)
+        )
+    ]
+    return [config for config in grid if config.score_temperature or config.verified_weight]
 
 
 @dataclass(frozen=True)
@@ -199,10 +219,19 @@ def geolocation_summary(
     config: GeolocationConfig = DEFAULT_CONFIG,
 ) -> dict[str, object] | None:
     """Query set name -> the estimator against 1-NN on its queries (``GeolocationComparison.as_dict``);
-    None when no query has a position."""
+    with validation queries, also the reported queries located with the config chosen on them
+    (``CHOSEN_ON_VALIDATION``), so the served config's choice can be redone on any collection. None when
+    no query has a position."""
     out: dict[str, object] = {}
-    for name, by_query in rankings.items():
-        cases = ranked_cases(by_query, positions, config.top_n)
-        if cases:
-            out[name] = compare_geolocation(cases, config).as_dict()
+    deepest = max(candidate.top_n for candidate in [config, *default_grid()])
+    cases = {name: ranked_cases(by_query, positions, deepest) for name, by_query in rankings.items()}
+    for name, found in cases.items():
+        if found:
+            out[name] = compare_geolocation(found, config).as_dict()
+    if cases.get("validation") and cases.get("reported"):
+        try:
+            chosen, _ = choose_geolocation_config(cases["validation"], default_grid())
+        except ValueError:  # every validation query located, or none: nothing to calibrate confidence on
+            return out or None
+        out[CHOSEN_ON_VALIDATION] = compare_geolocation(cases["reported"], chosen).as_dict()
     return out or None

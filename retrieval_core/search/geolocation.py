@@ -34,6 +34,7 @@ __all__ = [
     "distance_m",
     "estimate_location",
     "geo_candidates",
+    "pairwise_distances_m",
 ]
 
 EARTH_RADIUS_M = 6_371_008.8
@@ -130,6 +131,16 @@ def distance_m(a: Position, b: Position) -> float:
     return 2 * EARTH_RADIUS_M * math.asin(min(1.0, math.sqrt(h)))
 
 
+def pairwise_distances_m(positions: np.ndarray) -> np.ndarray:
+    """``(N, 2)`` degrees ``(latitude, longitude)`` -> ``(N, N)`` haversine distances in metres."""
+    lat, lon = np.radians(positions[:, 0]), np.radians(positions[:, 1])
+    h = (
+        np.sin((lat[:, None] - lat[None]) / 2) ** 2
+        + np.cos(lat[:, None]) * np.cos(lat[None]) * np.sin((lon[:, None] - lon[None]) / 2) ** 2
+    )
+    return np.asarray(2 * EARTH_RADIUS_M * np.arcsin(np.sqrt(np.clip(h, 0.0, 1.0))))
+
+
 def geo_candidates(
     ranked: Sequence[tuple[ImageId, float, int | None]], positions: Mapping[ImageId, Position]
 ) -> list[GeoCandidate]:
@@ -165,7 +176,7 @@ def estimate_location(
     if not votes.any():  # nothing verified and visual votes off: the first result
         votes[0] = 1.0
     points = [(c.latitude, c.longitude) for c in head]
-    members = np.array([[distance_m(p, q) <= config.group_radius_m for q in points] for p in points])
+    members = pairwise_distances_m(np.array(points)) <= config.group_radius_m
     group_votes = members @ votes
     anchor = int(np.argmax(group_votes))
     chosen = np.flatnonzero(members[anchor] & (votes > 0))

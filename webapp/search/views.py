@@ -83,8 +83,9 @@ def search_page(request: HttpRequest) -> HttpResponse:
         else:
             payload, status = search_from_image(image_id, request.GET)
         context["error" if status != 200 else "response"] = payload.get("error", payload)
-    if isinstance(context.get("response"), dict):
-        context["verified"] = verified_matches(context["response"])
+    response = context.get("response")
+    if isinstance(response, dict):
+        context["verified"] = verified_matches(response)
     context["landmarks"] = Landmark.objects.order_by("name").values("pk", "name")
     context["form"] = {name: request.POST.get(name) or request.GET.get(name) or "" for name in FILTER_FIELDS}
     return render(request, "search/search.html", context, status=status)

@@ -12,15 +12,24 @@ export REDIS_URL ?= redis://127.0.0.1:$(REDIS_PORT)/0
 export MILVUS_URI ?= http://127.0.0.1:$(MILVUS_PORT)
 export WEB_HOST WEB_PORT REDIS_PORT MILVUS_PORT
 
-.PHONY: install run test lint typecheck bench clean
+.PHONY: install lock run test lint typecheck bench clean
 
-$(VENV)/.installed: pyproject.toml
+# The exact versions of requirements.lock, then the project itself (editable, its extras' tools included).
+$(VENV)/.installed: pyproject.toml requirements.lock
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q -r requirements.lock -e '.[dev]'
 	touch $@
 
 install: $(VENV)/.installed
+
+# Re-resolve requirements.lock from pyproject.toml (after changing a dependency), without this checkout's
+# own path in it.
+lock:
+	$(VENV)/bin/pip-compile --quiet --extra dev --strip-extras --no-emit-find-links --no-emit-index-url \
+	  --output-file requirements.lock pyproject.toml
+	awk '/^landmark-search @ /{skip=1; next} skip && /^    #/{next} {skip=0; print}' requirements.lock \
+	  > requirements.lock.tmp && mv requirements.lock.tmp requirements.lock
 
 run: install
 	mkdir -p $(VAR_DIR)

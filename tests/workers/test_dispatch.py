@@ -4,15 +4,25 @@ from __future__ import annotations
 
 import io
 import logging
+import threading
 
 import pytest
+from celery import current_app
 from django.core.management import call_command
 from django.db import transaction
 
 from tests.conftest import LiveServices
 from webapp import task_names
 from webapp.catalog.services import register_image
-from webapp.dispatch import Outcome, SendTask, recording, send_batches_on_commit, send_on_commit
+from webapp.dispatch import (
+    FOLLOWING_TASKS,
+    Event,
+    Outcome,
+    SendTask,
+    recording,
+    send_batches_on_commit,
+    send_on_commit,
+)
 from workers.celery import app
 
 QUEUES = {  # first matching prefix
@@ -76,3 +86,24 @@ def test_requeue_pending_sends_every_waiting_image(
         call_command("requeue_pending", stdout=out)
     assert "queued 1 pending images" in out.getvalue()
     assert {cb.name: cb.args for cb in callbacks}[task_names.INDEX_IMAGES] == ([image.pk],)
+
+
+@pytest.mark.django_db
+def test_a_registered_image_is_announced_and_each_following_task_gets_it(
+    scene_photo: bytes, django_capture_on_commit_callbacks
+) -> None:
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        image = register_image(scene_photo, original_name="a.jpg").image
+    sent = [(callback.name, callback.args) for callback in callbacks if isinstance(callback, SendTask)]
+    following = FOLLOWING_TASKS[Event.IMAGES_REGISTERED]
+    assert following == (task_names.INDEX_IMAGES, task_names.EXTRACT_LOCAL_FEATURES)
+    assert [(name, ([image.pk],)) for name in following] == [item for item in sent if item[0] in following]
+
+
+def test_dispatch_sends_through_the_workers_app_in_every_thread() -> None:
+    """Django loads the installed app ``workers``, whose Celery app is the default in any thread."""
+    seen: list[str] = []
+    thread = threading.Thread(target=lambda: seen.append(current_app.main))
+    thread.start()
+    thread.join()
+    assert seen == [app.main] == ["landmarks"]

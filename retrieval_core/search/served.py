@@ -69,6 +69,11 @@ class ServedConfig:
                 f"fusion.local_method {self.search.fusion.local_method!r} must be the served rerank_method "
                 f"{self.rerank_method!r}"
             )
+        index, query = self.index_sift, self.query_sift
+        if dataclasses.replace(query, max_keypoints=index.max_keypoints) != index:
+            # One SIFT for both sides (the settings have one SIFT_LONG_SIDE, SIFT_UPRIGHT, ...): only the
+            # keypoint budget may differ, or query and index descriptors would not match.
+            raise ValueError(f"query_sift {query} may differ from index_sift {index} in max_keypoints only")
 
 
 SERVED = ServedConfig(

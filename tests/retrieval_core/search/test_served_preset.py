@@ -225,3 +225,10 @@ def test_settings_without_the_environment_are_the_preset(monkeypatch: pytest.Mon
 def test_replace_given_keeps_the_served_value_for_an_option_left_out() -> None:
     assert replace_given(SERVED.index_sift, max_keypoints=None) == SERVED.index_sift
     assert replace_given(SERVED.index_sift, max_keypoints=7).max_keypoints == 7
+
+
+def test_query_and_index_sift_differ_in_their_keypoint_budget_only() -> None:
+    with pytest.raises(ValueError, match="max_keypoints only"):
+        dataclasses.replace(SERVED, query_sift=dataclasses.replace(SERVED.query_sift, long_side=320))
+    with pytest.raises(ValueError, match="rerank_method"):
+        dataclasses.replace(SERVED, rerank_method="vlad")

@@ -78,3 +78,20 @@ def test_heic_uploads_are_indexed_with_their_exif_and_found_by_heic_and_avif_que
     # The page that shows a photo shows one a browser can display.
     page = client.get(images[0].get_absolute_url()).content.decode()
     assert images[0].thumbnail.url in page
+
+
+def test_a_heic_uploaded_in_the_collection_page_is_indexed(
+    uploader_client: Client, celery_worker_process: object, empty_vector_store: None
+) -> None:
+    (view,) = _views(303, 1)
+    photo = _named(encode_phone_photo(view, "HEIF"), "IMG_0303.HEIC")
+    response = uploader_client.post("/collection/", {"photos": [photo], "landmark": "Phone place"})
+    assert response.status_code == 302
+    image = Image.objects.get()
+    deadline = time.monotonic() + 120
+    pending = Image.objects.filter(pk=image.pk, status=Image.Status.PENDING)
+    while pending.exists() and time.monotonic() < deadline:
+        time.sleep(0.5)
+    image.refresh_from_db()
+    assert image.status == Image.Status.INDEXED and image.format == "HEIF"
+    assert image.landmark is not None and image.landmark.name == "Phone place"

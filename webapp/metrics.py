@@ -35,7 +35,8 @@ from pymilvus.exceptions import MilvusException
 
 if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):  # made before any process writes its files there
     os.makedirs(os.environ["PROMETHEUS_MULTIPROC_DIR"], exist_ok=True)
-disable_created_metrics()  # type: ignore[no-untyped-call]  # the *_created series double the output and no dashboard here reads them
+# The *_created series double the output, and no panel or alert here reads them.
+disable_created_metrics()  # type: ignore[no-untyped-call]
 
 # Seconds: a refusal (ms) to a slow upload or a cold model (tens of seconds).
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
@@ -136,7 +137,9 @@ _MILVUS_FAILURES = (MilvusException, ConnectionError, TimeoutError)
 
 class _MeteredStore:
     """Forwards every attribute to the store; a public method that raises a Milvus, connection or timeout
-    error counts one `MILVUS_ERRORS` under its name, then re-raises."""
+    error counts one `MILVUS_ERRORS` under its name, then re-raises. Wrapped here, in the webapp, so the
+    library's store (retrieval_core) stays free of metrics, and every caller (search, indexing, the
+    reconciler, analysis) is counted alike."""
 
     def __init__(self, store: object) -> None:
         self._store = store

@@ -115,3 +115,17 @@ def test_a_private_claim_or_a_pod_without_the_shared_claim_fails_the_check() -> 
     problems = storage_problems(k8s_processes(unmounted, APP_IMAGE))
     assert "Deployment/worker-cpu: VAR_DIR=/data/var is on the container's own file system" in problems
     assert not any(p.startswith("Deployment/web") for p in problems)
+
+
+def test_app_pods_run_as_the_images_unprivileged_user(rendered: list[dict]) -> None:
+    workloads = [
+        o for o in rendered
+        if o["kind"] in {"Deployment", "Job", "StatefulSet"}
+        and any(c["image"].startswith(APP_IMAGE) for c in o["spec"]["template"]["spec"]["containers"])
+    ]  # fmt: skip
+    names = {o["metadata"]["name"] for o in workloads}
+    assert names >= {"web", "worker-cpu", "worker-gpu", "beat", "migrate"}
+    for workload in workloads:
+        context = workload["spec"]["template"]["spec"].get("securityContext", {})
+        assert context.get("runAsNonRoot") is True and context.get("runAsUser") == 10001, workload["metadata"]
+        assert context.get("fsGroup") == 10001  # the shared claim is writable by that user

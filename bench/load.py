@@ -43,7 +43,7 @@ class Tally:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
-def _client(url: str, photos: list[tuple[str, bytes]], rerank: str, stop_at: float, timeout: float,
+def _client(url: str, photos: list[tuple[str, bytes]], rerank: str | None, stop_at: float, timeout: float,
             tally: Tally, seed: int) -> None:  # fmt: skip
     rng = random.Random(seed)
     session = requests.Session()
@@ -52,7 +52,10 @@ def _client(url: str, photos: list[tuple[str, bytes]], rerank: str, stop_at: flo
         start = time.monotonic()
         try:
             response = session.post(
-                url, files={"image": (name, content, "image/jpeg")}, data={"rerank": rerank}, timeout=timeout
+                url,
+                files={"image": (name, content, "image/jpeg")},
+                data={"rerank": rerank} if rerank else {},  # none named: the server's RERANK_METHOD
+                timeout=timeout,
             )
         except requests.Timeout:
             with tally.lock:
@@ -108,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--duration", type=float, default=60.0, help="seconds")
-    parser.add_argument("--rerank", default="sift")
+    parser.add_argument("--rerank", default=None, help="re-ranking method (default: the server's)")
     parser.add_argument("--timeout", type=float, default=30.0, help="a request slower than this is a timeout")
     parser.add_argument("--limit-photos", type=int, default=40)
     args = parser.parse_args(argv)
@@ -138,7 +141,8 @@ def main(argv: list[str] | None = None) -> int:
     refused = [s for values in tally.refused.values() for s in values]
     answered = len(tally.accepted_s) + len(refused) + sum(tally.other.values())
     print(
-        f"{args.clients} clients x {args.duration:.0f} s, rerank={args.rerank}, {len(photos)} photos, {url}"
+        f"{args.clients} clients x {args.duration:.0f} s, rerank={args.rerank or 'served'}, "
+        f"{len(photos)} photos, {url}"
     )
     print(f"answered {answered} requests in {wall:.1f} s: {answered / wall:.1f} req/s")
     print(

@@ -85,6 +85,7 @@ SERVED_FLAGS = frozenset(
         "--rerank-depth",
         "--local-format",
         "--method",
+        "--rerank",
         "--upright",
         "--scales",
     }

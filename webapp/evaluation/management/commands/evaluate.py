@@ -40,7 +40,7 @@ class Command(BaseCommand):
         )
         parser.add_argument(
             "--rerank",
-            default="",
+            default=None,
             help="with --served: comma-separated methods, one row each (default: RERANK_METHOD)",
         )
         LadderOptions.add_arguments(parser)
@@ -53,7 +53,7 @@ class Command(BaseCommand):
         format: str,
         queue: bool,
         served: bool,
-        rerank: str,
+        rerank: str | None,
         **options: object,
     ) -> None:
         ladder = LadderOptions.from_arguments(options)
@@ -86,9 +86,16 @@ class Command(BaseCommand):
         self.stdout.write(json.dumps(run.report, indent=2) if format == "json" else run.markdown)
 
     def _served(
-        self, root: Path, out: Path | None, format: str, rerank: str, ladder: LadderOptions, *, verbose: bool
+        self,
+        root: Path,
+        out: Path | None,
+        format: str,
+        rerank: str | None,
+        ladder: LadderOptions,
+        *,
+        verbose: bool,
     ) -> None:
-        methods = [m.strip() for m in rerank.split(",") if m.strip()] or [settings.RERANK_METHOD]
+        methods = [m.strip() for m in (rerank or "").split(",") if m.strip()] or [settings.RERANK_METHOD]
         unknown = set(methods) - set(RERANK_METHODS)
         if unknown:
             raise CommandError(

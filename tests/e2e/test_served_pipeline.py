@@ -29,6 +29,10 @@ def test_served_evaluation_equals_an_evaluation_of_api_responses(
 ) -> None:
     root = tmp_path / "collection"
     write_collection(root, n_landmarks=4, views_per_landmark=5, seed=41)
+    # Each landmark's photos at one place, 1 km apart (labels.csv columns): geolocation is reported too.
+    photos = sorted(path.relative_to(root).as_posix() for path in root.glob("*/*.jpg"))
+    rows_csv = [f"{name},{name.split('/')[0]},{48 + 0.009 * int(name[9:12])},11.5" for name in photos]
+    (root / "labels.csv").write_text("image,landmark,latitude,longitude\n" + "\n".join(rows_csv) + "\n")
     call_command("import_images", str(root), "--timeout", "600", verbosity=0)
 
     out = io.StringIO()
@@ -60,6 +64,12 @@ def test_served_evaluation_equals_an_evaluation_of_api_responses(
         assert row["per_query_ap"] == pytest.approx(from_api, abs=1e-12), method
         assert row["map@100"] == pytest.approx(sum(from_api.values()) / len(from_api))
     assert rows["sift"]["map@100"] > 0.5
+    # Every query's place is found: by the served location and by the first result alike.
+    for row in rows.values():
+        geolocation = row["geolocation"]
+        assert geolocation["estimator"]["queries"] == geolocation["first_result"]["queries"] == 4
+    assert rows["sift"]["geolocation"]["estimator"]["within"]["25m"] == 1.0
+    assert rows["sift"]["geolocation"]["first_result"]["within"]["25m"] == 1.0
 
 
 def test_a_method_that_cannot_run_is_refused_and_a_missing_index_is_unavailable(

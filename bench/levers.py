@@ -70,8 +70,6 @@ LEVERS: dict[str, dict[str, object]] = {
     "DBA k=2": {"dba": 2},
     "aQE n=2 + DBA k=2": {"query_expansion": 2, "dba": 2},
     "PCA-whitening 128 + aQE n=2": {"whiten": 128, "query_expansion": 2},
-    "verified first (15 inliers)": {"verified_first": 15},
-    "verified first (25 inliers)": {"verified_first": 25},
     "upright SIFT": {"upright": True},
     "fundamental matrix, min 12 inliers": FUNDAMENTAL,
     "2000 index keypoints": {"sift_keypoints": 2000, "query_keypoints": 1000},
@@ -83,7 +81,6 @@ LEVERS: dict[str, dict[str, object]] = {
     "768 px multi-scale (1, 0.707, 0.5)": {"image_size": 768, "scales": (0.707, 0.5)},
     "re-rank depth 50": {"rerank_depth": 50},
     "re-rank depth 200": {"rerank_depth": 200},
-    "fundamental (12) + verified first (15)": {**FUNDAMENTAL, "verified_first": 15},
     "fundamental (12) + aQE n=2 + DBA k=2": {**FUNDAMENTAL, "query_expansion": 2, "dba": 2},
     "fundamental (12) + verified QE n=3 (20 inliers)": {**FUNDAMENTAL, "verified_expansion": 3},
     "fundamental (12) + verified QE n=5 (15 inliers)": FUNDAMENTAL_VQE,
@@ -111,11 +108,6 @@ LEVERS: dict[str, dict[str, object]] = {
             "landmark_first_lift": lift,
         }
         for m, lift in ((0.5, 3.0), (0.7, 3.0))
-    },
-    "fundamental (12) + verified QE n=5 (15) + landmark first (0.1) + verified first (15)": {
-        **FUNDAMENTAL_VQE,
-        "landmark_first": 0.1,
-        "verified_first": 15,
     },
     **{
         f"fundamental (12) + verified QE n=5 (15){first} + match graph ({t} inliers, {k} neighbours)": {

@@ -240,11 +240,9 @@ LOCAL_FEATURES_FORMAT = env_str("LOCAL_FEATURES_FORMAT", SERVED.local_format)
 # Procfile, CPU_WORKER_THREADS / GPU_WORKER_THREADS).
 LOCAL_FEATURE_THREADS = env_int("LOCAL_FEATURE_THREADS", 1)
 # Verification: homography | fundamental (fundamental suits close 3-D scenes, but unrelated pairs reach
-# more inliers by chance, hence the higher floor); inliers below RERANK_MIN_INLIERS carry no evidence; a
-# candidate with RERANK_VERIFIED_FIRST inliers or more ranks above every unverified one (0 = off).
+# more inliers by chance, hence the higher floor); inliers below RERANK_MIN_INLIERS carry no evidence.
 RERANK_GEOMETRY = env_choice("RERANK_GEOMETRY", SERVED.verification.geometry, get_args(GeometryMethod))
 RERANK_MIN_INLIERS = env_int("RERANK_MIN_INLIERS", SERVED.search.fusion.min_inliers)
-RERANK_VERIFIED_FIRST = env_int("RERANK_VERIFIED_FIRST", SERVED.search.fusion.verified_first)
 # Recognised landmark first: when the re-ranked results name a landmark with at least this confidence
 # (the answer's confidence, inlier-weighted votes), that landmark's photos among them rank first (0 = off):
 # once geometry names the place, its other photos belong above look-alikes of other places. It uses the
@@ -330,6 +328,8 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_TRACK_STARTED = True
 CELERY_RESULT_EXTENDED = True
+# Keep the failures of fire-and-forget tasks (webapp/dispatch.py) too: the Jobs page lists them for retry.
+CELERY_TASK_STORE_ERRORS_EVEN_IF_IGNORED = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # Seconds before Redis redelivers a task whose worker died without acknowledging it. Redis has one timeout
 # for every queue, so it fits the longest task that must not run twice at once: an indexing, local-feature

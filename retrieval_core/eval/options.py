@@ -55,7 +55,6 @@ class LadderOptions:
     whiten: int = 0  # PCA-whitening of the global vectors to this many dims, learnt without labels
     query_expansion: int = _SEARCH.expansion_neighbours
     expansion_alpha: float = _SEARCH.expansion_alpha
-    verified_first: int = _FUSION.verified_first
     landmark_first: float = _FUSION.landmark_first
     landmark_first_majority: float = _FUSION.landmark_first_majority
     landmark_first_lift: float = _FUSION.landmark_first_lift
@@ -91,7 +90,6 @@ class LadderOptions:
             _FUSION,
             top_k=self.rerank_depth or self.top_k,
             min_inliers=self.min_inliers,
-            verified_first=self.verified_first,
             landmark_first=self.landmark_first,
             landmark_first_majority=self.landmark_first_majority,
             landmark_first_lift=self.landmark_first_lift,
@@ -207,7 +205,6 @@ class LadderOptions:
         option("--whiten", int, "PCA-whitening dims (0: off)")
         option("--query-expansion", int, "alpha-QE neighbours (0: off)")
         option("--expansion-alpha", float)
-        option("--verified-first", int, "SIFT inliers that rank a candidate first (0: off)")
         option(
             "--landmark-first",
             float,

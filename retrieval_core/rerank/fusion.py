@@ -10,13 +10,10 @@ Both parts are mapped to [0, 1] before the weighted sum, so the weight means wha
 A candidate without local evidence (NaN: features missing or empty) keeps its normalised global score as
 fused score, i.e. it is neither rewarded nor punished for the missing data.
 
-Verified first (``verified_first`` = T > 0, SIFT only; DELG-style): a candidate with at least T verified
-inliers ranks above every candidate with fewer. Scores stay in [0, 1] and keep their order:
-verified -> 0.5 + fused / 2, the others -> fused / 2 (``two_tiers``).
-
 Recognised landmark first (``landmark_first`` = c > 0): when the re-ranked head names a landmark with
 confidence at least c (``retrieval_core.search.recognition``: inlier-weighted votes of the top results),
-the head's candidates labelled with that landmark rank above the others, in the same two tiers. It uses the
+the head's candidates labelled with that landmark rank above the others, in two tiers whose scores stay in
+[0, 1] and keep their order: first -> 0.5 + fused / 2, the others -> fused / 2 (``two_tiers``). It uses the
 collection's curated labels, never the query's, and does nothing on unlabelled collections. When the
 verified votes name no landmark, ``landmark_first_majority`` = s > 0 lets a plain majority decide instead:
 a landmark at least a share s of the recognition's voters (the top 10 results) carry, and with
@@ -61,7 +58,6 @@ class FusionConfig:
     local_method: LocalMethod = "sift"
     inlier_saturation: float = 20.0
     min_inliers: int = 8
-    verified_first: int = 0
     landmark_first: float = 0.0
     landmark_first_majority: float = 0.0
     landmark_first_lift: float = 0.0
@@ -75,8 +71,6 @@ class FusionConfig:
             raise ValueError(f"local_method must be sift, vlad or patches, got {self.local_method!r}")
         if self.inlier_saturation <= 0 or self.min_inliers < 0:
             raise ValueError("inlier_saturation must be positive and min_inliers non-negative")
-        if self.verified_first < 0:
-            raise ValueError(f"verified_first must be >= 0 (0 = off), got {self.verified_first}")
         if not 0.0 <= self.landmark_first <= 1.0:
             raise ValueError(f"landmark_first must be in [0, 1] (0 = off), got {self.landmark_first}")
         if self.landmark_first_lift < 0:
@@ -138,11 +132,7 @@ def fuse(global_scores: np.ndarray, local_scores: np.ndarray, cfg: FusionConfig)
     if g.shape != local.shape:
         raise ValueError(f"global {g.shape} and local {local.shape} scores must have the same shape")
     w = cfg.weight_global
-    fused = np.where(np.isnan(local), g, w * g + (1.0 - w) * np.nan_to_num(local))
-    if cfg.verified_first and cfg.local_method == "sift":
-        verified = np.nan_to_num(np.asarray(local_scores, np.float64), nan=0.0) >= cfg.verified_first
-        fused = two_tiers(fused, verified)
-    return fused
+    return np.where(np.isnan(local), g, w * g + (1.0 - w) * np.nan_to_num(local))
 
 
 def two_tiers(fused: np.ndarray, first: np.ndarray) -> np.ndarray:

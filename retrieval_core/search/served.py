@@ -35,7 +35,7 @@ _Config = TypeVar("_Config", bound="DataclassInstance")
 class ServedConfig:
     """One search as served, and what indexing stores for it.
 
-    search: results, fusion (weight, re-rank depth, inlier floor, verified / landmark first), patches,
+    search: results, fusion (weight, re-rank depth, inlier floor, landmark first), patches,
     decoding, the query-side levers and recognition (how many results vote for the landmark, and the
     confidence below which none is named) (``SearchConfig``);
     rerank_method: the re-ranking a search runs when it names none;
@@ -84,7 +84,6 @@ SERVED = ServedConfig(
             top_k=100,
             local_method="sift",
             min_inliers=12,
-            verified_first=0,
             landmark_first=0.1,
             landmark_first_majority=0.7,
             landmark_first_lift=3.0,

@@ -118,23 +118,6 @@ def test_tuning_counts_relevant_images_the_search_missed_and_ignores_junk() -> N
         tune_fusion_weight(scored, positives[:2], fusion=fusion)
 
 
-def test_verified_first_puts_every_verified_candidate_above_the_unverified() -> None:
-    g = np.array([0.95, 0.9, 0.5, 0.4])
-    inliers = np.array([10.0, np.nan, 16.0, 200.0])
-    plain = fuse(g, inliers, FusionConfig(weight_global=0.9))
-    assert plain[0] > plain[2]  # a strong global score beats a weakly verified one
-    first = fuse(g, inliers, FusionConfig(weight_global=0.9, verified_first=15))
-    assert set(np.argsort(-first)[:2]) == {2, 3} and list(np.argsort(-first)[2:]) == [1, 0]
-    assert np.all((first >= 0) & (first <= 1)) and first[2] >= 0.5 > first[0]
-    # Only SIFT inlier counts can verify: cosines are never mistaken for inliers.
-    vlad = FusionConfig(local_method="vlad", verified_first=15)
-    np.testing.assert_allclose(
-        fuse(g, np.full(4, 0.3), vlad), fuse(g, np.full(4, 0.3), FusionConfig(local_method="vlad"))
-    )
-    with pytest.raises(ValueError):
-        FusionConfig(verified_first=-1)
-
-
 def test_promote_puts_the_flagged_hits_first_and_keeps_each_tiers_order() -> None:
     from retrieval_core.rerank.fusion import RerankedHit, promote, two_tiers
 

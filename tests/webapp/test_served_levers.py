@@ -10,14 +10,13 @@ from webapp.reranking.local_features import sift_config, sift_store
 
 @pytest.mark.django_db
 def test_lever_settings_configure_the_served_fusion_and_features(settings, live_services) -> None:
-    settings.RERANK_VERIFIED_FIRST = 20
     settings.RERANK_MIN_INLIERS = 12
     settings.RERANK_LANDMARK_FIRST = 0.4
     settings.RERANK_LANDMARK_FIRST_MAJORITY = 0.7
     settings.RERANK_LANDMARK_FIRST_LIFT = 2.5
     settings.RERANK_GRAPH_VERIFICATION = 18
     cfg = fusion_config("sift")
-    assert (cfg.verified_first, cfg.min_inliers, cfg.local_method) == (20, 12, "sift")
+    assert (cfg.min_inliers, cfg.local_method) == (12, "sift")
     assert (cfg.landmark_first, cfg.landmark_first_majority, cfg.landmark_first_lift) == (0.4, 0.7, 2.5)
     assert fusion_config("none").weight_global == 1.0
     settings.RERANK_VERIFIED_EXPANSION = 3

@@ -27,7 +27,6 @@ def fusion_config(method: RerankMethod) -> FusionConfig:
         top_k=top_k,
         local_method=method,
         min_inliers=settings.RERANK_MIN_INLIERS,
-        verified_first=settings.RERANK_VERIFIED_FIRST,
         landmark_first=settings.RERANK_LANDMARK_FIRST,
         landmark_first_majority=settings.RERANK_LANDMARK_FIRST_MAJORITY,
         landmark_first_lift=settings.RERANK_LANDMARK_FIRST_LIFT,

@@ -271,9 +271,6 @@ RERANK_GRAPH_VERIFICATION = env_int("RERANK_GRAPH_VERIFICATION", SERVED.search.g
 RERANK_GRAPH_NEIGHBOURS = env_int("RERANK_GRAPH_NEIGHBOURS", SERVED.graph_neighbours)
 # Candidates' local features kept in memory per server process (LRU; 0 = read every file each search).
 RERANK_FEATURE_CACHE_MB = env_int("RERANK_FEATURE_CACHE_MB", 256)
-# Alpha query expansion through Milvus: neighbours added to the query vector (0 = off) and their weight power.
-SEARCH_QUERY_EXPANSION = env_int("SEARCH_QUERY_EXPANSION", SERVED.search.expansion_neighbours)
-SEARCH_QUERY_EXPANSION_ALPHA = env_float("SEARCH_QUERY_EXPANSION_ALPHA", SERVED.search.expansion_alpha)
 # Database-side augmentation: each indexed vector summed with its nearest neighbours' (0 = off), kept fresh
 # as images arrive; raw vectors live in a second collection. Changing it needs `manage.py rebuild_index`.
 INDEX_DBA_NEIGHBOURS = env_int("INDEX_DBA_NEIGHBOURS", SERVED.dba_neighbours)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from dataclasses import dataclass
 from functools import lru_cache
 
 from django.conf import settings
@@ -41,20 +42,38 @@ def _redis(url: str) -> Redis:
     return Redis.from_url(url, socket_timeout=1.0, socket_connect_timeout=1.0)
 
 
+@dataclass(frozen=True)
+class QueueDepths:
+    """Tasks waiting in each Celery queue, and tasks handed to a worker and not yet acknowledged."""
+
+    waiting: dict[str, int]
+    unacked: int
+
+
+def read_queue_depths() -> QueueDepths:
+    """The Redis list lengths of every queue (all priorities summed); raises `RedisError` if unreachable."""
+    queues = celery_queues()
+    pipe = _redis(settings.CELERY_BROKER_URL).pipeline()
+    for queue in queues:
+        for suffix in _PRIORITY_SUFFIXES:
+            pipe.llen(queue + suffix)
+    pipe.hlen("unacked")
+    lengths = [int(n) for n in pipe.execute()]
+    per_queue = len(_PRIORITY_SUFFIXES)
+    waiting = {
+        queue: sum(lengths[position * per_queue : (position + 1) * per_queue])
+        for position, queue in enumerate(queues)
+    }
+    return QueueDepths(waiting, lengths[-1])
+
+
 class QueueCollector(Collector):
     """``landmarks_celery_queue_length{queue}``: tasks waiting in each Celery queue (the Redis lists), and
     ``landmarks_celery_unacked_tasks``: tasks handed to a worker and not yet acknowledged."""
 
     def collect(self) -> Iterator[Metric]:
-        queues = celery_queues()
         try:
-            client = _redis(settings.CELERY_BROKER_URL)
-            pipe = client.pipeline()
-            for queue in queues:
-                for suffix in _PRIORITY_SUFFIXES:
-                    pipe.llen(queue + suffix)
-            pipe.hlen("unacked")
-            lengths = [int(n) for n in pipe.execute()]
+            depths = read_queue_depths()
         except RedisError as error:
             logger.warning("queue depths not scraped, Redis unreachable: %s", error)
             yield _scrape_error("queues")
@@ -62,14 +81,13 @@ class QueueCollector(Collector):
         depth = GaugeMetricFamily(
             "landmarks_celery_queue_length", "Tasks waiting in a Celery queue.", labels=["queue"]
         )
-        per_queue = len(_PRIORITY_SUFFIXES)
-        for position, queue in enumerate(queues):
-            depth.add_metric([queue], sum(lengths[position * per_queue : (position + 1) * per_queue]))
+        for queue, waiting in depths.waiting.items():
+            depth.add_metric([queue], waiting)
         yield depth
         yield GaugeMetricFamily(
             "landmarks_celery_unacked_tasks",
             "Tasks delivered to a worker and not yet acknowledged (running, or lost with their worker).",
-            value=lengths[-1],
+            value=depths.unacked,
         )
 
 

@@ -137,6 +137,11 @@ WRITES = [
         lambda tmp, photo: Setup({"pk": _noise_action(photo).pk}, {}),
         lambda response: CurationAction.objects.filter(kind=CurationAction.Kind.UNDO).exists(),
     ),
+    Write(  # a task without a failure record: the page says so, past its guard
+        "operations:jobs-retry", "operations.add_resend",
+        lambda tmp, photo: Setup({"task_id": "no-such-task"}, {}),
+        lambda response: any("no-such-task" in m for m in _messages(response)),
+    ),
     Write(
         "curation:analyse", "catalog.change_image",
         lambda tmp, photo: Setup({}, {}),

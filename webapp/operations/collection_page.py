@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.contrib import messages
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods
 
@@ -41,14 +41,15 @@ def collection(request: HttpRequest) -> HttpResponse:
 
 
 def _upload(request: HttpRequest) -> HttpResponse:
+    """One form POST with many photos (redirects with messages), or, from the page's drop zone, one photo
+    per request (``Accept: application/json``) so that each file has its own progress and answer."""
+    wants_json = "application/json" in request.headers.get("Accept", "")
     refusal = landmark_refusal(request.user, request.POST.get("landmark", ""))
     if refusal is not None:
-        messages.error(request, refusal)
-        return redirect("operations:collection")
+        return _refused(request, refusal, 403, wants_json)
     files = request.FILES.getlist("photos")
     if not files:
-        messages.error(request, "Choose at least one photo to upload.")
-        return redirect("operations:collection")
+        return _refused(request, "Choose at least one photo to upload.", 400, wants_json)
     readable: list[tuple[str, bytes]] = []
     errors: list[tuple[str, str]] = []
     for upload in files:
@@ -58,9 +59,25 @@ def _upload(request: HttpRequest) -> HttpResponse:
             errors.append((upload.name or "upload", str(error)))
     images, failed = services.upload_images(readable, landmark_name=request.POST.get("landmark", ""))
     errors.extend(failed)
-    request.session["uploaded_ids"] = [image.pk for image in images]
+    new_ids = [image.pk for image in images]
+    if wants_json:  # one request per file: the page's "your last upload" gathers all of them
+        request.session["uploaded_ids"] = [*request.session.get("uploaded_ids", []), *new_ids][-500:]
+        payload = {
+            "images": [{"id": image.pk, "status": image.status, "page_url": image.get_absolute_url()}
+                       for image in images],
+            "errors": [{"name": name, "error": message} for name, message in errors],
+        }  # fmt: skip
+        return JsonResponse(payload, status=201 if images else 400)
+    request.session["uploaded_ids"] = new_ids
     if images:
         messages.success(request, f"{len(images)} photo(s) added; they are being indexed.")
     for name, message in errors:
         messages.error(request, f"{name}: {message}" if not message.startswith(name) else message)
+    return redirect("operations:collection")
+
+
+def _refused(request: HttpRequest, message: str, status: int, wants_json: bool) -> HttpResponse:
+    if wants_json:
+        return JsonResponse({"images": [], "errors": [{"name": "", "error": message}]}, status=status)
+    messages.error(request, message)
     return redirect("operations:collection")

@@ -94,7 +94,7 @@ def test_a_task_of_no_known_name_is_listed_but_not_retried(
 ) -> None:
     task_id = f"unknown-{uuid.uuid4().hex}"
     current_app.send_task("not.a.product.task", task_id=task_id, queue="cpu")
-    _wait_for(lambda: [task for task in failed_tasks(limit=1000) if task.id == task_id], "NotRegistered record")
+    _wait_for(lambda: [task for task in failed_tasks(1000) if task.id == task_id], "NotRegistered record")
     operator = _client(_staff(retry=True))
     page = operator.get("/jobs/").content.decode()
     assert task_id in page and "NotRegistered" in page and f"/jobs/{task_id}/retry/" not in page

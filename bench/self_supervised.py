@@ -183,10 +183,11 @@ def main() -> None:
     stats = {k: v for k, v in result.statistics.items() if k != "component_sizes"}
     log(f"mining: {t_mining:.0f} s; {json.dumps(stats)}")
     log(f"component sizes: {result.statistics['component_sizes'][:30]}")
-    log(
-        f"agreement with the true landmarks: ARI {agreement.adjusted_rand:.3f}, "
-        f"purity {agreement.purity:.3f}, coverage {agreement.coverage:.3f}"
-    )
+    if truth:
+        log(
+            f"agreement with the true landmarks: ARI {agreement.adjusted_rand:.3f}, "
+            f"purity {agreement.purity:.3f}, coverage {agreement.coverage:.3f}"
+        )
 
     mined_paths: dict[str | int, Path] = {key: path for key, path in paths.items()}
     split = mined_split(result, mined_paths, seed=args.seed)

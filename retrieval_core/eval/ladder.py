@@ -210,8 +210,8 @@ def run_ladder(
         "vlad_k": vlad_k,
         "vlad_whiten": vlad_whiten,
         "whiten": ladder.whiten,
-        "expansion": {"neighbours": run.search.expansion_neighbours, "alpha": run.search.expansion_alpha},
         "dba_neighbours": config.dba_neighbours,
+        "dba_alpha": config.dba_alpha,
         "verified_expansion": {
             "neighbours": run.search.verified_expansion,
             "inliers": run.search.verified_expansion_inliers,
@@ -688,8 +688,6 @@ def _recognition(
 
 def _global_levers(run: _Run) -> str:
     levers = [f"PCA-whitened to {run.ladder.whiten}"] * bool(run.ladder.whiten)
-    if run.search.expansion_neighbours:
-        levers.append(f"aQE n={run.search.expansion_neighbours} a={run.search.expansion_alpha:g}")
     if run.served.dba_neighbours:
         levers.append(f"DBA k={run.served.dba_neighbours}")
     return "".join(f", {lever}" for lever in levers)

@@ -53,8 +53,6 @@ class LadderOptions:
     validation_per_landmark: int = 2
     leave_one_out: bool = False
     whiten: int = 0  # PCA-whitening of the global vectors to this many dims, learnt without labels
-    query_expansion: int = _SEARCH.expansion_neighbours
-    expansion_alpha: float = _SEARCH.expansion_alpha
     landmark_first: float = _FUSION.landmark_first
     landmark_first_majority: float = _FUSION.landmark_first_majority
     landmark_first_lift: float = _FUSION.landmark_first_lift
@@ -64,6 +62,7 @@ class LadderOptions:
     scales: tuple[float, ...] = SERVED.embedding.scales[1:]  # extra multi-scale factors after 1.0
     rerank_depth: int = _FUSION.top_k
     dba: int = SERVED.dba_neighbours
+    dba_alpha: float = SERVED.dba_alpha
     verified_expansion: int = _SEARCH.verified_expansion
     verified_expansion_inliers: int = _SEARCH.verified_expansion_inliers
     graph_verification: int = _SEARCH.graph_verification
@@ -97,8 +96,6 @@ class LadderOptions:
         search = dataclasses.replace(
             _SEARCH,
             fusion=fusion,
-            expansion_neighbours=self.query_expansion,
-            expansion_alpha=self.expansion_alpha,
             verified_expansion=self.verified_expansion,
             verified_expansion_inliers=self.verified_expansion_inliers,
             graph_verification=self.graph_verification,
@@ -117,7 +114,7 @@ class LadderOptions:
             local_format=self.local_format,
             graph_neighbours=self.graph_neighbours,
             dba_neighbours=self.dba,
-            dba_alpha=self.expansion_alpha,
+            dba_alpha=self.dba_alpha,
         )
         ladder = LadderConfig(
             models=models,
@@ -203,8 +200,6 @@ class LadderOptions:
         option("--queries-per-landmark", int)
         option("--validation-per-landmark", int)
         option("--whiten", int, "PCA-whitening dims (0: off)")
-        option("--query-expansion", int, "alpha-QE neighbours (0: off)")
-        option("--expansion-alpha", float)
         option(
             "--landmark-first",
             float,
@@ -233,6 +228,7 @@ class LadderOptions:
             help=f"upright SIFT (orientation 0; default: {served.upright})",
         )
         option("--dba", int, "database-side augmentation neighbours (0: off)")
+        option("--dba-alpha", float, "database-side augmentation weight power")
         option(
             "--verified-expansion",
             int,

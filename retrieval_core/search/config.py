@@ -16,8 +16,6 @@ class SearchConfig:
     """k: results returned; fusion: weight, re-rank depth (``fusion.top_k``) and local-score mapping;
     patch_top_n: CNN patches kept from the query's forward pass (patch re-ranking only);
     decode: how the photo is decoded;
-    expansion_neighbours / expansion_alpha: alpha query expansion (0 = off): the query vector plus its n
-    nearest neighbours' stored vectors weighted by ``max(cos, 0) ** alpha``, searched again;
     verified_expansion / verified_expansion_inliers: average the query with the stored vectors of up to n
     candidates verified with at least that many inliers, and fuse with the cosines to that vector (0 = off);
     graph_verification: a candidate chained to the query through the collection's match graph by links of
@@ -32,8 +30,6 @@ class SearchConfig:
     fusion: FusionConfig = field(default_factory=FusionConfig)
     patch_top_n: int = 32
     decode: DecodePolicy = field(default_factory=DecodePolicy)
-    expansion_neighbours: int = 0
-    expansion_alpha: float = 3.0
     verified_expansion: int = 0
     verified_expansion_inliers: int = 15
     graph_verification: int = 0
@@ -44,8 +40,6 @@ class SearchConfig:
             raise ValueError(f"k must be positive, got {self.k}")
         if self.verified_expansion < 0 or self.verified_expansion_inliers < 1:
             raise ValueError("verified_expansion must be >= 0 and verified_expansion_inliers >= 1")
-        if self.expansion_neighbours < 0 or self.expansion_alpha < 0:
-            raise ValueError("expansion_neighbours and expansion_alpha must be >= 0")
         if self.graph_verification < 0:
             raise ValueError(f"graph_verification must be >= 0 (0 = off), got {self.graph_verification}")
         if self.patch_top_n <= 0:

@@ -22,7 +22,7 @@ from PIL import Image
 
 from retrieval_core.imaging import ImageSource
 from retrieval_core.index.filters import SearchFilters
-from retrieval_core.index.protocol import VectorHit, VectorIndex, VectorLookup
+from retrieval_core.index.protocol import VectorHit, VectorIndex
 from retrieval_core.rerank.fusion import Candidate, FusionConfig, RerankedHit, normalise_global, rank_fused
 from retrieval_core.rerank.scorer import LocalScorer, LocalScores, QueryFeatures, RerankMethod
 from retrieval_core.search.config import SearchConfig
@@ -43,7 +43,6 @@ __all__ = [
     "ScoredCandidates",
     "SearchPipeline",
     "SearchResult",
-    "expand_query",
     "rank_and_recognise",
     "rank_candidates",
 ]
@@ -209,16 +208,9 @@ class SearchPipeline:
         exclude_ids: Sequence[Hashable] = (),
         filters: SearchFilters | None = None,
     ) -> list[VectorHit]:
-        def search(vector: np.ndarray) -> list[VectorHit]:
-            return self.index.search(
-                vector[None], k=self.depth(k), exclude_ids=exclude_ids, filters=filters
-            )[0]
-
-        hits = search(query.vector)
-        n = self.config.expansion_neighbours
-        if n and hits:
-            return search(expand_query(query.vector, hits[:n], self.index, self.config.expansion_alpha))
-        return hits
+        return self.index.search(
+            query.vector[None], k=self.depth(k), exclude_ids=exclude_ids, filters=filters
+        )[0]
 
     def score(
         self,
@@ -348,15 +340,6 @@ class SearchPipeline:
             matched_via=_matched_via(scored),
             recognition=recognition,
         )
-
-
-def expand_query(
-    vector: np.ndarray, neighbours: Sequence[VectorHit], index: VectorLookup, alpha: float
-) -> np.ndarray:
-    """alpha-QE: ``(D,)`` query + its neighbours' stored vectors weighted by ``max(cos, 0) ** alpha``,
-    L2-normalised (Radenovic et al.); neighbours whose vectors are not stored are skipped. The same sum as
-    DBA's, applied to the query."""
-    return augment_one(vector, neighbours, index.get_vectors([hit.image_id for hit in neighbours]), alpha)
 
 
 def _matched_via(scored: ScoredCandidates) -> dict[Hashable, Hashable]:

@@ -90,8 +90,6 @@ SERVED = ServedConfig(
         ),
         patch_top_n=16,
         decode=DecodePolicy(draft_long_side=768, max_pixels=64_000_000),
-        expansion_neighbours=0,
-        expansion_alpha=3.0,
         verified_expansion=5,
         verified_expansion_inliers=15,
         graph_verification=0,

@@ -140,13 +140,13 @@ def test_leave_one_out_searches_every_query_against_all_others(world: World) -> 
     assert report.row("E5").map_at_k >= report.row("E1").map_at_k
 
 
-def test_whitening_and_query_expansion_run_through_the_same_pipeline(world: World) -> None:
-    levers = dataclasses.replace(SEARCH, search=SearchConfig(expansion_neighbours=1), dba_neighbours=1)
+def test_whitening_and_database_augmentation_run_through_the_same_pipeline(world: World) -> None:
+    levers = dataclasses.replace(SEARCH, dba_neighbours=1)
     report = run_ladder(
         world.root, levers, dataclasses.replace(ONE_MODEL, whiten=6), cache_dir=world.cache, device="cpu"
     )
     e1 = report.row("E1")
-    assert "PCA-whitened to 6" in e1.method and "aQE n=1" in e1.method and "DBA k=1" in e1.method
+    assert "PCA-whitened to 6" in e1.method and "DBA k=1" in e1.method
     assert 0.0 <= e1.map_at_k <= 1.0 and sum(report.extracted.values()) == 0  # cached features reused
     assert report.settings["whiten"] == 6
 

@@ -249,28 +249,6 @@ def test_exact_index_excludes_ids_and_breaks_ties_by_insertion_order() -> None:
         )
 
 
-def test_query_expansion_pulls_in_what_the_neighbours_resemble() -> None:
-    """The true match is far from the query but close to its nearest neighbour: alpha-QE finds it."""
-    q = np.array([1.0, 0.0, 0.0], np.float32)
-    near = np.array([0.9, 0.436, 0.0], np.float32)
-    match = np.array([0.55, 0.835, 0.0], np.float32)
-    decoy = np.array([0.6, 0.0, 0.8], np.float32)
-    ids, vectors = ["near", "match", "decoy"], np.stack([near, match, decoy])
-    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-
-    def ranked(neighbours: int) -> list[str]:
-        pipeline = SearchPipeline(
-            VectorsOf({}, dim=3),
-            ExactIndex(ids, vectors),
-            GlobalOnlyScorer(),
-            SearchConfig(k=3, expansion_neighbours=neighbours, expansion_alpha=1.0),
-        )
-        return [str(h.image_id) for h in pipeline.search_query(QueryFeatures(q)).hits]
-
-    assert ranked(0) == ["near", "decoy", "match"]
-    assert ranked(1) == ["near", "match", "decoy"]
-
-
 def test_database_augmentation_pulls_each_vector_towards_its_neighbours() -> None:
     from retrieval_core.search.dba import augment_database
 

@@ -58,8 +58,6 @@ def served_pipeline(
         fusion=fusion,
         patch_top_n=max(settings.PATCHES_TOP_N, 1),
         decode=decode_policy(),
-        expansion_neighbours=settings.SEARCH_QUERY_EXPANSION,
-        expansion_alpha=settings.SEARCH_QUERY_EXPANSION_ALPHA,
         verified_expansion=settings.RERANK_VERIFIED_EXPANSION if method == "sift" else 0,
         verified_expansion_inliers=settings.RERANK_VERIFIED_EXPANSION_INLIERS,
         graph_verification=settings.RERANK_GRAPH_VERIFICATION if method == "sift" else 0,

@@ -19,8 +19,9 @@ an unlabelled library, as ``train --recipe self ROOT`` does: every photo but its
 mined, without labels; the printed checkpoints are then scored by ``manage.py evaluate ROOT --checkpoint``
 (the ImageNet row in the same run):
 
-    .venv/bin/python bench/self_supervised.py ../shared/datasets/indoor_tower --unlabelled \
-        --out /tmp/ft/indoor_tower --frozen-stages 4 --lr 1e-5 --supervised
+    .venv/bin/python bench/self_supervised.py ../shared/datasets/indoor_tower --unlabelled \\
+        --out /tmp/ft/indoor_tower --min-inliers 30 --frozen-stages 3 --lr 3e-5 --epochs 2 \\
+        --steps-per-epoch 20 --p 8 --k 4 --threads 1 --supervised
 """
 
 from __future__ import annotations

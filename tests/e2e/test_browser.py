@@ -105,3 +105,103 @@ def test_a_collection_without_names_says_where_the_photo_was_taken(
             page.screenshot(path=str(environment.RUN_DIR / "search-location.png"), full_page=True)
         finally:
             browser.close()
+
+
+PHONE_WIDTH = 375
+
+
+def _no_sideways_scroll(page: object, where: str) -> None:
+    """The page body fits the phone's width: nothing scrolls sideways but a table's own box."""
+    width = page.evaluate("document.documentElement.scrollWidth")  # type: ignore[attr-defined]
+    assert width <= PHONE_WIDTH, f"{where} is {width} px wide at {PHONE_WIDTH} px"
+
+
+def test_drop_two_photos_then_search_and_read_the_jobs_page_at_phone_width(
+    tmp_path: Path, live_server, celery_worker_process: object, empty_vector_store: None
+) -> None:
+    """A staff member who may add photos drops two on the collection page (one progress bar and answer per
+    file), searches with one once both are indexed, opens its match drawing and the Jobs page: all at
+    375 px wide without the page scrolling sideways."""
+    import base64
+    import time
+
+    import numpy as np
+    from django.contrib.auth.models import Permission, User
+    from django.urls import reverse
+    from playwright.sync_api import expect, sync_playwright
+
+    from retrieval_core.datasets.synthetic import make_scene, render_view
+    from tests.conftest import encode_jpeg
+
+    user = User.objects.create_user("operator", password="a-long-password", is_staff=True)
+    user.user_permissions.add(*Permission.objects.filter(codename__in=["add_image", "add_landmark"]))
+    photos = {}
+    for seed in (11, 12):
+        view, _ = render_view(make_scene(seed, (240, 320)), np.random.default_rng(seed), out_size=(240, 320))
+        photos[f"scene-{seed}.jpg"] = encode_jpeg(view)
+    query = tmp_path / "query.jpg"
+    query.write_bytes(photos["scene-11.jpg"])
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        try:
+            page = browser.new_page(viewport={"width": PHONE_WIDTH, "height": 800})
+            page.goto(live_server.url + reverse("accounts:login") + "?next=/collection/")
+            page.fill("input[name=username]", "operator")
+            page.fill("input[name=password]", "a-long-password")
+            page.locator("input[name=password]").press("Enter")
+            expect(page.locator("#drop-zone")).to_be_visible()
+            # What a drop from the file manager delivers: a DataTransfer holding the files.
+            page.evaluate(
+                """(files) => {
+                    const transfer = new DataTransfer();
+                    for (const [name, data] of Object.entries(files)) {
+                        const bytes = Uint8Array.from(atob(data), (c) => c.charCodeAt(0));
+                        transfer.items.add(new File([bytes], name, { type: "image/jpeg" }));
+                    }
+                    const zone = document.getElementById("drop-zone");
+                    zone.dispatchEvent(new DragEvent("dragover", { dataTransfer: transfer, bubbles: true }));
+                    zone.dispatchEvent(new DragEvent("drop", { dataTransfer: transfer, bubbles: true }));
+                }""",
+                {name: base64.b64encode(data).decode() for name, data in photos.items()},
+            )
+            items = page.locator("#upload-list .upload-item")
+            expect(items).to_have_count(2)
+            expect(items.locator(".upload-name")).to_have_text(sorted(photos))
+            expect(items.locator(".upload-status")).to_have_text(["added, being indexed"] * 2, timeout=30_000)
+            bars = items.locator("progress").evaluate_all("bars => bars.map((bar) => bar.value)")
+            assert bars == [100, 100]
+            expect(page.locator("#upload-summary")).to_have_text("2 of 2 photo(s) added.")
+            _no_sideways_scroll(page, "the collection page")
+
+            # The ORM cannot run inside Playwright's event loop: the progress endpoint the page polls says
+            # when both photos are indexed and their re-ranking features stored.
+            progress_url = live_server.url + reverse("catalog:progress")
+            deadline = time.monotonic() + 300
+            while (progress := page.request.get(progress_url).json())["local_features"] < 2:
+                assert progress["total"] == 2 and progress["failed"] == 0, progress
+                assert time.monotonic() < deadline, progress
+                time.sleep(1)
+            assert progress["indexed"] == 2
+
+            page.goto(live_server.url + "/")
+            page.set_input_files("#photo-input", str(query))
+            results = page.locator("#results .result")
+            expect(results).to_have_count(2, timeout=30_000)
+            expect(page.locator("#prediction")).to_contain_text("verified match")
+            _no_sideways_scroll(page, "the results page")
+            results.first.click()
+            drawing = page.locator("#match-drawing")
+            expect(drawing).to_be_visible()
+            page.wait_for_function("document.getElementById('match-drawing').complete")
+            assert drawing.evaluate("img => img.naturalWidth > 0 && img.clientWidth <= window.innerWidth")
+            _no_sideways_scroll(page, "the match drawing page")
+            page.screenshot(path=str(environment.RUN_DIR / "match-375.png"), full_page=True)
+
+            page.locator("nav a", has_text="Jobs").click()
+            expect(page.locator("h1")).to_have_text("Jobs")
+            expect(page.locator("#workers")).to_contain_text("online")
+            expect(page.locator("#queues")).to_contain_text("cpu")
+            _no_sideways_scroll(page, "the Jobs page")
+        finally:
+            browser.close()

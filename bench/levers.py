@@ -106,15 +106,6 @@ LEVERS: dict[str, dict[str, object]] = {
         for m, lift in ((0.5, 3.0), (0.7, 3.0))
     },
     **{
-        f"fundamental (12) + verified QE n=5 (15){first} + match graph ({t} inliers, {k} neighbours)": {
-            **FUNDAMENTAL_VQE,
-            "landmark_first": 0.1 if first else 0.0,
-            "graph_verification": t,
-            "graph_neighbours": k,
-        }
-        for first, t, k in (("", 15, 10), ("", 15, 20), (" + landmark first (0.1)", 15, 20))
-    },
-    **{
         "served keypoints and format (fundamental (12), verified QE n=5 (15), landmark first (0.1), "
         f"500 query keypoints, index SIFT stored {fmt})": {
             **FUNDAMENTAL_VQE,
@@ -127,13 +118,15 @@ LEVERS: dict[str, dict[str, object]] = {
     "fundamental (12) + re-rank depth 50": {**FUNDAMENTAL, "rerank_depth": 50},
     "fundamental (12), 600 query keypoints": {**FUNDAMENTAL, "query_keypoints": 600},
     # Rows meant for ``--base served`` (the served verification already on).
-    "match graph (15 inliers, 20 neighbours)": {"graph_verification": 15, "graph_neighbours": 20},
     "multi-scale (1, 0.707, 0.5)": {"scales": (0.707, 0.5)},
     "PCA-whitening 32": {"whiten": 32},
     "PCA-whitening 256": {"whiten": 256},
     "PCA-whitening 64 + DBA k=2": {"whiten": 64, "dba": 2},
     "DBA k=1": {"dba": 1},
     "DBA k=3": {"dba": 3},
+    "DBA k=3 + re-rank depth 50": {"dba": 3, "rerank_depth": 50},
+    "input 768 px + DBA k=2": {"image_size": 768, "dba": 2},
+    "input 768 px + DBA k=3": {"image_size": 768, "dba": 3},
     "homography, min 8 inliers": {"geometry": "homography", "min_inliers": 8},
     "homography": {"geometry": "homography"},
     "min 8 inliers": {"min_inliers": 8},

@@ -205,3 +205,38 @@ def test_drop_two_photos_then_search_and_read_the_jobs_page_at_phone_width(
             _no_sideways_scroll(page, "the Jobs page")
         finally:
             browser.close()
+
+
+def test_every_page_of_the_menu_fits_a_phone(
+    live_server, live_services: object, empty_vector_store: None
+) -> None:
+    """A staff member opens each page of the menu (the Django admin aside) at 375 px wide: none scrolls
+    sideways, and the menu wraps instead of running off the screen."""
+    from django.contrib.auth.models import User
+    from django.urls import reverse
+    from playwright.sync_api import expect, sync_playwright
+
+    User.objects.create_superuser("admin", "admin@example.com", "a-long-password")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        try:
+            page = browser.new_page(viewport={"width": PHONE_WIDTH, "height": 800})
+            page.goto(live_server.url + reverse("accounts:login"))
+            _no_sideways_scroll(page, "the login page")
+            page.fill("input[name=username]", "admin")
+            page.fill("input[name=password]", "a-long-password")
+            page.locator("input[name=password]").press("Enter")
+            expect(page.locator("nav a", has_text="Jobs")).to_be_visible()
+            links = page.locator("header.top nav a").evaluate_all("links => links.map((a) => a.href)")
+            pages = [link for link in links if "/admin/" not in link]
+            assert len(pages) >= 8, pages
+            for link in pages:
+                page.goto(link)
+                expect(page.locator("h1").first).to_be_visible()
+                _no_sideways_scroll(page, link)
+                nav_right = page.locator("header.top").evaluate(
+                    "header => header.getBoundingClientRect().right"
+                )
+                assert nav_right <= PHONE_WIDTH, link
+        finally:
+            browser.close()

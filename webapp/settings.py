@@ -263,12 +263,6 @@ RERANK_VERIFIED_EXPANSION = env_int("RERANK_VERIFIED_EXPANSION", SERVED.search.v
 RERANK_VERIFIED_EXPANSION_INLIERS = env_int(
     "RERANK_VERIFIED_EXPANSION_INLIERS", SERVED.search.verified_expansion_inliers
 )
-# Match graph (no labels needed, retrieval_core.search.match_graph): when indexed, each photo is verified
-# against its RERANK_GRAPH_NEIGHBOURS global neighbours and the matches are stored; a candidate chained to
-# the query through a verified candidate by links of at least RERANK_GRAPH_VERIFICATION inliers each fuses
-# as verified, with the weaker link's inliers (0 = off: no graph is built or read).
-RERANK_GRAPH_VERIFICATION = env_int("RERANK_GRAPH_VERIFICATION", SERVED.search.graph_verification)
-RERANK_GRAPH_NEIGHBOURS = env_int("RERANK_GRAPH_NEIGHBOURS", SERVED.graph_neighbours)
 # Candidates' local features kept in memory per server process (LRU; 0 = read every file each search).
 RERANK_FEATURE_CACHE_MB = env_int("RERANK_FEATURE_CACHE_MB", 256)
 # Database-side augmentation: each indexed vector summed with its nearest neighbours' (0 = off), kept fresh

@@ -21,7 +21,6 @@ MINE_VERIFY: Final = "workers.tasks.mining.verify_chunk"
 # cpu queue: the rest
 PING: Final = "workers.tasks.cpu.ping"
 EXTRACT_LOCAL_FEATURES: Final = "workers.tasks.cpu.extract_local_features"
-LINK_IMAGES: Final = "workers.tasks.cpu.link_images"  # the match graph
 PURGE_EXPIRED_QUERIES: Final = "workers.tasks.cpu.purge_expired_queries"  # run by Celery beat
 ANALYSE_COLLECTION: Final = "workers.tasks.analysis.analyse_collection"
 ANALYSE_PENDING: Final = "workers.tasks.analysis.analyse_pending"  # one coalesced run

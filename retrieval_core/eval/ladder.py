@@ -71,7 +71,6 @@ from retrieval_core.rerank.vlad_scorer import VladScorer
 from retrieval_core.search.config import SearchConfig
 from retrieval_core.search.dba import augment_database
 from retrieval_core.search.decode import DecodePolicy, local_features_key
-from retrieval_core.search.match_graph import InMemoryMatchGraph, MatchGraph, build_match_graph
 from retrieval_core.search.pipeline import (
     Embedder,
     ScoredCandidates,
@@ -151,11 +150,9 @@ def run_ladder(
     """Run every rung on the collection at ``root`` and return the report (see the module docstring).
 
     ``config`` is how every row searches, the served preset unless told otherwise: its fusion (re-rank
-    depth ``fusion.top_k``, inlier floor, verified / landmark first), query expansion, verified expansion,
-    index and query SIFT, verification, the stored format of index SIFT (queries stay at full precision, as
-    in serving), database-side augmentation, and the match graph (``search.graph_verification`` > 0 builds
-    each index's graph, every index image verified against its ``graph_neighbours`` global neighbours as
-    ``build_match_graph`` does at index time, and lifts E5's candidates chained to the query through it).
+    depth ``fusion.top_k``, inlier floor, landmark first), verified expansion, index and query SIFT,
+    verification, the stored format of index SIFT (queries stay at full precision, as in serving) and
+    database-side augmentation.
     ``ladder`` names the rows, the fusion grid and the protocol (``LadderConfig``). Features are cached
     under ``cache_dir``.
     """
@@ -215,10 +212,6 @@ def run_ladder(
         "verified_expansion": {
             "neighbours": run.search.verified_expansion,
             "inliers": run.search.verified_expansion_inliers,
-        },
-        "graph_verification": {
-            "inliers": run.search.graph_verification,
-            "neighbours": config.graph_neighbours,
         },
         "patches": None if patches is None else dataclasses.asdict(patches),
         "fusion_grid": [float(v) for v in ladder.fusion_grid],
@@ -319,20 +312,16 @@ def _score(
     model: _Global,
     scorer: LocalScorer,
     query_features: Callable[[str], QueryFeatures],
-    graphs: Mapping[str, MatchGraph] | None = None,
 ) -> dict[str, Scored]:
-    """Candidates and raw scores of every query of both sets, through the product's pipeline (with each
-    set's match graph, when given)."""
+    """Candidates and raw scores of every query of both sets, through the product's pipeline."""
     out: dict[str, Scored] = {}
-    config = dataclasses.replace(
-        run.search, k=run.ladder.top_k, graph_verification=run.search.graph_verification if graphs else 0
-    )
+    config = dataclasses.replace(run.search, k=run.ladder.top_k)
     for name, query_set in run.sets.items():
         out[name] = {}
         index = model.indexes.get(name)
         if index is None:
             continue
-        pipeline = SearchPipeline(model.embedder, index, scorer, config, (graphs or {}).get(name), index)
+        pipeline = SearchPipeline(model.embedder, index, scorer, config, landmark_shares=index)
         for query in query_set.queries:
             features = query_features(query.relpath)
             t0 = time.perf_counter()
@@ -477,43 +466,10 @@ def _sift_row(
         _CachedSift(run.cache, index_key), query_sift, verification, min_inliers=run.search.fusion.min_inliers
     )
     query_features, extract = _with_query_sift(run, model, query_key)
-    graphs = _match_graphs(run, model, _CachedSift(run.cache, index_key), verification)
-    scored = _score(run, model, scorer, query_features, graphs)
+    scored = _score(run, model, scorer, query_features)
     name = f"{model.model_id} + SIFT re-rank ({verification.geometry} verification)"
     local_bytes = run.cache.sift_nbytes(index_key, run.proto.index)
     return _local_row(run, "sift", name, model, scored, extract, local_bytes)
-
-
-def _match_graphs(
-    run: _Run, model: _Global, features: _CachedSift, verification: VerificationConfig
-) -> dict[str, MatchGraph]:
-    """Each query set's index match graph (none when ``graph_verification`` is off); sets with the same
-    index images share one. Built from index images only, without labels, as indexing builds it."""
-    if not run.search.graph_verification:
-        return {}
-    built: dict[tuple[str, ...], MatchGraph] = {}
-    out: dict[str, MatchGraph] = {}
-    for name, index in model.indexes.items():
-        key = tuple(str(i) for i in index.ids)
-        if key not in built:
-            started = time.perf_counter()
-            edges = build_match_graph(
-                index.ids,
-                index,
-                features,
-                neighbours=run.served.graph_neighbours,
-                min_inliers=run.search.graph_verification,
-                verification=verification,
-            )
-            built[key] = InMemoryMatchGraph(edges)
-            seconds = time.perf_counter() - started
-            run.notes.append(
-                f"match graph of {len(key)} index images ({run.served.graph_neighbours} neighbours each): "
-                f"{len(edges)} verified edges in {seconds:.1f} s ({1e3 * seconds / max(len(key), 1):.0f} ms "
-                "an image)"
-            )
-        out[name] = built[key]
-    return out
 
 
 def _vlad_row(

@@ -65,8 +65,6 @@ class LadderOptions:
     dba_alpha: float = SERVED.dba_alpha
     verified_expansion: int = _SEARCH.verified_expansion
     verified_expansion_inliers: int = _SEARCH.verified_expansion_inliers
-    graph_verification: int = _SEARCH.graph_verification
-    graph_neighbours: int = SERVED.graph_neighbours
     local_format: str = SERVED.local_format
 
     def __post_init__(self) -> None:
@@ -98,7 +96,6 @@ class LadderOptions:
             fusion=fusion,
             verified_expansion=self.verified_expansion,
             verified_expansion_inliers=self.verified_expansion_inliers,
-            graph_verification=self.graph_verification,
         )
         served = dataclasses.replace(
             SERVED,
@@ -112,7 +109,6 @@ class LadderOptions:
                 SERVED.verification, geometry=cast(GeometryMethod, self.geometry)
             ),
             local_format=self.local_format,
-            graph_neighbours=self.graph_neighbours,
             dba_neighbours=self.dba,
             dba_alpha=self.dba_alpha,
         )
@@ -235,13 +231,6 @@ class LadderOptions:
             "average the query with up to N verified candidates and fuse again (0: off)",
         )
         option("--verified-expansion-inliers", int)
-        option(
-            "--graph-verification",
-            int,
-            "lift candidates chained to the query through the index's match graph by links of at least this "
-            "many inliers (0: off)",
-        )
-        option("--graph-neighbours", int)
         option("--rerank-depth", int, "candidates re-ranked (0: --top-k)")
         option(
             "--local-format",

@@ -18,9 +18,6 @@ class SearchConfig:
     decode: how the photo is decoded;
     verified_expansion / verified_expansion_inliers: average the query with the stored vectors of up to n
     candidates verified with at least that many inliers, and fuse with the cosines to that vector (0 = off);
-    graph_verification: a candidate chained to the query through the collection's match graph by links of
-    at least this many inliers each (query -> verified candidate -> edge) fuses as if verified with the
-    weakest link's inliers (``retrieval_core.search.match_graph``; 0 = off; needs a graph);
     recognition: how the ranking's landmark is named (once per search; ``fusion.landmark_first`` reuses it).
 
     These defaults are building blocks for tests and experiments; what is served is
@@ -32,7 +29,6 @@ class SearchConfig:
     decode: DecodePolicy = field(default_factory=DecodePolicy)
     verified_expansion: int = 0
     verified_expansion_inliers: int = 15
-    graph_verification: int = 0
     recognition: RecognitionConfig = field(default_factory=RecognitionConfig)
 
     def __post_init__(self) -> None:
@@ -40,7 +36,5 @@ class SearchConfig:
             raise ValueError(f"k must be positive, got {self.k}")
         if self.verified_expansion < 0 or self.verified_expansion_inliers < 1:
             raise ValueError("verified_expansion must be >= 0 and verified_expansion_inliers >= 1")
-        if self.graph_verification < 0:
-            raise ValueError(f"graph_verification must be >= 0 (0 = off), got {self.graph_verification}")
         if self.patch_top_n <= 0:
             raise ValueError(f"patch_top_n must be positive, got {self.patch_top_n}")

@@ -28,7 +28,6 @@ from retrieval_core.rerank.scorer import LocalScorer, LocalScores, QueryFeatures
 from retrieval_core.search.config import SearchConfig
 from retrieval_core.search.dba import augment_one
 from retrieval_core.search.decode import decode
-from retrieval_core.search.match_graph import GraphLift, MatchGraph, transitive_inliers
 from retrieval_core.search.recognition import (
     LandmarkShares,
     Recognition,
@@ -66,8 +65,6 @@ class ScoredCandidates:
     local: raw local scores of the first H = min(depth, N) candidates; timings: seconds per stage;
     expanded_scores: (N,) cosines to the verified-expanded query (``SearchConfig.verified_expansion``),
     fused in place of ``global_scores``; None when off or nothing was verified;
-    graph: the head's inliers through the match graph (``SearchConfig.graph_verification``), fused where
-    they exceed the candidate's own; None when off;
     landmark_shares: how large each landmark is in the collection, asked only when the majority rule of
     ``FusionConfig.landmark_first_majority`` needs it (None: not known).
     """
@@ -79,22 +76,16 @@ class ScoredCandidates:
     method: RerankMethod
     timings: dict[str, float] = field(default_factory=dict)
     expanded_scores: np.ndarray | None = None
-    graph: GraphLift | None = None
     landmark_shares: LandmarkShares | None = None
 
     def local_raw(self) -> list[float | None]:
-        """The head's raw local scores as fused: the candidate's own, or its chain's when higher."""
-        raw = np.asarray(self.local.raw, np.float64)
-        if self.graph is not None:
-            chained = self.graph.inliers
-            raw = np.where(~np.isnan(chained) & ~(raw >= chained), chained, raw)
-        return [None if np.isnan(v) else float(v) for v in raw]
+        """The head's raw local scores as fused (None: missing)."""
+        return [None if np.isnan(v) else float(v) for v in np.asarray(self.local.raw, np.float64)]
 
 
 @dataclass(frozen=True, eq=False)
 class SearchResult:
     """Ranked hits (best first), the method that really ran, the weight used, per-stage milliseconds;
-    ``matched_via``: candidate -> the verified candidate its match-graph chain goes through;
     ``recognition``: the landmark the hits name (the index's labels), computed once per search."""
 
     hits: list[RerankedHit]
@@ -104,7 +95,6 @@ class SearchResult:
     missing: int
     query: QueryFeatures
     landmark_ids: dict[Hashable, int | None] = field(default_factory=dict)
-    matched_via: dict[Hashable, Hashable] = field(default_factory=dict)
     recognition: Recognition = field(default_factory=lambda: Recognition(None, 0.0, False))
 
 
@@ -125,8 +115,7 @@ def rank_and_recognise(
     With verified expansion the global part of the fusion (and each hit's ``global_score``) is the cosine
     to the expanded query; ``global_rank`` stays the original order. With ``fusion.landmark_first`` the
     head's photos of the recognised landmark then move first (``recognised_landmark_first``, reusing the
-    same recognition: a search recognises once). With a match graph, a head candidate fuses its chain's
-    inliers where they exceed its own."""
+    same recognition: a search recognises once)."""
     recognition = recognition or RecognitionConfig()
     head = len(scored.local.raw)
     scores = scored.global_scores if scored.expanded_scores is None else scored.expanded_scores
@@ -166,7 +155,6 @@ class SearchPipeline:
         index: VectorIndex,
         scorer: LocalScorer,
         config: SearchConfig,
-        match_graph: MatchGraph | None = None,
         landmark_shares: LandmarkShares | None = None,
     ) -> None:
         if embedder.dim != index.dim:
@@ -175,7 +163,6 @@ class SearchPipeline:
         self.index = index
         self.scorer = scorer
         self.config = config
-        self.match_graph = match_graph
         self.landmark_shares = landmark_shares
 
     @property
@@ -231,10 +218,6 @@ class SearchPipeline:
         expanded = self._verified_expansion(query, ids, local, exclude_ids, filters)
         if expanded is not None:
             timings["verified_expansion"] = time.perf_counter() - started
-        started = time.perf_counter()
-        graph = self._graph_lift(ids[:head], local)
-        if graph is not None:
-            timings["match_graph"] = time.perf_counter() - started
         return ScoredCandidates(
             ids=ids,
             global_scores=np.array([hit.score for hit in hits], np.float64),
@@ -243,16 +226,8 @@ class SearchPipeline:
             method=self.method,
             timings=timings,
             expanded_scores=expanded,
-            graph=graph,
             landmark_shares=self.landmark_shares,
         )
-
-    def _graph_lift(self, head: Sequence[Hashable], local: LocalScores) -> GraphLift | None:
-        """The head's inliers through the match graph; None when off, without a graph, or not SIFT."""
-        threshold = self.config.graph_verification
-        if not threshold or self.match_graph is None or self.method != "sift" or not head:
-            return None
-        return transitive_inliers(head, local.raw, self.match_graph, threshold)
 
     def _verified_expansion(
         self,
@@ -337,15 +312,8 @@ class SearchPipeline:
             missing=len(scored.local.missing),
             query=query,
             landmark_ids=dict(zip(scored.ids, scored.landmark_ids, strict=True)),
-            matched_via=_matched_via(scored),
             recognition=recognition,
         )
-
-
-def _matched_via(scored: ScoredCandidates) -> dict[Hashable, Hashable]:
-    if scored.graph is None:
-        return {}
-    return {i: v for i, v in zip(scored.ids, scored.graph.via, strict=False) if v is not None}
 
 
 def elapsed_ms(since: float) -> float:

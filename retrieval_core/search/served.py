@@ -43,8 +43,6 @@ class ServedConfig:
     index_sift / query_sift: SIFT of index photos and of a query (fewer keypoints: matching cost halves);
     verification: matching and geometric verification of the SIFT re-rank;
     local_format: how index photos' SIFT is stored (``LocalFeatureFormat.parse`` name);
-    graph_neighbours: global neighbours each index photo is verified against for the match graph (read
-    only when ``search.graph_verification`` > 0);
     dba_neighbours / dba_alpha: database-side augmentation of the indexed vectors (0 = off);
     vlad_clusters: codebook size of the VLAD re-rank;
     geolocation: how a search estimates where its photo was taken from its matches' positions.
@@ -57,7 +55,6 @@ class ServedConfig:
     query_sift: SiftConfig
     verification: VerificationConfig
     local_format: str
-    graph_neighbours: int
     dba_neighbours: int
     dba_alpha: float
     vlad_clusters: int
@@ -92,7 +89,6 @@ SERVED = ServedConfig(
         decode=DecodePolicy(draft_long_side=768, max_pixels=64_000_000),
         verified_expansion=5,
         verified_expansion_inliers=15,
-        graph_verification=0,
         recognition=RecognitionConfig(top_n=10, threshold=0.25),
     ),
     rerank_method="sift",
@@ -103,7 +99,6 @@ SERVED = ServedConfig(
     query_sift=SiftConfig(max_keypoints=500, long_side=640, upright=False),
     verification=VerificationConfig(geometry="fundamental"),
     local_format="2bit-uint16-k750",
-    graph_neighbours=20,
     dba_neighbours=0,
     dba_alpha=3.0,
     vlad_clusters=64,

@@ -35,7 +35,6 @@ SEARCH = ServedConfig(
     query_sift=SIFT,
     verification=VerificationConfig(),
     local_format="full",
-    graph_neighbours=10,
     dba_neighbours=0,
     dba_alpha=3.0,
     vlad_clusters=8,

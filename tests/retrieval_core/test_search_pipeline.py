@@ -20,11 +20,10 @@ from retrieval_core.index.filters import SearchFilters
 from retrieval_core.rerank.fusion import FusionConfig
 from retrieval_core.rerank.patch_scorer import PatchScorer
 from retrieval_core.rerank.scorer import GlobalOnlyScorer, LocalScorer, QueryFeatures
-from retrieval_core.rerank.sift_scorer import SiftScorer, VerificationConfig
+from retrieval_core.rerank.sift_scorer import SiftScorer
 from retrieval_core.rerank.vlad_scorer import VladScorer
 from retrieval_core.search.config import SearchConfig
-from retrieval_core.search.match_graph import InMemoryMatchGraph, build_match_graph, transitive_inliers
-from retrieval_core.search.pipeline import SearchPipeline, SearchResult
+from retrieval_core.search.pipeline import SearchPipeline
 
 SIZE = (300, 400)  # (height, width)
 CFG = SiftConfig(max_keypoints=800)
@@ -299,65 +298,3 @@ def test_verified_expansion_lifts_a_positive_that_looks_like_the_verified_match(
 
     assert ranking(0)[0] == "match" and ranking(0)[-1] == "twin"
     assert ranking(1)[:2] == ["match", "twin"]
-
-
-def test_match_graph_lifts_a_candidate_verified_only_against_a_verified_match(
-    world: dict, tmp_path: Path
-) -> None:
-    """'twin' cannot be verified against the query, but the collection's match graph links it to 'match'
-    (which the query verifies): with graph verification on it fuses as verified, with the weaker link's
-    inliers, and says through which photo; off, or with links below the threshold, it stays last."""
-    store = LocalFeatureStore(tmp_path / "sift", CFG.key)
-    for image_id, feats in world["features"].items():
-        store.save(image_id, feats)
-    store.save(
-        "twin", extract_sift(render_view(make_scene(399, SIZE), np.random.default_rng(1), SIZE)[0], CFG)
-    )
-    index = _index([*IDS, "twin"], [*GLOBAL, 0.70])
-    query = QueryFeatures(QUERY_VECTOR, sift=world["query"])
-
-    def search(threshold: int, link: int) -> SearchResult:
-        config = SearchConfig(k=7, graph_verification=threshold)
-        graph = InMemoryMatchGraph([("match", "twin", link), ("other0", "twin", 90)])
-        return SearchPipeline(VectorsOf({}), index, SiftScorer(store, CFG), config, graph).search_query(query)
-
-    def ranking(result: SearchResult) -> list[str]:
-        return [str(hit.image_id) for hit in result.hits]
-
-    lifted = search(15, 40)
-    assert ranking(lifted)[:2] == ["match", "twin"]
-    assert lifted.matched_via == {"twin": "match"}  # other0 is no seed: the query does not verify it
-    twin = lifted.hits[1]
-    assert twin.local_score is not None and twin.evidence is not None and twin.evidence.inliers < 12
-    assert twin.local_score == pytest.approx(1 - np.exp(-(40 - 8) / 20))  # the link, not the match's inliers
-    assert "rerank_match_graph" in lifted.timings_ms
-    for unlifted in (search(0, 40), search(15, 14)):
-        assert ranking(unlifted)[-1] == "twin" and unlifted.matched_via == {}
-
-
-def test_transitive_inliers_take_the_weakest_link_and_the_strongest_chain() -> None:
-    graph = InMemoryMatchGraph([("a", "c", 30), ("b", "c", 100), ("a", "d", 10), ("c", "a", 25)])
-    assert len(graph) == 3 and graph.neighbours(["a"]) == {"a": {"c": 30, "d": 10}}
-    lift = transitive_inliers(["a", "b", "c", "d"], np.array([50.0, 20.0, 3.0, np.nan]), graph, 15)
-    # c: via a min(50, 30) = 30, via b min(20, 100) = 20 -> 30 through a; d: link 10 < 15; seeds keep NaN.
-    np.testing.assert_array_equal(np.isnan(lift.inliers), [True, True, False, True])
-    assert lift.inliers[2] == 30 and lift.via == (None, None, "a", None) and lift.lifted == 1
-    with pytest.raises(ValueError, match="one inlier count per candidate"):
-        transitive_inliers(["a"], np.zeros(2), graph, 15)
-
-
-def test_match_graph_links_views_of_one_scene_and_no_other(tmp_path: Path) -> None:
-    """Index-time edges: three views of one scene, two of another, every pair a candidate."""
-    rng = np.random.default_rng(3)
-    scenes = {"a": make_scene(500, SIZE), "b": make_scene(501, SIZE)}
-    names = ["a0", "a1", "a2", "b0", "b1"]
-    store = LocalFeatureStore(tmp_path / "sift", CFG.key)
-    for name in names:
-        store.save(name, extract_sift(render_view(scenes[name[0]], rng, SIZE)[0], CFG))
-    index = ExactIndex(names, np.stack([_unit(s) for s in (0.9, 0.8, 0.7, 0.6, 0.5)]))
-    edges = build_match_graph(
-        names, index, store, neighbours=4, min_inliers=15, verification=VerificationConfig()
-    )
-    linked = {frozenset((a, b)) for a, b, _ in edges}
-    assert linked == {frozenset(p) for p in [("a0", "a1"), ("a0", "a2"), ("a1", "a2"), ("b0", "b1")]}
-    assert all(inliers >= 15 for _, _, inliers in edges)

@@ -14,7 +14,6 @@ def test_lever_settings_configure_the_served_fusion_and_features(settings, live_
     settings.RERANK_LANDMARK_FIRST = 0.4
     settings.RERANK_LANDMARK_FIRST_MAJORITY = 0.7
     settings.RERANK_LANDMARK_FIRST_LIFT = 2.5
-    settings.RERANK_GRAPH_VERIFICATION = 18
     cfg = fusion_config("sift")
     assert (cfg.min_inliers, cfg.local_method) == (12, "sift")
     assert (cfg.landmark_first, cfg.landmark_first_majority, cfg.landmark_first_lift) == (0.4, 0.7, 2.5)
@@ -24,9 +23,6 @@ def test_lever_settings_configure_the_served_fusion_and_features(settings, live_
 
     assert served_pipeline("sift").config.verified_expansion == 3
     assert served_pipeline("none").config.verified_expansion == 0
-    sift, plain = served_pipeline("sift"), served_pipeline("none")
-    assert sift.config.graph_verification == 18 and sift.match_graph is not None
-    assert plain.config.graph_verification == 0 and plain.match_graph is None
     plain_key = sift_store().extractor_key
     settings.SIFT_UPRIGHT = True
     assert sift_config().upright and sift_config(query=True).upright

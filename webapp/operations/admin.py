@@ -15,7 +15,6 @@ class ReconcileRunAdmin(admin.ModelAdmin[ReconcileRun]):
         "missing_vectors",
         "orphan_vectors",
         "stale_analysis",
-        "unlinked_images",
         "error",
     )
     readonly_fields = [field.name for field in ReconcileRun._meta.fields]

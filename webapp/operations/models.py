@@ -22,9 +22,6 @@ class ReconcileRun(models.Model):
     )
     orphan_vectors = models.PositiveIntegerField(default=0, help_text="In Milvus, not a searchable image.")
     stale_analysis = models.PositiveIntegerField(default=0)
-    unlinked_images = models.PositiveIntegerField(
-        default=0, help_text="Indexed with local features, never verified into the match graph."
-    )
     error = models.TextField(blank=True)
 
     class Meta:
@@ -43,7 +40,6 @@ class ReconcileRun(models.Model):
             + self.missing_vectors
             + self.orphan_vectors
             + self.stale_analysis
-            + self.unlinked_images
         )
 
 
@@ -55,7 +51,6 @@ class Resend(models.Model):
         INDEX = "index", "embedding and indexing"
         LOCAL_FEATURES = "local", "local features"
         ANALYSIS = "analysis", "dataset analysis"
-        MATCH_GRAPH = "graph", "match graph"
 
     image = models.ForeignKey(Image, on_delete=models.CASCADE, related_name="+")
     kind = models.CharField(max_length=16, choices=Kind.choices)

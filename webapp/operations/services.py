@@ -10,9 +10,7 @@ kind of loss and hands the work out again through the usual on-commit dispatch:
 - searchable images whose SIFT file is missing, or unreadable (re-extracted with ``force``);
 - images ``indexed`` in the catalogue whose vector is not in the active collection: back to ``pending`` and
   indexed again; vectors of images that do not exist or are not searchable (failed, removed): deleted;
-- images never analysed (quality, or neighbours once indexed): analysed;
-- with the match graph on (``RERANK_GRAPH_VERIFICATION``), indexed images with local features never
-  verified into it (a link task lost, or given up on): linked.
+- images never analysed (quality, or neighbours once indexed): analysed.
 
 Every step is idempotent (indexing upserts by image id, features are overwritten atomically, analysis
 overwrites itself), each image's work is re-sent at most once per stale period (`Resend`), and one run at a
@@ -48,8 +46,7 @@ from webapp.embeddings.models import EmbeddingModelVersion
 from webapp.embeddings.services import collection_store
 from webapp.metrics import MILVUS_ERRORS, RECONCILE_RESENT
 from webapp.operations.models import ReconcileRun, Resend
-from webapp.reranking.local_features import schedule_linking, sift_store
-from webapp.reranking.match_graph import unscanned_images
+from webapp.reranking.local_features import sift_store
 
 logger = logging.getLogger(__name__)
 
@@ -66,7 +63,6 @@ DRIFT_KINDS = (
     "missing_vectors",
     "orphan_vectors",
     "stale_analysis",
-    "unlinked_images",
 )
 
 
@@ -109,7 +105,6 @@ def _reconcile(stale: timedelta, now: datetime) -> ReconcileRun:
         logger.warning("could not compare the catalogue with Milvus: %s", error)
         errors.append(f"Milvus: {error}")
     run.stale_analysis = _resend_analysis(cutoff, now)
-    run.unlinked_images = _resend_links(cutoff, now)
     run.error = "; ".join(errors)
     run.finished_at = timezone.now()
     run.save()
@@ -118,14 +113,13 @@ def _reconcile(stale: timedelta, now: datetime) -> ReconcileRun:
     if run.drift:
         logger.warning(
             "reconcile: %d pending re-sent, %d/%d missing/unreadable local features, %d missing, %d orphan "
-            "vectors, %d analyses re-sent, %d photos re-sent to the match graph",
+            "vectors, %d analyses re-sent",
             run.requeued_pending,
             run.missing_local_features,
             run.unreadable_local_features,
             run.missing_vectors,
             run.orphan_vectors,
             run.stale_analysis,
-            run.unlinked_images,
         )
     return run
 
@@ -268,15 +262,6 @@ def _resend_analysis(cutoff: datetime, now: datetime) -> int:
         | Q(status=Image.Status.INDEXED, analysis__neighbours_analysed_at__isnull=True, indexed_at__lt=cutoff)
     )
     return _resend(never, Resend.Kind.ANALYSIS, cutoff, now, schedule_analysis)
-
-
-def _resend_links(cutoff: datetime, now: datetime) -> int:
-    """With the match graph on: indexed images with local features, both older than the cutoff, that were
-    never verified into the current SIFT store's graph."""
-    if not settings.RERANK_GRAPH_VERIFICATION:
-        return 0
-    never = unscanned_images().filter(indexed_at__lt=cutoff, local_features_at__lt=cutoff)
-    return _resend(never, Resend.Kind.MATCH_GRAPH, cutoff, now, schedule_linking)
 
 
 def _resend(

@@ -64,8 +64,7 @@ def sift_config(*, query: bool = False) -> SiftConfig:
 
 
 def verification_config() -> VerificationConfig:
-    """How SIFT matches are verified, at search time and when the match graph is built (``RERANK_GEOMETRY``
-    on the served verification)."""
+    """How SIFT matches are verified at search time (``RERANK_GEOMETRY`` on the served verification)."""
     return dataclasses.replace(SERVED.verification, geometry=cast(GeometryMethod, settings.RERANK_GEOMETRY))
 
 
@@ -166,7 +165,6 @@ def extract_local_features(
         vectors.flush()
         counts["vlad"] = len(vlad_rows)
     Image.objects.filter(pk__in=stored).update(local_features_at=timezone.now())
-    schedule_linking(stored)
     return counts
 
 
@@ -175,14 +173,6 @@ def schedule_local_features(image_ids: Sequence[int]) -> None:
     send_batches_on_commit(
         task_names.EXTRACT_LOCAL_FEATURES, [int(i) for i in image_ids], settings.INDEX_TASK_BATCH
     )
-
-
-def schedule_linking(image_ids: Sequence[int], *, force: bool = False) -> None:
-    """Queue linking into the match graph (`webapp.reranking.match_graph`, cpu queue) once the current
-    transaction commits; nothing when the graph is off (``RERANK_GRAPH_VERIFICATION`` = 0) unless
-    ``force`` (an operator building it before turning it on)."""
-    if (settings.RERANK_GRAPH_VERIFICATION or force) and image_ids:
-        send_batches_on_commit(task_names.LINK_IMAGES, [int(i) for i in image_ids], settings.INDEX_TASK_BATCH)
 
 
 def build_codebook(

@@ -378,7 +378,6 @@ OPENAPI: dict[str, Any] = {
                     "local_score",
                     "global_rank",
                     "inliers",
-                    "matched_via",
                     "landmark",
                     "image_url",
                     "thumbnail_url",
@@ -393,11 +392,6 @@ OPENAPI: dict[str, Any] = {
                     "local_score": _NUMBER_OR_NULL,
                     "global_rank": {"type": "integer", "minimum": 1},
                     "inliers": {"type": ["integer", "null"]},
-                    "matched_via": {
-                        "type": ["integer", "null"],
-                        "description": "The verified result this one is matched through in the collection's "
-                        "match graph (RERANK_GRAPH_VERIFICATION); null: matched directly or not at all.",
-                    },
                     "landmark": _LANDMARK,
                     "image_url": {"type": "string"},
                     "thumbnail_url": {"type": "string"},
@@ -458,15 +452,6 @@ OPENAPI: dict[str, Any] = {
                             "min_inliers": {
                                 "type": "integer",
                                 "description": "Inliers from which a result counts as a verified match.",
-                            },
-                            "match_graph": {
-                                "type": ["object", "null"],
-                                "description": "Set when the match graph was read: the inliers each link "
-                                "needs, and how many candidates it lifted.",
-                                "properties": {
-                                    "min_inliers": {"type": "integer"},
-                                    "lifted": {"type": "integer"},
-                                },
                             },
                         },
                     },

@@ -22,7 +22,6 @@ from webapp.catalog.selectors import landmark_shares
 from webapp.embeddings.models import EmbeddingModelVersion
 from webapp.embeddings.services import collection_store, decode_policy, get_active_version, get_extractor
 from webapp.reranking.fusion import fusion_config
-from webapp.reranking.match_graph import served_match_graph
 from webapp.reranking.scoring import build_scorer
 
 __all__ = ["CatalogueLandmarkShares", "recognition_config", "served_pipeline"]
@@ -60,7 +59,6 @@ def served_pipeline(
         decode=decode_policy(),
         verified_expansion=settings.RERANK_VERIFIED_EXPANSION if method == "sift" else 0,
         verified_expansion_inliers=settings.RERANK_VERIFIED_EXPANSION_INLIERS,
-        graph_verification=settings.RERANK_GRAPH_VERIFICATION if method == "sift" else 0,
         recognition=recognition_config(),
     )
     return SearchPipeline(
@@ -68,6 +66,5 @@ def served_pipeline(
         collection_store(version.collection_name, version.dim, create=False),
         build_scorer(method, version, min_inliers=fusion.min_inliers),
         config,
-        served_match_graph() if method == "sift" else None,
-        CatalogueLandmarkShares(),
+        landmark_shares=CatalogueLandmarkShares(),
     )

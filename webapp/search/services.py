@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import cast
@@ -63,8 +63,6 @@ class SearchHit:
     local_score: float | None
     global_rank: int
     inliers: int | None
-    matched_via: int | None = None
-    """The verified result this one is matched through in the match graph (None: matched directly)."""
 
 
 @dataclass(frozen=True)
@@ -81,8 +79,6 @@ class SearchResponse:
     query_position: tuple[float, float] | None = None
     query_image_id: int | None = None
     filters: dict[str, object] = field(default_factory=dict)
-    match_graph: dict[str, int] | None = None
-    """``{min_inliers, lifted}`` when the match graph was read (None: off, or not a SIFT re-rank)."""
     location: Location | Unlocated = field(default_factory=lambda: Unlocated("not estimated"))
     min_inliers: int = 0
     """Inliers from which a result counts as a verified match (the fusion's floor)."""
@@ -150,7 +146,6 @@ class SearchResponse:
                 "method": self.rerank_method,
                 "weight_global": self.weight_global,
                 "min_inliers": self.min_inliers,
-                "match_graph": self.match_graph,
             },
             "timings_ms": self.timings_ms,
             "results": [
@@ -162,7 +157,6 @@ class SearchResponse:
                     "local_score": None if hit.local_score is None else round(hit.local_score, 6),
                     "global_rank": hit.global_rank,
                     "inliers": hit.inliers,
-                    "matched_via": hit.matched_via,
                     "landmark": None
                     if hit.image.landmark is None
                     else {"id": hit.image.landmark.pk, "name": hit.image.landmark.name},
@@ -231,7 +225,6 @@ def search_by_photo(
             local_score=hit.local_score,
             global_rank=hit.global_rank + 1,
             inliers=None if hit.evidence is None else hit.evidence.inliers,
-            matched_via=_matched_via(result.matched_via, hit),
         )
         for rank, hit in enumerate(present, start=1)
     ]
@@ -256,7 +249,6 @@ def search_by_photo(
         query_position=_image_position(query_image) if query_image is not None else _photo_position(image),
         query_image_id=None if query_image is None else query_image.pk,
         filters=_filters_dict(filters),
-        match_graph=_match_graph_summary(pipeline.config.graph_verification, result.matched_via),
         location=location,
         min_inliers=pipeline.fusion.min_inliers,
     )
@@ -285,15 +277,6 @@ def locate(
     if isinstance(answer, Location) and answer.method in ("first_result", "best_match"):
         logger.info("location is one match's position: nothing agrees with it (re-rank %s)", method)
     return answer
-
-
-def _matched_via(matched_via: Mapping[Hashable, Hashable], hit: RerankedHit) -> int | None:
-    via = matched_via.get(hit.image_id)
-    return None if via is None else int(cast(int, via))
-
-
-def _match_graph_summary(threshold: int, matched_via: Mapping[Hashable, Hashable]) -> dict[str, int] | None:
-    return {"min_inliers": threshold, "lifted": len(matched_via)} if threshold else None
 
 
 def search_similar(

@@ -7,7 +7,7 @@ from typing import Any
 from celery import Task, shared_task
 
 from webapp import task_names
-from webapp.reranking import local_features, match_graph
+from webapp.reranking import local_features
 from webapp.search import retention
 from workers.tasks.progress import reporter
 
@@ -24,18 +24,6 @@ def extract_local_features(self: Task[Any, Any], image_ids: list[int], force: bo
     return local_features.extract_local_features(
         image_ids, force=force, progress=reporter(self, "local features")
     )
-
-
-@shared_task(name=task_names.LINK_IMAGES, bind=True, acks_late=True, max_retries=20)
-def link_images(self: Task[Any, Any], image_ids: list[int]) -> match_graph.LinkCounts:
-    """Verify a batch of photos against their global neighbours into the match graph; idempotent. Photos
-    whose vector or local features are not stored yet (the gpu and cpu queues run apart) are tried again
-    in a minute, up to 20 times."""
-    counts = match_graph.link_images(image_ids, progress=reporter(self, "match graph"))
-    waiting = counts["waiting"]
-    if waiting:
-        raise self.retry(args=(waiting,), countdown=60)
-    return counts
 
 
 @shared_task(name=task_names.PURGE_EXPIRED_QUERIES)

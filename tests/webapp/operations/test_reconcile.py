@@ -23,7 +23,6 @@ from webapp.embeddings.services import collection_store
 from webapp.operations import services
 from webapp.operations.models import ReconcileRun
 from webapp.reranking.local_features import extract_local_features, sift_store
-from webapp.reranking.models import MatchGraphScan
 
 pytestmark = [pytest.mark.services, pytest.mark.django_db]
 DIM = 8
@@ -128,36 +127,6 @@ def test_a_stored_file_whose_extraction_was_never_recorded_is_extracted_again(
     # What the worker then runs: an unrecorded file may belong to a reused id, so it is extracted again.
     assert extract_local_features([image.pk])["extracted"] == 1
     assert Image.objects.get(pk=image.pk).local_features_at is not None
-
-
-def test_with_the_match_graph_on_photos_never_linked_are_sent_to_it_once(
-    version: EmbeddingModelVersion, django_capture_on_commit_callbacks: Callable, settings
-) -> None:
-    """A link task lost (broker down when the features were stored, or retries exhausted)."""
-    linked = _image(9, Image.Status.INDEXED, indexed=True)
-    lost = _image(10, Image.Status.INDEXED, indexed=True)
-    extract_local_features([linked.pk, lost.pk])  # the graph is off here: nothing is sent
-    store = collection_store(version.collection_name, DIM)  # both searchable, so they stay indexed
-    store.upsert([linked.pk, lost.pk], np.eye(DIM, dtype=np.float32)[:2], [None, None])
-    store.flush()
-    past = timezone.now() - timedelta(seconds=3600)
-    Image.objects.filter(pk__in=[linked.pk, lost.pk]).update(local_features_at=past)
-    MatchGraphScan.objects.create(
-        image=linked, features_key=sift_store().extractor_key, neighbours=20, matches=0
-    )
-    with django_capture_on_commit_callbacks(execute=False) as callbacks:
-        off = services.reconcile(stale_seconds=600).run
-    assert off is not None and off.unlinked_images == 0 and task_names.LINK_IMAGES not in _sent(callbacks)
-
-    settings.RERANK_GRAPH_VERIFICATION = 15
-    later = timezone.now() + timedelta(seconds=700)  # past the stale period of the first run's re-sends
-    with django_capture_on_commit_callbacks(execute=False) as callbacks:
-        run = services.reconcile(stale_seconds=600, now=later).run
-    assert run is not None and run.unlinked_images == 1
-    assert _ids(_sent(callbacks), task_names.LINK_IMAGES) == {lost.pk}
-    with django_capture_on_commit_callbacks(execute=False) as callbacks:
-        again = services.reconcile(stale_seconds=600, now=later).run
-    assert again is not None and again.unlinked_images == 0 and task_names.LINK_IMAGES not in _sent(callbacks)
 
 
 def test_one_run_at_a_time(version: EmbeddingModelVersion, live_services: LiveServices) -> None:

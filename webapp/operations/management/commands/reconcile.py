@@ -34,7 +34,6 @@ class Command(BaseCommand):
             ("indexed images missing from Milvus, re-indexed", run.missing_vectors),
             ("orphan vectors deleted from Milvus", run.orphan_vectors),
             ("analyses re-sent", run.stale_analysis),
-            ("photos re-sent to the match graph", run.unlinked_images),
         ]
         for label, count in rows:
             self.stdout.write(f"{label:<50} {count}")

@@ -144,8 +144,7 @@
     img.alt = "result " + hit.rank;
     img.loading = "lazy";
     const local = hit.local_score === null ? "no local evidence" : "local " + hit.local_score.toFixed(3);
-    const inliers = (hit.inliers === null ? "" : ` · ${hit.inliers} inliers`) +
-      (hit.matched_via ? ` · matched through image ${hit.matched_via}` : "");
+    const inliers = hit.inliers === null ? "" : ` · ${hit.inliers} inliers`;
     const parts = [
       ["rank", "#" + hit.rank + (hit.global_rank !== hit.rank ? ` (global #${hit.global_rank})` : "")],
       ["landmark", hit.landmark ? hit.landmark.name : "unlabelled"],

@@ -132,13 +132,16 @@ def test_drop_two_photos_then_search_and_read_the_jobs_page_at_phone_width(
 
     from retrieval_core.datasets.synthetic import make_scene, render_view
     from tests.conftest import encode_jpeg
+    from tests.phone_photos import encode_phone_photo
 
     user = User.objects.create_user("operator", password="a-long-password", is_staff=True)
     user.user_permissions.add(*Permission.objects.filter(codename__in=["add_image", "add_landmark"]))
-    photos = {}
-    for seed in (11, 12):
-        view, _ = render_view(make_scene(seed, (240, 320)), np.random.default_rng(seed), out_size=(240, 320))
-        photos[f"scene-{seed}.jpg"] = encode_jpeg(view)
+    views = {
+        seed: render_view(make_scene(seed, (240, 320)), np.random.default_rng(seed), out_size=(240, 320))[0]
+        for seed in (11, 12)
+    }
+    # An iPhone's HEIC beside a JPEG: both are uploaded, indexed and found alike.
+    photos = {"scene-11.jpg": encode_jpeg(views[11]), "scene-12.heic": encode_phone_photo(views[12], "HEIF")}
     query = tmp_path / "query.jpg"
     query.write_bytes(photos["scene-11.jpg"])
 
@@ -157,7 +160,8 @@ def test_drop_two_photos_then_search_and_read_the_jobs_page_at_phone_width(
                     const transfer = new DataTransfer();
                     for (const [name, data] of Object.entries(files)) {
                         const bytes = Uint8Array.from(atob(data), (c) => c.charCodeAt(0));
-                        transfer.items.add(new File([bytes], name, { type: "image/jpeg" }));
+                        const type = name.endsWith(".heic") ? "image/heic" : "image/jpeg";
+                        transfer.items.add(new File([bytes], name, { type }));
                     }
                     const zone = document.getElementById("drop-zone");
                     zone.dispatchEvent(new DragEvent("dragover", { dataTransfer: transfer, bubbles: true }));
@@ -187,7 +191,7 @@ def test_drop_two_photos_then_search_and_read_the_jobs_page_at_phone_width(
             page.goto(live_server.url + "/")
             page.set_input_files("#photo-input", str(query))
             results = page.locator("#results .result")
-            expect(results).to_have_count(2, timeout=30_000)
+            expect(results).to_have_count(2, timeout=30_000)  # the JPEG and the HEIC photo
             expect(page.locator("#prediction")).to_contain_text("verified match")
             _no_sideways_scroll(page, "the results page")
             results.first.click()

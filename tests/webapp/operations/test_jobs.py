@@ -8,13 +8,14 @@ import uuid
 from collections.abc import Callable
 
 import pytest
-from celery import current_app
+from celery import Celery, current_app
 from django.contrib.auth.models import Permission, User
 from django.test import Client
 
 from tests.conftest import LiveServices
-from webapp import task_names
+from webapp import localstack, task_names
 from webapp.dispatch import send_on_commit
+from webapp.operations import jobs
 from webapp.operations.jobs import FailedTask, failed_tasks
 
 pytestmark = [pytest.mark.services, pytest.mark.django_db(transaction=True)]
@@ -101,3 +102,32 @@ def test_a_task_of_no_known_name_is_listed_but_not_retried(
     refused = operator.post(f"/jobs/{task_id}/retry/", follow=True)
     assert "is not a task of this product" in refused.content.decode()
     assert any(task.id == task_id for task in failed_tasks(limit=1000))
+
+
+def _celery_app(url: str) -> Celery:
+    """A Celery app configured like the real one, on another broker and result backend."""
+    app = Celery("jobs-under-test", set_as_current=False)
+    app.config_from_object("django.conf:settings", namespace="CELERY")
+    app.conf.update(broker_url=url, result_backend=url)
+    return app
+
+
+def test_the_page_says_no_worker_answered_rather_than_failing(
+    live_services: LiveServices, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a broker database no worker listens to, the page still answers and says so."""
+    monkeypatch.setattr(jobs, "current_app", _celery_app(live_services.redis_url.rsplit("/", 1)[0] + "/2"))
+    page = _client(_staff(retry=True)).get("/jobs/")
+    assert page.status_code == 200
+    text = page.content.decode()
+    assert "No worker answered" in text and "no worker answered within 1 s" in text
+    assert "No failed task on record" in text
+
+
+def test_an_unreachable_broker_is_named_on_the_page(db: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(jobs, "current_app", _celery_app(f"redis://127.0.0.1:{localstack.free_port()}/0"))
+    page = _client(_staff(retry=True)).get("/jobs/")
+    assert page.status_code == 200
+    text = page.content.decode()
+    assert "No worker answered" in text and "could not be reached" in text
+    assert "Failed tasks unknown" in text

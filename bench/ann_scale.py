@@ -45,7 +45,7 @@ import numpy as np
 import torch
 
 from retrieval_core.index.milvus_store import AnnIndexParams, MilvusVectorStore
-from retrieval_core.index.protocol import integer_id
+from retrieval_core.index.vector_index import integer_id
 from retrieval_core.models.embedding import EmbeddingConfig
 
 K = 100

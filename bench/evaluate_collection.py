@@ -6,7 +6,7 @@
 The first model is the pretrained backbone (E1); each ``--checkpoint`` adds a trained model. Features are
 cached in ``OUT/cache`` (or ``--cache``), so re-running with another ``--grid`` extracts nothing. The
 protocol (which images are reported queries, which are validation queries for tuning) comes from the
-collection: see ``retrieval_core.eval.protocol``. Prints the Markdown table at the end.
+collection: see ``retrieval_core.eval.evaluation_protocol``. Prints the Markdown table at the end.
 """
 
 from __future__ import annotations

@@ -65,7 +65,7 @@ from retrieval_core.training import (  # noqa: E402
     train,
 )
 from retrieval_core.training.collection_mining import DEFAULT_SIFT, prepare_collection_features  # noqa: E402
-from retrieval_core.training.mining import MiningConfig, mine  # noqa: E402
+from retrieval_core.training.pair_mining import MiningConfig, mine  # noqa: E402
 from retrieval_core.training.self_supervised import mined_split  # noqa: E402
 from retrieval_core.training.trainer import autocast_dtype  # noqa: E402
 

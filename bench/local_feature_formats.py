@@ -29,7 +29,7 @@ import cv2
 import torch
 from threadpoolctl import threadpool_limits
 
-from retrieval_core.eval.feature_cache import FeatureCache
+from retrieval_core.eval.feature_disk_cache import FeatureCache
 from retrieval_core.eval.ladder import run_ladder
 from retrieval_core.eval.options import LadderOptions
 from retrieval_core.features.compact import FULL_FORMAT, LocalFeatureFormat, as_stored

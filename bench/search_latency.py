@@ -27,8 +27,8 @@ from retrieval_core.features.global_ import GlobalDescriptorExtractor
 from retrieval_core.features.store import LocalFeatureStore
 from retrieval_core.index.exact import ExactIndex
 from retrieval_core.index.milvus_store import MilvusVectorStore
-from retrieval_core.index.protocol import integer_id
-from retrieval_core.rerank.feature_cache import CachedFeatureSource
+from retrieval_core.index.vector_index import integer_id
+from retrieval_core.rerank.feature_lru import CachedFeatureSource
 from retrieval_core.rerank.sift_scorer import SiftScorer
 from retrieval_core.runtime import limit_native_threads
 from retrieval_core.search.decode import DecodePolicy, decode, index_local_features, local_features_key

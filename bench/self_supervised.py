@@ -41,14 +41,14 @@ import torch
 from threadpoolctl import threadpool_limits
 
 from retrieval_core.datasets.collection import CollectionItem, read_collection
+from retrieval_core.eval.evaluation_protocol import EvalQuery
 from retrieval_core.eval.metrics import mean_average_precision_at_k
-from retrieval_core.eval.protocol import EvalQuery
 from retrieval_core.eval.splits import split_within_landmarks
 from retrieval_core.features.global_ import GlobalDescriptorExtractor
 from retrieval_core.models.embedding import EmbeddingConfig
 from retrieval_core.training import TrainConfig, TrainEvent, ValidationSet, checkpoint_embedding_config, train
 from retrieval_core.training.collection_mining import DEFAULT_SIFT, prepare_collection_features
-from retrieval_core.training.mining import MiningConfig, MiningState, mine, summarise
+from retrieval_core.training.pair_mining import MiningConfig, MiningState, mine, summarise
 from retrieval_core.training.self_supervised import cluster_agreement, held_out_images, mined_split
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from retrieval_core.eval.feature_cache import FeatureCache
+from retrieval_core.eval.feature_disk_cache import FeatureCache
 from retrieval_core.features.compact import FULL_FORMAT, LocalFeatureFormat
 from retrieval_core.features.global_ import GlobalDescriptorExtractor
 from retrieval_core.features.sift import LocalFeatures, SiftConfig

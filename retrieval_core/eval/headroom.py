@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+from retrieval_core.eval.evaluation_protocol import EvalQuery
 from retrieval_core.eval.metrics import average_precision_at_k
-from retrieval_core.eval.protocol import EvalQuery
 
 __all__ = ["captured_fraction", "hardest_queries", "mean_over", "oracle_map", "oracle_ranking"]
 

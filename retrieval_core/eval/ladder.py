@@ -37,6 +37,7 @@ from retrieval_core.datasets.collection import (
     landmark_ids,
     read_collection,
 )
+from retrieval_core.eval.evaluation_protocol import EvalProtocol, EvalQuery, QuerySet, build_protocol
 from retrieval_core.eval.extraction import (
     PatchConfig,
     ensure_cnn_features,
@@ -44,7 +45,7 @@ from retrieval_core.eval.extraction import (
     global_key,
     patch_key,
 )
-from retrieval_core.eval.feature_cache import FeatureCache
+from retrieval_core.eval.feature_disk_cache import FeatureCache
 from retrieval_core.eval.geolocation import geolocation_summary, protocol_positions
 from retrieval_core.eval.ladder_config import LadderConfig
 from retrieval_core.eval.metrics import (
@@ -53,7 +54,6 @@ from retrieval_core.eval.metrics import (
     precision_at_k,
     recall_at_k,
 )
-from retrieval_core.eval.protocol import EvalProtocol, EvalQuery, QuerySet, build_protocol
 from retrieval_core.eval.recognition_threshold import apply_threshold, choose_threshold
 from retrieval_core.eval.report import REPEATED_ROW, LadderReport, LadderRow
 from retrieval_core.features.compact import LocalFeatureFormat

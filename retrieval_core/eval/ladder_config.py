@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from retrieval_core.eval.evaluation_protocol import ProtocolConfig
 from retrieval_core.eval.extraction import PatchConfig
-from retrieval_core.eval.protocol import ProtocolConfig
 from retrieval_core.models.embedding import EmbeddingConfig
 from retrieval_core.search.served import SERVED
 from retrieval_core.search.tuning import DEFAULT_GRID

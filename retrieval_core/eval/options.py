@@ -13,9 +13,9 @@ import dataclasses
 from dataclasses import asdict, dataclass, fields
 from typing import Any, cast
 
+from retrieval_core.eval.evaluation_protocol import ProtocolConfig
 from retrieval_core.eval.extraction import PatchConfig
 from retrieval_core.eval.ladder_config import LadderConfig
-from retrieval_core.eval.protocol import ProtocolConfig
 from retrieval_core.eval.splits import SplitConfig
 from retrieval_core.rerank.verification import GeometryMethod
 from retrieval_core.search.served import SERVED, ServedConfig

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from retrieval_core.eval.protocol import EvalQuery
+from retrieval_core.eval.evaluation_protocol import EvalQuery
 from retrieval_core.imaging import ImageLoadError, load_image
 
 __all__ = [

@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from retrieval_core.index.filters import SearchFilters
-from retrieval_core.index.protocol import ImageId, VectorHit
+from retrieval_core.index.vector_index import ImageId, VectorHit
 
 __all__ = ["ExactIndex"]
 

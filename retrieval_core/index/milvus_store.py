@@ -21,7 +21,7 @@ from pymilvus.exceptions import MilvusException
 from pymilvus.milvus_client.index import IndexParams
 
 from retrieval_core.index.filters import GEO_FIELDS, UNKNOWN_TIME, SearchFilters, epoch_seconds, unit_sphere
-from retrieval_core.index.protocol import CollectionMissingError, ImageId, VectorHit
+from retrieval_core.index.vector_index import CollectionMissingError, ImageId, VectorHit
 
 __all__ = [
     "FILTER_FIELDS",

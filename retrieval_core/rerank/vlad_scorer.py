@@ -14,7 +14,7 @@ import numpy as np
 
 from retrieval_core.features.sift import SiftConfig
 from retrieval_core.features.vlad import VladEncoder
-from retrieval_core.index.protocol import VectorLookup
+from retrieval_core.index.vector_index import VectorLookup
 from retrieval_core.rerank.scorer import LocalScores, QueryFeatures, RerankMethod, missing_ids
 from retrieval_core.rerank.sift_scorer import query_local_features
 

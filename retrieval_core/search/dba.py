@@ -13,7 +13,7 @@ from collections.abc import Hashable, Mapping, Sequence
 
 import numpy as np
 
-from retrieval_core.index.protocol import VectorHit, VectorIndex
+from retrieval_core.index.vector_index import VectorHit, VectorIndex
 
 __all__ = ["augment_database", "augment_one", "refresh_augmented"]
 

@@ -22,7 +22,7 @@ from PIL import Image
 
 from retrieval_core.imaging import ImageSource
 from retrieval_core.index.filters import SearchFilters
-from retrieval_core.index.protocol import VectorHit, VectorIndex
+from retrieval_core.index.vector_index import VectorHit, VectorIndex
 from retrieval_core.rerank.fusion import Candidate, FusionConfig, RerankedHit, normalise_global, rank_fused
 from retrieval_core.rerank.scorer import LocalScorer, LocalScores, QueryFeatures, RerankMethod
 from retrieval_core.search.config import SearchConfig

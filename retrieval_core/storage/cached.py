@@ -16,8 +16,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Iterator
 
+from retrieval_core.storage.blob_store import BlobStore
 from retrieval_core.storage.local import LocalBlobStore
-from retrieval_core.storage.protocol import BlobStore
 
 __all__ = ["CachedBlobStore"]
 

@@ -10,9 +10,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
+from retrieval_core.storage.blob_store import BlobStore, check_key
 from retrieval_core.storage.cached import CachedBlobStore
 from retrieval_core.storage.local import LocalBlobStore
-from retrieval_core.storage.protocol import BlobStore, check_key
 from retrieval_core.storage.s3 import S3BlobStore, S3Config
 
 __all__ = ["StorageConfig", "open_blob_store"]

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from retrieval_core.atomic import atomic_write
-from retrieval_core.storage.protocol import check_key, check_prefix
+from retrieval_core.storage.blob_store import check_key, check_prefix
 
 __all__ = ["LocalBlobStore"]
 

@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from retrieval_core.storage.protocol import check_key, check_prefix
+from retrieval_core.storage.blob_store import check_key, check_prefix
 
 __all__ = ["S3BlobStore", "S3Config", "ensure_bucket"]
 

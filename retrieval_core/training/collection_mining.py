@@ -12,12 +12,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from retrieval_core.eval.extraction import ensure_cnn_features, ensure_sift, global_key
-from retrieval_core.eval.feature_cache import FeatureCache
+from retrieval_core.eval.feature_disk_cache import FeatureCache
 from retrieval_core.features.global_ import GlobalDescriptorExtractor
 from retrieval_core.features.sift import LocalFeatures, SiftConfig
 from retrieval_core.index.exact import ExactIndex
 from retrieval_core.search.decode import DecodePolicy, local_features_key
-from retrieval_core.training.mining import Progress
+from retrieval_core.training.pair_mining import Progress
 
 __all__ = ["CachedSift", "CollectionFeatures", "open_cached_sift", "prepare_collection_features"]
 

@@ -23,8 +23,8 @@ from pathlib import Path
 from sklearn.metrics import adjusted_rand_score
 
 from retrieval_core.datasets.collection import UNLABELLED, CollectionItem
-from retrieval_core.eval.protocol import EvalQuery
-from retrieval_core.training.mining import GeoPoint, ImageKey, MiningResult, haversine_m
+from retrieval_core.eval.evaluation_protocol import EvalQuery
+from retrieval_core.training.pair_mining import GeoPoint, ImageKey, MiningResult, haversine_m
 
 __all__ = ["Agreement", "MinedSplit", "cluster_agreement", "held_out_images", "mined_split"]
 

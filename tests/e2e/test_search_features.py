@@ -209,7 +209,7 @@ def test_unlabelled_import_recognition_filters_batch_similar_and_contract(
     contract.check("/api/collection/progress/", "get", progress)
     contract.check("/api/collection/progress/", "get", client.get("/api/collection/progress/?ids=x"))
     contract.check("/api/schema/", "get", client.get("/api/schema/"))
-    # Every search endpoint of the document was exercised (the others: tests/webapp/search/test_api_contract.py).
+    # Every search endpoint of the document was exercised (the others: webapp/search/test_api_contract.py).
     assert {path for path, _, _ in contract.checked} == {
         "/api/search/",
         "/api/search/batch/",

@@ -13,8 +13,8 @@ from django.core.management import call_command
 from django.test import Client
 
 from retrieval_core.datasets.synthetic import write_collection
+from retrieval_core.eval.evaluation_protocol import ProtocolConfig, build_protocol
 from retrieval_core.eval.metrics import average_precision_at_k
-from retrieval_core.eval.protocol import ProtocolConfig, build_protocol
 from retrieval_core.eval.splits import SplitConfig
 from webapp.catalog.models import Image
 from webapp.embeddings.services import collection_store, get_active_version

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from retrieval_core.index.milvus_store import MilvusVectorStore
-from retrieval_core.index.protocol import integer_id
+from retrieval_core.index.vector_index import integer_id
 
 _QUERY_CHUNK = 1000  # well under Milvus's 16384 rows per query
 

@@ -15,7 +15,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 from pymilvus.exceptions import MilvusException
 
-from retrieval_core.index.protocol import CollectionMissingError
+from retrieval_core.index.vector_index import CollectionMissingError
 from webapp.accounts.permissions import write_permission
 from webapp.catalog.models import Landmark
 from webapp.curation import actions, analysis, proposals, selectors

@@ -22,9 +22,9 @@ from pathlib import Path
 import numpy as np
 
 from retrieval_core.datasets.positions import Position
+from retrieval_core.eval.evaluation_protocol import EvalProtocol, ProtocolConfig, build_protocol
 from retrieval_core.eval.geolocation import geolocation_scores, protocol_positions
 from retrieval_core.eval.metrics import average_precision_at_k
-from retrieval_core.eval.protocol import EvalProtocol, ProtocolConfig, build_protocol
 from retrieval_core.rerank.scorer import RerankMethod
 from retrieval_core.search.geolocation import Location, distance_m
 from webapp.catalog.models import Image

@@ -10,7 +10,7 @@ import threading
 
 from django.conf import settings
 
-from retrieval_core.rerank.feature_cache import CachedFeatureSource
+from retrieval_core.rerank.feature_lru import CachedFeatureSource
 from retrieval_core.rerank.patch_scorer import PatchScorer
 from retrieval_core.rerank.scorer import GlobalOnlyScorer, LocalScorer, RerankMethod
 from retrieval_core.rerank.sift_scorer import SiftScorer

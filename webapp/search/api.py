@@ -16,7 +16,7 @@ from pymilvus.exceptions import MilvusException
 
 from retrieval_core.imaging import ImageLoadError
 from retrieval_core.index.milvus_store import OutdatedCollectionError
-from retrieval_core.index.protocol import CollectionMissingError
+from retrieval_core.index.vector_index import CollectionMissingError
 from webapp import throttling
 from webapp.catalog.models import Image
 from webapp.catalog.uploads import UploadTooLarge, read_upload

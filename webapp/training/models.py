@@ -63,7 +63,9 @@ class MiningRun(models.Model):
         FAILED = "failed", "failed"
 
     training_run = models.OneToOneField(TrainingRun, on_delete=models.CASCADE, related_name="mining")
-    config = models.JSONField(default=dict, help_text="retrieval_core.training.mining.MiningConfig as JSON")
+    config = models.JSONField(
+        default=dict, help_text="retrieval_core.training.pair_mining.MiningConfig as JSON"
+    )
     held_out = models.JSONField(
         default=list, blank=True, help_text="Image ids (relpaths or catalogue keys) never mined."
     )

@@ -12,10 +12,10 @@ from pathlib import Path
 from django.utils import timezone
 
 from retrieval_core.datasets.collection import CollectionItem, read_collection
-from retrieval_core.eval.protocol import build_protocol
+from retrieval_core.eval.evaluation_protocol import build_protocol
 from retrieval_core.eval.splits import split_within_landmarks
 from retrieval_core.training import TrainConfig, TrainEvent, ValidationSet, train
-from retrieval_core.training.mining import MiningConfig
+from retrieval_core.training.pair_mining import MiningConfig
 from retrieval_core.training.self_supervised import held_out_images, mined_split
 from webapp import task_names
 from webapp.accounts.selectors import AnyUser
@@ -26,7 +26,7 @@ from webapp.embeddings.services import register_checkpoint
 from webapp.media import LocalPath, local_media_paths
 from webapp.storage import StoredFileUnavailable, lasting_local_copy
 from webapp.training.lifecycle import run_dir
-from webapp.training.mining import folder_gps, load_result, mined_paths
+from webapp.training.mining_stages import folder_gps, load_result, mined_paths
 from webapp.training.models import MiningRun, TrainingRun
 
 _SAVE_EVERY_S = 2.0
@@ -60,7 +60,7 @@ def create_self_run(
     user: AnyUser | None = None,
     held_out: Sequence[str | int] = (),
 ) -> TrainingRun:
-    """Record a ``self`` run: mining (`webapp.training.mining`) first, then contrastive training on the
+    """Record a ``self`` run: mining (`webapp.training.mining_stages`) first, then contrastive training on the
     pseudo-landmarks. ``held_out``: image ids (relpaths, catalogue keys) that must never be mined."""
     if config.recipe != "e3":
         raise ValueError("the self recipe trains contrastively (e3 from any starting weights)")

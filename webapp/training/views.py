@@ -9,11 +9,11 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from retrieval_core.training import TrainConfig
-from retrieval_core.training.mining import MiningConfig
+from retrieval_core.training.pair_mining import MiningConfig
 from webapp.accounts.permissions import write_permission
 from webapp.embeddings.models import EmbeddingModelVersion
 from webapp.training import services
-from webapp.training.mining import component_bars
+from webapp.training.mining_stages import component_bars
 from webapp.training.models import MiningRun, TrainingRun
 
 

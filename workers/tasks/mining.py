@@ -9,7 +9,7 @@ from typing import Any
 from celery import Task, shared_task
 
 from webapp import task_names
-from webapp.training import mining
+from webapp.training import mining_stages as mining
 from workers.tasks.progress import reporter
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from retrieval_core.eval.evaluation_protocol import EvalQuery
 from retrieval_core.eval.headroom import (
     captured_fraction,
     hardest_queries,
@@ -11,7 +12,6 @@ from retrieval_core.eval.headroom import (
     oracle_map,
     oracle_ranking,
 )
-from retrieval_core.eval.protocol import EvalQuery
 
 
 def test_the_oracle_moves_only_positives_inside_the_depth() -> None:

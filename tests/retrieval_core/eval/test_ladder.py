@@ -9,10 +9,10 @@ import pytest
 import torch
 
 from retrieval_core.datasets.synthetic import write_collection
+from retrieval_core.eval.evaluation_protocol import ProtocolConfig
 from retrieval_core.eval.extraction import PatchConfig
 from retrieval_core.eval.ladder import run_ladder
 from retrieval_core.eval.ladder_config import LadderConfig
-from retrieval_core.eval.protocol import ProtocolConfig
 from retrieval_core.eval.report import LadderReport
 from retrieval_core.eval.splits import SplitConfig
 from retrieval_core.features.sift import SiftConfig

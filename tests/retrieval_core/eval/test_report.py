@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from retrieval_core.datasets.synthetic import write_collection
-from retrieval_core.eval.protocol import EvalQuery
+from retrieval_core.eval.evaluation_protocol import EvalQuery
 from retrieval_core.eval.report import LadderReport, LadderRow, interpolated_precision
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

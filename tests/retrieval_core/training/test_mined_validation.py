@@ -7,7 +7,7 @@ from pathlib import Path
 
 from retrieval_core.datasets.collection import UNLABELLED
 from retrieval_core.eval.splits import relevant_index_images
-from retrieval_core.training.mining import MiningResult
+from retrieval_core.training.pair_mining import MiningResult
 from retrieval_core.training.self_supervised import mined_split
 
 

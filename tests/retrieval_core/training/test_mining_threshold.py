@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from retrieval_core.training.mining import CandidatePair, MiningConfig, MiningState, summarise
+from retrieval_core.training.pair_mining import CandidatePair, MiningConfig, MiningState, summarise
 
 
 def _state(directory: Path) -> MiningState:

@@ -31,7 +31,7 @@ def test_lever_settings_configure_the_served_fusion_and_features(settings, live_
 
 @pytest.mark.django_db
 def test_served_sift_reads_candidates_through_one_bounded_cache_per_store(settings, tmp_path) -> None:
-    from retrieval_core.rerank.feature_cache import CachedFeatureSource
+    from retrieval_core.rerank.feature_lru import CachedFeatureSource
     from webapp.embeddings.services import get_active_version
     from webapp.reranking.scoring import build_scorer, clear_feature_caches
 

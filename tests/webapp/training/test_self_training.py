@@ -19,7 +19,7 @@ from threadpoolctl import threadpool_limits
 from retrieval_core.datasets.synthetic import write_collection
 from retrieval_core.training.self_supervised import cluster_agreement
 from webapp import task_names
-from webapp.training import mining as mining_service
+from webapp.training import mining_stages as mining_service
 from webapp.training.models import MiningRun, TrainingRun
 
 TRAIN = ["--epochs", "2", "--steps-per-epoch", "2", "--p", "2", "--k", "4", "--image-size", "64"]
@@ -79,7 +79,7 @@ def test_self_recipe_mines_pseudo_landmarks_trains_and_shows_the_mining(tmp_path
 def test_a_resumed_mining_verifies_only_the_chunks_that_were_not_saved(tmp_path: Path) -> None:
     _flat_collection(tmp_path)
     from retrieval_core.training import TrainConfig
-    from retrieval_core.training.mining import MiningConfig
+    from retrieval_core.training.pair_mining import MiningConfig
     from webapp.training import services
 
     config = TrainConfig(recipe="e3", epochs=1, steps_per_epoch=1, p=2, k=2, image_size=64, device="cpu")

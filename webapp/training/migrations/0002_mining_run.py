@@ -15,7 +15,7 @@ class Migration(migrations.Migration):
             name='MiningRun',
             fields=[
                 ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('config', models.JSONField(default=dict, help_text='retrieval_core.training.mining.MiningConfig as JSON')),
+                ('config', models.JSONField(default=dict, help_text='retrieval_core.training.pair_mining.MiningConfig as JSON')),
                 ('held_out', models.JSONField(blank=True, default=list, help_text='Image ids (relpaths or catalogue keys) never mined.')),
                 ('status', models.CharField(choices=[('queued', 'queued'), ('candidates', 'finding candidate pairs'), ('verifying', 'verifying pairs'), ('summarising', 'summarising'), ('done', 'done'), ('failed', 'failed')], default='queued', max_length=16)),
                 ('stage', models.CharField(blank=True, max_length=64)),

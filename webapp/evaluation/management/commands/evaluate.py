@@ -11,7 +11,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from tqdm import tqdm
 
 from retrieval_core.eval.options import LadderOptions
-from retrieval_core.index.protocol import CollectionMissingError
+from retrieval_core.index.vector_index import CollectionMissingError
 from retrieval_core.rerank.scorer import RERANK_METHODS, RerankMethod
 from webapp.evaluation import services
 from webapp.evaluation.served import evaluate_served

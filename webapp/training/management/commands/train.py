@@ -9,9 +9,9 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from tqdm import tqdm
 
 from retrieval_core.training import TrainConfig, TrainEvent
-from retrieval_core.training.mining import MiningConfig
+from retrieval_core.training.pair_mining import MiningConfig
 from webapp.training import services
-from webapp.training.mining import execute_mining
+from webapp.training.mining_stages import execute_mining
 from webapp.training.models import TrainingRun
 
 

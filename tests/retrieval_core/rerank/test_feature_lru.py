@@ -7,7 +7,7 @@ from collections.abc import Hashable, Sequence
 import numpy as np
 
 from retrieval_core.features.sift import LocalFeatures
-from retrieval_core.rerank.feature_cache import CachedFeatureSource, feature_bytes
+from retrieval_core.rerank.feature_lru import CachedFeatureSource, feature_bytes
 
 
 def _features(n: int) -> LocalFeatures:

@@ -37,7 +37,7 @@ import numpy as np
 from retrieval_core.atomic import atomic_write
 from retrieval_core.datasets.collection import UNLABELLED, CollectionItem
 from retrieval_core.features.sift import LocalFeatures, SiftConfig
-from retrieval_core.index.protocol import VectorIndex
+from retrieval_core.index.vector_index import VectorIndex
 from retrieval_core.rerank.fusion import MatchEvidence
 from retrieval_core.rerank.scorer import QueryFeatures
 from retrieval_core.rerank.sift_scorer import LocalFeatureSource, SiftScorer, VerificationConfig

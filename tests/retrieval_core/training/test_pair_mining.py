@@ -12,12 +12,12 @@ from threadpoolctl import threadpool_limits
 
 from retrieval_core.datasets.collection import read_collection
 from retrieval_core.datasets.synthetic import write_collection
-from retrieval_core.eval.protocol import EvalQuery
+from retrieval_core.eval.evaluation_protocol import EvalQuery
 from retrieval_core.features.global_ import GlobalDescriptorExtractor
 from retrieval_core.models.embedding import EmbeddingConfig
 from retrieval_core.training import TrainConfig, ValidationSet, train
 from retrieval_core.training.collection_mining import DEFAULT_SIFT, prepare_collection_features
-from retrieval_core.training.mining import (
+from retrieval_core.training.pair_mining import (
     MINED_PREFIX,
     CandidatePair,
     MinedPair,

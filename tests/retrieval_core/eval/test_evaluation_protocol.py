@@ -10,7 +10,7 @@ from PIL import Image
 from retrieval_core.datasets.collection import CollectionFormatError
 from retrieval_core.datasets.gldv2_retrieval import SOLUTION_FILENAME, read_gldv2_retrieval
 from retrieval_core.datasets.synthetic import write_collection
-from retrieval_core.eval.protocol import (
+from retrieval_core.eval.evaluation_protocol import (
     EvalProtocol,
     EvalQuery,
     ProtocolConfig,

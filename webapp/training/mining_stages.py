@@ -31,7 +31,7 @@ from retrieval_core.atomic import atomic_write
 from retrieval_core.datasets.collection import UNLABELLED, read_collection
 from retrieval_core.features.global_ import GlobalDescriptorExtractor
 from retrieval_core.imaging import ImageLoadError, ImageSource, load_image
-from retrieval_core.index.protocol import VectorIndex
+from retrieval_core.index.vector_index import VectorIndex
 from retrieval_core.models.embedding import IMAGENET, EmbeddingConfig
 from retrieval_core.rerank.scorer import QueryFeatures
 from retrieval_core.rerank.sift_scorer import LocalFeatureSource, SiftScorer
@@ -42,7 +42,7 @@ from retrieval_core.training.collection_mining import (
     open_cached_sift,
     prepare_collection_features,
 )
-from retrieval_core.training.mining import (
+from retrieval_core.training.pair_mining import (
     GeoPoint,
     ImageKey,
     MiningConfig,

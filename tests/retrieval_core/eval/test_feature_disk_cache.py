@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from retrieval_core.eval.feature_cache import FeatureCache
+from retrieval_core.eval.feature_disk_cache import FeatureCache
 from retrieval_core.features.sift import LocalFeatures, SiftConfig
 
 IDS = ["a/1.jpg", "a/2 (copy).jpg", "Sacré-Cœur/3.jpg"]

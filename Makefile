@@ -36,6 +36,7 @@ run: install
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py collectstatic --noinput -v 0
 	@echo "Landmark search is starting on http://$(WEB_HOST):$(WEB_PORT)/ (Ctrl-C stops everything)"
+	@echo "Next, in another terminal: $(PY) manage.py createsuperuser (your first account), then $(PY) manage.py import_images /path/to/your/photos (see README.md)"
 	@# honcho stops every process as soon as one exits: a dead worker, Redis or Milvus never leaves a
 	@# half-stack that looks alive (tests/test_supervision.py).
 	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(VENV)/bin/honcho -f Procfile start || { \

@@ -5,18 +5,37 @@ collection whose GPS is not in EXIF is located the same way everywhere."""
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Iterable
 from pathlib import Path
 
 from PIL import ExifTags
 from PIL import Image as PILImage
 
-__all__ = ["Position", "collection_positions", "exif_position", "photo_position", "valid_position"]
+__all__ = [
+    "EARTH_RADIUS_M",
+    "Position",
+    "collection_positions",
+    "distance_m",
+    "exif_position",
+    "photo_position",
+    "valid_position",
+]
 
 logger = logging.getLogger(__name__)
 
 Position = tuple[float, float]
 """``(latitude, longitude)`` in degrees (WGS84)."""
+
+EARTH_RADIUS_M = 6_371_008.8
+"""Mean Earth radius (IUGG), in metres."""
+
+
+def distance_m(a: Position, b: Position) -> float:
+    """Great-circle (haversine) distance in metres between two ``(latitude, longitude)`` positions."""
+    lat1, lon1, lat2, lon2 = map(math.radians, (*a, *b))
+    h = math.sin((lat2 - lat1) / 2) ** 2 + math.cos(lat1) * math.cos(lat2) * math.sin((lon2 - lon1) / 2) ** 2
+    return 2 * EARTH_RADIUS_M * math.asin(min(1.0, math.sqrt(h)))
 
 
 def valid_position(latitude: float, longitude: float) -> bool:

@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cached_property
 
+from retrieval_core.datasets.positions import EARTH_RADIUS_M
+
 __all__ = [
     "EARTH_RADIUS_M",
     "GEO_FIELDS",
@@ -33,7 +35,6 @@ __all__ = [
     "unit_sphere",
 ]
 
-EARTH_RADIUS_M = 6_371_008.8
 MAX_RADIUS_M = 5_000_000.0
 """Largest radius accepted: its chord (about 0.74) stays below 1, the chord of a position-less image."""
 GEO_FIELDS = ("gx", "gy", "gz")

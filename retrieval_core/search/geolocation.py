@@ -23,7 +23,7 @@ from typing import Literal, TypeVar
 
 import numpy as np
 
-from retrieval_core.datasets.positions import Position
+from retrieval_core.datasets.positions import EARTH_RADIUS_M, Position, distance_m
 
 __all__ = [
     "CONFIDENCE_RADIUS_M",
@@ -37,7 +37,6 @@ __all__ = [
     "pairwise_distances_m",
 ]
 
-EARTH_RADIUS_M = 6_371_008.8
 CONFIDENCE_RADIUS_M = 25.0
 """``Location.confidence`` is the calibrated probability of an error within this many metres."""
 
@@ -122,13 +121,6 @@ class Unlocated:
     """No estimate, and why (said to the user as is)."""
 
     reason: str
-
-
-def distance_m(a: Position, b: Position) -> float:
-    """Great-circle (haversine) distance in metres between two ``(latitude, longitude)`` positions."""
-    lat1, lon1, lat2, lon2 = map(math.radians, (*a, *b))
-    h = math.sin((lat2 - lat1) / 2) ** 2 + math.cos(lat1) * math.cos(lat2) * math.sin((lon2 - lon1) / 2) ** 2
-    return 2 * EARTH_RADIUS_M * math.asin(min(1.0, math.sqrt(h)))
 
 
 def pairwise_distances_m(positions: np.ndarray) -> np.ndarray:

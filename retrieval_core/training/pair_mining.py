@@ -36,6 +36,7 @@ import numpy as np
 
 from retrieval_core.atomic import atomic_write
 from retrieval_core.datasets.collection import UNLABELLED, CollectionItem
+from retrieval_core.datasets.positions import distance_m
 from retrieval_core.features.sift import LocalFeatures, SiftConfig
 from retrieval_core.index.vector_index import VectorIndex
 from retrieval_core.rerank.fusion import MatchEvidence
@@ -51,7 +52,6 @@ __all__ = [
     "MiningState",
     "Progress",
     "candidate_pairs",
-    "haversine_m",
     "mine",
     "summarise",
     "verify_pairs",
@@ -513,7 +513,7 @@ def summarise(
         a, b = ids[pair.a], ids[pair.b]
         if find(pair.a) == find(pair.b) or (final.get(a) is not None and final.get(a) == final.get(b)):
             continue
-        if a in gps and b in gps and haversine_m(gps[a], gps[b]) <= config.min_negative_distance_m:
+        if a in gps and b in gps and distance_m(gps[a], gps[b]) <= config.min_negative_distance_m:
             too_close += 1
             continue
         limit = config.negatives_per_image
@@ -573,9 +573,3 @@ def _pseudo_labels(
     sizes = Counter(label.values())
     return {i: name for i, name in label.items() if sizes[name] >= min_size}
 
-
-def haversine_m(a: GeoPoint, b: GeoPoint) -> float:
-    """Great-circle distance in metres between two ``(lat, lon)`` points in degrees."""
-    lat1, lon1, lat2, lon2 = map(math.radians, (*a, *b))
-    h = math.sin((lat2 - lat1) / 2) ** 2 + math.cos(lat1) * math.cos(lat2) * math.sin((lon2 - lon1) / 2) ** 2
-    return 2 * 6_371_008.8 * math.asin(min(1.0, math.sqrt(h)))

@@ -23,8 +23,9 @@ from pathlib import Path
 from sklearn.metrics import adjusted_rand_score
 
 from retrieval_core.datasets.collection import UNLABELLED, CollectionItem
+from retrieval_core.datasets.positions import distance_m
 from retrieval_core.eval.evaluation_protocol import EvalQuery
-from retrieval_core.training.pair_mining import GeoPoint, ImageKey, MiningResult, haversine_m
+from retrieval_core.training.pair_mining import GeoPoint, ImageKey, MiningResult
 
 __all__ = ["Agreement", "MinedSplit", "cluster_agreement", "held_out_images", "mined_split"]
 
@@ -131,7 +132,7 @@ def held_out_images(
     held |= {i for i, label in labels.items() if label in held_labels}
     if gps:
         anchors = [gps[i] for i in held if i in gps]
-        held |= {i for i, point in gps.items() if any(haversine_m(point, a) <= radius_m for a in anchors)}
+        held |= {i for i, point in gps.items() if any(distance_m(point, a) <= radius_m for a in anchors)}
     return frozenset(held)
 
 

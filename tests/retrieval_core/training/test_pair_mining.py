@@ -11,6 +11,7 @@ import torch
 from threadpoolctl import threadpool_limits
 
 from retrieval_core.datasets.collection import read_collection
+from retrieval_core.datasets.positions import distance_m
 from retrieval_core.datasets.synthetic import write_collection
 from retrieval_core.eval.evaluation_protocol import EvalQuery
 from retrieval_core.features.global_ import GlobalDescriptorExtractor
@@ -23,7 +24,6 @@ from retrieval_core.training.pair_mining import (
     MinedPair,
     MiningConfig,
     MiningState,
-    haversine_m,
     mine,
     summarise,
 )
@@ -144,7 +144,7 @@ def test_curated_labels_take_precedence_and_gps_keeps_nearby_images_from_being_n
         MinedPair(2, 5, 0.6, None),  # no local features: unknown, neither
     ]
     gps = {"a": (48.0, 2.0), "d": (48.1, 2.0), "e": (51.5, -0.1), "f": (51.5009, -0.1)}
-    assert 90 < haversine_m(gps["e"], gps["f"]) < 110
+    assert 90 < distance_m(gps["e"], gps["f"]) < 110
     labels = {"a": "tower", "c": "bridge", "f": "bridge"}
     result = summarise(_state(tmp_path, ids, pairs, config), labels=labels, gps=gps)
     assert result.labels == {

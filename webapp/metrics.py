@@ -58,7 +58,8 @@ SEARCH_STAGE = Histogram(
 )
 REFUSALS = Counter(
     "landmarks_search_refusals_total",
-    "Searches refused before any work: rate_limit (429) or admission (503, the server is saturated).",
+    "Searches refused before any work: client_concurrency (429, too many at once from one client), "
+    "rate_limit (429) or admission (503, the server is saturated).",
     ["reason"],
 )
 MILVUS_ERRORS = Counter(

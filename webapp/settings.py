@@ -294,6 +294,9 @@ SEARCH_MAX_IN_FLIGHT = env_int("SEARCH_MAX_IN_FLIGHT", max(1, (os.cpu_count() or
 # 0: refuse at once. A slot rarely frees within a few milliseconds of a search, and waiting holds a web
 # thread that a burst of refusals needs (every refusal would take the whole wait longer).
 SEARCH_ADMISSION_WAIT_MS = env_int("SEARCH_ADMISSION_WAIT_MS", 0)
+# Searches of one client at once per process (0: no limit); one more gets 429 with Retry-After, so one
+# address holding many connections cannot take every thread (the nginx front applies it before Python).
+SEARCH_MAX_PER_CLIENT = env_int("SEARCH_MAX_PER_CLIENT", 2)
 # The client of a request, for rate limiting: REMOTE_ADDR, or behind a proxy the META key of the header it
 # sets (e.g. HTTP_X_REAL_IP; the proxy must overwrite it, never pass on the client's).
 CLIENT_IP_HEADER = env_str("CLIENT_IP_HEADER", "REMOTE_ADDR")

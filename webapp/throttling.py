@@ -9,6 +9,13 @@
   slot, then gets 503 with ``Retry-After: 1`` at once instead of queueing behind the others, so accepted
   searches keep their latency and refused ones learn it in milliseconds.
 
+- Per-client concurrency: at most ``SEARCH_MAX_PER_CLIENT`` searches of one client at once in a process;
+  one more gets 429 with ``Retry-After: 1`` before the rate counter or the admission gate is touched. Fifty
+  connections from one address then hold at most that many search slots and threads, whatever the rate
+  limit says; checked first because it needs no Redis round trip. Behind the nginx front
+  (deploy/nginx) the same limits are applied in nginx, which refuses without Python at all: this one is
+  for deployments without it.
+
 Every search is guarded, whichever way it comes: a photo posted to the search page or ``/api/search/``, a
 batch (``/api/search/batch/``: it counts as its N photos against the rate, though it holds one slot), and
 "more like this" (``/api/images/<id>/similar/``, or the search page's ``?similar=``). Everything else passes
@@ -42,9 +49,9 @@ logger = logging.getLogger(__name__)
 # The searches: URL name -> the methods that search (the search page's GET searches only with ?similar=).
 SEARCH_VIEWS: dict[str, frozenset[str]] = {
     "search:search": frozenset({"POST", "GET"}),
-    "search:api-search": frozenset({"POST"}),
-    "search:api-search-batch": frozenset({"POST"}),
-    "search:api-similar": frozenset({"GET"}),
+    "api:search": frozenset({"POST"}),
+    "api:search-batch": frozenset({"POST"}),
+    "api:similar": frozenset({"GET"}),
 }
 
 
@@ -53,7 +60,7 @@ class Refusal:
     status: int  # 429 (this client asks too often) or 503 (the server is saturated)
     retry_after: int  # seconds
     message: str
-    reason: str  # the refusals metric's label: rate_limit | admission
+    reason: str  # the refusals metric's label: client_concurrency | rate_limit | admission
 
 
 @lru_cache(maxsize=4)
@@ -88,6 +95,35 @@ def check_rate(client: str, *, cost: int = 1, now: float | None = None) -> Refus
     retry_after = max(1, int((slot + 1) * window - now + 0.999))
     message = f"Too many searches: at most {limit} per {window} s; retry later."
     return Refusal(429, retry_after, message, "rate_limit")
+
+
+class ClientSlots:
+    """At most ``per_client`` searches at once per client in this process (0: no limit)."""
+
+    def __init__(self, per_client: int) -> None:
+        self.per_client = per_client
+        self._lock = threading.Lock()
+        self._running: dict[str, int] = {}
+
+    def try_enter(self, client: str) -> bool:
+        if self.per_client <= 0:
+            return True
+        with self._lock:
+            running = self._running.get(client, 0)
+            if running >= self.per_client:
+                return False
+            self._running[client] = running + 1
+            return True
+
+    def leave(self, client: str) -> None:
+        if self.per_client <= 0:
+            return
+        with self._lock:
+            running = self._running.get(client, 0) - 1
+            if running > 0:
+                self._running[client] = running
+            else:  # forget idle clients: the map holds only the ones searching now
+                self._running.pop(client, None)
 
 
 class AdmissionGate:
@@ -140,26 +176,36 @@ def charge_batch(request: HttpRequest, searches: int) -> JsonResponse | None:
 
 
 class SearchThrottleMiddleware:
-    """Applies the rate limit, then admission control, to search POSTs (see the module docstring)."""
+    """Applies the per-client concurrency limit, the rate limit, then admission control, to searches
+    (see the module docstring)."""
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
         self.gate = AdmissionGate(settings.SEARCH_MAX_IN_FLIGHT)
+        self.clients = ClientSlots(settings.SEARCH_MAX_PER_CLIENT)
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         if not is_search(request):
             return self.get_response(request)
         started = time.perf_counter()
-        refusal = check_rate(client_key(request))
-        if refusal is not None:
-            return refused(request, refusal, started)
-        if not self.gate.try_enter(settings.SEARCH_ADMISSION_WAIT_MS / 1000):
-            busy = Refusal(503, 1, "The server is busy with other searches; retry in a second.", "admission")
-            return refused(request, busy, started)
+        client = client_key(request)
+        if not self.clients.try_enter(client):
+            at_once = settings.SEARCH_MAX_PER_CLIENT
+            message = f"Too many searches at once: at most {at_once} per client; retry in a second."
+            return refused(request, Refusal(429, 1, message, "client_concurrency"), started)
         try:
-            return self.get_response(request)
+            refusal = check_rate(client)
+            if refusal is not None:
+                return refused(request, refusal, started)
+            if not self.gate.try_enter(settings.SEARCH_ADMISSION_WAIT_MS / 1000):
+                busy = "The server is busy with other searches; retry in a second."
+                return refused(request, Refusal(503, 1, busy, "admission"), started)
+            try:
+                return self.get_response(request)
+            finally:
+                self.gate.leave()
         finally:
-            self.gate.leave()
+            self.clients.leave(client)
 
 
 def is_search(request: HttpRequest) -> bool:

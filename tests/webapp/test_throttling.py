@@ -50,6 +50,7 @@ def test_a_saturated_process_refuses_at_once_instead_of_queueing(settings) -> No
     settings.SEARCH_RATE_LIMIT = 0
     settings.SEARCH_MAX_IN_FLIGHT = 2
     settings.SEARCH_ADMISSION_WAIT_MS = 0
+    settings.SEARCH_MAX_PER_CLIENT = 0  # every request comes from the same address here
     release, entered = threading.Event(), threading.Semaphore(0)
 
     def slow_search(request: HttpRequest) -> HttpResponse:
@@ -127,3 +128,47 @@ def test_a_refusal_says_how_long_the_server_spent_on_it(settings) -> None:
     assert refused.status_code == 503
     name, _, duration = refused["Server-Timing"].partition(";dur=")
     assert name == "refusal" and float(duration) >= 0
+
+
+def test_one_client_gets_at_most_its_searches_at_once_while_another_is_served(settings) -> None:
+    """Two searches of 10.0.3.1 in flight: its third is refused at once (429, Retry-After) without a rate
+    counter or a search slot, while 10.0.3.2 is served; once one finishes, 10.0.3.1 is served again."""
+    settings.SEARCH_RATE_LIMIT = 0
+    settings.SEARCH_MAX_IN_FLIGHT = 0
+    settings.SEARCH_MAX_PER_CLIENT = 2
+    release, entered = threading.Event(), threading.Semaphore(0)
+
+    def slow_search(request: HttpRequest) -> HttpResponse:
+        if request.META["REMOTE_ADDR"] == "10.0.3.1" and "hold" in request.GET:
+            entered.release()
+            release.wait(30)
+        return HttpResponse("done")
+
+    middleware = throttling.SearchThrottleMiddleware(slow_search)
+    factory = RequestFactory()
+    results: list[int] = []
+    held = [
+        threading.Thread(
+            target=lambda: results.append(
+                middleware(factory.post("/api/search/?hold=1", REMOTE_ADDR="10.0.3.1")).status_code
+            )
+        )
+        for _ in range(2)
+    ]
+    for thread in held:
+        thread.start()
+    try:
+        for _ in held:
+            assert entered.acquire(timeout=10)
+        refused = middleware(factory.post("/api/search/", REMOTE_ADDR="10.0.3.1"))
+        assert refused.status_code == 429 and refused["Retry-After"] == "1"
+        assert b"at once" in refused.content
+        assert middleware(factory.post("/api/search/", REMOTE_ADDR="10.0.3.2")).status_code == 200
+        assert middleware(factory.get("/", REMOTE_ADDR="10.0.3.1")).status_code == 200  # not a search
+    finally:
+        release.set()
+        for thread in held:
+            thread.join(10)
+    assert results == [200, 200]
+    assert middleware(factory.post("/api/search/", REMOTE_ADDR="10.0.3.1")).status_code == 200
+    assert middleware.clients._running == {}  # idle clients are forgotten

@@ -57,6 +57,9 @@
 
   // The same offline map as the image page (webapp/catalog/maps.py): positions in metres around their
   // centre, a grid and a scale bar in metres, the estimated location as a circle of its radius; no tiles.
+  // Its context comes from the collection itself (webapp/catalog/photo_positions.py): where its photos were
+  // taken as faint dots, their bounding area dashed, and, when the collection reaches beyond this map, an
+  // overview of all of it with this map's area marked.
   function niceScale(span) {
     const target = Math.max(span / 4, 1), power = 10 ** Math.floor(Math.log10(target));
     return Math.max(...[1, 2, 5].map((step) => step * power).filter((m) => m <= target));
@@ -71,7 +74,7 @@
     const area = data.location;
     map.replaceChildren();
     if (!points.length && !area) return;
-    const ns = "http://www.w3.org/2000/svg", width = 320, height = 200, perDegree = 111195;
+    const width = 320, height = 200;
     const lats = points.map((p) => p.lat).concat(area ? [area.latitude] : []);
     const lons = points.map((p) => p.lon).concat(area ? [area.longitude] : []);
     const midLat = (Math.max(...lats) + Math.min(...lats)) / 2, midLon = (Math.max(...lons) + Math.min(...lons)) / 2;
@@ -84,13 +87,8 @@
       const [x, y] = metres(lat, lon);
       return [width / 2 + x * scale, height / 2 - y * scale];
     };
-    const el = (name, attributes) => {
-      const node = document.createElementNS(ns, name);
-      for (const [key, value] of Object.entries(attributes)) node.setAttribute(key, value);
-      return node;
-    };
-    const svg = el("svg", { class: "position-map", width: width, height: height, role: "img",
-      "aria-label": "where the photos were taken" });
+    const svg = el("svg", { class: "position-map", width: width, height: height, viewBox: `0 0 ${width} ${height}`,
+      role: "img", "aria-label": "where the photos were taken" });
     svg.appendChild(el("rect", { width: width, height: height, fill: "#eef3f7" }));
     const bar = niceScale(span), step = bar * scale;
     const grid = el("g", { stroke: "#c9d6e0", "stroke-width": 0.5 });
@@ -103,12 +101,6 @@
       grid.appendChild(el("line", { x1: 0, y1: y, x2: width, y2: y }));
     }
     svg.appendChild(grid);
-    const titled = (node, text) => {
-      const title = document.createElementNS(ns, "title");
-      title.textContent = text;
-      node.appendChild(title);
-      return node;
-    };
     if (area) {
       const [x, y] = xy(area.latitude, area.longitude);
       svg.appendChild(titled(el("circle", { class: "map-location", cx: x.toFixed(1), cy: y.toFixed(1),
@@ -130,6 +122,84 @@
     scaleBar.appendChild(label);
     svg.appendChild(scaleBar);
     map.appendChild(svg);
+    const view = { xy, width, height, midLat, midLon, halfLat: height / 2 / scale / perDegree,
+      halfLon: width / 2 / scale / east };
+    collectionContext().then((context) => {
+      if (context && context.positions.length && svg.isConnected) drawContext(svg, grid, view, context);
+    });
+  }
+
+  let contextRequest = null;
+  function collectionContext() {  // fetched once, when the first map is drawn; none if it fails
+    if (!contextRequest) {
+      contextRequest = !map.dataset.context ? Promise.resolve(null) : fetch(map.dataset.context)
+        .then((reply) => (reply.ok ? reply.json() : null)).catch(() => null);
+    }
+    return contextRequest;
+  }
+
+  function drawContext(svg, grid, view, context) {
+    const { xy, width, height } = view;
+    const layer = el("g", { class: "map-context" });
+    const b = context.bounds;
+    const [x1, y1] = xy(b.north, b.west), [x2, y2] = xy(b.south, b.east);
+    layer.appendChild(titled(el("rect", { class: "map-collection-area", x: x1.toFixed(1), y: y1.toFixed(1),
+      width: Math.max(x2 - x1, 1).toFixed(1), height: Math.max(y2 - y1, 1).toFixed(1), fill: "none",
+      stroke: "#7b8794", "stroke-width": 1, "stroke-dasharray": "4 3" }), "the area of the collection's photos"));
+    for (const [lat, lon] of context.positions) {
+      const [x, y] = xy(lat, lon);
+      if (x < -2 || y < -2 || x > width + 2 || y > height + 2) continue;
+      layer.appendChild(el("circle", { cx: x.toFixed(1), cy: y.toFixed(1), r: 2, fill: "#52606d",
+        "fill-opacity": 0.35 }));
+    }
+    grid.after(layer);  // under the estimate and the results
+    const outside = b.south < view.midLat - view.halfLat || b.north > view.midLat + view.halfLat
+      || b.west < view.midLon - view.halfLon || b.east > view.midLon + view.halfLon;
+    if (outside) svg.insertBefore(overview(view, context), svg.lastChild);
+    const legend = document.createElement("p");
+    legend.className = "map-legend";
+    const n = context.photos;
+    legend.textContent = `Grey dots: where the collection's ${n} photo${n === 1 ? " with a position was" : "s with a position were"}`
+      + ` taken${context.thinned ? " (a sample)" : ""}, dashed: their area`
+      + (outside ? "; the inset shows all of them, this map's area in red." : ".");
+    svg.after(legend);
+  }
+
+  // All of the collection in a corner, its positions in the same projection, this map's area as a red box.
+  function overview(view, context) {
+    const b = context.bounds, w = 80, h = 56, pad = 5, left = view.width - w - 4, top = 4;
+    const midLat = (b.north + b.south) / 2, midLon = (b.east + b.west) / 2;
+    const east = Math.cos(midLat * Math.PI / 180);
+    const spanX = Math.max((b.east - b.west) * east, 1e-9), spanY = Math.max(b.north - b.south, 1e-9);
+    const scale = Math.min((w - 2 * pad) / spanX, (h - 2 * pad) / spanY);
+    const xy = (lat, lon) => [left + w / 2 + (lon - midLon) * east * scale, top + h / 2 - (lat - midLat) * scale];
+    const inset = el("g", { class: "map-overview" });
+    inset.appendChild(titled(el("rect", { x: left, y: top, width: w, height: h, fill: "white", "fill-opacity": 0.85,
+      stroke: "#7b8794" }), "the whole collection"));
+    for (const [lat, lon] of context.positions) {
+      const [x, y] = xy(lat, lon);
+      inset.appendChild(el("circle", { cx: x.toFixed(1), cy: y.toFixed(1), r: 1, fill: "#52606d" }));
+    }
+    const [x1, y1] = xy(view.midLat + view.halfLat, view.midLon - view.halfLon);
+    const [x2, y2] = xy(view.midLat - view.halfLat, view.midLon + view.halfLon);
+    const cx = (x1 + x2) / 2, cy = (y1 + y2) / 2, bw = Math.max(x2 - x1, 4), bh = Math.max(y2 - y1, 4);
+    inset.appendChild(titled(el("rect", { class: "map-overview-view", x: (cx - bw / 2).toFixed(1),
+      y: (cy - bh / 2).toFixed(1), width: bw.toFixed(1), height: bh.toFixed(1), fill: "none", stroke: "#d62728",
+      "stroke-width": 1.5 }), "this map's area"));
+    return inset;
+  }
+
+  const ns = "http://www.w3.org/2000/svg", perDegree = 111195;
+  function el(name, attributes) {
+    const node = document.createElementNS(ns, name);
+    for (const [key, value] of Object.entries(attributes)) node.setAttribute(key, value);
+    return node;
+  }
+  function titled(node, text) {
+    const title = document.createElementNS(ns, "title");
+    title.textContent = text;
+    node.appendChild(title);
+    return node;
   }
 
   const rendered = document.getElementById("search-response");
@@ -167,6 +237,8 @@
     const thumb = document.createElement("img");
     thumb.src = URL.createObjectURL(file);
     thumb.alt = "your photo";
+    // A format this browser cannot show (HEIC in most): the file's name instead of a broken image.
+    thumb.addEventListener("error", () => thumb.replaceWith(file.name || "your photo"));
     preview.appendChild(thumb);
     status.textContent = "Searching…";
     results.replaceChildren();

@@ -194,7 +194,7 @@ _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"
 
 
 def route_name(request: HttpRequest) -> str:
-    """The URL name of the request's view (``search:api-search``), or ``unmatched``."""
+    """The URL name of the request's view (``api:search``), or ``unmatched``."""
     match = request.resolver_match
     if match is None:
         try:

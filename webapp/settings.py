@@ -46,6 +46,7 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "ninja",  # the JSON API's Swagger UI from its bundled static files (webapp.api), not a CDN
     "webapp.catalog",
     "webapp.embeddings",
     "webapp.search",

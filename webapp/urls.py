@@ -2,11 +2,12 @@ from django.conf import settings
 from django.contrib import admin
 from django.urls import URLPattern, URLResolver, include, path, re_path
 
+from webapp.api.site import urlpatterns as api_urlpatterns
 from webapp.media import serve_media
 
 urlpatterns: list[URLPattern | URLResolver] = [
     path("admin/", admin.site.urls),
-    path("", include("webapp.catalog.urls")),
+    path("api/", include((api_urlpatterns(), "ninja"), namespace="api")),  # the JSON API (webapp.api)
     path("", include("webapp.search.urls")),
     path("", include("webapp.evaluation.urls")),
     path("", include("webapp.training.urls")),

@@ -180,7 +180,7 @@ def test_drop_two_photos_then_search_and_read_the_jobs_page_at_phone_width(
 
             # The ORM cannot run inside Playwright's event loop: the progress endpoint the page polls says
             # when both photos are indexed and their re-ranking features stored.
-            progress_url = live_server.url + reverse("catalog:progress")
+            progress_url = live_server.url + reverse("api:collection-progress")
             deadline = time.monotonic() + 300
             while (progress := page.request.get(progress_url).json())["local_features"] < 2:
                 assert progress["total"] == 2 and progress["failed"] == 0, progress

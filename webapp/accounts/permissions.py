@@ -25,8 +25,8 @@ UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 # POSTs anyone (or any logged-in user, for their own account) may send, with the reason.
 OPEN_POSTS: dict[str, str] = {
     "search:search": "a search stores nothing shared (rate-limited, webapp/throttling.py)",
-    "search:api-search": "a search stores nothing shared (rate-limited)",
-    "search:api-search-batch": "a batch of searches stores nothing shared (rate-limited)",
+    "api:search": "a search stores nothing shared (rate-limited)",
+    "api:search-batch": "a batch of searches stores nothing shared (rate-limited)",
     "accounts:login": "logging in",
     "accounts:logout": "logging out of one's own session",
     "accounts:tokens": "a logged-in user issues a token of their own (it carries only their permissions)",

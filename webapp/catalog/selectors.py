@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, date, datetime, time
 
 from django.db.models import Count, Q, QuerySet
 
@@ -27,16 +28,6 @@ class IndexingProgress:
     def percent(self) -> float:
         return 100.0 if self.total == 0 else 100.0 * self.done / self.total
 
-    def as_dict(self) -> dict[str, float | int]:
-        return {
-            "total": self.total,
-            "indexed": self.indexed,
-            "pending": self.pending,
-            "failed": self.failed,
-            "local_features": self.local_features,
-            "percent": round(self.percent, 1),
-        }
-
 
 def indexing_progress(image_ids: list[int] | None = None) -> IndexingProgress:
     """Counts by indexing status, for the whole collection or for the given images."""
@@ -54,6 +45,31 @@ def indexing_progress(image_ids: list[int] | None = None) -> IndexingProgress:
 
 def recent_images(limit: int = 60) -> QuerySet[Image]:
     return Image.objects.select_related("landmark").order_by("-created_at", "-id")[:limit]
+
+
+def images_matching(
+    *,
+    landmark_id: int | None = None,
+    status: str | None = None,
+    taken_after: date | None = None,
+    taken_before: date | None = None,
+    added_after: date | None = None,
+    added_before: date | None = None,
+) -> QuerySet[Image]:
+    """The catalogue's images, newest first, narrowed by landmark, indexing status, EXIF capture date and
+    the date they were added (days inclusive, UTC; a photo without a capture date has none to match)."""
+    images = Image.objects.select_related("landmark", "exif").order_by("-created_at", "-id")
+    if landmark_id is not None:
+        images = images.filter(landmark_id=landmark_id)
+    if status is not None:
+        images = images.filter(status=status)
+    ranges = (("exif__taken_at", taken_after, taken_before), ("created_at", added_after, added_before))
+    for field, after, before in ranges:
+        if after is not None:
+            images = images.filter(**{f"{field}__gte": datetime.combine(after, time.min, UTC)})
+        if before is not None:
+            images = images.filter(**{f"{field}__lte": datetime.combine(before, time.max, UTC)})
+    return images
 
 
 def images_by_ids(image_ids: list[int]) -> dict[int, Image]:

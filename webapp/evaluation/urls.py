@@ -7,5 +7,4 @@ urlpatterns = [
     path("evaluations/", views.run_list, name="list"),
     path("evaluations/compare/", views.compare, name="compare"),
     path("evaluations/<int:pk>/", views.run_detail, name="detail"),
-    path("api/evaluations/<int:pk>/progress/", views.run_progress, name="progress"),
 ]

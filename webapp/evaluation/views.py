@@ -6,7 +6,7 @@ from pathlib import Path
 
 from django.contrib import messages
 from django.contrib.admin.views.decorators import staff_member_required
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods
 
@@ -51,15 +51,6 @@ def _start(request: HttpRequest) -> HttpResponse:
 def run_detail(request: HttpRequest, pk: int) -> HttpResponse:
     run = get_object_or_404(EvaluationRun, pk=pk)
     return render(request, "evaluation/detail.html", {"run": run, "plots": selectors.plot_urls(run)})
-
-
-@staff_member_required
-@require_GET
-def run_progress(request: HttpRequest, pk: int) -> JsonResponse:
-    run = get_object_or_404(EvaluationRun, pk=pk)
-    return JsonResponse(
-        {"status": run.status, "stage": run.stage, "done": run.done, "total": run.total, "error": run.error}
-    )
 
 
 @staff_member_required

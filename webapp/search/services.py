@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import cast
 
 import numpy as np
@@ -28,14 +27,27 @@ from retrieval_core.search.pipeline import elapsed_ms
 from retrieval_core.search.recognition import Recognition
 from retrieval_core.search.served import SERVED
 from webapp.catalog.exif import read_exif
-from webapp.catalog.models import Image, ImageExif
+from webapp.catalog.models import Image, ImageExif, Landmark
 from webapp.catalog.selectors import images_by_ids
 from webapp.catalog.uploads import check_upload_size
 from webapp.embeddings.services import decode_policy, get_active_version
 from webapp.media import photo_bytes
 from webapp.metrics import observe_search
 from webapp.reranking.models import SearchQuery
+from webapp.search.errors import BadParameter, Failure, NotInIndex, UnknownImage, failure
 from webapp.search.pipeline import recognition_config, served_pipeline
+from webapp.search.schemas import (
+    AppliedFilters,
+    Hit,
+    LandmarkRef,
+    LocationOut,
+    Position,
+    Prediction,
+    QueryInfo,
+    RerankInfo,
+    SearchParams,
+    SearchResult,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -43,14 +55,19 @@ GEOLOCATION = SERVED.geolocation
 """The estimator as served (calibrated on validation queries; ``retrieval_core.search.served``)."""
 
 __all__ = [
+    "BatchEntry",
     "SearchHit",
     "SearchResponse",
     "keep_query_photo",
     "locate",
     "match_points",
     "recognition_config",
+    "search_batch",
     "search_by_photo",
+    "search_filters",
+    "search_photo",
     "search_similar",
+    "similar_to",
 ]
 
 
@@ -78,96 +95,63 @@ class SearchResponse:
     landmark_names: dict[int, str] = field(default_factory=dict)
     query_position: tuple[float, float] | None = None
     query_image_id: int | None = None
-    filters: dict[str, object] = field(default_factory=dict)
+    filters: SearchFilters | None = None
     location: Location | Unlocated = field(default_factory=lambda: Unlocated("not estimated"))
     min_inliers: int = 0
     """Inliers from which a result counts as a verified match (the fusion's floor)."""
     """Where the photo was taken, estimated from its matches' positions, or why not."""
 
-    def location_dict(self) -> dict[str, object] | None:
-        """``{latitude, longitude, radius_m, confidence, supporting_image_ids, method}`` or None."""
-        loc = self.location
-        if not isinstance(loc, Location):
-            return None
-        return {
-            "latitude": round(loc.latitude, 7),
-            "longitude": round(loc.longitude, 7),
-            "radius_m": round(loc.radius_m, 1),
-            "confidence": loc.confidence,
-            "supporting_image_ids": [int(cast(int, pk)) for pk in loc.supporting_image_ids],
-            "method": loc.method,
-        }
-
     def page_url(self, hit: SearchHit) -> str:
+        """The result's page; with the kept query when there is match evidence to draw."""
         url = hit.image.get_absolute_url()
         return f"{url}?query={self.query_id}" if self.query_id and hit.inliers else url
 
-    def _landmark(self, landmark_id: object) -> dict[str, object] | None:
-        if landmark_id is None:
-            return None
-        pk = cast(int, landmark_id)
-        return {"id": pk, "name": self.landmark_names.get(pk, "")}
-
-    def prediction_dict(self) -> dict[str, object]:
-        """``{landmark, confidence, recognised, evidence}``; landmark None below the threshold."""
-        p = self.prediction or Recognition(None, 0.0, False)
-        return {
-            "landmark": self._landmark(p.landmark) if p.recognised else None,
-            "confidence": round(p.confidence, 4),
-            "recognised": p.recognised,
-            "evidence": {
-                "best_guess": self._landmark(p.landmark),
-                "weighted_by": p.weighted_by,
-                "voters": list(p.voters),
-                "inliers": p.inliers,
-                "votes": [
-                    {"landmark": self._landmark(label), "weight": round(weight, 4)}
-                    for label, weight in sorted(p.votes.items(), key=lambda item: -item[1])
-                ],
-                "threshold": recognition_config().threshold,
-            },
-        }
-
-    def as_dict(self) -> dict[str, object]:
-        return {
-            "model_version": self.model_version,
-            "query": {
-                "width": self.query_size[0],
-                "height": self.query_size[1],
-                "id": self.query_id,
-                "image_id": self.query_image_id,
-                "position": _position(self.query_position),
-            },
-            "filters": self.filters,
-            "prediction": self.prediction_dict(),
-            "location": self.location_dict(),
-            "location_reason": self.location.reason if isinstance(self.location, Unlocated) else None,
-            "rerank": {
-                "method": self.rerank_method,
-                "weight_global": self.weight_global,
-                "min_inliers": self.min_inliers,
-            },
-            "timings_ms": self.timings_ms,
-            "results": [
-                {
-                    "rank": hit.rank,
-                    "image_id": hit.image.pk,
-                    "score": round(hit.score, 6),
-                    "global_score": round(hit.global_score, 6),
-                    "local_score": None if hit.local_score is None else round(hit.local_score, 6),
-                    "global_rank": hit.global_rank,
-                    "inliers": hit.inliers,
-                    "landmark": None
+    def result(self) -> SearchResult:
+        """The answer as the API sends it and the page shows it (``webapp.search.schemas``)."""
+        location = self.location
+        return SearchResult(
+            model_version=self.model_version,
+            query=QueryInfo(
+                width=self.query_size[0],
+                height=self.query_size[1],
+                id=self.query_id,
+                image_id=self.query_image_id,
+                position=Position.of(self.query_position),
+            ),
+            filters=AppliedFilters.of(self.filters),
+            prediction=Prediction.of(
+                self.prediction or Recognition(None, 0.0, False),
+                self.landmark_names,
+                recognition_config().threshold,
+            ),
+            location=LocationOut.of(location) if isinstance(location, Location) else None,
+            location_reason=location.reason if isinstance(location, Unlocated) else None,
+            rerank=RerankInfo(
+                method=cast(RerankMethod, self.rerank_method),
+                weight_global=self.weight_global,
+                min_inliers=self.min_inliers,
+            ),
+            timings_ms=self.timings_ms,
+            results=[
+                Hit(
+                    rank=hit.rank,
+                    image_id=hit.image.pk,
+                    score=round(hit.score, 6),
+                    global_score=round(hit.global_score, 6),
+                    local_score=None if hit.local_score is None else round(hit.local_score, 6),
+                    global_rank=hit.global_rank,
+                    inliers=hit.inliers,
+                    landmark=None
                     if hit.image.landmark is None
-                    else {"id": hit.image.landmark.pk, "name": hit.image.landmark.name},
-                    "image_url": hit.image.file.url,
-                    "thumbnail_url": hit.image.thumbnail_url,
-                    "page_url": self.page_url(hit),
-                    "position": _position(_image_position(hit.image)),
-                }
+                    else LandmarkRef(id=hit.image.landmark.pk, name=hit.image.landmark.name),
+                    image_url=hit.image.file.url,
+                    thumbnail_url=hit.image.thumbnail_url,
+                    page_url=self.page_url(hit),
+                    position=Position.of(_image_position(hit.image)),
+                )
                 for hit in self.hits
             ],
-        }
+        )
 
 
 def search_by_photo(
@@ -248,7 +232,7 @@ def search_by_photo(
         landmark_names=names,
         query_position=_image_position(query_image) if query_image is not None else _photo_position(image),
         query_image_id=None if query_image is None else query_image.pk,
-        filters=_filters_dict(filters),
+        filters=filters,
         location=location,
         min_inliers=pipeline.fusion.min_inliers,
     )
@@ -291,24 +275,54 @@ def search_similar(
     return search_by_photo(photo_bytes(image.file), k=k, method=method, filters=filters, query_image=image)
 
 
-def _filters_dict(filters: SearchFilters | None) -> dict[str, object]:
-    if not filters:
-        return {}
-    out: dict[str, object] = {}
-    if filters.landmark_id is not None:
-        out["landmark"] = filters.landmark_id
-    if filters.taken_from is not None:
-        out["taken_after"] = datetime.fromtimestamp(filters.taken_from, UTC).date().isoformat()
-    if filters.taken_to is not None:
-        out["taken_before"] = datetime.fromtimestamp(filters.taken_to, UTC).date().isoformat()
-    if filters.near is not None:
-        near = filters.near
-        out.update({"lat": near.latitude, "lon": near.longitude, "radius_m": near.radius_m})
-    return out
+def search_filters(params: SearchParams) -> SearchFilters:
+    """The parameters' filters, once the landmark they name is known to exist (BadParameter otherwise)."""
+    if params.landmark is not None and not Landmark.objects.filter(pk=params.landmark).exists():
+        raise BadParameter(f"there is no landmark with id {params.landmark}")
+    return params.filters()
 
 
-def _position(position: tuple[float, float] | None) -> dict[str, float] | None:
-    return None if position is None else {"latitude": position[0], "longitude": position[1]}
+def search_photo(content: bytes, params: SearchParams) -> SearchResponse:
+    """Search by an uploaded photo with the API's (or the page's) parameters."""
+    return search_by_photo(content, k=params.k, method=params.rerank, filters=search_filters(params))
+
+
+def similar_to(image_id: int, params: SearchParams) -> SearchResponse:
+    """"More like this" from collection image ``image_id``: UnknownImage if there is none, NotInIndex if
+    it is not searchable (yet); the parameters are checked first, as for any search."""
+    filters = search_filters(params)
+    image = Image.objects.select_related("landmark", "exif").filter(pk=image_id).first()
+    if image is None:
+        raise UnknownImage(f"there is no image with id {image_id}")
+    if image.status != Image.Status.INDEXED:
+        raise NotInIndex(f"image {image_id} is not in the search index ({image.get_status_display()})")
+    return search_similar(image, k=params.k, method=params.rerank, filters=filters)
+
+
+@dataclass(frozen=True)
+class BatchEntry:
+    """One photo of a batch: its answer, or why it got none."""
+
+    name: str
+    response: SearchResponse | None = None
+    failure: Failure | None = None
+
+
+def search_batch(photos: Sequence[tuple[str, Callable[[], bytes]]], params: SearchParams) -> list[BatchEntry]:
+    """Each ``(name, read)`` photo searched with the same parameters, in order. A photo the search cannot
+    take (unreadable, too large) gets its failure; a bad parameter refuses the whole batch, and so does an
+    unavailable service (503: the next photos would fail the same way)."""
+    search_filters(params)
+    entries = []
+    for name, read in photos:
+        try:
+            entries.append(BatchEntry(name, response=search_photo(read(), params)))
+        except Exception as error:
+            refused = failure(error)
+            if refused is None or refused.status == 503:
+                raise
+            entries.append(BatchEntry(name, failure=refused))
+    return entries
 
 
 def _image_position(image: Image) -> tuple[float, float] | None:

@@ -1,32 +1,56 @@
-"""The search page and the JSON search API; both call search_by_photo."""
+"""The search page and the match drawing; the page searches through the same services and schemas as the
+JSON API (``webapp.api``), so a search answers the same on both."""
 
 from __future__ import annotations
 
 import io
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, QueryDict
 from django.shortcuts import render
-from django.views.decorators.csrf import csrf_exempt
-from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django.views.decorators.http import require_GET, require_http_methods
 from PIL import Image as PILImage
+from pydantic import ValidationError
 
 from retrieval_core.imaging import ImageLoadError, load_image
 from retrieval_core.rerank.visualize import draw_matches
 from webapp.catalog.models import Image, Landmark
+from webapp.catalog.uploads import read_upload
 from webapp.media import MediaUnavailable, photo_bytes
 from webapp.reranking.selectors import query_evidence
-from webapp.search.api import search_from_image, search_upload
-from webapp.search.params import FILTER_FIELDS
+from webapp.search.errors import failure
+from webapp.search.schemas import FILTER_FIELDS, SearchParams
+from webapp.search.services import SearchResponse, search_photo, similar_to
+from webapp.validation import first_problem
 
 logger = logging.getLogger(__name__)
 
+Answer = tuple[dict[str, Any], int]
 
-def _run_search(request: HttpRequest) -> tuple[dict[str, object], int]:
-    """The uploaded photo searched with the request's parameters (``webapp.search.api``)."""
-    return search_upload(request)
+
+def _answer(data: QueryDict, search: Callable[[SearchParams], SearchResponse]) -> Answer:
+    """The page's search with the form's parameters: the result, or the API's error message and status."""
+    try:
+        params = SearchParams.model_validate(data.dict())
+    except ValidationError as error:
+        return {"error": first_problem(error.errors())}, 400
+    try:
+        return search(params).result().as_page(), 200
+    except Exception as error:
+        refused = failure(error)
+        if refused is None:
+            raise
+        return {"error": refused.message}, refused.status
+
+
+def _search_upload(request: HttpRequest) -> Answer:
+    upload = request.FILES.get("image")
+    if upload is None:
+        return {"error": "send the photo as a multipart file field named 'image'"}, 400
+    return _answer(request.POST, lambda params: search_photo(read_upload(upload), params))
 
 
 @require_GET
@@ -52,13 +76,6 @@ def matches_image(request: HttpRequest, query_id: str, image_id: int) -> HttpRes
     return HttpResponse(buffer.getvalue(), content_type="image/png")
 
 
-@csrf_exempt
-@require_POST
-def search_api(request: HttpRequest) -> JsonResponse:
-    payload, status = _run_search(request)
-    return JsonResponse(payload, status=status)
-
-
 def verified_matches(payload: dict[str, Any]) -> dict[str, int] | None:
     """``{count, best}`` of the shown results with at least the verified inliers (None: none shown), so the
     page never says "not in the collection" while it shows a verified match of the photo."""
@@ -73,7 +90,7 @@ def search_page(request: HttpRequest) -> HttpResponse:
     context: dict[str, object] = {}
     status = 200
     if request.method == "POST":
-        payload, status = _run_search(request)
+        payload, status = _search_upload(request)
         context["error" if status != 200 else "response"] = payload.get("error", payload)
     elif request.GET.get("similar"):  # "More like this" from an image page
         try:
@@ -81,7 +98,7 @@ def search_page(request: HttpRequest) -> HttpResponse:
         except ValueError:
             payload, status = {"error": "similar must be an image id"}, 400
         else:
-            payload, status = search_from_image(image_id, request.GET)
+            payload, status = _answer(request.GET, lambda params: similar_to(image_id, params))
         context["error" if status != 200 else "response"] = payload.get("error", payload)
     response = context.get("response")
     if isinstance(response, dict):

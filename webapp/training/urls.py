@@ -7,5 +7,4 @@ urlpatterns = [
     path("training/", views.run_list, name="list"),
     path("training/<int:pk>/", views.run_detail, name="detail"),
     path("training/<int:pk>/cancel/", views.cancel, name="cancel"),
-    path("api/training/<int:pk>/", views.run_state, name="state"),
 ]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.contrib import messages
 from django.contrib.admin.views.decorators import staff_member_required
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
@@ -74,42 +74,6 @@ def run_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "component_bars": component_bars(mining.statistics.get("component_sizes", [])) if mining else [],
     }
     return render(request, "training/detail.html", context)
-
-
-@staff_member_required
-@require_GET
-def run_state(request: HttpRequest, pk: int) -> JsonResponse:
-    run = get_object_or_404(TrainingRun, pk=pk)
-    return JsonResponse(
-        {
-            "status": run.status,
-            "epoch": run.epoch,
-            "step": run.step,
-            "total_steps": run.total_steps,
-            "images_per_s": run.images_per_s,
-            "losses": run.losses,
-            "epochs": run.epochs,
-            "initial_map": run.initial_map,
-            "best_map": run.best_map,
-            "error": run.error,
-            "cancel_requested": run.cancel_requested,
-            "mining": _mining_state(run),
-        }
-    )
-
-
-def _mining_state(run: TrainingRun) -> dict[str, object] | None:
-    mining = MiningRun.objects.filter(training_run=run).first()
-    if mining is None:
-        return None
-    return {
-        "status": mining.status,
-        "stage": mining.stage,
-        "done": mining.done,
-        "total": mining.total,
-        "statistics": mining.statistics,
-        "error": mining.error,
-    }
 
 
 @staff_member_required

@@ -97,7 +97,7 @@ WRITES = [
         lambda response: Image.objects.exists(),
     ),
     Write(
-        "catalog:api-upload", "catalog.add_image",
+        "api:images", "catalog.add_image",
         lambda tmp, photo: Setup({}, {"images": [_photo(photo)]}),
         lambda response: response.status_code == 201 and Image.objects.exists(),
         token_api=True,

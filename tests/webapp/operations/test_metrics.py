@@ -60,7 +60,7 @@ def test_a_search_shows_in_the_latency_stage_catalogue_and_worker_series(
     timings = response.json()["timings_ms"]
     after = _scrape(client)
 
-    route = {"route": "search:api-search", "method": "POST", "status": "200"}
+    route = {"route": "api:search", "method": "POST", "status": "200"}
     count = "landmarks_http_request_duration_seconds_count"
     assert _value(after, count, **route) == _value(before, count, **route) + 1
     assert _value(after, "landmarks_http_request_duration_seconds_sum", **route) > 0
@@ -144,7 +144,7 @@ def test_refusals_and_queue_depths_are_counted(
         before, "landmarks_search_refusals_total", reason="rate_limit"
     )
     assert added == 2
-    refused = {"route": "search:api-search", "method": "POST", "status": "429"}
+    refused = {"route": "api:search", "method": "POST", "status": "429"}
     assert _value(after, "landmarks_http_request_duration_seconds_count", **refused) >= 2
 
     # Tasks waiting in a broker no worker reads: the queue depth is what Celery put in Redis.

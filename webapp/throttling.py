@@ -168,13 +168,6 @@ def refused(request: HttpRequest, refusal: Refusal, started: float | None = None
     return response
 
 
-def charge_batch(request: HttpRequest, searches: int) -> JsonResponse | None:
-    """A batch of ``searches`` photos counts as that many searches: the middleware charged one before the
-    body was read, this charges the rest once the view knows N. The refusal response, or None."""
-    refusal = check_rate(client_key(request), cost=searches - 1) if searches > 1 else None
-    return None if refusal is None else refused(request, refusal)
-
-
 class SearchThrottleMiddleware:
     """Applies the per-client concurrency limit, the rate limit, then admission control, to searches
     (see the module docstring)."""

@@ -81,6 +81,8 @@ def _distinct_positions(limit: int) -> tuple[list[tuple[float, float]], bool]:
     seen: dict[tuple[float, float], None] = {}
     rows = _positioned().order_by("pk").values_list("exif__latitude", "exif__longitude")
     for latitude, longitude in rows.iterator(chunk_size=5000):
+        if latitude is None or longitude is None:  # excluded by the filter; the column types allow it
+            continue
         seen.setdefault((round(latitude, DECIMALS), round(longitude, DECIMALS)), None)
     distinct = list(seen)
     if len(distinct) <= limit:

@@ -103,14 +103,14 @@ SERVED = ServedConfig(
     dba_alpha=3.0,
     vlad_clusters=64,
     geolocation=GeolocationConfig(
-        top_n=50,
+        top_n=20,
         group_radius_m=40.0,
-        verified_inliers=12,
-        verified_weight=5.0,
-        inlier_saturation=20.0,
+        verified_inliers=10,
+        verified_weight=3.0,
+        inlier_saturation=4.0,
         score_temperature=0.02,
         min_radius_m=10.0,
-        confidence_weights=(-2.007, 0.401, 3.122),
+        confidence_weights=(-1.979, 0.296, 3.077),
     ),
 )
 """The served configuration (see the module docstring)."""

@@ -63,6 +63,7 @@ MIDDLEWARE = [
     # First: every request, refusals included, is timed (/metrics) and has an id (logs, X-Request-ID).
     "webapp.metrics.RequestMetricsMiddleware",
     "webapp.request_id.RequestIdMiddleware",
+    "webapp.unavailable.RetryAfterMiddleware",  # every 503 says when to retry
     "django.middleware.security.SecurityMiddleware",
     # Before sessions, users and the body: a refused search costs a path lookup and a counter.
     "webapp.throttling.SearchThrottleMiddleware",
@@ -266,10 +267,6 @@ RERANK_VERIFIED_EXPANSION_INLIERS = env_int(
 )
 # Candidates' local features kept in memory per server process (LRU; 0 = read every file each search).
 RERANK_FEATURE_CACHE_MB = env_int("RERANK_FEATURE_CACHE_MB", 256)
-# Database-side augmentation: each indexed vector summed with its nearest neighbours' (0 = off), kept fresh
-# as images arrive; raw vectors live in a second collection. Changing it needs `manage.py rebuild_index`.
-INDEX_DBA_NEIGHBOURS = env_int("INDEX_DBA_NEIGHBOURS", SERVED.dba_neighbours)
-INDEX_DBA_ALPHA = env_float("INDEX_DBA_ALPHA", SERVED.dba_alpha)
 VLAD_CLUSTERS = env_int("VLAD_CLUSTERS", SERVED.vlad_clusters)
 # CNN patches kept per image for the patch re-rank (0: none are stored).
 PATCHES_TOP_N = env_int("PATCHES_TOP_N", SERVED.search.patch_top_n)

@@ -28,8 +28,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
-from PIL import Image
 
 from retrieval_core.datasets.collection import (
     UNLABELLED,
@@ -62,17 +60,14 @@ from retrieval_core.features.sift import LocalFeatures, SiftConfig
 from retrieval_core.features.vlad import VladEncoder, fit_pca_whitening, train_codebook, vlad
 from retrieval_core.index.exact import ExactIndex
 from retrieval_core.models.embedding import IMAGENET, EmbeddingConfig
-from retrieval_core.models.whitening import LearnedWhitening, fit_whitening
 from retrieval_core.rerank.fusion import FusionConfig, LocalMethod
 from retrieval_core.rerank.patch_scorer import PatchScorer
 from retrieval_core.rerank.scorer import GlobalOnlyScorer, LocalScorer, QueryFeatures
 from retrieval_core.rerank.sift_scorer import SiftScorer, VerificationConfig
 from retrieval_core.rerank.vlad_scorer import VladScorer
 from retrieval_core.search.config import SearchConfig
-from retrieval_core.search.dba import augment_database
 from retrieval_core.search.decode import DecodePolicy, local_features_key
 from retrieval_core.search.pipeline import (
-    Embedder,
     ScoredCandidates,
     SearchPipeline,
     rank_and_recognise,
@@ -100,7 +95,6 @@ class _Global:
     model_id: str
     config: EmbeddingConfig
     extractor: GlobalDescriptorExtractor
-    embedder: Embedder
     indexes: dict[str, ExactIndex]
     vectors: dict[str, np.ndarray]
     embed_seconds: dict[str, float]
@@ -151,8 +145,7 @@ def run_ladder(
 
     ``config`` is how every row searches, the served preset unless told otherwise: its fusion (re-rank
     depth ``fusion.top_k``, inlier floor, landmark first), verified expansion, index and query SIFT,
-    verification, the stored format of index SIFT (queries stay at full precision, as in serving) and
-    database-side augmentation.
+    verification and the stored format of index SIFT (queries stay at full precision, as in serving).
     ``ladder`` names the rows, the fusion grid and the protocol (``LadderConfig``). Features are cached
     under ``cache_dir``.
     """
@@ -206,9 +199,6 @@ def run_ladder(
         "fusion": dataclasses.asdict(run.search.fusion),
         "vlad_k": vlad_k,
         "vlad_whiten": vlad_whiten,
-        "whiten": ladder.whiten,
-        "dba_neighbours": config.dba_neighbours,
-        "dba_alpha": config.dba_alpha,
         "verified_expansion": {
             "neighbours": run.search.verified_expansion,
             "inliers": run.search.verified_expansion_inliers,
@@ -256,19 +246,9 @@ def _run_global(
     )
     run.notes.extend(failed)
     key = global_key(extractor)
-    embedder: Embedder = extractor
-    transform: Callable[[np.ndarray], np.ndarray] = lambda matrix: matrix.astype(np.float32)  # noqa: E731
-    if run.ladder.whiten:
-        # Learnt on the index images only (in leave-one-out: the whole collection), never on labels.
-        fitted = sorted({*run.proto.index, *run.proto.validation.index})
-        whitening = fit_whitening(cache.load_matrix(key, fitted), run.ladder.whiten)
-        whitened = _Whitened(extractor, whitening)
-        embedder, transform = whitened, whitened.whiten
 
-    def database(names: Sequence[str]) -> np.ndarray:
-        return augment_database(
-            transform(cache.load_matrix(key, names)), run.served.dba_neighbours, run.served.dba_alpha
-        )
+    def matrix(names: Sequence[str]) -> np.ndarray:
+        return cache.load_matrix(key, names).astype(np.float32)
 
     # The index's curated labels as integer ids, as Milvus returns them with each hit (recognition, and
     # FusionConfig.landmark_first); a query's own label is never looked up.
@@ -278,33 +258,14 @@ def _run_global(
         return [label_ids.get(run.labels.get(name, "")) for name in names]
 
     indexes = {
-        name: ExactIndex(query_set.index, database(query_set.index), landmarks(query_set.index))
+        name: ExactIndex(query_set.index, matrix(query_set.index), landmarks(query_set.index))
         for name, query_set in run.sets.items()
         if query_set.queries and query_set.index
     }
     queries = [q.relpath for query_set in run.sets.values() for q in query_set.queries]
-    vectors = dict(zip(queries, transform(cache.load_matrix(key, queries)), strict=True))
+    vectors = dict(zip(queries, matrix(queries), strict=True))
     embed = dict(zip(reported, cache.seconds(key, reported).tolist(), strict=True))
-    return _Global(model_id, extractor.config, extractor, embedder, indexes, vectors, embed)
-
-
-class _Whitened:
-    """The extractor followed by a PCA-whitening, as ``learn_whitening`` serves it (cached vectors too)."""
-
-    def __init__(self, extractor: GlobalDescriptorExtractor, whitening: LearnedWhitening) -> None:
-        self.extractor, self.whitening = extractor, whitening
-        self.dim = int(whitening.linear.out_features)
-
-    def whiten(self, matrix: np.ndarray) -> np.ndarray:
-        """(N, D) unit vectors -> (N, dim) whitened unit vectors."""
-        with torch.no_grad():
-            return self.whitening(torch.from_numpy(np.asarray(matrix, np.float32))).numpy()
-
-    def extract_with_patches(
-        self, images: Sequence[Image.Image], patch_top_n: int, batch_size: int = 16
-    ) -> tuple[np.ndarray, list[np.ndarray]]:
-        vectors, patches = self.extractor.extract_with_patches(images, patch_top_n, batch_size)
-        return self.whiten(vectors), patches
+    return _Global(model_id, extractor.config, extractor, indexes, vectors, embed)
 
 
 def _score(
@@ -321,7 +282,7 @@ def _score(
         index = model.indexes.get(name)
         if index is None:
             continue
-        pipeline = SearchPipeline(model.embedder, index, scorer, config, landmark_shares=index)
+        pipeline = SearchPipeline(model.extractor, index, scorer, config, landmark_shares=index)
         for query in query_set.queries:
             features = query_features(query.relpath)
             t0 = time.perf_counter()
@@ -372,7 +333,7 @@ def _global_row(run: _Run, model: _Global) -> LadderRow:
     latency = [model.embed_seconds[q] + seconds for q, (_, seconds) in scored["reported"].items()]
     return LadderRow(
         id=model.model_id,
-        method=_model_name(model.config) + _global_levers(run),
+        method=_model_name(model.config),
         map_at_k=mean_ap,
         precision_at_10=p10,
         recall_at_k=recall,
@@ -640,13 +601,6 @@ def _recognition(
         threshold, _ = choose_threshold(*predictions(run.proto.validation.queries, "validation"))
     reported, truths = predictions(run.proto.queries, "reported")
     return global_average_precision(apply_threshold(reported, threshold), truths), threshold
-
-
-def _global_levers(run: _Run) -> str:
-    levers = [f"PCA-whitened to {run.ladder.whiten}"] * bool(run.ladder.whiten)
-    if run.served.dba_neighbours:
-        levers.append(f"DBA k={run.served.dba_neighbours}")
-    return "".join(f", {lever}" for lever in levers)
 
 
 def _model_name(config: EmbeddingConfig) -> str:

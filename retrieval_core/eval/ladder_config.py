@@ -25,8 +25,6 @@ class LadderConfig:
     vlad_k: VLAD codebook size of E6 (0 skips it); vlad_whiten > 0 PCA-whitens its VLADs to that many
     dimensions, as ``build_local_features --vlad-whiten`` does;
     patches: CNN patches of E7 (None skips it);
-    whiten > 0: PCA-whitening of the global vectors to that many dimensions, learnt on the index without
-    labels (as ``learn_whitening`` serves it);
     fusion_grid: fusion weights tried on the validation queries;
     top_k: candidates per query and the k of mAP@k (at least 10);
     protocol: queries, validation queries and index; batch_size: images per embedding batch."""
@@ -36,7 +34,6 @@ class LadderConfig:
     vlad_k: int = SERVED.vlad_clusters
     vlad_whiten: int = 0
     patches: PatchConfig | None = field(default_factory=lambda: _served_patches())
-    whiten: int = 0
     fusion_grid: tuple[float, ...] = DEFAULT_GRID
     top_k: int = 100
     protocol: ProtocolConfig = field(default_factory=ProtocolConfig)

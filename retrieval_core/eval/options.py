@@ -31,8 +31,8 @@ _GEOMETRIES: tuple[GeometryMethod, ...] = ("homography", "fundamental")
 class LadderOptions:
     """E1 = ``backbone`` with ImageNet weights; each checkpoint adds a row (E2, E4, ... or ``model_ids``).
 
-    Search options default to the served preset; ``top_k``, the protocol, ``grid``, ``whiten`` and the
-    checkpoints are the evaluation's own. ``query_keypoints`` 0: as ``sift_keypoints``; ``vlad_k`` 0 skips
+    Search options default to the served preset; ``top_k``, the protocol, ``grid`` and the checkpoints
+    are the evaluation's own. ``query_keypoints`` 0: as ``sift_keypoints``; ``vlad_k`` 0 skips
     E6, ``patches`` 0 skips E7; ``rerank_depth`` 0: ``top_k``."""
 
     backbone: str = SERVED.embedding.backbone
@@ -52,7 +52,6 @@ class LadderOptions:
     queries_per_landmark: int = 1
     validation_per_landmark: int = 2
     leave_one_out: bool = False
-    whiten: int = 0  # PCA-whitening of the global vectors to this many dims, learnt without labels
     landmark_first: float = _FUSION.landmark_first
     landmark_first_majority: float = _FUSION.landmark_first_majority
     landmark_first_lift: float = _FUSION.landmark_first_lift
@@ -61,8 +60,6 @@ class LadderOptions:
     upright: bool = SERVED.index_sift.upright
     scales: tuple[float, ...] = SERVED.embedding.scales[1:]  # extra multi-scale factors after 1.0
     rerank_depth: int = _FUSION.top_k
-    dba: int = SERVED.dba_neighbours
-    dba_alpha: float = SERVED.dba_alpha
     verified_expansion: int = _SEARCH.verified_expansion
     verified_expansion_inliers: int = _SEARCH.verified_expansion_inliers
     local_format: str = SERVED.local_format
@@ -109,15 +106,12 @@ class LadderOptions:
                 SERVED.verification, geometry=cast(GeometryMethod, self.geometry)
             ),
             local_format=self.local_format,
-            dba_neighbours=self.dba,
-            dba_alpha=self.dba_alpha,
         )
         ladder = LadderConfig(
             models=models,
             model_ids=self.model_ids,
             vlad_k=self.vlad_k,
             patches=PatchConfig(top_n=self.patches) if self.patches else None,
-            whiten=self.whiten,
             fusion_grid=self.grid,
             top_k=self.top_k,
             protocol=self.protocol(),
@@ -195,7 +189,6 @@ class LadderOptions:
         option("--validation-fraction", float)
         option("--queries-per-landmark", int)
         option("--validation-per-landmark", int)
-        option("--whiten", int, "PCA-whitening dims (0: off)")
         option(
             "--landmark-first",
             float,
@@ -223,8 +216,6 @@ class LadderOptions:
             default=None,
             help=f"upright SIFT (orientation 0; default: {served.upright})",
         )
-        option("--dba", int, "database-side augmentation neighbours (0: off)")
-        option("--dba-alpha", float, "database-side augmentation weight power")
         option(
             "--verified-expansion",
             int,

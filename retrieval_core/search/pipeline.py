@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -26,7 +26,6 @@ from retrieval_core.index.vector_index import VectorHit, VectorIndex
 from retrieval_core.rerank.fusion import Candidate, FusionConfig, RerankedHit, normalise_global, rank_fused
 from retrieval_core.rerank.scorer import LocalScorer, LocalScores, QueryFeatures, RerankMethod
 from retrieval_core.search.config import SearchConfig
-from retrieval_core.search.dba import augment_one
 from retrieval_core.search.decode import decode
 from retrieval_core.search.recognition import (
     LandmarkShares,
@@ -249,8 +248,7 @@ class SearchPipeline:
         chosen = [ids[i] for i in best if inliers[i] >= threshold]
         if not chosen:
             return None
-        stored = self.index.get_vectors(chosen)
-        vector = augment_one(query.vector, [VectorHit(i, 1.0) for i in chosen], stored, alpha=0.0)
+        vector = _average_query(query.vector, chosen, self.index.get_vectors(chosen))
         hits = self.index.search(
             vector[None], k=len(ids), exclude_ids=exclude_ids, filters=filters
         )[0]
@@ -323,3 +321,14 @@ def elapsed_ms(since: float) -> float:
 
 def _ms(seconds: float) -> float:
     return round(1000 * seconds, 2)
+
+
+def _average_query(
+    vector: np.ndarray, chosen: Sequence[Hashable], stored: Mapping[Hashable, np.ndarray]
+) -> np.ndarray:
+    """``(D,)`` query + the stored vectors of the ``chosen`` images (those that have one), unit length."""
+    out = np.asarray(vector, np.float64).copy()
+    for image_id in chosen:
+        if image_id in stored:
+            out += np.asarray(stored[image_id], np.float64)
+    return (out / max(float(np.linalg.norm(out)), 1e-12)).astype(np.float32)

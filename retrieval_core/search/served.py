@@ -43,7 +43,6 @@ class ServedConfig:
     index_sift / query_sift: SIFT of index photos and of a query (fewer keypoints: matching cost halves);
     verification: matching and geometric verification of the SIFT re-rank;
     local_format: how index photos' SIFT is stored (``LocalFeatureFormat.parse`` name);
-    dba_neighbours / dba_alpha: database-side augmentation of the indexed vectors (0 = off);
     vlad_clusters: codebook size of the VLAD re-rank;
     geolocation: how a search estimates where its photo was taken from its matches' positions.
     """
@@ -55,8 +54,6 @@ class ServedConfig:
     query_sift: SiftConfig
     verification: VerificationConfig
     local_format: str
-    dba_neighbours: int
-    dba_alpha: float
     vlad_clusters: int
     geolocation: GeolocationConfig = field(default_factory=GeolocationConfig)
 
@@ -99,8 +96,6 @@ SERVED = ServedConfig(
     query_sift=SiftConfig(max_keypoints=500, long_side=640, upright=False),
     verification=VerificationConfig(geometry="fundamental"),
     local_format="2bit-uint16-k750",
-    dba_neighbours=0,
-    dba_alpha=3.0,
     vlad_clusters=64,
     geolocation=GeolocationConfig(
         top_n=20,

@@ -19,7 +19,6 @@ from retrieval_core.features.global_ import GlobalDescriptorExtractor
 from retrieval_core.features.store import PatchStore
 from retrieval_core.index.milvus_store import AnnIndexParams, MilvusVectorStore, PhotoScalars
 from retrieval_core.models.embedding import IMAGENET, EmbeddingConfig
-from retrieval_core.search.dba import refresh_augmented
 from retrieval_core.search.decode import DecodePolicy, decode
 from retrieval_core.training.checkpoint import checkpoint_embedding_config
 from webapp import task_names
@@ -180,36 +179,11 @@ def index_images(
     return {"indexed": len(ok), "failed": len(failed)}
 
 
-def raw_store(version: EmbeddingModelVersion) -> MilvusVectorStore | None:
-    """With DBA on (``INDEX_DBA_NEIGHBOURS`` > 0), the version's un-augmented vectors, which neighbours are
-    found in; the searched collection then holds the augmented ones. None when DBA is off."""
-    if settings.INDEX_DBA_NEIGHBOURS <= 0:
-        return None
-    return collection_store(f"{version.collection_name}_raw", version.dim)
-
-
 def publish_vectors(version: EmbeddingModelVersion, image_ids: Sequence[int], vectors: np.ndarray) -> None:
-    """Make ``(N, D)`` vectors of ``image_ids`` searchable, with each image's current label and filter fields.
-
-    With DBA on, the raw vectors go to the raw collection, and the augmented vectors of the new images and
-    of their neighbours (whose neighbour lists they may have entered) are written: DBA stays fresh as images
-    arrive; ``rebuild_index`` recomputes it whole.
-    """
+    """Make ``(N, D)`` vectors of ``image_ids`` searchable, with each image's current label and filter
+    fields."""
     store = get_store(version)
-    raw = raw_store(version)
     ids = list(image_ids)
-    if raw is not None:
-        raw.upsert(ids, vectors, [None] * len(ids))
-        raw.flush()
-        refreshed = refresh_augmented(raw, ids, settings.INDEX_DBA_NEIGHBOURS, settings.INDEX_DBA_ALPHA)
-        # An excluded image may linger in the raw collection: never put it back in the searched one.
-        searchable = set(
-            Image.objects.filter(pk__in=list(refreshed))
-            .exclude(status__in=[Image.Status.EXCLUDED, Image.Status.FAILED])
-            .values_list("pk", flat=True)
-        ) | set(ids)
-        ids = [int(pk) for pk in refreshed if pk in searchable]  # Milvus keys are the images' int pks
-        vectors = np.stack([refreshed[pk] for pk in ids]) if ids else vectors[:0]
     if not ids:
         return
     scalars = photo_scalars(ids)
@@ -231,11 +205,11 @@ def publish_vectors(version: EmbeddingModelVersion, image_ids: Sequence[int], ve
 
 
 def delete_vectors(version: EmbeddingModelVersion, image_ids: Sequence[int]) -> None:
-    """Remove images from the searched collection (and from the raw one when DBA is on)."""
-    for store in (get_store(version), raw_store(version)):
-        if store is not None and image_ids:
-            store.delete(list(image_ids))
-            store.flush()
+    """Remove images from the version's collection."""
+    if image_ids:
+        store = get_store(version)
+        store.delete(list(image_ids))
+        store.flush()
 
 
 def photo_scalars(image_ids: Sequence[int]) -> dict[int, PhotoScalars]:
@@ -263,8 +237,7 @@ def rebuild_collection(version: EmbeddingModelVersion | None = None) -> int:
     every searchable image for indexing; returns how many were queued. Search answers 503 until the
     first batch is in."""
     version = version or get_active_version()
-    for name in (version.collection_name, f"{version.collection_name}_raw"):
-        collection_store(name, version.dim, create=False).drop()
+    collection_store(version.collection_name, version.dim, create=False).drop()
     clear_caches()
     get_store(version)
     searchable = Image.objects.exclude(status__in=[Image.Status.EXCLUDED, Image.Status.FAILED])
@@ -313,11 +286,11 @@ def register_version(
 def register_checkpoint(
     path: Path, *, name: str, scales: tuple[float, ...] = (1.0,)
 ) -> EmbeddingModelVersion:
-    """Publish a finished checkpoint written on this machine (a run's ``best.pt``, a whitened model) where
-    every process loads model versions from, and register it as a version. Local backend: the file stays
-    where it is (on the shared VAR_DIR/FEATURES_ROOT) and the version records its path; s3: it is uploaded
-    as ``<STORAGE_PREFIX>/models/<version key>.pt``, named by its content (the key holds a sha256 prefix of
-    the file), so a reader's cached copy can never go stale."""
+    """Publish a finished checkpoint written on this machine (a run's ``best.pt``) where every process
+    loads model versions from, and register it as a version. Local backend: the file stays where it is
+    (on the shared VAR_DIR/FEATURES_ROOT) and the version records its path; s3: it is uploaded as
+    ``<STORAGE_PREFIX>/models/<version key>.pt``, named by its content (the key holds a sha256 prefix of the
+    file), so a reader's cached copy can never go stale."""
     config = checkpoint_embedding_config(path)
     reference = publish_file(path, "models", f"{config.version_key}.pt")
     return register_version(dataclasses.replace(config, scales=scales), name=name, weights=reference)
@@ -368,7 +341,6 @@ def drop_version(version: EmbeddingModelVersion) -> None:
     """Delete a retired version's Milvus collection (never the active one)."""
     if version.is_active:
         raise ValueError("the active version's collection cannot be dropped; activate another first")
-    for name in (version.collection_name, f"{version.collection_name}_raw"):
-        collection_store(name, version.dim, create=False).drop()
+    collection_store(version.collection_name, version.dim, create=False).drop()
     clear_caches()
     EmbeddingModelVersion.objects.filter(pk=version.pk).update(state=EmbeddingModelVersion.State.DROPPED)

@@ -8,12 +8,13 @@ One archive (tar, gzip-compressed when its name ends in ``.gz``/``.tgz``) holds:
   sessions, nor the content types and permissions that ``migrate`` makes);
 - ``media/``: every file of the media storage (photos, thumbnails, kept query photos, evaluation reports),
   local or in the bucket;
-- ``vectors/<collection>.npz``: every row of each model version's Milvus collection (and its raw collection
-  with DBA), exported as stored: ids, vectors and filter fields. Exported rather than re-embedded: a restore
-  is exact and needs no model run (hours on a large collection, and a fine-tuned model's checkpoint);
-- ``features/``: the local feature store under FEATURES_ROOT (SIFT, CNN patches, VLAD codebooks, whitening
-  and checkpoints); eval-cache is left out (rebuilt on demand). With ``STORAGE_BACKEND=s3`` these live in
-  the bucket, which is backed up with the bucket's own tools (versioning, replication): the manifest says so.
+- ``vectors/<collection>.npz``: every row of each model version's Milvus collection, exported as stored:
+  ids, vectors and filter fields. Exported rather than re-embedded: a restore is exact and needs no model
+  run (hours on a large collection, and a fine-tuned model's checkpoint);
+- ``features/``: the local feature store under FEATURES_ROOT (SIFT, CNN patches, VLAD codebooks with their
+  PCA-whitening, model checkpoints); eval-cache is left out (rebuilt on demand). With
+  ``STORAGE_BACKEND=s3`` these live in the bucket, which is backed up with the bucket's own tools
+  (versioning, replication): the manifest says so.
 
 `restore` loads such an archive into an empty stack (migrated, no photos, no model versions, no users, none
 of the collections), re-pointing stored FEATURES_ROOT references at this stack's FEATURES_ROOT; a search
@@ -217,16 +218,14 @@ def _add_features(tar: tarfile.TarFile) -> int:
 
 
 def _collections() -> list[str]:
-    """Each model version's collection (and raw collection, with DBA) that exists in Milvus."""
+    """Each model version's collection that exists in Milvus."""
     client = _client()
     try:
         existing = set(client.list_collections())
     finally:
         client.close()
-    names = []
-    for name in EmbeddingModelVersion.objects.order_by("pk").values_list("collection_name", flat=True):
-        names += [c for c in (name, f"{name}_raw") if c in existing]
-    return names
+    names = EmbeddingModelVersion.objects.order_by("pk").values_list("collection_name", flat=True)
+    return [name for name in names if name in existing]
 
 
 def _client() -> MilvusClient:

@@ -35,8 +35,6 @@ SEARCH = ServedConfig(
     query_sift=SIFT,
     verification=VerificationConfig(),
     local_format="full",
-    dba_neighbours=0,
-    dba_alpha=3.0,
     vlad_clusters=8,
 )
 ONE_MODEL = LadderConfig(vlad_k=0, patches=None, fusion_grid=FIRST_GRID, protocol=PROTOCOL)
@@ -137,17 +135,6 @@ def test_leave_one_out_searches_every_query_against_all_others(world: World) -> 
         for query, ranking in row.rankings.items():
             assert query not in ranking and len(ranking) == 15  # all the others
     assert report.row("E5").map_at_k >= report.row("E1").map_at_k
-
-
-def test_whitening_and_database_augmentation_run_through_the_same_pipeline(world: World) -> None:
-    levers = dataclasses.replace(SEARCH, dba_neighbours=1)
-    report = run_ladder(
-        world.root, levers, dataclasses.replace(ONE_MODEL, whiten=6), cache_dir=world.cache, device="cpu"
-    )
-    e1 = report.row("E1")
-    assert "PCA-whitened to 6" in e1.method and "DBA k=1" in e1.method
-    assert 0.0 <= e1.map_at_k <= 1.0 and sum(report.extracted.values()) == 0  # cached features reused
-    assert report.settings["whiten"] == 6
 
 
 def test_gps_tagged_collection_reports_geolocation_against_the_first_result(

@@ -248,26 +248,6 @@ def test_exact_index_excludes_ids_and_breaks_ties_by_insertion_order() -> None:
         )
 
 
-def test_database_augmentation_pulls_each_vector_towards_its_neighbours() -> None:
-    from retrieval_core.search.dba import augment_database
-
-    rng = np.random.default_rng(3)
-    centres = rng.normal(size=(2, 16))
-    vectors = np.concatenate([c + 0.6 * rng.normal(size=(5, 16)) for c in centres]).astype(np.float32)
-    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-    augmented = augment_database(vectors, neighbours=3, alpha=1.0)
-    np.testing.assert_allclose(np.linalg.norm(augmented, axis=1), 1.0, atol=1e-5)
-
-    def within(v: np.ndarray) -> float:  # mean cosine between images of the same place
-        sims = v @ v.T
-        return float(
-            np.mean([sims[i, j] for i in range(10) for j in range(10) if i != j and i // 5 == j // 5])
-        )
-
-    assert within(augmented) > within(vectors)
-    np.testing.assert_allclose(augment_database(vectors, neighbours=0), vectors)
-
-
 def test_verified_expansion_lifts_a_positive_that_looks_like_the_verified_match(
     world: dict, tmp_path: Path
 ) -> None:

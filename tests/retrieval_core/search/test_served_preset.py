@@ -44,8 +44,6 @@ SERVED_SETTINGS: dict[str, object] = {
     "RERANK_LANDMARK_FIRST_LIFT": SERVED.search.fusion.landmark_first_lift,
     "RERANK_VERIFIED_EXPANSION": SERVED.search.verified_expansion,
     "RERANK_VERIFIED_EXPANSION_INLIERS": SERVED.search.verified_expansion_inliers,
-    "INDEX_DBA_NEIGHBOURS": SERVED.dba_neighbours,
-    "INDEX_DBA_ALPHA": SERVED.dba_alpha,
     "VLAD_CLUSTERS": SERVED.vlad_clusters,
     "PATCHES_TOP_N": SERVED.search.patch_top_n,
 }
@@ -69,8 +67,6 @@ SERVED_FLAGS = frozenset(
         "--landmark-first-lift",
         "--verified-expansion",
         "--verified-expansion-inliers",
-        "--dba",
-        "--dba-alpha",
         "--vlad-k",
         "--patches",
         "--rerank-depth",
@@ -105,7 +101,6 @@ EVALUATION_ONLY = frozenset(
         "queries_per_landmark",
         "validation_per_landmark",
         "leave_one_out",
-        "whiten",
     }
 )
 

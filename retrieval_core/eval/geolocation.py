@@ -52,18 +52,21 @@ CHOSEN_ON_VALIDATION = "reported, config chosen on validation"
 
 
 def default_grid() -> list[GeolocationConfig]:
-    """The configs ``choose_geolocation_config`` tries in an evaluation (the served one was chosen so):
-    candidates looked at, group radius, visual-vote temperature (0: off) and the weight of verified
-    evidence (0: off)."""
-    grid = [
+    """The configs ``choose_geolocation_config`` tries in an evaluation (the served one was chosen so): a
+    few robust values per term, not a fine grid, since validation sets are small: candidates looked at,
+    group radius, visual-vote temperature, the inlier floor of verified evidence and its weight."""
+    return [
         GeolocationConfig(
-            top_n=top_n, group_radius_m=radius, score_temperature=temperature, verified_weight=weight
+            top_n=top_n,
+            group_radius_m=radius,
+            score_temperature=temperature,
+            verified_inliers=floor,
+            verified_weight=weight,
         )
-        for top_n, radius, temperature, weight in itertools.product(
-            (10, 20, 50), (25.0, 40.0, 60.0), (0.0, 0.01, 0.02, 0.05), (0.0, 5.0)
+        for top_n, radius, temperature, floor, weight in itertools.product(
+            (20, 50), (25.0, 40.0), (0.01, 0.02, 0.04), (8, 10, 12), (1.0, 3.0)
         )
     ]
-    return [config for config in grid if config.score_temperature or config.verified_weight]
 
 
 @dataclass(frozen=True)

@@ -3,11 +3,19 @@
 As geo-visual ranking does (Zamir & Shah), the best candidates' positions are grouped within a radius and
 each group is scored by the evidence of its members; the answer is the best group's weighted centre and
 spread. On collections where most places have a few photos, the global scores of wrong places are as high
-as those of the right one, so summing scores does worse than answering the first result's position. The
-evidence that counts here is therefore VERIFIED: a member weighs by its SIFT inliers above the verification
-threshold; several independent verified matches at one place add up (agreement); a group that holds most
-of the verified evidence is distinctive, one among many is not. Without verified evidence the answer is the
-first result's position (``Location.method == "first_result"``), never worse than 1-NN.
+as those of the right one, so summing scores does worse than answering the first result's position. What
+counts as evidence here:
+
+- **verified inliers, soft**: a match votes by its SIFT inliers from ``verified_inliers`` on, saturating
+  quickly. The floor is lower than the ranking's (``rerank.min_inliers``): small street photos rarely reach
+  12 inliers, yet a match with 10-11 is at the photo's place about four times as often as an unverified one;
+- **near-best visual similarity**: only matches almost as similar as the best one vote (a kernel on the gap
+  to the best cosine), so the long tail of look-alikes in busy places has no say;
+- **agreement**: the votes of the matches within ``group_radius_m`` of each other add up.
+
+When the evidence is thin (the winning place is one unverified match that is not the first result) the
+answer is the first result's position (``Location.fallback`` says why), so the estimate falls back to 1-NN
+rather than trusting one look-alike.
 
 Confidence is the probability that the answer is within ``CONFIDENCE_RADIUS_M`` of the truth: a logistic
 curve over the group's evidence and share, fitted on validation queries (``GeolocationConfig`` holds the
@@ -48,23 +56,23 @@ class GeolocationConfig:
     candidates nearly as similar as the best one carry information about the place.
 
     ``top_n``: how many ranked candidates (with a position) vote; ``group_radius_m``: members of a group lie
-    within this distance of its anchor; ``verified_inliers``: inliers from which a match counts as verified;
-    ``verified_weight``: a verified match's vote (times its evidence in [0, 1), which reaches ~63 % at
-    ``inlier_saturation`` inliers above the threshold); ``score_temperature``: every candidate also votes
-    ``exp((score - best score) / score_temperature)``, so only matches nearly as similar as the best count
-    (0: visual votes off, verified matches alone decide); ``min_radius_m``: the smallest spread answered
-    (phone GPS error); ``confidence_weights``: logistic coefficients ``(bias, log1p(verified evidence),
-    vote share)``.
+    within this distance of its anchor; ``verified_inliers``: inliers from which a match's verification
+    counts as evidence of the place (may be lower than the ranking's floor); ``verified_weight``: a verified
+    match's vote (times its evidence in [0, 1), which reaches ~63 % at ``inlier_saturation`` inliers above
+    the floor); ``score_temperature``: every candidate also votes ``exp((score - best score) /
+    score_temperature)``, so only matches nearly as similar as the best count (0: visual votes off,
+    verified matches alone decide); ``min_radius_m``: the smallest spread answered (phone GPS error);
+    ``confidence_weights``: logistic coefficients ``(bias, log1p(verified evidence), vote share)``.
     """
 
-    top_n: int = 50
+    top_n: int = 20
     group_radius_m: float = 40.0
-    verified_inliers: int = 12
-    verified_weight: float = 5.0
-    inlier_saturation: float = 20.0
+    verified_inliers: int = 10
+    verified_weight: float = 3.0
+    inlier_saturation: float = 4.0
     score_temperature: float = 0.02
     min_radius_m: float = 10.0
-    confidence_weights: tuple[float, float, float] = (-2.007, 0.401, 3.122)
+    confidence_weights: tuple[float, float, float] = (-1.979, 0.296, 3.077)
 
     def __post_init__(self) -> None:
         if self.top_n < 1:
@@ -110,6 +118,9 @@ class Location:
     """The group's summed verified evidence (0: none)."""
     share: float = 0.0
     """The group's part of all the votes cast (distinctiveness: one place among many is less sure)."""
+    fallback: str | None = None
+    """Why the answer is one match's position rather than a group's (None: a group's, or nothing else
+    competed)."""
 
     @property
     def position(self) -> Position:
@@ -151,9 +162,10 @@ def estimate_location(
 
     Each of the first ``top_n`` votes (verified evidence, and visual similarity close to the best); the
     candidates within ``group_radius_m`` of each candidate form its group, and the group with the most
-    votes wins (ties: the better-ranked anchor). Centre: the members' positions weighted by their votes;
-    radius: their weighted RMS distance to it (at least ``min_radius_m``). A group of the first result
-    alone answers its position (``method="first_result"``)."""
+    votes wins (ties: the better-ranked anchor). A winner that is one unverified match other than the first
+    result is thin evidence: the first result's group answers instead (``Location.fallback``). Centre: the
+    members' positions weighted by their votes; radius: their weighted RMS distance to it (at least
+    ``min_radius_m``). A group of the first result alone answers its position (``method="first_result"``)."""
     if not candidates:
         return Unlocated("none of the best matches has a known position")
     head = list(candidates[: config.top_n])
@@ -168,11 +180,18 @@ def estimate_location(
     if not votes.any():  # nothing verified and visual votes off: the first result
         votes[0] = 1.0
     points = [(c.latitude, c.longitude) for c in head]
-    members = pairwise_distances_m(np.array(points)) <= config.group_radius_m
+    members = (pairwise_distances_m(np.array(points)) <= config.group_radius_m) & (votes > 0)[None]
     group_votes = members @ votes
     anchor = int(np.argmax(group_votes))
-    chosen = np.flatnonzero(members[anchor] & (votes > 0))
-    weights = votes[chosen]
+    fallback = None
+    if anchor != 0 and not members[anchor, 0] and members[anchor].sum() < 2 and not evidence[anchor] > 0:
+        fallback = "the best-supported place is one unverified match: the first result's position instead"
+        anchor = 0
+    chosen = np.flatnonzero(members[anchor])
+    if not len(chosen):  # the first result cast no vote (visual votes off, not verified): its own position
+        chosen = np.array([0])
+        fallback = fallback or "no match cast a vote for the first result's place: its position alone"
+    weights = np.where(votes[chosen] > 0, votes[chosen], 1.0)
     centre = (
         float(np.average([points[i][0] for i in chosen], weights=weights)),
         float(np.average([points[i][1] for i in chosen], weights=weights)),
@@ -180,7 +199,7 @@ def estimate_location(
     squared = [distance_m(centre, points[i]) ** 2 for i in chosen]
     spread = math.sqrt(float(np.average(squared, weights=weights)))
     verified = float(evidence[chosen].sum())
-    share = float(group_votes[anchor] / votes.sum())
+    share = float(votes[chosen].sum() / votes.sum())
     order = sorted(chosen.tolist(), key=lambda i: (-votes[i], i))
     method: Method = (
         "verified_group"
@@ -191,6 +210,8 @@ def estimate_location(
         if chosen[0] == 0
         else "best_match"
     )
+    if method in ("first_result", "best_match") and fallback is None:
+        fallback = "no other match agrees with it, and no place has more support"
     return Location(
         centre[0],
         centre[1],
@@ -200,6 +221,7 @@ def estimate_location(
         method,
         verified,
         share,
+        fallback,
     )
 
 

@@ -122,3 +122,54 @@ def test_matches_nearly_as_similar_as_the_best_agree_where_weaker_ones_do_not_co
     assert distance_m(answer.position, ORIGIN) < 10
     alone = estimate_location([_at(1, 800, score=0.8), _at(2, 0, score=0.7)], config)
     assert isinstance(alone, Location) and alone.method == "first_result"
+
+
+def test_a_match_below_the_ranking_floor_but_above_the_location_floor_moves_the_answer() -> None:
+    # Small street photos rarely reach the ranking's 12 inliers; 10-11 are already evidence of the place.
+    candidates = [_at(1, 900, inliers=0, score=0.80), _at(2, 0, inliers=11, score=0.78)]
+    low = estimate_location(candidates, GeolocationConfig(verified_inliers=10, verified_weight=3.0))
+    high = estimate_location(candidates, GeolocationConfig(verified_inliers=12, verified_weight=3.0))
+    assert isinstance(low, Location) and isinstance(high, Location)
+    assert low.supporting_image_ids == (2,)
+    assert low.method == "verified_group" and low.evidence > 0
+    assert high.supporting_image_ids == (1,)
+    assert high.method == "first_result" and high.evidence == 0.0
+
+
+def test_verified_evidence_saturates_so_agreeing_matches_outvote_one_huge_match() -> None:
+    config = GeolocationConfig(verified_inliers=10, inlier_saturation=4.0, verified_weight=3.0)
+    huge = _at(1, 900, inliers=500, score=0.8)
+    agreeing = [_at(2, 0, inliers=14, score=0.7), _at(3, 6, inliers=14, score=0.7)]
+    answer = estimate_location([huge, *agreeing], config)
+    assert isinstance(answer, Location)
+    assert set(answer.supporting_image_ids) == {2, 3}
+    assert distance_m(answer.position, ORIGIN) < 10
+    # One of them alone is outvoted by the huge match: agreement, not the count of inliers, decides.
+    alone = estimate_location([huge, agreeing[0]], config)
+    assert isinstance(alone, Location) and alone.supporting_image_ids == (1,)
+
+
+def test_a_lone_unverified_look_alike_falls_back_to_the_first_result_with_the_reason() -> None:
+    config = GeolocationConfig(score_temperature=0.02, verified_inliers=10, group_radius_m=40)
+    # The second result is more similar globally than the first (which the re-rank put first), but
+    # nothing agrees with it and nothing verifies it: thin evidence.
+    first, look_alike = _at(1, 900, inliers=0, score=0.78), _at(2, 0, inliers=0, score=0.80)
+    answer = estimate_location([first, look_alike], config)
+    assert isinstance(answer, Location)
+    assert answer.method == "first_result"
+    assert distance_m(answer.position, (first.latitude, first.longitude)) < 0.01
+    assert answer.fallback is not None and "unverified" in answer.fallback
+    # Verified, the same match is evidence enough to move the answer.
+    verified = estimate_location([first, _at(2, 0, inliers=12, score=0.80)], config)
+    assert isinstance(verified, Location)
+    assert verified.supporting_image_ids == (2,) and verified.fallback is None
+    # Two agreeing look-alikes are evidence enough too.
+    agreeing = estimate_location([first, look_alike, _at(3, 5, inliers=0, score=0.795)], config)
+    assert isinstance(agreeing, Location)
+    assert agreeing.method == "agreeing_matches" and agreeing.fallback is None
+
+
+def test_a_group_answer_says_no_fallback_and_a_lone_first_result_says_why() -> None:
+    lone = estimate_location([_at(1, 0, score=0.9), _at(2, 900, score=0.5)])
+    assert isinstance(lone, Location)
+    assert lone.method == "first_result" and lone.fallback is not None

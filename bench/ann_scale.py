@@ -10,9 +10,7 @@ collection's own covariance::
 (U, L: eigenvectors and eigenvalues of the anchors' covariance, r = its rank). The noise lives in the
 directions in which real photos differ, with their real spread, so a query's neighbours are replicates of
 the anchors that resemble it (its landmark first): the same neighbour structure as the collection, grown
-to N, not an isotropic cloud. Queries are held-out real photos: never inserted. ``--dim D`` below the
-model's dimension passes every vector through the served PCA-whitening (`fit_whitening` learnt on the
-anchors), as a whitened model would serve them.
+to N, not an isotropic cloud. Queries are held-out real photos: never inserted.
 
 Everything goes through the product's `MilvusVectorStore` (upsert, flush, search, rebuild_index), against
 a Milvus Lite server this script starts (as ``webapp/localstack.py`` does), or against Milvus standalone
@@ -22,7 +20,7 @@ same vectors), p50/p95 single-query latency and the server's RSS; then a Markdow
 
     .venv/bin/python bench/ann_scale.py --n 100000 --dataset ../shared/datasets/wonders7 \\
         ../shared/datasets/sfm_landmarks ../shared/datasets/holidays_partial --max-minutes 60
-    .venv/bin/python bench/ann_scale.py --n 1000000 --dim 128 --configs best --dataset ...
+    .venv/bin/python bench/ann_scale.py --n 1000000 --configs best --dataset ...
 
 Target at 1M: p50 <= 10 ms with recall@100 >= 0.98.
 """
@@ -213,21 +211,6 @@ def replicate(
         picked = anchors[rng.integers(0, len(anchors), size)]
         z = rng.standard_normal((size, len(factor))).astype(np.float32)
         yield _unit(picked + noise * (z @ factor))
-
-
-def reducer(anchors: np.ndarray, dim: int) -> Callable[[np.ndarray], np.ndarray]:
-    """The served PCA-whitening to ``dim`` learnt on the anchors (identity at the model's dimension)."""
-    if dim >= anchors.shape[1]:
-        return lambda x: x
-    from retrieval_core.models.whitening import fit_whitening
-
-    whitening = fit_whitening(anchors, dim)
-
-    def reduce(x: np.ndarray) -> np.ndarray:
-        with torch.no_grad():
-            return whitening(torch.from_numpy(np.ascontiguousarray(x))).numpy().astype(np.float32)
-
-    return reduce
 
 
 # ---- exact search and recall -----------------------------------------------------------------------------
@@ -524,17 +507,15 @@ def run(args: argparse.Namespace, progress: Progress) -> list[Row]:
     else:
         vectors = real_embeddings(args.dataset, args.cache, progress)
     anchors, real_queries = split_queries(_unit(vectors), args.queries, rng)
-    dim = min(args.dim or vectors.shape[1], vectors.shape[1])
-    reduce = reducer(anchors, dim)
-    queries = _unit(reduce(real_queries))
-    whitened = f", PCA-whitened from {vectors.shape[1]}-d" if dim < vectors.shape[1] else ""
+    dim = vectors.shape[1]
+    queries = real_queries
     progress(
         f"{len(anchors)} anchors, {len(queries)} held-out queries; generating {args.n} x {dim}-d vectors "
-        f"(noise {args.noise}{whitened})"
+        f"(noise {args.noise})"
     )
-    database = np.concatenate([_unit(reduce(c)) for c in replicate(anchors, args.n, args.noise, rng)])
+    database = np.concatenate(list(replicate(anchors, args.n, args.noise, rng)))
     _, exact_scores = exact_top_k(database, queries)
-    real_nn = np.sort(_unit(reduce(anchors)) @ queries.T, axis=0)[::-1]
+    real_nn = np.sort(anchors @ queries.T, axis=0)[::-1]
     progress(
         "neighbour structure: median cosine of a query to its 1st / 100th exact neighbour "
         f"{np.median(exact_scores[:, 0]):.3f} / {np.median(exact_scores[:, -1]):.3f} "
@@ -628,7 +609,6 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--n", type=int, required=True, help="database vectors")
-    parser.add_argument("--dim", type=int, default=0, help="PCA-whitened dimension (default: the model's)")
     parser.add_argument("--dataset", type=Path, nargs="*", default=[], help="collections to embed")
     parser.add_argument("--cache", type=Path, default=Path("var/bench/ann_scale"), help="embeddings folder")
     parser.add_argument("--embeddings", type=Path, help="an .npz with 'vectors' (M, D) instead of photos")

@@ -122,7 +122,6 @@ def main() -> None:
         "with their true labels, and report it beside the self-supervised model",
     )
     parser.add_argument("--frozen-stages", type=int, default=0, help="backbone stages kept at ImageNet's")
-    parser.add_argument("--whitening", action="store_true", help="learn a whitening layer after GeM")
     parser.add_argument(
         "--unlabelled",
         action="store_true",
@@ -203,7 +202,6 @@ def main() -> None:
         image_size=args.image_size,
         seed=args.seed,
         frozen_stages=args.frozen_stages,
-        whitening=args.whitening,
         workers=args.threads,
         device="cpu",
     )
@@ -219,7 +217,6 @@ def main() -> None:
             log(f"epoch {event.epoch}: loss {event.loss:.4f} val mAP@100 {score:.2f}")
 
     schedule = f"{args.epochs}x{args.steps_per_epoch}-{args.image_size}-lr{args.lr:g}-f{args.frozen_stages}"
-    schedule += "-w" if args.whitening else ""
     run_dir = args.out / f"run-{args.seed}-{schedule}"
     trained = train(train_config, split.train, validation, run_dir, progress=report)
     t_training = time.perf_counter() - t0

@@ -22,7 +22,6 @@ from torch import nn
 
 from retrieval_core.models.pooling import GeM
 from retrieval_core.models.weights import WeightsError, imagenet_state_dict, load_checkpoint
-from retrieval_core.models.whitening import LearnedWhitening, load_whitening
 
 __all__ = ["EmbeddingConfig", "EmbeddingNet", "build_embedding_net"]
 
@@ -114,17 +113,13 @@ class EmbeddingNet(nn.Module):
         network: Any = timm.create_model(backbone, pretrained=False, num_classes=num_classes)
         self.backbone: Any = network
         self.pool = GeM(p=gem_p)
-        # Set by build_embedding_net for checkpoints that learnt one.
-        self.whitening: LearnedWhitening | None = None
         cfg: dict[str, Any] = network.pretrained_cfg
         self.mean: tuple[float, ...] = tuple(float(v) for v in cfg.get("mean", (0.5, 0.5, 0.5)))
         self.std: tuple[float, ...] = tuple(float(v) for v in cfg.get("std", (0.5, 0.5, 0.5)))
 
     @property
     def dim(self) -> int:
-        """Embedding dimension D (the backbone's final channel count, or the whitening's output size)."""
-        if self.whitening is not None:
-            return int(self.whitening.linear.out_features)
+        """Embedding dimension D (the backbone's final channel count)."""
         return int(self.backbone.num_features)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
@@ -137,14 +132,14 @@ class EmbeddingNet(nn.Module):
         """``(B, D, h, w)`` feature map → ``(B, D)`` unit-norm embeddings (callers that also need the map).
 
         ``others``: feature maps of the same images at other scales; their normalised GeM vectors are
-        added before the final normalisation (multi-scale), and the whitening comes last.
+        added before the final normalisation (multi-scale).
         """
         embedding = F.normalize(self.pool(feature_map), dim=-1)
         for other in others:
             embedding = embedding + F.normalize(self.pool(other), dim=-1)
         if others:
             embedding = F.normalize(embedding, dim=-1)
-        return embedding if self.whitening is None else self.whitening(embedding)
+        return embedding
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, 3, H, W)`` normalised images → ``(B, D)`` unit-norm embeddings. Any H, W ≥ 32 work."""
@@ -161,14 +156,12 @@ def _classifier_key(backbone: str) -> str:
     return f"{timm.get_pretrained_cfg_value(backbone, 'classifier') or 'classifier'}.weight"
 
 
-def build_embedding_net(cfg: EmbeddingConfig, *, with_whitening: bool = True) -> EmbeddingNet:
+def build_embedding_net(cfg: EmbeddingConfig) -> EmbeddingNet:
     """`EmbeddingNet` for ``cfg`` with its weights loaded, in eval mode, on the CPU.
 
     A checkpoint path may hold either an `EmbeddingNet` state dict (keys ``backbone.*`` and ``pool.p``,
     e.g. after fine-tuning) or a plain timm backbone state dict; with or without a classifier. Loading is
-    strict: a missing or unexpected tensor is an error, never a silently half-random network. A learnt
-    whitening stored beside the weights is applied after GeM unless ``with_whitening`` is False (training
-    keeps it as a module of its own).
+    strict: a missing or unexpected tensor is an error, never a silently half-random network.
     """
     if not timm.is_model(cfg.backbone):
         raise ValueError(f"Unknown timm backbone {cfg.backbone!r}.")
@@ -192,6 +185,4 @@ def build_embedding_net(cfg: EmbeddingConfig, *, with_whitening: bool = True) ->
         raise WeightsError(
             f"Checkpoint {cfg.weights} does not fit a {cfg.backbone} {kind}: {e}".strip()
         ) from None
-    if with_whitening:
-        net.whitening = load_whitening(cfg.weights)
     return net.eval()

@@ -115,6 +115,13 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
     may come from anywhere, and unpickling arbitrary objects would run arbitrary code.
     """
     obj = _torch_load(Path(path))
+    if isinstance(obj, Mapping) and isinstance(obj.get("whitening"), Mapping) and obj["whitening"]:
+        # Earlier releases could store a learnt whitening after GeM beside the weights; it is no longer
+        # applied, and the network without it would not embed as the version's collection was indexed.
+        raise WeightsError(
+            f"{path} carries a whitening layer after GeM, which is no longer served: activate the model it "
+            "was made from, or train one without it."
+        )
     if isinstance(obj, Mapping):
         for key in ("state_dict", "model"):
             if isinstance(obj.get(key), Mapping):

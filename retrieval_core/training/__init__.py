@@ -5,7 +5,6 @@ from ImageNet) and ``e4`` (contrastive from an ``e2`` checkpoint). `train` write
 `retrieval_core.models.embedding.build_embedding_net` loads directly.
 """
 
-from retrieval_core.models.whitening import LearnedWhitening, load_whitening
 from retrieval_core.training.checkpoint import checkpoint_embedding_config
 from retrieval_core.training.config import Recipe, TrainConfig
 from retrieval_core.training.losses import ArcFaceHead, LinearClassifierHead, contrastive_loss
@@ -15,7 +14,6 @@ from retrieval_core.training.validation import ValidationSet, score_validation
 
 __all__ = [
     "ArcFaceHead",
-    "LearnedWhitening",
     "LinearClassifierHead",
     "PKSampler",
     "Recipe",
@@ -25,7 +23,6 @@ __all__ = [
     "ValidationSet",
     "checkpoint_embedding_config",
     "contrastive_loss",
-    "load_whitening",
     "score_validation",
     "train",
 ]

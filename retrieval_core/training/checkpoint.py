@@ -21,7 +21,6 @@ from torch import nn
 from retrieval_core.datasets.collection import CollectionItem
 from retrieval_core.models.embedding import EmbeddingConfig, EmbeddingNet
 from retrieval_core.models.weights import WeightsError
-from retrieval_core.models.whitening import LearnedWhitening
 from retrieval_core.training.config import TrainConfig
 from retrieval_core.training.sampler import PKSampler
 
@@ -63,7 +62,6 @@ class RunParts:
 
     config: TrainConfig
     net: EmbeddingNet
-    whitening: LearnedWhitening | None
     head: nn.Module | None
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LRScheduler
@@ -90,7 +88,6 @@ def save_checkpoint(path: Path, parts: RunParts, progress: RunProgress, *, full:
     checkpoint: dict[str, Any] = {
         "format": CHECKPOINT_FORMAT,
         "state_dict": {k: v.detach().cpu() for k, v in parts.net.state_dict().items()},
-        "whitening": _cpu_state(parts.whitening),
         "embedding": {
             "backbone": config.backbone,
             "image_size": config.image_size,
@@ -149,8 +146,6 @@ def load_checkpoint(path: Path, parts: RunParts) -> RunProgress:
     if checkpoint["train_digest"] != parts.train_digest:
         raise ValueError(f"cannot resume {path}: the training items differ from the run's")
     parts.net.load_state_dict(checkpoint["state_dict"])
-    if parts.whitening is not None:
-        parts.whitening.load_state_dict(checkpoint["whitening"])
     if parts.head is not None:
         parts.head.load_state_dict(checkpoint["head"])
     parts.optimizer.load_state_dict(checkpoint["optimizer"])

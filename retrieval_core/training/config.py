@@ -30,7 +30,7 @@ class TrainConfig:
         steps_per_epoch: batches per epoch; None = ``len(train_items) // (p * k)``.
         p, k: landmarks per batch and images per landmark (batch size ``p * k``).
         lr: peak learning rate (AdamW), reached after ``warmup_fraction`` of the steps, then cosine to 0.
-        head_lr_scale: learning-rate factor for freshly initialised heads (classifier, ArcFace, whitening),
+        head_lr_scale: learning-rate factor for freshly initialised heads (classifier, ArcFace),
             which start far from useful and must move faster than the pretrained backbone.
         weight_decay: AdamW decoupled decay, applied to matrices and kernels only (not to biases, norms,
             GeM p).
@@ -43,8 +43,6 @@ class TrainConfig:
         channels_last: NHWC memory layout; None = on with CUDA.
         arcface: ``e2``: an ArcFace head instead of a linear classifier; ``e3``/``e4``: add an ArcFace
             cross-entropy to the contrastive loss, weighted 0.5 / 0.5 as the thesis mixed its two losses.
-        whitening: learn a whitening layer after GeM, initialised from the PCA of the training descriptors.
-            It is stored beside the model in checkpoints; see `retrieval_core.training.whitening`.
         freeze_batchnorm: keep BatchNorm statistics and affine parameters fixed: PxK batches are small and
             hold K views of each landmark, so their statistics are biased estimates of the data's.
         frozen_stages: the backbone's stem and this many early stages keep their starting weights
@@ -73,7 +71,6 @@ class TrainConfig:
     amp: bool | None = None
     channels_last: bool | None = None
     arcface: bool = False
-    whitening: bool = False
     freeze_batchnorm: bool = True
     frozen_stages: int = 0
     workers: int | None = None

@@ -25,10 +25,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from retrieval_core.datasets.collection import CollectionItem
-from retrieval_core.features.global_ import GlobalDescriptorExtractor
 from retrieval_core.models.embedding import IMAGENET, EmbeddingConfig, EmbeddingNet, build_embedding_net
 from retrieval_core.models.weights import imagenet_state_dict
-from retrieval_core.models.whitening import LearnedWhitening, load_whitening
 from retrieval_core.training.augment import TrainTransform
 from retrieval_core.training.checkpoint import (
     BEST,
@@ -47,10 +45,6 @@ from retrieval_core.training.sampler import PKSampler
 from retrieval_core.training.validation import ValidationSet, Validator
 
 __all__ = ["TrainEvent", "TrainResult", "autocast_dtype", "train"]
-
-# Most training images embedded to initialise whitening (PCA needs a sample, not the whole set).
-_WHITENING_SAMPLE = 4096
-
 
 @dataclass(frozen=True)
 class TrainEvent:
@@ -165,7 +159,6 @@ class _Run:
             for module in _batchnorms(self.net):
                 module.requires_grad_(False)
         freeze_early_stages(self.net.backbone, config.frozen_stages)
-        self.whitening = LearnedWhitening(self.net.dim).to(self.device) if config.whitening else None
         self.head = _head(config, self.net.dim, len(self.dataset.classes))
         if self.head is not None:
             self.head = self.head.to(self.device)
@@ -182,7 +175,6 @@ class _Run:
         self.parts = RunParts(
             config=config,
             net=self.net,
-            whitening=self.whitening,
             head=self.head,
             optimizer=self.optimizer,
             scheduler=self.scheduler,
@@ -249,8 +241,6 @@ class _Run:
             features = self.net.forward_features(x)
         pooled = self.net.pool(features.float())  # x**p overflows fp16: pool in fp32
         embeddings = F.normalize(pooled, dim=-1)
-        if self.whitening is not None:
-            embeddings = self.whitening(embeddings)
         loss = self._loss(pooled, embeddings, labels)
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()  # type: ignore[no-untyped-call]
@@ -271,10 +261,8 @@ class _Run:
         return loss
 
     def _start(self) -> None:
-        if self.whitening is not None:
-            self._init_whitening()
         if self.validator is not None:
-            self.state.initial_map = self.validator.score(self.net, self.whitening, self.device)
+            self.state.initial_map = self.validator.score(self.net, self.device)
             self.state.best_map, self.state.best_epoch = self.state.initial_map, 0
             self._save(BEST, full=False)
 
@@ -286,7 +274,7 @@ class _Run:
         state.epoch_losses = []
         score = None
         if self.validator is not None:
-            score = self.validator.score(self.net, self.whitening, self.device)
+            score = self.validator.score(self.net, self.device)
         is_best = score is None or state.best_map is None or score > state.best_map
         if is_best:
             state.best_map, state.best_epoch = score, state.epoch
@@ -327,8 +315,7 @@ class _Run:
         for parameter in self.net.parameters():
             if parameter.requires_grad:
                 (decay if parameter.ndim > 1 else no_decay).append(parameter)
-        heads = [m for m in (self.head, self.whitening) if m is not None]
-        fresh = [parameter for module in heads for parameter in module.parameters()]
+        fresh = [] if self.head is None else list(self.head.parameters())
         groups = [
             {"params": decay, "weight_decay": config.weight_decay},
             {"params": no_decay, "weight_decay": 0.0},
@@ -341,23 +328,8 @@ class _Run:
         if self.config.freeze_batchnorm:
             for module in _batchnorms(self.net):
                 module.eval()
-        for extra in (self.head, self.whitening):
-            if extra is not None:
-                extra.train()
-
-    def _init_whitening(self) -> None:
-        assert self.whitening is not None
-        items = self.dataset.items
-        if len(items) > _WHITENING_SAMPLE:
-            chosen = np.random.default_rng([self.config.seed, 2]).choice(len(items), _WHITENING_SAMPLE, False)
-            items = tuple(items[i] for i in sorted(chosen))
-        init = _from_init_checkpoint(self.config)
-        if init is not None:
-            self.whitening.load_state_dict(init.state_dict())
-            return
-        extractor = GlobalDescriptorExtractor(self.net, _embedding_config(self.config), self.device)
-        result = extractor.extract_paths([item.path for item in items], workers=self.workers)
-        self.whitening.init_from_pca(torch.from_numpy(result.vectors))
+        if self.head is not None:
+            self.head.train()
 
     # -- checkpoints ---------------------------------------------------------------------------------
 
@@ -406,16 +378,9 @@ def _initial_net(config: TrainConfig) -> EmbeddingNet:
         net = EmbeddingNet(config.backbone, gem_p=config.gem_p, num_classes=0)
         net.backbone.load_state_dict(imagenet_state_dict(config.backbone, net.backbone.state_dict()))
         return net
-    net = build_embedding_net(_embedding_config(config, weights=config.init_weights), with_whitening=False)
+    net = build_embedding_net(_embedding_config(config, weights=config.init_weights))
     net.backbone.reset_classifier(0)
     return net
-
-
-def _from_init_checkpoint(config: TrainConfig) -> LearnedWhitening | None:
-    """Whitening learnt by the run ``init_weights`` comes from, if any (E4 continuing E2's)."""
-    if config.init_weights == IMAGENET:
-        return None
-    return load_whitening(config.init_weights)
 
 
 def _embedding_config(config: TrainConfig, weights: str = IMAGENET) -> EmbeddingConfig:

@@ -19,7 +19,6 @@ from retrieval_core.eval.splits import relevant_index_images
 from retrieval_core.features.global_ import GlobalDescriptorExtractor
 from retrieval_core.imaging import ImageLoadError, load_image, resize_long_side
 from retrieval_core.models.embedding import EmbeddingConfig, EmbeddingNet
-from retrieval_core.models.whitening import LearnedWhitening
 
 __all__ = ["ValidationSet", "Validator", "score_validation"]
 
@@ -46,13 +45,12 @@ def score_validation(
     validation: ValidationSet,
     embedding: EmbeddingConfig,
     device: str | torch.device = "cpu",
-    whitening: LearnedWhitening | None = None,
 ) -> float:
     """Validation mAP@k of ``net`` as `train` scores its epochs (images sized by ``embedding``).
 
     Scoring once, it decodes in threads without keeping the images (`train` keeps small sets decoded).
     """
-    return Validator(validation, embedding, cache_images=0).score(net, whitening, torch.device(device))
+    return Validator(validation, embedding, cache_images=0).score(net, torch.device(device))
 
 
 class Validator:
@@ -93,14 +91,14 @@ class Validator:
         return kept, extractor.extract(images)  # type: ignore[arg-type]
 
     @torch.no_grad()
-    def score(self, net: EmbeddingNet, whitening: LearnedWhitening | None, device: torch.device) -> float:
+    def score(self, net: EmbeddingNet, device: torch.device) -> float:
         """mAP@k of cosine ranking with the current weights (leaves ``net`` in eval mode)."""
         extractor = GlobalDescriptorExtractor(net, self.embedding, device)
         queries, query_vectors = self._embed(extractor, self.queries)
         index, index_vectors = self._embed(extractor, self.index)
         if not queries or not index:
             return 0.0
-        scores = _whiten(query_vectors, whitening, device) @ _whiten(index_vectors, whitening, device).T
+        scores = query_vectors @ index_vectors.T
         depth = min(self.k + 1, len(index))  # +1: a query found in the index is junk, not a miss
         top = np.argpartition(-scores, depth - 1, axis=1)[:, :depth]
         results = {}
@@ -110,10 +108,3 @@ class Validator:
         ground_truth = relevant_index_images(queries, index)
         result = mean_average_precision_at_k(results, ground_truth, k=self.k, self_is_junk=True)
         return float(result.mean_ap or 0.0)
-
-
-def _whiten(vectors: np.ndarray, whitening: LearnedWhitening | None, device: torch.device) -> np.ndarray:
-    if whitening is None:
-        return vectors
-    whitening.eval()
-    return whitening(torch.from_numpy(vectors).to(device)).float().cpu().numpy()

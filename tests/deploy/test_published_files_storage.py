@@ -126,7 +126,7 @@ def test_a_codebook_stays_a_file_under_features_root_by_default(
 
 
 def _trained_checkpoint(path: Path) -> dict[str, torch.Tensor]:
-    """A checkpoint as the trainer writes ``best.pt`` (weights, whitening, embedding settings), with
+    """A checkpoint as the trainer writes ``best.pt`` (weights and embedding settings), with
     weights no other model has, so that loading them back is a real check."""
     net = build_embedding_net(EmbeddingConfig())
     state = {key: value.clone() for key, value in net.state_dict().items()}
@@ -136,7 +136,7 @@ def _trained_checkpoint(path: Path) -> dict[str, torch.Tensor]:
     config = EmbeddingConfig()
     embedding = {"backbone": config.backbone, "image_size": config.image_size, "gem_p": config.gem_p}
     path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"state_dict": state, "whitening": {}, "embedding": embedding}, path)
+    torch.save({"state_dict": state, "embedding": embedding}, path)
     return state
 
 

@@ -120,3 +120,17 @@ def test_load_checkpoint_refuses_bad_files(tmp_path):
     torch.save({"w": torch.zeros(1), "epoch": 3}, mixed)
     with pytest.raises(WeightsError, match="not tensors: epoch"):
         load_checkpoint(mixed)
+
+
+def test_a_checkpoint_with_a_whitening_after_gem_is_refused(tmp_path):
+    """Earlier releases stored a learnt whitening beside the weights; the network without it would not
+    embed as its collection was indexed, so such a checkpoint is refused rather than served unwhitened.
+    An empty entry (a run trained without one) still loads."""
+    state = {"a.weight": torch.randn(3, 2)}
+    whitened = tmp_path / "whitened.pt"
+    torch.save({"state_dict": state, "whitening": {"linear.weight": torch.eye(2)}}, whitened)
+    with pytest.raises(WeightsError, match="whitening layer after GeM"):
+        load_checkpoint(whitened)
+    plain = tmp_path / "plain.pt"
+    torch.save({"state_dict": state, "whitening": {}}, plain)
+    assert set(load_checkpoint(plain)) == {"a.weight"}

@@ -8,7 +8,6 @@ from retrieval_core.datasets.collection import read_collection
 from retrieval_core.datasets.synthetic import write_collection
 from retrieval_core.features.global_ import GlobalDescriptorExtractor
 from retrieval_core.models.embedding import EmbeddingConfig, build_embedding_net
-from retrieval_core.models.whitening import LearnedWhitening, load_whitening
 from retrieval_core.training import TrainConfig, TrainEvent, ValidationSet, train
 from retrieval_core.training.checkpoint import checkpoint_embedding_config
 from retrieval_core.training.validation import score_validation
@@ -139,51 +138,18 @@ def test_stop_before_the_first_step_leaves_a_resumable_checkpoint(collection, tm
     assert resumed.initial_map == stopped.initial_map
 
 
-def test_e2_classifier_then_e4_from_its_checkpoint_with_arcface_and_whitening(collection, tmp_path):
-    e2 = dataclasses.replace(CONFIG, recipe="e2", epochs=1, whitening=True)
+def test_e2_classifier_then_e4_from_its_checkpoint_with_arcface(collection, tmp_path):
+    e2 = dataclasses.replace(CONFIG, recipe="e2", epochs=1)
     first, events = _run(e2, collection, tmp_path / "e2")
     assert len(_losses(events)) == 2 and np.isfinite(_losses(events)).all()
-    whitening = load_whitening(first.last_checkpoint)
-    assert whitening is not None and whitening.linear.weight.shape == (1280, 1280)
-    # Served networks apply the learnt whitening after GeM, exactly as validation did.
-    served = build_embedding_net(checkpoint_embedding_config(first.last_checkpoint))
-    bare = build_embedding_net(checkpoint_embedding_config(first.last_checkpoint), with_whitening=False)
-    assert served.whitening is not None and bare.whitening is None
-    x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))
-    with torch.no_grad():
-        torch.testing.assert_close(served(x), whitening(bare(x)), atol=1e-5, rtol=1e-4)
 
     e4 = dataclasses.replace(e2, recipe="e4", init_weights=str(first.last_checkpoint), arcface=True)
     second, _ = _run(e4, collection, tmp_path / "e4")
-    # E4 starts from E2's final weights, whitening included: same starting score as E2's last epoch.
+    # E4 starts from E2's final weights: same starting score as E2's last epoch.
     assert second.initial_map == pytest.approx(first.history[-1]["validation_map"], abs=1e-6)
-    assert load_whitening(second.last_checkpoint) is not None
 
     with pytest.raises(ValueError, match="e4"):
         TrainConfig(recipe="e4")
-
-
-def test_whitening_from_pca_decorrelates_and_keeps_the_main_directions():
-    generator = torch.Generator().manual_seed(0)
-    mixing = torch.randn(8, 8, generator=generator) * torch.linspace(3.0, 0.1, 8)
-    x = torch.randn(500, 8, generator=generator) @ mixing.T + 2.0
-    whitening = LearnedWhitening(8)
-    whitening.init_from_pca(x, shrinkage=0.0)
-    with torch.no_grad():
-        y = whitening.linear(x).double()
-    torch.testing.assert_close(y.mean(0), torch.zeros(8, dtype=torch.float64), atol=1e-4, rtol=0)
-    torch.testing.assert_close(torch.cov(y.T), torch.eye(8, dtype=torch.float64), atol=1e-3, rtol=0)
-
-    reduced = LearnedWhitening(8, out_dim=3)
-    reduced.init_from_pca(x, shrinkage=0.0)
-    with torch.no_grad():
-        z = reduced.linear(x)
-    assert z.shape == (500, 3)
-    # The 3 kept directions carry most of the variance of the centred data.
-    centred = (x - x.mean(0)).double()
-    basis = torch.linalg.qr(reduced.linear.weight.T.double()).Q
-    assert (centred @ basis).pow(2).sum() > 0.8 * centred.pow(2).sum()
-    assert torch.allclose(reduced(x).norm(dim=-1), torch.ones(500))
 
 
 def test_a_run_without_loss_scaling_resumes_where_fp16_needs_it(collection, tmp_path, monkeypatch):

@@ -45,7 +45,6 @@ class Command(BaseCommand):
         parser.add_argument("--margin", type=float, default=defaults.margin)
         parser.add_argument("--image-size", type=int, default=defaults.image_size)
         parser.add_argument("--arcface", action="store_true")
-        parser.add_argument("--whitening", action="store_true", help="learn a whitening layer after GeM")
         parser.add_argument(
             "--frozen-stages",
             type=int,
@@ -93,7 +92,6 @@ class Command(BaseCommand):
                 margin=float(options["margin"]),
                 image_size=int(options["image_size"]),
                 arcface=bool(options["arcface"]),
-                whitening=bool(options["whitening"]),
                 frozen_stages=int(options["frozen_stages"]),
                 seed=int(options["seed"]),
                 device=options["device"],

@@ -71,7 +71,8 @@ def test_a_collection_without_names_says_where_the_photo_was_taken(
     tmp_path: Path, live_server, celery_worker_process: object, empty_vector_store: None
 ) -> None:
     """GPS in labels.csv, no landmark names: an exact copy of a collection photo is found (verified), never
-    "not in the collection", and its place is on the map with its radius and a scale bar."""
+    "not in the collection", and its place is on the map with its radius and a scale bar, over the
+    collection's own positions (faint dots, their dashed area) as context; at phone width too."""
     from playwright.sync_api import expect, sync_playwright
 
     write_query_split(tmp_path, n_landmarks=3, views=4, seed=7)
@@ -102,7 +103,28 @@ def test_a_collection_without_names_says_where_the_photo_was_taken(
             expect(circle).to_have_count(1)
             assert float(circle.get_attribute("r") or 0) >= 3
             expect(page.locator("#results-map .map-scale text")).to_have_text(re.compile(r"^\d+ (m|km)$"))
+            # Context from the collection itself: a dot per place its 9 indexed photos were taken (3), under
+            # the estimate, and the dashed area they cover, from north to south of the three places.
+            context = page.locator("#results-map .map-context")
+            expect(context.locator("circle")).to_have_count(3)
+            expect(page.locator("#results-map .map-legend")).to_contain_text("the collection's 9 photos")
+            dots = sorted(context.locator("circle").evaluate_all(
+                "cs => cs.map((c) => +c.getAttribute('cy'))"
+            ))
+            area = context.locator(".map-collection-area")
+            top, tall = (float(area.get_attribute(name) or "nan") for name in ("y", "height"))
+            assert abs(top - dots[0]) < 0.2 and abs(top + tall - dots[-1]) < 0.2, (top, tall, dots)
+            order = page.locator("#results-map svg > *").evaluate_all(
+                "nodes => nodes.map((n) => n.getAttribute('class'))"
+            )
+            assert order.index("map-context") < order.index("map-location"), order
             page.screenshot(path=str(environment.RUN_DIR / "search-location.png"), full_page=True)
+
+            page.set_viewport_size({"width": PHONE_WIDTH, "height": 800})
+            box = page.locator("#results-map svg").bounding_box()
+            assert box is not None and box["x"] + box["width"] <= PHONE_WIDTH, box
+            _no_sideways_scroll(page, "the results page with its map")
+            page.screenshot(path=str(environment.RUN_DIR / "search-location-375.png"), full_page=True)
         finally:
             browser.close()
 
@@ -120,8 +142,8 @@ def test_drop_two_photos_then_search_and_read_the_jobs_page_at_phone_width(
     tmp_path: Path, live_server, celery_worker_process: object, empty_vector_store: None
 ) -> None:
     """A staff member who may add photos drops two on the collection page (one progress bar and answer per
-    file), searches with one once both are indexed, opens its match drawing and the Jobs page: all at
-    375 px wide without the page scrolling sideways."""
+    file), one of them an iPhone's HEIC, searches with the HEIC once both are indexed and finds it first,
+    opens its match drawing and the Jobs page: all at 375 px wide without the page scrolling sideways."""
     import base64
     import time
 
@@ -142,8 +164,8 @@ def test_drop_two_photos_then_search_and_read_the_jobs_page_at_phone_width(
     }
     # An iPhone's HEIC beside a JPEG: both are uploaded, indexed and found alike.
     photos = {"scene-11.jpg": encode_jpeg(views[11]), "scene-12.heic": encode_phone_photo(views[12], "HEIF")}
-    query = tmp_path / "query.jpg"
-    query.write_bytes(photos["scene-11.jpg"])
+    query = tmp_path / "IMG_0012.HEIC"  # the same photo again, as the phone has it
+    query.write_bytes(photos["scene-12.heic"])
 
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
@@ -193,8 +215,10 @@ def test_drop_two_photos_then_search_and_read_the_jobs_page_at_phone_width(
             results = page.locator("#results .result")
             expect(results).to_have_count(2, timeout=30_000)  # the JPEG and the HEIC photo
             expect(page.locator("#prediction")).to_contain_text("verified match")
+            expect(page.locator("#query-preview")).to_contain_text("IMG_0012.HEIC")  # no broken image
             _no_sideways_scroll(page, "the results page")
             results.first.click()
+            expect(page.locator("body")).to_contain_text("scene-12.heic (HEIF")  # found: the uploaded HEIC
             drawing = page.locator("#match-drawing")
             expect(drawing).to_be_visible()
             page.wait_for_function("document.getElementById('match-drawing').complete")

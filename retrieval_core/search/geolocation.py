@@ -65,14 +65,14 @@ class GeolocationConfig:
     ``confidence_weights``: logistic coefficients ``(bias, log1p(verified evidence), vote share)``.
     """
 
-    top_n: int = 20
-    group_radius_m: float = 40.0
+    top_n: int = 50
+    group_radius_m: float = 25.0
     verified_inliers: int = 10
     verified_weight: float = 3.0
     inlier_saturation: float = 4.0
     score_temperature: float = 0.02
     min_radius_m: float = 10.0
-    confidence_weights: tuple[float, float, float] = (-1.979, 0.296, 3.077)
+    confidence_weights: tuple[float, float, float] = (-1.868, 0.676, 3.292)
 
     def __post_init__(self) -> None:
         if self.top_n < 1:

@@ -98,14 +98,14 @@ SERVED = ServedConfig(
     local_format="2bit-uint16-k750",
     vlad_clusters=64,
     geolocation=GeolocationConfig(
-        top_n=20,
-        group_radius_m=40.0,
+        top_n=50,
+        group_radius_m=25.0,
         verified_inliers=10,
         verified_weight=3.0,
         inlier_saturation=4.0,
         score_temperature=0.02,
         min_radius_m=10.0,
-        confidence_weights=(-1.979, 0.296, 3.077),
+        confidence_weights=(-1.868, 0.676, 3.292),
     ),
 )
 """The served configuration (see the module docstring)."""

@@ -176,6 +176,7 @@ def test_drop_two_photos_then_search_and_read_the_jobs_page_at_phone_width(
             page.fill("input[name=password]", "a-long-password")
             page.locator("input[name=password]").press("Enter")
             expect(page.locator("#drop-zone")).to_be_visible()
+            page.wait_for_load_state()  # the zone shows before its script (upload.js) has run
             # What a drop from the file manager delivers: a DataTransfer holding the files.
             page.evaluate(
                 """(files) => {

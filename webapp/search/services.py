@@ -258,8 +258,8 @@ def locate(
         (_pk(hit), hit.global_score, None if hit.evidence is None else hit.evidence.inliers) for hit in head
     ]
     answer = estimate_location(geo_candidates(scored, positions), GEOLOCATION)
-    if isinstance(answer, Location) and answer.method in ("first_result", "best_match"):
-        logger.info("location is one match's position: nothing agrees with it (re-rank %s)", method)
+    if isinstance(answer, Location) and answer.fallback is not None:
+        logger.info("location is one match's position: %s (re-rank %s)", answer.fallback, method)
     return answer
 
 

@@ -10,10 +10,12 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime
+from functools import partial
+from typing import Any, TypeVar
 
 import numpy as np
 from pymilvus import DataType, MilvusClient
@@ -64,6 +66,7 @@ class PhotoScalars:
 
 
 logger = logging.getLogger(__name__)
+_T = TypeVar("_T")
 _COLLECTION_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,254}$")
 
 
@@ -354,13 +357,16 @@ class MilvusVectorStore:
                 _missing_collection_raises(self.collection),
                 _outdated_raises(self.collection, expression),
             ):
-                results = self._client.search(
-                    self.collection,
-                    data=queries.tolist(),
-                    limit=limit,
-                    filter=" and ".join(clauses),
-                    output_fields=["landmark_id", *(GEO_FIELDS if near else ())],
-                    search_params={"metric_type": "IP", "params": self.served_index.search_params(limit)},
+                results = self._loaded(
+                    partial(
+                        self._client.search,
+                        self.collection,
+                        data=queries.tolist(),
+                        limit=limit,
+                        filter=" and ".join(clauses),
+                        output_fields=["landmark_id", *(GEO_FIELDS if near else ())],
+                        search_params={"metric_type": "IP", "params": self.served_index.search_params(limit)},
+                    )
                 )
             kept = [
                 [hit for hit in per_query if near is None or near.contains(*_position(hit["entity"]))]
@@ -387,19 +393,39 @@ class MilvusVectorStore:
         if not image_ids:
             return {}
         with _missing_collection_raises(self.collection):
-            rows = self._client.query(
-                self.collection,
-                ids=[int(i) for i in image_ids],  # type: ignore[call-overload]
-                output_fields=["id", "vector"],
-            )
+
+            def read() -> list[dict[str, Any]]:
+                return self._client.query(
+                    self.collection,
+                    ids=[int(i) for i in image_ids],  # type: ignore[call-overload]
+                    output_fields=["id", "vector"],
+                )
+
+            rows = self._loaded(read)
         return {int(row["id"]): np.asarray(row["vector"], dtype=np.float32) for row in rows}
 
     def count(self) -> int:
         """Number of vectors in the collection (0 if it does not exist)."""
         if not self._client.has_collection(self.collection):
             return 0
-        rows = self._client.query(self.collection, filter="", output_fields=["count(*)"])
+        count = partial(self._client.query, self.collection, filter="", output_fields=["count(*)"])
+        rows = self._loaded(count)
         return int(rows[0]["count(*)"])
+
+    def _loaded(self, read: Callable[[], _T]) -> _T:
+        """``read()``, loading the collection and reading once more if the server holds it unloaded.
+
+        A Milvus Lite server that restarts comes back with every collection released: without this, each
+        search (which makes no load call of its own) failed with 503 until another process happened to
+        load the collection, e.g. a worker indexing an upload (bench/soak.py found it)."""
+        try:
+            return read()
+        except MilvusException as error:
+            if not _not_loaded(error):
+                raise
+            logger.warning("Milvus collection %s not loaded (a server restart?): loading it", self.collection)
+            self._client.load_collection(self.collection)
+            return read()
 
     def exists(self) -> bool:
         return bool(self._client.has_collection(self.collection))
@@ -411,6 +437,13 @@ class MilvusVectorStore:
 
     def close(self) -> None:
         self._client.close()
+
+
+def _not_loaded(error: MilvusException) -> bool:
+    """Milvus's "collection not loaded" (code 101; Milvus Lite says the collection "is in state
+    'released'")."""
+    message = str(error).lower()
+    return getattr(error, "code", None) == 101 or "not loaded" in message or "state 'released'" in message
 
 
 @contextmanager

@@ -204,6 +204,7 @@ def milvus_ids(collection: str) -> set[int]:
     try:
         if not client.has_collection(collection):
             return set()
+        client.load_collection(collection)  # a restarted Milvus Lite server holds every collection released
         iterator = client.query_iterator(
             collection,
             batch_size=_MILVUS_PAGE,

@@ -1,8 +1,23 @@
 # Landmark photo search: `make run` starts the whole stack on this machine, `make test` runs every test.
 VENV ?= .venv
 PY := $(VENV)/bin/python
+# Where to browse: the nginx front (deploy/nginx) when nginx is installed, gunicorn on loopback behind it.
+# Without nginx (or with FRONT=0) gunicorn itself serves FRONT_HOST:FRONT_PORT, and make run says so.
+FRONT ?= auto
+FRONT_HOST ?= 127.0.0.1
+FRONT_PORT ?= 8000
+NGINX := $(if $(filter 0,$(FRONT)),,$(shell command -v nginx 2>/dev/null || ls /usr/sbin/nginx /usr/local/sbin/nginx 2>/dev/null | head -n 1))
+ifneq ($(NGINX),)
 WEB_HOST ?= 127.0.0.1
-WEB_PORT ?= 8000
+WEB_PORT ?= 8001
+# gunicorn is reached only through the front, which overwrites X-Real-IP with the client's address.
+export CLIENT_IP_HEADER ?= HTTP_X_REAL_IP
+PROCESSES :=
+else
+WEB_HOST ?= $(FRONT_HOST)
+WEB_PORT ?= $(FRONT_PORT)
+PROCESSES := $(shell grep -v '^front:' Procfile | cut -d: -f1)
+endif
 REDIS_PORT ?= 6390
 MILVUS_PORT ?= 19530
 TEST_POSTGRES_URL ?= postgres://postgres@127.0.0.1:5432/landmarks
@@ -10,7 +25,7 @@ TEST_POSTGRES_URL ?= postgres://postgres@127.0.0.1:5432/landmarks
 export VAR_DIR ?= $(CURDIR)/var
 export REDIS_URL ?= redis://127.0.0.1:$(REDIS_PORT)/0
 export MILVUS_URI ?= http://127.0.0.1:$(MILVUS_PORT)
-export WEB_HOST WEB_PORT REDIS_PORT MILVUS_PORT
+export WEB_HOST WEB_PORT FRONT_HOST FRONT_PORT REDIS_PORT MILVUS_PORT
 
 .PHONY: install lock run test lint typecheck bench clean
 
@@ -35,11 +50,16 @@ run: install
 	mkdir -p $(VAR_DIR)
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py collectstatic --noinput -v 0
+ifneq ($(NGINX),)
+	@echo "Landmark search is starting on http://$(FRONT_HOST):$(FRONT_PORT)/ (Ctrl-C stops everything): nginx in front ($(NGINX), deploy/nginx), gunicorn behind it on $(WEB_HOST):$(WEB_PORT)"
+else
 	@echo "Landmark search is starting on http://$(WEB_HOST):$(WEB_PORT)/ (Ctrl-C stops everything)"
+	@echo "No nginx front ($(if $(filter 0,$(FRONT)),FRONT=0,nginx is not installed: apt install nginx)): gunicorn serves directly; one flooding client can slow search for everyone (docs/deployment/front.md)"
+endif
 	@echo "Next, in another terminal: $(PY) manage.py createsuperuser (your first account), then $(PY) manage.py import_images /path/to/your/photos (see README.md)"
 	@# honcho stops every process as soon as one exits: a dead worker, Redis or Milvus never leaves a
 	@# half-stack that looks alive (tests/test_supervision.py).
-	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(VENV)/bin/honcho -f Procfile start || { \
+	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(VENV)/bin/honcho -f Procfile start $(PROCESSES) || { \
 	  echo "make run: the stack stopped: Ctrl-C, or the process shown 'stopped (rc=...)' above exited and honcho stopped all the others. Fix it and run make run again (no queued work is lost: Redis keeps an AOF under $(VAR_DIR)/redis and the reconciler re-sends what was interrupted)."; exit 1; }
 
 lint: install

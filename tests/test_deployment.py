@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import importlib
 import re
+import subprocess
 from pathlib import Path
 
 import yaml
 
 import webapp.settings
 from webapp import env
+from webapp import front as front_module
 
 ROOT = Path(__file__).resolve().parent.parent
 APP_SERVICES = ["migrate", "web", "worker-cpu", "worker-gpu", "beat"]
@@ -104,3 +106,45 @@ def test_one_beat_keeps_its_schedule_on_a_volume_and_answers_pings() -> None:
     schedule = beat["command"][beat["command"].index("--schedule") + 1]
     volume, mount = beat["volumes"][0].split(":")
     assert volume in compose["volumes"] and schedule.startswith(mount + "/")
+
+
+def test_the_procfile_front_serves_what_gunicorn_binds_and_make_run_falls_back_without_nginx() -> None:
+    """`make run`: nginx (webapp.front) in front of gunicorn on the internal port; without nginx (FRONT=0
+    stands in for a machine without it) gunicorn serves the front's address itself, without the front
+    process, and make run says so."""
+    procfile = dict(
+        line.split(":", 1) for line in (ROOT / "Procfile").read_text().splitlines() if line.strip()
+    )
+    front = procfile["front"].split()
+    assert front[:3] == ["python", "-m", "webapp.front"]
+    assert front[front.index("--upstream") + 1] == "127.0.0.1:$WEB_PORT"
+    assert front[front.index("--listen") + 1] == "$FRONT_HOST:$FRONT_PORT"
+    assert "--bind $WEB_HOST:$WEB_PORT" in procfile["web"]
+
+    def dry_run(*overrides: str) -> str:
+        return subprocess.run(
+            ["make", "-n", "run", *overrides], cwd=ROOT, capture_output=True, text=True, timeout=60
+        ).stdout
+
+    without = dry_run("FRONT=0", "FRONT_PORT=8123")
+    start = next(line for line in without.splitlines() if "honcho -f Procfile start" in line)
+    assert "web" in start.split() and "front" not in start.split()
+    assert "http://127.0.0.1:8123/" in without and "No nginx front" in without
+    if front_module.nginx_binary() is not None:
+        with_front = dry_run("FRONT_PORT=8123")
+        start = next(line for line in with_front.splitlines() if "honcho -f Procfile start" in line)
+        assert start.split()[start.split().index("start") + 1] == "||"  # every process, the front included
+        assert "http://127.0.0.1:8123/" in with_front and "nginx in front" in with_front
+
+
+def test_compose_publishes_only_the_front_which_renders_the_shipped_template() -> None:
+    services = _compose()["services"]
+    front = services["front"]
+    assert {name for name, service in services.items() if "ports" in service} == {"milvus", "front"}
+    source, target, _ = front["volumes"][0].split(":")
+    assert (ROOT / source).resolve() == front_module.TEMPLATE
+    assert target == "/etc/nginx/templates/default.conf.template"  # replaces the image's default server
+    assert front["environment"]["FRONT_UPSTREAM"] == "web:8000"
+    assert set(front_module.DEFAULTS) <= set(front["environment"]), "an unset variable stays ${...} in nginx"
+    assert front["depends_on"]["web"]["condition"] == "service_healthy"
+    assert services["web"]["environment"]["CLIENT_IP_HEADER"] == "HTTP_X_REAL_IP"

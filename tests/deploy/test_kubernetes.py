@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from tests.deploy.shared_paths import ROOT, effective_settings, k8s_processes, secret_values, storage_problems
+from webapp import front
 
 K8S = ROOT / "deploy" / "k8s"
 KUSTOMIZATIONS = ["base", "overlays/object-storage"]
@@ -129,3 +130,27 @@ def test_app_pods_run_as_the_images_unprivileged_user(rendered: list[dict]) -> N
         context = workload["spec"]["template"]["spec"].get("securityContext", {})
         assert context.get("runAsNonRoot") is True and context.get("runAsUser") == 10001, workload["metadata"]
         assert context.get("fsGroup") == 10001  # the shared claim is writable by that user
+
+
+def test_web_pods_are_reached_through_the_nginx_front_which_names_the_client(rendered: list[dict]) -> None:
+    service = _named(rendered, "Service", "web")
+    pod = _named(rendered, "Deployment", "web")["spec"]["template"]["spec"]
+    containers = {container["name"]: container for container in pod["containers"]}
+    nginx = containers["front"]
+    assert service["spec"]["ports"][0]["targetPort"] == "front"
+    assert {"name": "front", "containerPort": 8080} in nginx["ports"]
+    environment = {variable["name"]: variable["value"] for variable in nginx["env"]}
+    assert set(front.DEFAULTS) <= set(environment), "an unset variable stays ${...} in nginx's config"
+    assert environment["FRONT_LISTEN"] == "8080" and environment["FRONT_UPSTREAM"] == "127.0.0.1:8000"
+    app_environment = {variable["name"]: variable.get("value") for variable in containers["app"]["env"]}
+    assert app_environment["CLIENT_IP_HEADER"] == "HTTP_X_REAL_IP"
+    # the template comes out of the app image, as the image's default server (replacing nginx's own)
+    (copy,) = pod["initContainers"]
+    assert copy["image"].startswith(APP_IMAGE)
+    source, target = copy["command"][-2:]
+    assert ROOT / source.removeprefix("/app/") == front.TEMPLATE
+    assert target.endswith("/default.conf.template")
+    mounts = {mount["name"]: mount["mountPath"] for mount in nginx["volumeMounts"]}
+    copied = {mount["name"]: mount["mountPath"] for mount in copy["volumeMounts"]}
+    assert mounts.keys() == copied.keys() and list(mounts.values()) == ["/etc/nginx/templates"]
+    assert target.startswith(next(iter(copied.values())) + "/")

@@ -49,9 +49,9 @@ logger = logging.getLogger(__name__)
 # The searches: URL name -> the methods that search (the search page's GET searches only with ?similar=).
 SEARCH_VIEWS: dict[str, frozenset[str]] = {
     "search:search": frozenset({"POST", "GET"}),
-    "search:api-search": frozenset({"POST"}),
-    "search:api-search-batch": frozenset({"POST"}),
-    "search:api-similar": frozenset({"GET"}),
+    "api:search": frozenset({"POST"}),
+    "api:search-batch": frozenset({"POST"}),
+    "api:similar": frozenset({"GET"}),
 }
 
 

@@ -9,13 +9,12 @@ from ninja import Field, File, Form, Query, Router, Schema, Status, UploadedFile
 from ninja.pagination import paginate
 from pydantic import model_validator
 
-from retrieval_core.imaging import ImageLoadError
 from webapp.api.auth import ApiToken
 from webapp.api.errors import ApiRefusal, Error
 from webapp.api.pagination import PageNumbers
 from webapp.catalog import selectors, services
 from webapp.catalog.models import Image
-from webapp.catalog.uploads import UploadTooLarge, read_upload
+from webapp.catalog.uploads import read_uploads
 from webapp.search.schemas import LandmarkRef, Position
 from webapp.validation import DatabaseId
 
@@ -160,21 +159,10 @@ def upload(
     refusal = selectors.landmark_refusal(request.user, landmark)
     if refusal is not None:
         raise ApiRefusal(403, refusal)
-    readable: list[tuple[str, bytes]] = []
-    errors: list[tuple[str, str]] = []
-    too_large = False
-    for upload in images:
-        name = upload.name or "upload"
-        try:
-            readable.append((name, read_upload(upload)))
-        except UploadTooLarge as error:
-            too_large = True
-            errors.append((name, str(error)))
-        except ImageLoadError as error:
-            errors.append((name, str(error)))
-    added, failed = services.upload_images(readable, landmark_name=landmark)
-    errors.extend(failed)
-    status = 201 if added else (413 if too_large and len(errors) == 1 else 400)
+    read = read_uploads(images)
+    added, failed = services.upload_images(read.readable, landmark_name=landmark)
+    errors = [*read.errors, *failed]
+    status = 201 if added else (413 if read.too_large and len(errors) == 1 else 400)
     return Status(
         status,
         UploadOut(

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
 from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
 
@@ -26,3 +29,26 @@ def read_upload(upload: UploadedFile) -> bytes:
     content = upload.read()
     check_upload_size(len(content), name)
     return content
+
+
+@dataclass
+class ReadUploads:
+    """Uploaded files read: ``(name, bytes)`` of those within the limit, ``(name, message)`` of the others."""
+
+    readable: list[tuple[str, bytes]] = field(default_factory=list)
+    errors: list[tuple[str, str]] = field(default_factory=list)
+    too_large: bool = False  # one of them was over UPLOAD_MAX_BYTES
+
+
+def read_uploads(uploads: Iterable[UploadedFile]) -> ReadUploads:
+    read = ReadUploads()
+    for upload in uploads:
+        name = upload.name or "upload"
+        try:
+            read.readable.append((name, read_upload(upload)))
+        except UploadTooLarge as error:
+            read.too_large = True
+            read.errors.append((name, str(error)))
+        except ImageLoadError as error:
+            read.errors.append((name, str(error)))
+    return read

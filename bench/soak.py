@@ -10,9 +10,10 @@ the reconciler (about 5 more). What it does:
 1. a fresh stack in ``--var-dir`` (wiped first; only a folder this bench made or an empty one): migrate and
    collectstatic as ``make run`` does, then every process of the Procfile on the given ports
    (web, Redis, Milvus Lite), each restarted when it exits as a deployment's restart policy would
-   (bench/soak_stack.py; honcho would stop the whole stack instead). The reconciler runs every
-   ``RECONCILE_INTERVAL_SECONDS`` = 15 s and counts work lost after ``RECONCILE_STALE_SECONDS`` = 60 s
-   (production: 300 / 600 s), so recovery is seen within the run;
+   (bench/soak_stack.py; honcho would stop the whole stack instead). As with ``make run``, the Procfile's
+   nginx ``front`` (if it has one, and nginx is installed) takes the web port, gunicorn the one after.
+   The reconciler runs every ``RECONCILE_INTERVAL_SECONDS`` = 15 s and counts work lost after
+   ``RECONCILE_STALE_SECONDS`` = 60 s (production: 300 / 600 s), so recovery is seen within the run;
 2. a staff user with an API token, and ``manage.py import_images`` of ``--limit`` photos of the dataset,
    waited for until every photo is indexed with its local features;
 3. ``--minutes`` of open-loop traffic at ``--rate`` requests/s over ``--clients`` connections from one
@@ -20,7 +21,9 @@ the reconciler (about 5 more). What it does:
    (``GET /api/images/<id>/similar/``), uploads of new photos (``POST /api/images/`` with the token, a
    re-encoded crop of a dataset photo each, so every upload is a new image), and curation actions of the
    dataset pages (``POST /dataset/curate/`` logged in: relabel, remove from the index, restore, mark as
-   noise, confirm the label);
+   noise, confirm the label). Clients are polite: a refusal with ``Retry-After`` (429, or 503 when
+   the server is saturated or a service is away) is tried again after that wait, twice at most; every
+   try counts in the figures;
 4. at 40 % of the run ``kill -9`` of the gpu worker (restarted at once), at 55 % ``kill -9`` of the Milvus
    Lite server (restarted at once); the restart window lasts until ``/readyz`` answers 200 again, plus 10 s;
 5. traffic stops; the bench waits (``--settle-minutes``) until a reconcile pass that started after the
@@ -75,6 +78,7 @@ FAST_RECONCILE = {
 }
 WORKER_KILL_AT, MILVUS_RESTART_AT = 0.40, 0.55
 READY_GRACE_S = 10.0
+TRIES, MAX_RETRY_WAIT_S = 3, 5.0  # a refused operation is tried again after Retry-After, twice at most
 REQUEST_TIMEOUT_S = 120.0  # gunicorn's own timeout: slower is an answer that never comes
 MARKER = ".soak-bench"
 NO_ANSWER, TIMED_OUT = 0, -1
@@ -91,6 +95,7 @@ class Record:
     at: float
     retry_after: bool = False
     detail: str = ""
+    wait_s: float = 0.0  # the Retry-After asked for
 
 
 @dataclass
@@ -145,6 +150,12 @@ def percentile_ms(values: Sequence[float], q: float) -> float | None:
     return round(1000 * float(np.percentile(values, q)), 1) if values else None
 
 
+def busy(record: Record) -> bool:
+    """A 503 that refuses work because the server is saturated (admission control), not because a
+    service is away."""
+    return record.status == 503 and "busy" in record.detail.lower()
+
+
 def acceptable(record: Record) -> bool:
     """An answer, and no 5xx but a 503 that says when to retry."""
     if record.status in (NO_ANSWER, TIMED_OUT):
@@ -176,7 +187,28 @@ def summarise(records: Sequence[Record], windows: Sequence[Window]) -> dict[str,
         if not acceptable(r)
     ]
     in_windows = [r for r in records if r.status == 503 and any(w.holds(r.at) for w in windows)]
-    return {"kinds": kinds, "unacceptable": bad, "refused_503_in_fault_windows": len(in_windows)}
+    # A service still away after its window (503 "unavailable", not "busy"): recovery did not happen.
+    late = [
+        {**asdict(r), "in_window": []}
+        for r in records
+        if r.status == 503 and not busy(r) and not any(w.holds(r.at) for w in windows)
+    ]
+    return {
+        "kinds": kinds,
+        "unacceptable": bad,
+        "unavailable_outside_fault_windows": late,
+        "refused_503_in_fault_windows": len(in_windows),
+        "refused_503_busy": sum(busy(r) for r in records),
+        "search_back_after_s": {w.what: back_after(records, w) for w in windows},
+    }
+
+
+def back_after(records: Sequence[Record], window: Window) -> float | None:
+    """Seconds from a fault to the first search or "more like this" sent after it that was answered."""
+    answered = [
+        r.at for r in records if r.kind in ("search", "similar") and r.status == 200 and r.at >= window.start
+    ]
+    return round(min(answered) - window.start, 1) if answered else None
 
 
 def verdict(summary: dict[str, object], agreement: Agreement, records: Sequence[Record]) -> list[str]:
@@ -190,6 +222,11 @@ def verdict(summary: dict[str, object], agreement: Agreement, records: Sequence[
             key = f"{entry['kind']} {entry['status']}{'' if entry['retry_after'] else ' (no Retry-After)'}"
             counts[key] = counts.get(key, 0) + 1
         problems.append("unacceptable answers: " + ", ".join(f"{k}: {n}" for k, n in sorted(counts.items())))
+    late = summary["unavailable_outside_fault_windows"]
+    assert isinstance(late, list)
+    if late:
+        kinds = sorted({str(entry["kind"]) for entry in late})
+        problems.append(f"503 (a service away) outside the fault windows: {len(late)} ({', '.join(kinds)})")
     if not records:
         problems.append("no request was sent")
     problems.extend(f"agreement: {p}" for p in agreement.problems())
@@ -201,17 +238,44 @@ def verdict(summary: dict[str, object], agreement: Agreement, records: Sequence[
 
 @dataclass(frozen=True)
 class Ports:
+    """Where clients connect (the front, or gunicorn without one), Redis, Milvus, and gunicorn behind
+    the front (default: the next port)."""
+
     web: int
     redis: int
     milvus: int
+    upstream: int
 
     @classmethod
     def parse(cls, text: str) -> Ports:
-        web, redis, milvus = (int(p) for p in text.split(","))
-        return cls(web, redis, milvus)
+        numbers = [int(p) for p in text.split(",")]
+        if len(numbers) not in (3, 4):
+            raise argparse.ArgumentTypeError("web,redis,milvus[,upstream]")
+        web, redis, milvus = numbers[:3]
+        return cls(web, redis, milvus, numbers[3] if len(numbers) == 4 else web + 1)
 
 
-def stack_environment(var_dir: Path, ports: Ports) -> dict[str, str]:
+def nginx_available() -> bool:
+    places = (Path("/usr/sbin/nginx"), Path("/usr/local/sbin/nginx"))  # often not on a user's PATH
+    return bool(shutil.which("nginx")) or any(path.exists() for path in places)
+
+
+def stack_processes(procfile: Path, front: str) -> list[str]:
+    """The Procfile's processes; its ``front`` (nginx) as ``make run`` decides: when nginx is installed,
+    unless ``--front off``."""
+    from bench.soak_stack import procfile_commands
+
+    names = list(procfile_commands(procfile))
+    if "front" in names and (front == "off" or not nginx_available()):
+        names.remove("front")
+    return names
+
+
+def stack_environment(var_dir: Path, ports: Ports, front: bool) -> dict[str, str]:
+    # With the front, clients reach nginx on the web port and gunicorn listens behind it; the rate limit
+    # reads the address nginx writes (as make run sets it).
+    behind_front = {"FRONT_HOST": "127.0.0.1", "FRONT_PORT": str(ports.web), "WEB_PORT": str(ports.upstream),
+                    "CLIENT_IP_HEADER": "HTTP_X_REAL_IP"}  # fmt: skip
     return {
         **os.environ,
         **FAST_RECONCILE,
@@ -232,6 +296,7 @@ def stack_environment(var_dir: Path, ports: Ports) -> dict[str, str]:
         "DJANGO_SETTINGS_MODULE": "webapp.settings",
         # The stack runs this tree's code, whichever checkout the virtual environment was installed from.
         "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH", "")])),
+        **(behind_front if front else {}),
     }
 
 
@@ -382,26 +447,38 @@ class Traffic:
                 pool.submit(self._one, kind, seed, slots)
 
     def _one(self, kind: str, seed: int, slots: threading.BoundedSemaphore) -> None:
-        rng = random.Random(seed)
+        """One operation, as a polite client does it: a refusal with ``Retry-After`` (429, 503) is tried
+        again after that wait (at most MAX_RETRY_WAIT_S), up to TRIES times. Every try is a record."""
+        try:
+            for _ in range(TRIES):
+                record = self._try(kind, random.Random(seed))
+                with self.lock:
+                    self.records.append(record)
+                if record.status not in (429, 503) or not record.retry_after:
+                    return
+                time.sleep(min(record.wait_s, MAX_RETRY_WAIT_S))
+        finally:
+            slots.release()
+
+    def _try(self, kind: str, rng: random.Random) -> Record:
         at = self.now()
         start = time.monotonic()
+        wait = 0.0
         try:
             response, detail = getattr(self, f"_{kind}")(rng)
             status = response.status_code
-            retry_after = bool(response.headers.get("Retry-After"))
+            retry_after = response.headers.get("Retry-After", "")
+            wait = float(retry_after) if retry_after.isdigit() else 1.0
             if status >= 500:
                 detail = f"{detail} {response.text[:200]}".strip()
         except requests.Timeout:
-            status, retry_after, detail = TIMED_OUT, False, "timed out"
+            status, retry_after, detail = TIMED_OUT, "", "timed out"
         except (requests.ConnectionError, RuntimeError) as error:
-            status, retry_after, detail = NO_ANSWER, False, str(error)[:200]
+            status, retry_after, detail = NO_ANSWER, "", str(error)[:200]
         except Exception as error:  # the bench's own failure: recorded (and failing the run), not lost
-            status, retry_after, detail = NO_ANSWER, False, f"client error {error!r}"[:200]
-        finally:
-            slots.release()
-        record = Record(kind, status, round(time.monotonic() - start, 4), round(at, 2), retry_after, detail)
-        with self.lock:
-            self.records.append(record)
+            status, retry_after, detail = NO_ANSWER, "", f"client error {error!r}"[:200]
+        seconds = round(time.monotonic() - start, 4)
+        return Record(kind, status, seconds, round(at, 2), bool(retry_after), detail, wait)
 
     def _pick(self, rng: random.Random, n: int = 1) -> list[int]:
         with self.lock:
@@ -582,11 +659,14 @@ def settle(uploaded: Sequence[int], after: datetime, timeout: float) -> Agreemen
 
 
 @contextmanager
-def running_stack(env: dict[str, str], var_dir: Path, ports: Ports) -> Iterator[ProcfileStack]:
-    stack = ProcfileStack(ROOT / "Procfile", env, var_dir / "logs")
+def running_stack(
+    env: dict[str, str], var_dir: Path, ports: Ports, names: list[str]
+) -> Iterator[ProcfileStack]:
+    stack = ProcfileStack(ROOT / "Procfile", env, var_dir / "logs", names)
     stack.start_all()
     try:
-        for port in (ports.redis, ports.milvus, ports.web):
+        behind = [ports.upstream] if "front" in names else []
+        for port in (ports.redis, ports.milvus, *behind, ports.web):
             localstack.wait_for_port(port, timeout=180)
         yield stack
     finally:
@@ -595,6 +675,7 @@ def running_stack(env: dict[str, str], var_dir: Path, ports: Ports) -> Iterator[
 
 def report_text(result: dict[str, object]) -> str:
     lines = [f"soak {result['started']} .. {result['finished']}: {result['command']}"]
+    lines.append(f"stack: {', '.join(result['processes'])}; front: {result['front']}")  # type: ignore[arg-type]
     lines.append(
         f"traffic {result['traffic_s']} s, {result['requests']} requests "
         f"({result['achieved_rate']}/s, asked {result['rate']}/s), clients {result['clients']}"
@@ -607,8 +688,9 @@ def report_text(result: dict[str, object]) -> str:
         lines.append(f"{kind:<8} {row['requests']:>8} {row['ok']:>6} {row['p50_ms'] or '-':>8} "
                      f"{row['p95_ms'] or '-':>8}  {statuses}")  # fmt: skip
     lines.append(f"faults: {'; '.join(result['faults_log'])}")  # type: ignore[arg-type]
-    lines.append(f"503 in fault windows: {result['refused_503_in_fault_windows']}; "
-                 f"process restarts: {result['restarts']}")  # fmt: skip
+    lines.append(f"503 in fault windows: {result['refused_503_in_fault_windows']}; 503 busy (admission): "
+                 f"{result['refused_503_busy']}; process restarts: {result['restarts']}")  # fmt: skip
+    lines.append(f"search answered again after (s): {result['search_back_after_s']}")
     agreement = result["agreement"]
     assert isinstance(agreement, dict)
     lines.append(
@@ -634,8 +716,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dataset", type=Path, default=ROOT.parent / "shared/datasets/sfm_landmarks")
     parser.add_argument("--limit", type=int, default=150, help="photos of the dataset to import")
     parser.add_argument(
-        "--ports", type=Ports.parse, default=Ports(8201, 6402, 19602), help="web,redis,milvus"
+        "--ports", type=Ports.parse, default=Ports(8201, 6402, 19602, 8202),
+        help="web,redis,milvus[,upstream]: clients, Redis, Milvus, gunicorn behind the front (web + 1)"
     )
+    parser.add_argument(
+        "--front", choices=["auto", "off"], default="auto",
+        help="the Procfile's nginx front, if it has one and nginx is installed (auto), or gunicorn direct",
+    )  # fmt: skip
     parser.add_argument("--var-dir", type=Path, default=Path("/tmp/soak-var"))
     parser.add_argument("--worker", default="worker-gpu", help="the Procfile process to kill -9")
     parser.add_argument("--settle-minutes", type=float, default=6.0, help="wait for the reconciler at most")
@@ -643,7 +730,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     ports: Ports = args.ports
-    taken = [port for port in (ports.web, ports.redis, ports.milvus) if port_taken(port)]
+    names = stack_processes(ROOT / "Procfile", args.front)
+    front = "front" in names
+    used = (ports.web, ports.redis, ports.milvus, *([ports.upstream] if front else []))
+    taken = [port for port in used if port_taken(port)]
     if taken:
         parser.error(f"ports in use: {taken}")
     started = datetime.now(UTC)
@@ -654,7 +744,7 @@ def main(argv: list[str] | None = None) -> int:
 
     var_dir: Path = args.var_dir.resolve()
     fresh_var_dir(var_dir)
-    env = stack_environment(var_dir, ports)
+    env = stack_environment(var_dir, ports, front)
     base = f"http://127.0.0.1:{ports.web}"
     try:
         manage(env, "migrate", "--noinput", log=var_dir / "setup.log")
@@ -665,8 +755,8 @@ def main(argv: list[str] | None = None) -> int:
     setup_django(env)
     windows: list[Window] = []
     faults_log: list[str] = []
-    with running_stack(env, var_dir, ports) as stack:
-        log(f"stack up in {var_dir} (logs in {var_dir / 'logs'})")
+    with running_stack(env, var_dir, ports, names) as stack:
+        log(f"stack up in {var_dir}: {', '.join(names)} (logs in {var_dir / 'logs'})")
         curator = create_curator()
         image_ids = import_dataset(env, args.dataset, args.limit, var_dir, timeout=1800)
         log(f"imported and indexed {len(image_ids)} photos")
@@ -704,6 +794,8 @@ def main(argv: list[str] | None = None) -> int:
         "finished": f"{datetime.now(UTC):%Y-%m-%d %H:%M:%S} UTC",
         "command": " ".join([Path(sys.executable).name, "bench/soak.py", *(argv or sys.argv[1:])]),
         "uptime": subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip(),
+        "processes": names,
+        "front": "nginx" if front else "none (gunicorn serves the clients)",
         "minutes": args.minutes,
         "rate": args.rate,
         "clients": args.clients,

@@ -29,9 +29,23 @@ def test_only_a_503_with_retry_after_is_an_acceptable_5xx() -> None:
     assert soak.verdict(summary, soak.Agreement(), fine) == []
     assert summary["refused_503_in_fault_windows"] == 1
     for bad in [(500, False), (503, False), (502, False), (soak.NO_ANSWER, False), (soak.TIMED_OUT, False)]:
-        records = [*fine, *_records(bad)]
+        records = [*fine, soak.Record("search", bad[0], 0.1, 1.5, bad[1])]  # in the window
         problems = soak.verdict(soak.summarise(records, windows), soak.Agreement(), records)
         assert len(problems) == 1 and problems[0].startswith("unacceptable answers"), (bad, problems)
+
+
+def test_a_service_still_away_after_its_fault_window_fails_the_soak() -> None:
+    windows = [soak.Window("Milvus restart", 10.0, 20.0)]
+    away = soak.Record("search", 503, 0.01, 30.0, True, "The search index is not reachable right now")
+    busy = soak.Record("search", 503, 0.01, 31.0, True, "The server is busy with other searches")
+    back = soak.Record("similar", 200, 0.5, 14.5)
+    records = [soak.Record("search", 503, 0.01, 12.0, True, "not reachable"), back, busy]
+    summary = soak.summarise(records, windows)
+    assert soak.verdict(summary, soak.Agreement(), records) == []
+    assert summary["search_back_after_s"] == {"Milvus restart": 4.5}
+    records.append(away)
+    problems = soak.verdict(soak.summarise(records, windows), soak.Agreement(), records)
+    assert problems == ["503 (a service away) outside the fault windows: 1 (search)"]
 
 
 def test_percentiles_count_successes_per_kind() -> None:

@@ -214,6 +214,11 @@ def _flood_process(url: str, photos: list[tuple[str, bytes]], kind: ClientClass,
     results.put(run_class(url, photos, kind, duration, rerank, timeout, seed=1000, active=active))
 
 
+def _polite_addresses(clients: int) -> tuple[str, ...]:
+    """127.0.0.11, .12, ...: one loopback address per client (at most 200 clients: .11 to .210)."""
+    return tuple(f"127.0.0.{POLITE_FIRST_ADDRESS + i}" for i in range(clients))
+
+
 def _server_timing_ms(header: str) -> float | None:
     """The ``dur`` of a ``Server-Timing: name;dur=12.3`` header, in ms; None without one."""
     for part in header.split(";"):
@@ -266,7 +271,7 @@ def report(label: str, tally: Tally) -> None:
 
 def run_mixed(url: str, photos: list[tuple[str, bytes]], polite: ClientClass, flood: ClientClass,
               duration: float, rerank: str | None, timeout: float, flood_nice: int = 19,
-              slice_s: float = 10.0) -> tuple[Tally, Tally, Tally]:  # fmt: skip
+              slice_s: float = 10.0, flood_url: str | None = None) -> tuple[Tally, Tally, Tally]:  # fmt: skip
     """``polite`` clients for 2 x ``duration`` seconds while the ``flood`` (a process of its own) is switched
     off and on every ``slice_s`` seconds: alone and under the flood alternate, so the load of anything else
     on the machine weighs on both alike. A polite request counts in the phase its middle falls in.
@@ -277,7 +282,7 @@ def run_mixed(url: str, photos: list[tuple[str, bytes]], polite: ClientClass, fl
     total = 2 * slices * slice_s
     flooder = context.Process(
         target=_flood_process,
-        args=(url, photos, flood, total + 5.0, rerank, timeout, flood_nice, active, results),
+        args=(flood_url or url, photos, flood, total + 5.0, rerank, timeout, flood_nice, active, results),
     )
     flooder.start()
     time.sleep(3.0)  # the flood's process has started (idle until switched on)
@@ -325,10 +330,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--no-keepalive", action="store_true", help="a new connection per request (--mixed: polite clients)"
     )
+    parser.add_argument(
+        "--own-addresses",
+        action="store_true",
+        help="each client from its own loopback address (127.0.0.11, .12, ...), as different users are "
+        "(--mixed always does)",
+    )
     parser.add_argument("--mixed", action="store_true", help="polite clients alone, then under a flood")
     parser.add_argument("--flood-connections", type=int, default=50, help="--mixed: the flood's connections")
     parser.add_argument(
         "--flood-no-keepalive", action="store_true", help="--mixed: the flood opens a connection per request"
+    )
+    parser.add_argument(
+        "--flood-url",
+        help="--mixed: send the flood here instead (a control: a server of its own that only refuses, so "
+        "what the polite clients lose is the machine's, not the server's)",
     )
     parser.add_argument(
         "--slice", type=float, default=10.0, help="--mixed: seconds between switching the flood on and off"
@@ -344,8 +360,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"at most {MAX_CLIENTS} clients and {MAX_DURATION_S} s")
     if args.mixed and not 1 <= args.flood_connections <= MAX_CLIENTS:
         parser.error(f"at most {MAX_CLIENTS} flood connections")
-    if args.mixed and host != "127.0.0.1":
-        parser.error("--mixed binds clients to 127.0.0.x addresses: use a 127.0.0.1 URL")
+    if (args.mixed or args.own_addresses) and host != "127.0.0.1":
+        parser.error("--mixed and --own-addresses bind clients to 127.0.0.x addresses: use a 127.0.0.1 URL")
+    if args.flood_url and urlparse(args.flood_url).hostname != "127.0.0.1":
+        parser.error("--flood-url: a 127.0.0.1 URL")
     paths = sorted(p for p in args.images.rglob("*") if p.suffix.lower() in {".jpg", ".jpeg", ".png"})
     paths = random.Random(0).sample(paths, min(len(paths), args.limit_photos))
     if not paths:
@@ -354,10 +372,17 @@ def main(argv: list[str] | None = None) -> int:
     url = args.url.rstrip("/") + "/api/search/"
     print(f"{url}, rerank={args.rerank or 'served'}, {len(photos)} photos")
     if not args.mixed:
-        kind = ClientClass("clients", args.clients, polite=not args.impolite, keepalive=not args.no_keepalive)
+        kind = ClientClass(
+            "clients",
+            args.clients,
+            polite=not args.impolite,
+            keepalive=not args.no_keepalive,
+            addresses=_polite_addresses(args.clients) if args.own_addresses else (),
+        )
         print(
             f"{kind.clients} {'polite' if kind.polite else 'impolite'} clients "
-            f"{'with' if kind.keepalive else 'without'} keep-alive x {args.duration:.0f} s"
+            f"{'with' if kind.keepalive else 'without'} keep-alive"
+            f"{', each from its own address' if kind.addresses else ''} x {args.duration:.0f} s"
         )
         start = time.monotonic()
         events = run_class(url, photos, kind, args.duration, args.rerank, args.timeout)
@@ -369,7 +394,7 @@ def main(argv: list[str] | None = None) -> int:
         args.clients,
         polite=not args.impolite,
         keepalive=not args.no_keepalive,
-        addresses=tuple(f"127.0.0.{POLITE_FIRST_ADDRESS + i}" for i in range(args.clients)),
+        addresses=_polite_addresses(args.clients),
     )
     flood = ClientClass(
         "flood",
@@ -383,9 +408,11 @@ def main(argv: list[str] | None = None) -> int:
         f"one address each), {args.duration:.0f} s alone and {args.duration:.0f} s while {flood.clients} "
         f"impolite connections ({'with' if flood.keepalive else 'without'} keep-alive, nice "
         f"{args.flood_nice}) flood from {FLOOD_ADDRESS}, alternating every {args.slice:.0f} s"
+        + (f"; the flood goes to {args.flood_url} instead" if args.flood_url else "")
     )
     alone, under_flood, flood_tally = run_mixed(
-        url, photos, polite, flood, args.duration, args.rerank, args.timeout, args.flood_nice, args.slice
+        url, photos, polite, flood, args.duration, args.rerank, args.timeout, args.flood_nice, args.slice,
+        None if args.flood_url is None else args.flood_url.rstrip("/") + "/api/search/",
     )
     report("polite alone", alone)
     report("polite under flood", under_flood)

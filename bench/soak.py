@@ -1,7 +1,7 @@
 """Soak: mixed traffic on the one-machine stack for N minutes, a worker killed and Milvus restarted midway;
 afterwards the catalogue, Milvus and the feature store must agree exactly.
 
-    .venv/bin/python bench/soak.py [--minutes 30] [--rate 1.0] \
+    .venv/bin/python bench/soak.py [--minutes 30] [--rate 0.5] \
         [--dataset ../shared/datasets/sfm_landmarks] [--ports 8201,6402,19602] [--var-dir /tmp/soak-var]
 
 Not part of ``make test``: a run takes the minutes asked for plus the start, the import and the wait for
@@ -16,8 +16,9 @@ the reconciler (about 5 more). What it does:
    ``RECONCILE_STALE_SECONDS`` = 60 s (production: 300 / 600 s), so recovery is seen within the run;
 2. a staff user with an API token, and ``manage.py import_images`` of ``--limit`` photos of the dataset,
    waited for until every photo is indexed with its local features;
-3. ``--minutes`` of open-loop traffic at ``--rate`` requests/s over ``--clients`` connections from one
-   address: photo searches (``POST /api/search/``, served defaults), "more like this"
+3. ``--minutes`` of open-loop traffic at ``--rate`` requests/s from ``--clients`` clients, a
+   loopback address each (127.0.0.20, .21, ...: a user each, as the per-address limits see them):
+   photo searches (``POST /api/search/``, served defaults), "more like this"
    (``GET /api/images/<id>/similar/``), uploads of new photos (``POST /api/images/`` with the token, a
    re-encoded crop of a dataset photo each, so every upload is a new image), and curation actions of the
    dataset pages (``POST /dataset/curate/`` logged in: relabel, remove from the index, restore, mark as
@@ -58,6 +59,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import requests
@@ -78,6 +80,7 @@ FAST_RECONCILE = {
 }
 WORKER_KILL_AT, MILVUS_RESTART_AT = 0.40, 0.55
 READY_GRACE_S = 10.0
+CLIENT_ADDRESS_BASE = 20  # client n sends from 127.0.0.(20 + n)
 TRIES, MAX_RETRY_WAIT_S = 3, 5.0  # a refused operation is tried again after Retry-After, twice at most
 REQUEST_TIMEOUT_S = 120.0  # gunicorn's own timeout: slower is an answer that never comes
 MARKER = ".soak-bench"
@@ -402,21 +405,32 @@ class Traffic:
         self.records: list[Record] = []
         self.lock = threading.Lock()
         self.local = threading.local()
+        self.addresses: list[str] = []
         self.t0 = time.monotonic()
 
     def now(self) -> float:
         return time.monotonic() - self.t0
 
+    def address(self) -> str:
+        """This client thread's own loopback address: each of the ``clients`` is a user of its own, as
+        the rate limits (per address) see it, not one address asking for everyone."""
+        if not hasattr(self.local, "address"):
+            with self.lock:
+                self.local.address = f"127.0.0.{CLIENT_ADDRESS_BASE + len(self.addresses)}"
+                self.addresses.append(self.local.address)
+        address: str = self.local.address
+        return address
+
     def session(self) -> requests.Session:
         if not hasattr(self.local, "session"):
-            self.local.session = closing_session()
+            self.local.session = closing_session(self.address())
         session: requests.Session = self.local.session
         return session
 
     def curator_session(self) -> requests.Session:
         """A logged-in session (the admin login form, CSRF cookie and token), one per thread."""
         if not hasattr(self.local, "curator"):
-            session = closing_session()
+            session = closing_session(self.address())
             session.get(f"{self.base}/admin/login/", timeout=REQUEST_TIMEOUT_S)
             answer = session.post(
                 f"{self.base}/admin/login/",
@@ -540,12 +554,25 @@ class Traffic:
         return response, f"{action} {ids}"
 
 
-def closing_session() -> requests.Session:
-    """A session (cookies) that opens a connection per request. A kept-alive connection that the server
-    closes as idle (gunicorn after ``keepalive`` = 2 s) while the client sends on it is reset, and requests
-    retries no POST: with keep-alive, about 1 request in 25 of this open-loop traffic failed that way on
-    the client's side of the race, which says nothing about the stack under test."""
+class SourceAddressAdapter(requests.adapters.HTTPAdapter):
+    """Connections from one local address (every 127.0.0.x is on the loopback interface on Linux)."""
+
+    def __init__(self, address: str) -> None:
+        self.address = address
+        super().__init__()
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["source_address"] = (self.address, 0)
+        super().init_poolmanager(*args, **kwargs)
+
+
+def closing_session(address: str) -> requests.Session:
+    """A session (cookies) from ``address`` that opens a connection per request. A kept-alive
+    connection that the server closes as idle (gunicorn after ``keepalive`` = 2 s) while the client sends
+    on it is reset, and requests retries no POST: with keep-alive, about 1 request in 25 of this open-loop
+    traffic failed that way on the client's side of the race, which says nothing about the stack."""
     session = requests.Session()
+    session.mount("http://", SourceAddressAdapter(address))
     session.headers["Connection"] = "close"
     return session
 
@@ -711,7 +738,7 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--minutes", type=float, default=30.0, help="traffic duration")
-    parser.add_argument("--rate", type=float, default=1.0, help="requests/s, all kinds together")
+    parser.add_argument("--rate", type=float, default=0.5, help="operations/s, all kinds together")
     parser.add_argument("--clients", type=int, default=4, help="requests in flight at most")
     parser.add_argument("--dataset", type=Path, default=ROOT.parent / "shared/datasets/sfm_landmarks")
     parser.add_argument("--limit", type=int, default=150, help="photos of the dataset to import")

@@ -24,7 +24,8 @@ and p95 per class and phase, and the polite clients' goodput and p95 under the f
 (the targets: at least 80 % and at most 2x). The flood runs in a process of its own at the lowest CPU
 priority (``--flood-nice``, 19 by default): a real flood comes from other machines, and on this one the
 load generator's own Python (hundreds of requests a second) should take as little as possible from the
-server it measures.
+server it measures. ``--flood-cgroup`` puts it in a cgroup of your own (e.g. with a CPU quota of a
+quarter core): closer to a flood from other machines, which takes nothing of this one.
 
 For the refusals it also prints the server's own time (its ``Server-Timing`` header, from the throttle's
 start to the answer), so a slow refusal shows whether the time went inside Django or in waiting for a
@@ -208,9 +209,11 @@ def run_class(url: str, photos: list[tuple[str, bytes]], kind: ClientClass, dura
 
 
 def _flood_process(url: str, photos: list[tuple[str, bytes]], kind: ClientClass, duration: float,
-                   rerank: str | None, timeout: float, nice: int, active: Any,
-                   results: Any) -> None:  # fmt: skip
+                   rerank: str | None, timeout: float, nice: int, active: Any, results: Any,
+                   cgroup: str | None = None) -> None:  # fmt: skip
     os.nice(nice)
+    if cgroup:  # before any thread starts: every thread of this process is in it
+        Path(cgroup, "cgroup.procs").write_text(str(os.getpid()))
     results.put(run_class(url, photos, kind, duration, rerank, timeout, seed=1000, active=active))
 
 
@@ -271,7 +274,8 @@ def report(label: str, tally: Tally) -> None:
 
 def run_mixed(url: str, photos: list[tuple[str, bytes]], polite: ClientClass, flood: ClientClass,
               duration: float, rerank: str | None, timeout: float, flood_nice: int = 19,
-              slice_s: float = 10.0, flood_url: str | None = None) -> tuple[Tally, Tally, Tally]:  # fmt: skip
+              slice_s: float = 10.0, flood_url: str | None = None,
+              flood_cgroup: str | None = None) -> tuple[Tally, Tally, Tally]:  # fmt: skip
     """``polite`` clients for 2 x ``duration`` seconds while the ``flood`` (a process of its own) is switched
     off and on every ``slice_s`` seconds: alone and under the flood alternate, so the load of anything else
     on the machine weighs on both alike. A polite request counts in the phase its middle falls in.
@@ -282,7 +286,8 @@ def run_mixed(url: str, photos: list[tuple[str, bytes]], polite: ClientClass, fl
     total = 2 * slices * slice_s
     flooder = context.Process(
         target=_flood_process,
-        args=(flood_url or url, photos, flood, total + 5.0, rerank, timeout, flood_nice, active, results),
+        args=(flood_url or url, photos, flood, total + 5.0, rerank, timeout, flood_nice, active, results,
+              flood_cgroup),
     )
     flooder.start()
     time.sleep(3.0)  # the flood's process has started (idle until switched on)
@@ -345,6 +350,11 @@ def main(argv: list[str] | None = None) -> int:
         "--flood-url",
         help="--mixed: send the flood here instead (a control: a server of its own that only refuses, so "
         "what the polite clients lose is the machine's, not the server's)",
+    )
+    parser.add_argument(
+        "--flood-cgroup",
+        help="--mixed: a cgroup (v1 cpu or v2 folder) the flood process joins, e.g. one with a CPU quota "
+        "of a quarter core: the flood then takes about as little of this machine as one from elsewhere",
     )
     parser.add_argument(
         "--slice", type=float, default=10.0, help="--mixed: seconds between switching the flood on and off"
@@ -413,6 +423,7 @@ def main(argv: list[str] | None = None) -> int:
     alone, under_flood, flood_tally = run_mixed(
         url, photos, polite, flood, args.duration, args.rerank, args.timeout, args.flood_nice, args.slice,
         None if args.flood_url is None else args.flood_url.rstrip("/") + "/api/search/",
+        args.flood_cgroup,
     )
     report("polite alone", alone)
     report("polite under flood", under_flood)

@@ -2,11 +2,12 @@
 adding photos with an API token, and the indexing progress the collection page polls."""
 
 from datetime import date, datetime
-from typing import Any
+from typing import Annotated, Any
 
 from django.http import HttpRequest
-from ninja import Field, File, Form, Query, Router, Schema, Status, UploadedFile
+from ninja import Field, File, Query, Router, Schema, Status, UploadedFile
 from ninja.pagination import paginate
+from ninja.params import functions as params
 from pydantic import model_validator
 
 from webapp.api.auth import ApiToken
@@ -19,6 +20,13 @@ from webapp.search.schemas import LandmarkRef, Position
 from webapp.validation import DatabaseId
 
 router = Router(tags=["collection"])
+
+# A name the catalogue can store (Landmark.name: 255 characters; no control characters, PostgreSQL
+# refuses NUL).
+LandmarkName = Annotated[
+    str,
+    params.Form("", max_length=255, pattern=r"^[^\x00-\x1f\x7f]*$", description="the landmark to file under"),
+]
 
 ImageStatus = Image.Status
 
@@ -151,7 +159,7 @@ def images(request: HttpRequest, filters: Query[ImageFilters]) -> Any:
     response={201: UploadOut, 400: UploadOut | Error, 401: Error, 403: Error, 413: UploadOut},
 )
 def upload(
-    request: HttpRequest, images: File[list[UploadedFile]], landmark: Form[str] = ""
+    request: HttpRequest, images: File[list[UploadedFile]], landmark: LandmarkName = ""
 ) -> Status[UploadOut]:
     """Multipart ``images`` (one or more files) and an optional ``landmark`` name (creating a landmark
     needs catalog.add_landmark). 201 with what was registered; 400 when nothing was readable; 413 when the

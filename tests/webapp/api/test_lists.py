@@ -130,10 +130,10 @@ def test_anyone_reads_the_lists_but_writing_needs_a_token_with_the_permission(
     staff.user_permissions.add(Permission.objects.get(codename="add_image"))
     client.force_login(staff)  # a session is not enough to write: the API takes tokens only
 
-    def upload(**headers: str) -> int:
+    def upload(landmark: str = "", **headers: str) -> int:
         photo = io.BytesIO(scene_photo)
         photo.name = "new.jpg"
-        return client.post("/api/images/", {"images": [photo]}, **headers).status_code
+        return client.post("/api/images/", {"images": [photo], "landmark": landmark}, **headers).status_code
 
     assert upload() == 401
     nobody = issue_token(User.objects.create_user("nobody"), "read only").token
@@ -144,6 +144,8 @@ def test_anyone_reads_the_lists_but_writing_needs_a_token_with_the_permission(
         assert method("/api/landmarks/").status_code == 405
     assert client.post("/api/landmarks/").status_code == 405
     allowed = issue_token(staff, "uploads").token
+    for name in ("x" * 256, "tab\there"):  # a name the catalogue could not store is refused first
+        assert upload(name, HTTP_AUTHORIZATION=f"Token {allowed}") == 400
     assert upload(HTTP_AUTHORIZATION=f"Bearer {allowed}") == 201
     assert client.get("/api/images/").json()["count"] == 6
 

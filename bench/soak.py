@@ -107,8 +107,11 @@ class Window:
     start: float
     end: float | None = None
 
-    def holds(self, at: float) -> bool:
-        return self.start <= at <= (self.end if self.end is not None else float("inf"))
+    def holds(self, record: Record) -> bool:
+        """Whether the request was in flight at some time of the window (one sent just before a fault
+        may be answered during it)."""
+        end = self.end if self.end is not None else float("inf")
+        return record.at <= end and record.at + record.seconds >= self.start
 
 
 @dataclass
@@ -185,16 +188,16 @@ def summarise(records: Sequence[Record], windows: Sequence[Window]) -> dict[str,
             "p95_ms": percentile_ms(ok, 95),
         }
     bad = [
-        {**asdict(r), "in_window": [w.what for w in windows if w.holds(r.at)]}
+        {**asdict(r), "in_window": [w.what for w in windows if w.holds(r)]}
         for r in records
         if not acceptable(r)
     ]
-    in_windows = [r for r in records if r.status == 503 and any(w.holds(r.at) for w in windows)]
+    in_windows = [r for r in records if r.status == 503 and any(w.holds(r) for w in windows)]
     # A service still away after its window (503 "unavailable", not "busy"): recovery did not happen.
     late = [
         {**asdict(r), "in_window": []}
         for r in records
-        if r.status == 503 and not busy(r) and not any(w.holds(r.at) for w in windows)
+        if r.status == 503 and not busy(r) and not any(w.holds(r) for w in windows)
     ]
     return {
         "kinds": kinds,
@@ -838,6 +841,7 @@ def main(argv: list[str] | None = None) -> int:
         "settle_s": settle_s,
         "problems": problems,
         "passed": not problems,
+        "records": [asdict(r) for r in traffic.records],  # every try, to judge a run again
     }
     out = args.json or var_dir / "soak.json"
     out.write_text(json.dumps(result, indent=2) + "\n")

@@ -43,6 +43,8 @@ def test_a_service_still_away_after_its_fault_window_fails_the_soak() -> None:
     summary = soak.summarise(records, windows)
     assert soak.verdict(summary, soak.Agreement(), records) == []
     assert summary["search_back_after_s"] == {"Milvus restart": 4.5}
+    in_flight = soak.Record("search", 503, 0.5, 9.8, True, "not reachable")  # sent just before the fault
+    assert soak.verdict(soak.summarise([*records, in_flight], windows), soak.Agreement(), records) == []
     records.append(away)
     problems = soak.verdict(soak.summarise(records, windows), soak.Agreement(), records)
     assert problems == ["503 (a service away) outside the fault windows: 1 (search)"]

@@ -72,7 +72,6 @@ LEVERS: dict[str, dict[str, object]] = {
         "sift_keypoints": 2000,
         "query_keypoints": 1000,
     },
-    "768 px multi-scale (1, 0.707, 0.5)": {"image_size": 768, "scales": (0.707, 0.5)},
     "re-rank depth 50": {"rerank_depth": 50},
     "re-rank depth 200": {"rerank_depth": 200},
     "fundamental (12) + verified QE n=3 (20 inliers)": {**FUNDAMENTAL, "verified_expansion": 3},
@@ -115,7 +114,6 @@ LEVERS: dict[str, dict[str, object]] = {
     "fundamental (12) + re-rank depth 50": {**FUNDAMENTAL, "rerank_depth": 50},
     "fundamental (12), 600 query keypoints": {**FUNDAMENTAL, "query_keypoints": 600},
     # Rows meant for ``--base served`` (the served verification already on).
-    "multi-scale (1, 0.707, 0.5)": {"scales": (0.707, 0.5)},
     "homography, min 8 inliers": {"geometry": "homography", "min_inliers": 8},
     "homography": {"geometry": "homography"},
     "min 8 inliers": {"min_inliers": 8},

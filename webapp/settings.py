@@ -206,10 +206,6 @@ EMBEDDING_BACKBONE = env_str("EMBEDDING_BACKBONE", SERVED.embedding.backbone)
 EMBEDDING_WEIGHTS = env_str("EMBEDDING_WEIGHTS", SERVED.embedding.weights)
 EMBEDDING_IMAGE_SIZE = env_int("EMBEDDING_IMAGE_SIZE", SERVED.embedding.image_size)
 EMBEDDING_GEM_P = env_float("EMBEDDING_GEM_P", SERVED.embedding.gem_p)
-# Extra input scales of a multi-scale descriptor, relative to EMBEDDING_IMAGE_SIZE (e.g. "0.707,0.5").
-EMBEDDING_SCALES = tuple(
-    float(s) for s in env_list("EMBEDDING_SCALES", ",".join(f"{s:g}" for s in SERVED.embedding.scales[1:]))
-)
 EMBEDDING_BATCH_SIZE = env_int("EMBEDDING_BATCH_SIZE", 16)
 INDEX_TASK_BATCH = env_int("INDEX_TASK_BATCH", 32)
 SEARCH_TOP_K = env_int("SEARCH_TOP_K", SERVED.search.k)

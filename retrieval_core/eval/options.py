@@ -58,7 +58,6 @@ class LadderOptions:
     geometry: str = SERVED.verification.geometry
     min_inliers: int = _FUSION.min_inliers
     upright: bool = SERVED.index_sift.upright
-    scales: tuple[float, ...] = SERVED.embedding.scales[1:]  # extra multi-scale factors after 1.0
     rerank_depth: int = _FUSION.top_k
     verified_expansion: int = _SEARCH.verified_expansion
     verified_expansion_inliers: int = _SEARCH.verified_expansion_inliers
@@ -70,9 +69,7 @@ class LadderOptions:
 
     def configs(self) -> tuple[ServedConfig, LadderConfig]:
         """How every row searches (the served preset with these options) and what the ladder runs."""
-        embedding = dataclasses.replace(
-            SERVED.embedding, backbone=self.backbone, image_size=self.image_size, scales=(1.0, *self.scales)
-        )
+        embedding = dataclasses.replace(SERVED.embedding, backbone=self.backbone, image_size=self.image_size)
         models = (embedding, *(dataclasses.replace(embedding, weights=path) for path in self.checkpoints))
         index_sift = dataclasses.replace(
             SERVED.index_sift,
@@ -148,7 +145,7 @@ class LadderOptions:
         if unknown:
             raise ValueError(f"unknown evaluation options: {', '.join(sorted(unknown))}")
         values = dict(raw)
-        for name in ("checkpoints", "model_ids", "grid", "scales"):
+        for name in ("checkpoints", "model_ids", "grid"):
             if name in values:
                 values[name] = tuple(values[name])
         return cls(**values)
@@ -229,12 +226,6 @@ class LadderOptions:
             "how index SIFT is stored: full, or <8|4|2>bit-<float32|uint16>[-k<keypoints>]",
         )
         parser.add_argument(
-            "--scales",
-            default=None,
-            help="extra multi-scale factors, e.g. 0.707,0.5 (default: "
-            f"{','.join(f'{s:g}' for s in served.scales) or 'none'})",
-        )
-        parser.add_argument(
             "--leave-one-out",
             action="store_true",
             default=None,
@@ -251,7 +242,4 @@ class LadderOptions:
         picked["model_ids"] = tuple(v for v in (values.get("model_ids") or "").split(",") if v)
         grid = values.get("grid") or ""
         picked["grid"] = tuple(float(v) for v in grid.split(",")) if grid else DEFAULT_GRID
-        scales = values.get("scales")
-        if scales is not None:
-            picked["scales"] = tuple(float(v) for v in scales.split(",") if v)
         return cls(**picked)

@@ -17,7 +17,6 @@ from typing import NamedTuple
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image
 
 from retrieval_core.imaging import ImageLoadError, load_image, resize_long_side
@@ -109,8 +108,7 @@ class GlobalDescriptorExtractor:
                 x = x.contiguous(memory_format=torch.channels_last)
             x = x.float().div_(255.0).sub_(self._mean).div_(self._std)
             feature_map = self.net.forward_features(x)
-            others = [self.net.forward_features(_rescaled(x, scale)) for scale in self.config.scales[1:]]
-            vectors = self.net.embed_feature_map(feature_map, others).float().cpu().numpy()
+            vectors = self.net.embed_feature_map(feature_map).float().cpu().numpy()
             if patch_top_n <= 0:
                 return vectors, []
             fmap = feature_map.float().cpu()
@@ -232,13 +230,6 @@ class GlobalDescriptorExtractor:
 
     def _load(self, source: Source, decode: Callable[[Source], Image.Image] | None = None) -> torch.Tensor:
         return self.preprocess(decode(source) if decode is not None else self.load(source))
-
-
-def _rescaled(x: torch.Tensor, scale: float) -> torch.Tensor:
-    """``(B, 3, H, W)`` normalised images at ``scale`` times their size (antialiased, at least 32 px)."""
-    height, width = x.shape[-2:]
-    size = (max(32, round(height * scale)), max(32, round(width * scale)))
-    return F.interpolate(x, size=size, mode="bilinear", antialias=True, align_corners=False)
 
 
 class _ShapeBuckets:

@@ -10,7 +10,6 @@ import functools
 import hashlib
 import os
 import re
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,20 +36,17 @@ class EmbeddingConfig:
         weights: ``"imagenet"`` (offline packaged weights, see `weights.py`) or a path to a user checkpoint.
         image_size: long side in pixels the image is resized to; the aspect ratio is kept.
         gem_p: initial GeM exponent (a checkpoint that contains the pooling layer overrides it).
-        scales: input scales relative to ``image_size`` (each in (0, 1], the first 1.0); with more than
-            one, the GeM vectors of the image at each scale are L2-normalised, summed and normalised again
-            (multi-scale descriptor). The smaller scales are resized from the ``image_size`` input.
+
+    The descriptor is computed at this one input size: summing the vectors of extra input scales was
+    measured under the noise floor on both hard sets, at 1.5-3.5x the pixels per image.
     """
 
     backbone: str = "tf_efficientnet_lite0"
     weights: str = IMAGENET
     image_size: int = 384
     gem_p: float = 3.0
-    scales: tuple[float, ...] = (1.0,)
 
     def __post_init__(self) -> None:
-        if not self.scales or self.scales[0] != 1.0 or not all(0 < s <= 1 for s in self.scales):
-            raise ValueError(f"scales must start with 1.0 and lie in (0, 1], got {self.scales}")
         if self.image_size < 32:
             raise ValueError(f"image_size must be at least 32, got {self.image_size}")
         if self.gem_p <= 0:
@@ -72,10 +68,7 @@ class EmbeddingConfig:
             stat = path.stat()
             weights = "ckpt" + _sha256_prefix(str(path), stat.st_size, stat.st_mtime_ns)
         p = f"{self.gem_p:g}".replace(".", "p")
-        scales = (
-            "" if self.scales == (1.0,) else "-ms" + "+".join(f"{s:g}".replace(".", "p") for s in self.scales)
-        )
-        return f"{self.backbone}-{weights}-{self.image_size}-gem{p}{scales}"
+        return f"{self.backbone}-{weights}-{self.image_size}-gem{p}"
 
     @property
     def collection_name(self) -> str:
@@ -126,20 +119,9 @@ class EmbeddingNet(nn.Module):
         """``(B, 3, H, W)`` normalised images → ``(B, D, H/32, W/32)`` feature map."""
         return self.backbone.forward_features(x)
 
-    def embed_feature_map(
-        self, feature_map: torch.Tensor, others: Sequence[torch.Tensor] = ()
-    ) -> torch.Tensor:
-        """``(B, D, h, w)`` feature map → ``(B, D)`` unit-norm embeddings (callers that also need the map).
-
-        ``others``: feature maps of the same images at other scales; their normalised GeM vectors are
-        added before the final normalisation (multi-scale).
-        """
-        embedding = F.normalize(self.pool(feature_map), dim=-1)
-        for other in others:
-            embedding = embedding + F.normalize(self.pool(other), dim=-1)
-        if others:
-            embedding = F.normalize(embedding, dim=-1)
-        return embedding
+    def embed_feature_map(self, feature_map: torch.Tensor) -> torch.Tensor:
+        """``(B, D, h, w)`` feature map → ``(B, D)`` unit-norm embeddings (callers that also need the map)."""
+        return F.normalize(self.pool(feature_map), dim=-1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, 3, H, W)`` normalised images → ``(B, D)`` unit-norm embeddings. Any H, W ≥ 32 work."""

@@ -90,7 +90,7 @@ SERVED = ServedConfig(
     ),
     rerank_method="sift",
     embedding=EmbeddingConfig(
-        backbone="tf_efficientnet_lite0", weights="imagenet", image_size=384, gem_p=3.0, scales=(1.0,)
+        backbone="tf_efficientnet_lite0", weights="imagenet", image_size=384, gem_p=3.0
     ),
     index_sift=SiftConfig(max_keypoints=1000, long_side=640, upright=False),
     query_sift=SiftConfig(max_keypoints=500, long_side=640, upright=False),

@@ -39,7 +39,6 @@ def configured_embedding() -> EmbeddingConfig:
         weights=settings.EMBEDDING_WEIGHTS,
         image_size=settings.EMBEDDING_IMAGE_SIZE,
         gem_p=settings.EMBEDDING_GEM_P,
-        scales=(1.0, *settings.EMBEDDING_SCALES),
     )
 
 
@@ -69,7 +68,6 @@ def get_active_version() -> EmbeddingModelVersion:
                 "weights": config.weights,
                 "image_size": config.image_size,
                 "gem_p": config.gem_p,
-                "scales": list(config.scales[1:]),
                 "dim": get_extractor(config).dim,
             },
         )
@@ -275,7 +273,6 @@ def register_version(
             "weights": weights or config.weights,
             "image_size": config.image_size,
             "gem_p": config.gem_p,
-            "scales": list(config.scales[1:]),
             "dim": get_extractor(config).dim,
             "state": EmbeddingModelVersion.State.NEW,
         },
@@ -283,9 +280,7 @@ def register_version(
     return version
 
 
-def register_checkpoint(
-    path: Path, *, name: str, scales: tuple[float, ...] = (1.0,)
-) -> EmbeddingModelVersion:
+def register_checkpoint(path: Path, *, name: str) -> EmbeddingModelVersion:
     """Publish a finished checkpoint written on this machine (a run's ``best.pt``) where every process
     loads model versions from, and register it as a version. Local backend: the file stays where it is
     (on the shared VAR_DIR/FEATURES_ROOT) and the version records its path; s3: it is uploaded as
@@ -293,7 +288,7 @@ def register_checkpoint(
     file), so a reader's cached copy can never go stale."""
     config = checkpoint_embedding_config(path)
     reference = publish_file(path, "models", f"{config.version_key}.pt")
-    return register_version(dataclasses.replace(config, scales=scales), name=name, weights=reference)
+    return register_version(config, name=name, weights=reference)
 
 
 def activate_version(version: EmbeddingModelVersion) -> None:
@@ -303,6 +298,7 @@ def activate_version(version: EmbeddingModelVersion) -> None:
         return
     if version.state == EmbeddingModelVersion.State.DROPPED:
         raise ValueError(f"{version} was dropped; register it again to use it")
+    version.refuse_if_retired()  # RetiredVersionError is a ValueError: the Models page shows its message
     EmbeddingModelVersion.objects.filter(pk=version.pk).update(state=EmbeddingModelVersion.State.INDEXING)
     send_on_commit(task_names.REINDEX_VERSION, version.pk)
 

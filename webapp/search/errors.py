@@ -16,6 +16,7 @@ from retrieval_core.imaging import ImageLoadError
 from retrieval_core.index.milvus_store import OutdatedCollectionError
 from retrieval_core.index.vector_index import CollectionMissingError
 from webapp.catalog.uploads import UploadTooLarge
+from webapp.embeddings.models import RetiredVersionError
 from webapp.media import MediaUnavailable
 from webapp.reranking.scoring import RerankUnavailable
 
@@ -51,6 +52,7 @@ _CLIENT_ERRORS: tuple[tuple[type[Exception], int], ...] = (
     (NotInIndex, 409),
     (RerankUnavailable, 409),
     (OutdatedCollectionError, 409),
+    (RetiredVersionError, 409),  # the active version's descriptor is no longer computed: activate another
 )
 _UNAVAILABLE: tuple[tuple[type[Exception], str, str], ...] = (
     (

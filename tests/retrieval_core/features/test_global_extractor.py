@@ -133,23 +133,3 @@ def test_patches_come_from_the_same_forward_pass(extractor, tmp_path):
     # A photo's patches are far closer to themselves than to another photo's.
     assert (patches[0] @ patches[0].T).max(axis=1).mean() > (patches[0] @ patches[1].T).max(axis=1).mean()
     assert extractor.extract_paths(paths).patches is None
-
-
-def test_multi_scale_descriptor_sums_the_normalised_scales(extractor):
-    multi = GlobalDescriptorExtractor.from_config(
-        EmbeddingConfig(image_size=SIZE * 2, scales=(1.0, 0.5)), device="cpu"
-    )
-    big = GlobalDescriptorExtractor.from_config(EmbeddingConfig(image_size=SIZE * 2), device="cpu")
-    photos = _photos()[:3]
-    combined = multi.extract(photos)
-    np.testing.assert_allclose(np.linalg.norm(combined, axis=1), 1.0, atol=1e-5)
-    # Equal to normalise(v(2S) + v(S)), up to the resampling of the smaller scale from the larger input.
-    expected = big.extract(photos) + extractor.extract(photos)
-    expected /= np.linalg.norm(expected, axis=1, keepdims=True)
-    assert np.all(np.sum(combined * expected, axis=1) > 0.99)
-    assert np.any(np.sum(combined * big.extract(photos), axis=1) < 0.9999)
-    assert multi.config.version_key.endswith("-ms1+0p5")
-    # One at a time equals batched, as for a single scale.
-    np.testing.assert_allclose(multi.extract(photos[:1]), combined[:1], atol=1e-5)
-    with pytest.raises(ValueError):
-        EmbeddingConfig(scales=(0.5, 1.0))

@@ -25,7 +25,6 @@ SERVED_SETTINGS: dict[str, object] = {
     "EMBEDDING_WEIGHTS": SERVED.embedding.weights,
     "EMBEDDING_IMAGE_SIZE": SERVED.embedding.image_size,
     "EMBEDDING_GEM_P": SERVED.embedding.gem_p,
-    "EMBEDDING_SCALES": SERVED.embedding.scales[1:],
     "SEARCH_TOP_K": SERVED.search.k,
     "RECOGNITION_TOP_N": SERVED.search.recognition.top_n,
     "RECOGNITION_THRESHOLD": SERVED.search.recognition.threshold,
@@ -74,7 +73,6 @@ SERVED_FLAGS = frozenset(
         "--method",
         "--rerank",
         "--upright",
-        "--scales",
     }
 )
 # Same flag name, another concept: training chooses its own model, input size and mining threshold.

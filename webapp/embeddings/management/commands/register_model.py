@@ -1,6 +1,6 @@
-"""manage.py register_model [--image-size N] [--scales ...] [--activate]: a packaged model as a version.
+"""manage.py register_model [--image-size N] [--activate]: a packaged model as a version.
 
-The way a running deployment takes up a new served embedding (input size, scales, backbone): the settings only
+The way a running deployment takes up a new served embedding (input size, backbone): the settings only
 describe the *first* version of a new deployment, so a change to them needs its own version and collection,
 re-indexed in the background before search switches (blue/green)."""
 
@@ -24,9 +24,6 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--backbone", help="timm backbone (default: EMBEDDING_BACKBONE)")
         parser.add_argument("--image-size", type=int, help="input long side in pixels (EMBEDDING_IMAGE_SIZE)")
-        parser.add_argument(
-            "--scales", type=float, nargs="*", help="extra scales of the size (EMBEDDING_SCALES)"
-        )
         parser.add_argument("--gem-p", type=float, help="GeM exponent (EMBEDDING_GEM_P)")
         parser.add_argument("--activate", action="store_true", help="re-index and switch search to it")
 
@@ -38,10 +35,6 @@ class Command(BaseCommand):
             if options["image_size"] < 32:
                 raise CommandError(f"--image-size {options['image_size']}: at least 32 pixels")
             config = dataclasses.replace(config, image_size=options["image_size"])
-        if options["scales"] is not None:
-            if any(s <= 0 for s in options["scales"]):
-                raise CommandError(f"--scales {options['scales']}: every scale must be above 0")
-            config = dataclasses.replace(config, scales=(1.0, *options["scales"]))
         if options["gem_p"] is not None:
             config = dataclasses.replace(config, gem_p=options["gem_p"])
         try:

@@ -66,7 +66,7 @@ def test_bench_runs_end_to_end_on_a_milvus_lite_server(tmp_path: Path) -> None:
     rows = ann_scale.main(
         [
             "--n", "2000", "--embeddings", str(embeddings), "--configs", "quick", "--queries", "30",
-            "--json", str(out), "--tmp", str(tmp_path), "--dim", "32",
+            "--json", str(out), "--tmp", str(tmp_path),
         ]
     )
     assert [r.index for r in rows] == [
@@ -78,7 +78,7 @@ def test_bench_runs_end_to_end_on_a_milvus_lite_server(tmp_path: Path) -> None:
     assert by_index["IVF_FLAT nlist=16 nprobe=16"].recall == 1.0  # every cell probed: exhaustive
     assert by_index["IVF_FLAT nlist=16 nprobe=2"].recall < 1.0
     assert 0.0 < by_index["HNSW M=8 efC=40 ef=100"].recall <= by_index["HNSW M=8 efC=40 ef=200"].recall
-    assert all(r.n == 2000 and r.dim == 32 and 0 < r.p50_ms <= r.p95_ms for r in rows)
+    assert all(r.n == 2000 and r.dim == 64 and 0 < r.p50_ms <= r.p95_ms for r in rows)
     assert all(r.rss_gib is not None and r.rss_gib > 0.05 for r in rows)
     assert json.loads(out.read_text())[0]["index"] == "FLAT"
 
@@ -190,7 +190,7 @@ def test_faiss_engine_measures_the_same_settings(tmp_path: Path) -> None:
     embeddings = _clustered_embeddings(tmp_path / "embeddings.npz", seed=6)
     rows = ann_scale.main(
         ["--engine", "faiss", "--n", "2000", "--embeddings", str(embeddings), "--configs", "quick",
-         "--queries", "30", "--dim", "32"]
+         "--queries", "30"]
     )
     by_index = {r.index: r for r in rows}
     assert {r.engine for r in rows} == {"faiss"}

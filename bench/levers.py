@@ -60,6 +60,43 @@ FUNDAMENTAL_VQE: dict[str, object] = {
     "verified_expansion": 5,
     "verified_expansion_inliers": 15,
 }
+
+
+def _multi_scale(scales: tuple[float, ...]) -> tuple[str, dict[str, object]]:
+    """A multi-scale global descriptor row, ``scales`` relative to the served input size.
+
+    The embedding takes only factors in (0, 1] of its input size (the smaller inputs are resized from the
+    full one), so a factor above 1 becomes a larger input size with every factor divided by the largest:
+    (1.414, 1, 0.707) at 384 px is (1, 0.707, 0.5) at 543 px.
+    """
+    top = max(scales)
+    relative = tuple(round(s / top, 3) for s in sorted(scales, reverse=True)[1:])
+    change: dict[str, object] = {"scales": relative}
+    if top != 1.0:
+        change["image_size"] = round(SERVED.image_size * top)
+    return f"multi-scale ({', '.join(f'{s:g}' for s in scales)})", change
+
+
+def _sift_rows() -> dict[str, dict[str, object]]:
+    """SIFT levers for street and indoor scenes on top of the served SIFT (1000 index keypoints of which
+    the 750 strongest are stored, 500 query keypoints, long side 640).
+
+    A keypoint row scales the three budgets together (query half the index, three quarters of the index
+    stored), so it changes how many keypoints match, not the served ratios; a long-side row changes the
+    size photos are shrunk to before detection (smaller photos are never enlarged).
+    """
+    rows: dict[str, dict[str, object]] = {"upright SIFT": {"upright": True}}
+    for index in (500, 2000):
+        rows[f"SIFT {index} index / {index // 2} query keypoints"] = {
+            "sift_keypoints": index,
+            "query_keypoints": index // 2,
+            "local_format": f"2bit-uint16-k{3 * index // 4}",
+        }
+    for side in (480, 960, 1024):
+        rows[f"SIFT long side {side} px"] = {"sift_long_side": side}
+    return rows
+
+
 LEVERS: dict[str, dict[str, object]] = {
     "baseline (384 px GeM, RootSIFT homography)": {},
     "input 512 px": {"image_size": 512},
@@ -67,7 +104,6 @@ LEVERS: dict[str, dict[str, object]] = {
     "PCA-whitening 64": {"whiten": 64},
     "PCA-whitening 128": {"whiten": 128},
     "DBA k=2": {"dba": 2},
-    "upright SIFT": {"upright": True},
     "fundamental matrix, min 12 inliers": FUNDAMENTAL,
     "2000 index keypoints": {"sift_keypoints": 2000, "query_keypoints": 1000},
     "SIFT at 1024 px, 2000 keypoints": {
@@ -118,7 +154,8 @@ LEVERS: dict[str, dict[str, object]] = {
     "fundamental (12) + re-rank depth 50": {**FUNDAMENTAL, "rerank_depth": 50},
     "fundamental (12), 600 query keypoints": {**FUNDAMENTAL, "query_keypoints": 600},
     # Rows meant for ``--base served`` (the served verification already on).
-    "multi-scale (1, 0.707, 0.5)": {"scales": (0.707, 0.5)},
+    **dict(_multi_scale(scales) for scales in ((1.0, 0.707), (1.0, 0.707, 0.5), (1.414, 1.0, 0.707))),
+    **_sift_rows(),
     "PCA-whitening 32": {"whiten": 32},
     "PCA-whitening 256": {"whiten": 256},
     "PCA-whitening 64 + DBA k=2": {"whiten": 64, "dba": 2},
@@ -191,19 +228,25 @@ def main() -> None:
             results.setdefault(name, {})[root.name] = [
                 validation,
                 *cells,
+                f"{100 * e1.recall_at_k:.1f} %",
                 f"{e1.median_latency_ms:.0f} / {e1.p95_latency_ms:.0f}",
                 f"{e5.median_latency_ms:.0f} / {e5.p95_latency_ms:.0f}",
             ]
             print(
                 f"[{time.perf_counter() - started:5.0f} s] {root.name} | {name}: validation {validation} | "
                 f"all {cells[0]} | "
-                f"hard ({len(hard)}) {cells[1]} | v={e5.weight_global} | {report.protocol}",
+                f"hard ({len(hard)}) {cells[1]} | "
+                f"global recall@{report.top_k} {100 * e1.recall_at_k:.1f} % | "
+                f"global p50/p95 {e1.median_latency_ms:.0f}/{e1.p95_latency_ms:.0f} ms | "
+                f"+SIFT p50/p95 {e5.median_latency_ms:.0f}/{e5.p95_latency_ms:.0f} ms | "
+                f"v={e5.weight_global} | {report.protocol}",
                 file=sys.stderr,
                 flush=True,
             )
     names = [root.name for root in args.roots]
     header = " | ".join(
-        f"{n}: validation · all · hard {args.hard:.0%} · global p50 / p95 ms · +SIFT p50 / p95 ms"
+        f"{n}: validation · all · hard {args.hard:.0%} · global recall@{base.top_k} · global p50 / p95 ms · "
+        "+SIFT p50 / p95 ms"
         for n in names
     )
     print(

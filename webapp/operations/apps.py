@@ -8,9 +8,10 @@ class OperationsConfig(AppConfig):
 
     def ready(self) -> None:
         """Every process that loads Django (web, workers, beat, commands) records its tasks' metrics and
-        carries request ids into the tasks it sends."""
+        carries request ids into the tasks it sends; the system checks warn about variables of removed
+        features."""
         from webapp import request_id
-        from webapp.operations import task_metrics
+        from webapp.operations import removed_settings, task_metrics  # noqa: F401 (registers its check)
 
         request_id.connect_celery()
         task_metrics.connect_celery()

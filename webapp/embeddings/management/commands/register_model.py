@@ -6,11 +6,11 @@ re-indexed in the background before search switches (blue/green)."""
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from retrieval_core.search.served import replace_given
 from webapp.embeddings.services import activate_version, configured_embedding, register_version
 
 
@@ -28,15 +28,14 @@ class Command(BaseCommand):
         parser.add_argument("--activate", action="store_true", help="re-index and switch search to it")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        config = configured_embedding()
-        if options["backbone"] is not None:
-            config = dataclasses.replace(config, backbone=options["backbone"])
-        if options["image_size"] is not None:
-            if options["image_size"] < 32:
-                raise CommandError(f"--image-size {options['image_size']}: at least 32 pixels")
-            config = dataclasses.replace(config, image_size=options["image_size"])
-        if options["gem_p"] is not None:
-            config = dataclasses.replace(config, gem_p=options["gem_p"])
+        if options["image_size"] is not None and options["image_size"] < 32:
+            raise CommandError(f"--image-size {options['image_size']}: at least 32 pixels")
+        config = replace_given(
+            configured_embedding(),
+            backbone=options["backbone"],
+            image_size=options["image_size"],
+            gem_p=options["gem_p"],
+        )
         try:
             version = register_version(config)
         except (ValueError, RuntimeError) as error:  # an unknown backbone or weights that do not load
